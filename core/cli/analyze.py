@@ -1,0 +1,101 @@
+"""`bkbench analyze FILE [--json] [--show-secrets]`: what is in a flash dump or a boot log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..analysis.bootlog import parse_boot_log
+from ..analysis.dump import analyze_dump
+from ..analysis.tuya_pins import map_user_param_key
+from ..errors import BkError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="identify chip, firmware, MAC, Tuya config and OpenBK pins of a dump")
+    p.add_argument("file", nargs="?", help="flash dump (.bin) or UART boot log (.log/.txt)")
+    p.add_argument("--port", help="analyse the live chip on this serial port (not yet available)")
+    p.add_argument("--show-secrets", action="store_true", help="show Wi-Fi passwords and keys")
+    p.set_defaults(func=run)
+
+
+def _is_text(data: bytes) -> bool:
+    sample = data[:4096]
+    return bool(sample) and sum(32 <= b < 127 or b in (9, 10, 13) for b in sample) > 0.9 * len(sample)
+
+
+def analyze_file(path: str | Path, show_secrets: bool = False) -> dict[str, Any]:
+    """The JSON report for a dump or boot log file."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise BkError(f"Cannot read {p}: {e.strerror}.") from None
+    if _is_text(data):
+        log = parse_boot_log(data)
+        out: dict[str, Any] = {"source": "bootlog", **log.to_json()}
+        if log.json_cfg:
+            m = map_user_param_key(log.json_cfg)
+            out["tuya"] = {"keys": [], "user_param_key": log.json_cfg}
+            mj = m.to_json()
+            out["openbk"] = {"pins": mj["pins"], "mapping": mj, "template": m.template(chip=log.chip or "")}
+        return out
+    return {"source": "dump", **analyze_dump(data).to_json(show_secrets)}
+
+
+def _human(r: dict[str, Any]) -> str:
+    lines = []
+    if r["source"] == "bootlog":
+        lines.append(f"Boot log: chip {r.get('chip') or '?'}, bootloader {r.get('bootloader') or '?'}, "
+                     f"flash ID {r.get('flash_id') or '?'}, MAC {r.get('mac') or '?'}")
+        if r.get("sdk_version"):
+            app = f"{r.get('app') or ''} {r.get('app_version') or ''}"
+            lines.append(f"Firmware: Tuya SDK {r['sdk_version']} {app}")
+    else:
+        bl = r.get("bootloader") or {}
+        lines.append(f"Chip: {r.get('chip') or 'unknown'}   Bootloader: {bl.get('name', 'unknown')}   "
+                     f"MAC: {r.get('mac') or '?'}   Size: {r['size']:,} bytes")
+        if r.get("rotated"):
+            lines.append("Dump was read from 0x11000 with wrap-around; analysed in flash order.")
+        fw = r["firmware"]
+        if fw["kind"] == "tuya":
+            lines.append(f"Firmware: stock Tuya, SDK {fw['sdk_version']} built {fw.get('sdk_build', '?')} "
+                         f"{fw.get('app', '')}")
+        elif fw["kind"] == "openbk":
+            lines.append(f"Firmware: {fw['name']} {fw['version']} ({fw['build']})")
+        else:
+            lines.append(f"Firmware: {fw['kind']}")
+        for p in r["partitions"]:
+            lines.append(f"  0x{p['start']:06X} +0x{p['size']:06X}  {p['name']:<22} {p['status']}")
+    tuya = r.get("tuya") or {}
+    if tuya.get("keys"):
+        lines.append("Tuya keys: " + ", ".join(tuya["keys"]))
+    ob = r.get("openbk") or {}
+    m = ob.get("mapping")
+    if m:
+        if m["kind"] == "tuyamcu":
+            lines.append(f"TuyaMCU device (no user_param_key), baud {m.get('baud')}")
+        for g, p in m["pins"].items():
+            lines.append(f"  P{g:<3} {p['role']:<14} channel {p['channel']}   ({p['source']})")
+        if m["startup_command"]:
+            lines.append(f"Startup command: {m['startup_command']}")
+        for w in m["warnings"]:
+            lines.append(f"Warning: {w}")
+    for w in r.get("warnings", []):
+        lines.append(f"Warning: {w}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "port", None):
+        raise BkError("Live analysis (--port) is not available yet; save a backup and analyse the file.")
+    if not args.file:
+        raise BkError("Give a dump or boot log FILE to analyse.")
+    report = analyze_file(args.file, args.show_secrets)
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2))
+    else:
+        print(_human(report))
+    return 0

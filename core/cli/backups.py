@@ -1,0 +1,25 @@
+"""`bkbench backups`: list the backup library."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..backups import BackupLibrary
+from .common import emit
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backups", help="list full backups in the library")
+    p.add_argument("--library", help="backup library directory")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_backups)
+
+
+def cmd_backups(args: argparse.Namespace) -> int:
+    lib = BackupLibrary(args.library)
+    entries = lib.list()
+    lines = [f"{e.meta.get('time', '?'):<26} {e.meta.get('chip', '?'):<8} {e.meta.get('mac') or '-':<18} {e.path}"
+             for e in entries]
+    emit(args, {"library": str(lib.root), "backups": [{"path": str(e.path), **e.meta} for e in entries]},
+         "\n".join(lines) if lines else f"no backups in {lib.root}")
+    return 0

@@ -1,0 +1,66 @@
+"""Helpers shared by CLI commands: numbers, sessions, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import BkError
+from ..session import Session
+from .render import make_renderer
+
+
+def parse_int(text: str) -> int:
+    """Accept 0x11000, 69632, 1M, 64K."""
+    t = text.strip().lower().replace("_", "")
+    mult = 1
+    if t.endswith("k"):
+        mult, t = 1024, t[:-1]
+    elif t.endswith("m"):
+        mult, t = 1024 * 1024, t[:-1]
+    try:
+        return int(t, 0) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (use e.g. 0x11000, 4096, 64K)") from None
+
+
+def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--port", "-p", required=required, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
+    p.add_argument("--baud", "-b", type=int, default=921600, help="transfer baud rate (link is always 115200)")
+    p.add_argument("--reset", default="auto",
+                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the chip to answer")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+@contextmanager
+def session_for(args: argparse.Namespace) -> Iterator[Session]:
+    renderer = make_renderer(getattr(args, "json", False), getattr(args, "quiet", False))
+    s = Session(args.port, baud=args.baud, on_event=renderer, reset=args.reset, link_timeout=args.timeout)
+    try:
+        s.open()
+        yield s
+    finally:
+        s.close()
+        close = getattr(renderer, "close", None)
+        if close:
+            close()
+
+
+def emit(args: argparse.Namespace, obj: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, indent=2, default=str))
+    else:
+        print(text)
+
+
+def fail(message: str) -> BkError:
+    return BkError(message)
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()

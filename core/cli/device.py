@@ -1,0 +1,154 @@
+"""Commands that talk to a chip: ports, info, read, write, verify, reboot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..backups import BackupLibrary, atomic_write
+from ..errors import BkError
+from ..ports import list_ports
+from .common import add_port_args, emit, parse_int, session_for
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ports", help="list serial ports with adapter names")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_ports)
+
+    p = sub.add_parser("info", help="link, identify chip, bootloader, flash and MAC")
+    add_port_args(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("read", help="read flash (whole chip by default) verified by CRC")
+    add_port_args(p)
+    p.add_argument("--output", "-o", help="file to write (default: into the backup library)")
+    p.add_argument("--start", type=parse_int, default=0)
+    p.add_argument("--length", type=parse_int, default=None)
+    p.add_argument("--library", help="backup library directory")
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("write", help="write an image (recognised by content) with a backup first")
+    add_port_args(p)
+    p.add_argument("file")
+    p.add_argument("--start", type=parse_int, default=None, help="flash offset (raw files only)")
+    p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
+    p.add_argument("--replace-bootloader", action="store_true", help="also write the bootloader (QIO/dumps)")
+    p.add_argument("--allow-protected", action="store_true",
+                   help="allow writes over the bootloader and RF calibration sectors")
+    p.add_argument("--full", action="store_true", help="rewrite every sector, not only those that differ")
+    p.add_argument("--no-reboot", action="store_true")
+    p.add_argument("--library", help="backup library directory")
+    p.set_defaults(func=cmd_write)
+
+    p = sub.add_parser("verify", help="compare the chip with a file by CRC")
+    add_port_args(p)
+    p.add_argument("file")
+    p.add_argument("--start", type=parse_int, default=0)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("reboot", help="reboot the chip into its firmware")
+    add_port_args(p)
+    p.set_defaults(func=cmd_reboot)
+
+
+def cmd_ports(args: argparse.Namespace) -> int:
+    ports = list_ports()
+    lines = [f"{p.device:<22} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {'IN USE ' if p.in_use else ''}"
+             f"{p.description} {p.by_id}".rstrip() for p in ports]
+    emit(args, {"ports": [p.to_json() for p in ports]},
+         "\n".join(lines) if lines else "no serial ports found (the simulator is sim://bk7231n)")
+    return 0
+
+
+def _info_text(info) -> str:
+    j = info.to_json()
+    return "\n".join(f"{k:<13} {v}" for k, v in j.items() if v not in (None, [], ""))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with session_for(args) as s:
+        info = s.connect()
+    emit(args, {"ok": True, **info.to_json()}, _info_text(info))
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    with session_for(args) as s:
+        info = s.connect()
+        whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
+        if args.output is None and whole:
+            entry = s.backup(BackupLibrary(args.library))
+            emit(args, {"ok": True, "path": str(entry.path), **entry.meta}, f"backup saved: {entry.path}")
+            return 0
+        data = s.read(args.start, args.length)
+    out = Path(args.output or f"bkbench-{args.start:06x}-{len(data):x}.bin")
+    if out.exists():
+        raise BkError(f"{out} exists; bkbench never overwrites a dump (choose another --output)")
+    atomic_write(out, data)
+    emit(args, {"ok": True, "path": str(out), "start": args.start, "length": len(data)},
+         f"read 0x{args.start:06X}+0x{len(data):X} verified by CRC -> {out}")
+    return 0
+
+
+def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_bootloader: bool):
+    """What to write where. Images are recognised by content when the images module is present."""
+    try:
+        from ..images.recognize import check_compatible, plan_write, recognize
+    except ImportError:
+        if start is None:
+            raise BkError("give --start for a raw file") from None
+        return start, data, f"raw file at 0x{start:06X}"
+    info = recognize(data, name)
+    if start is not None and info.format == "raw":
+        return start, data, f"raw file at 0x{start:06X}"
+    check_compatible(info, chip)
+    plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader)
+    if start is not None and start != plan.start:
+        raise BkError(f"{info.format} images go to 0x{plan.start:06X}, not 0x{start:06X}")
+    return plan.start, plan.payload, plan.description
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise BkError(f"{path}: no such file")
+    data = path.read_bytes()
+    with session_for(args) as s:
+        info = s.connect()
+        start, payload, what = plan_for_file(data, path.name, info.chip, args.start, args.replace_bootloader)
+        report = s.write(
+            payload, start,
+            allow_protected=args.allow_protected or args.replace_bootloader,
+            backup_library=BackupLibrary(args.library),
+            backup_first=not args.no_backup,
+            differential=not args.full,
+        )
+        if not args.no_reboot:
+            s.reboot()
+    emit(args, {"ok": True, "what": what, "start": start, "length": len(payload), "written": report.written,
+                "skipped": report.skipped, "erased_only": report.erased_only,
+                "backup": str(report.backup.path) if report.backup else None},
+         f"{what}: {report.summary()}, verified by CRC")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise BkError(f"{path}: no such file")
+    data = path.read_bytes()
+    with session_for(args) as s:
+        s.connect()
+        report = s.verify(data, args.start)
+    emit(args, {"ok": report.ok, "mismatched": [[hex(a), hex(b)] for a, b in report.mismatched]},
+         report.summary())
+    return 0 if report.ok else 2
+
+
+def cmd_reboot(args: argparse.Namespace) -> int:
+    with session_for(args) as s:
+        s.connect()
+        s.reboot()
+    emit(args, {"ok": True}, "rebooted")
+    return 0

@@ -1,0 +1,90 @@
+"""`bkbench fetch`: list or download OpenBK releases (cached; works offline from the cache)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import BkError
+from ..images.releases import ReleaseClient, atomic_write
+
+CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
+
+
+def _list(client: ReleaseClient, args: argparse.Namespace, as_json: bool) -> int:
+    rels = client.list(args.count)
+    chips = [CHIPS[args.chip]] if args.chip else list(CHIPS.values())
+    if as_json:
+        out = []
+        for r in rels:
+            files = {c: {v or "": _asset_name(r, c, v) for v in r.variants(c)} for c in chips}
+            out.append({"tag": r.tag, "name": r.name, "published_at": r.published_at,
+                        "prerelease": r.prerelease, "files": files})
+        print(json.dumps(out, indent=2))
+        return 0
+    for r in rels:
+        print(f"{r.tag}  {r.published_at[:10]}{'  (pre-release)' if r.prerelease else ''}")
+        for c in chips:
+            variants = r.variants(c)
+            if variants:
+                names = ", ".join(v or "plain" for v in variants)
+                print(f"  {c}: {_asset_name(r, c, None) if '' in variants else '-'}  variants: {names}")
+    return 0
+
+
+def _asset_name(rel, chip: str, variant: str | None) -> str:
+    try:
+        return rel.choose_asset(chip, variant or None).name
+    except BkError:
+        return ""
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    as_json = getattr(args, "json", False)
+    client = ReleaseClient(api_base=args.api, cache_dir=args.cache_dir, offline=args.offline)
+    if args.list:
+        return _list(client, args, as_json)
+    if not args.chip:
+        raise BkError("Say which chip the image is for: --chip bk7231n or --chip bk7231t.")
+
+    def progress(done: int, total: int) -> None:
+        if not as_json and sys.stderr.isatty():
+            pct = f" {done * 100 // total}%" if total else ""
+            print(f"\rdownloading {done // 1024} KiB{pct}", end="", file=sys.stderr, flush=True)
+
+    res = client.fetch(CHIPS[args.chip], version=args.version, variant=args.variant,
+                       refresh=args.refresh, progress=progress)
+    if not as_json and sys.stderr.isatty() and not res.from_cache:
+        print(file=sys.stderr)
+    path = res.path
+    if args.output:
+        path = Path(args.output)
+        atomic_write(path, res.path.read_bytes())
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if as_json:
+        out = res.to_json()
+        out["path"] = str(path)
+        out["cached_path"] = str(res.path)
+        print(json.dumps(out, indent=2))
+    else:
+        print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fetch", help="download an OpenBK release image for a chip (cached)")
+    p.add_argument("--version", help="release tag (default: the latest release)")
+    p.add_argument("--chip", type=str.lower, choices=sorted(CHIPS), help="chip family the image is for")
+    p.add_argument("--variant", help="build variant (e.g. berry, tuyaMCU); default: the plain build")
+    p.add_argument("--list", action="store_true", help="list releases and their files instead")
+    p.add_argument("--count", type=int, default=10, help="how many releases --list shows")
+    p.add_argument("--output", "-o", help="also copy the image to this file")
+    p.add_argument("--refresh", action="store_true", help="download again even if cached")
+    p.add_argument("--offline", action="store_true", help="use only the cache")
+    p.add_argument("--api", default=None, help="GitHub API base URL (env BKBENCH_GITHUB_API)")
+    p.add_argument("--cache-dir", default=None, help="release cache directory (env BKBENCH_CACHE_DIR)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    p.set_defaults(func=cmd_fetch)

@@ -1,0 +1,302 @@
+"""Verified flash operations: read, write (differential), verify. No printing, no UI.
+
+Reads go sector by sector and are verified by one chip CRC per 64 KiB group; a mismatching group
+is narrowed down to its sectors, which are read again. Writes first ask the chip for the CRC of
+each target group and sector and touch only what differs (erase-only for blank targets, 64 KiB
+erases for whole changed blocks), then verify by CRC. Every step emits events; cancellation is
+honoured between sectors and leaves an OperationRecord saying what was done.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from ..client import BkClient
+from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
+from .events import (
+    CancelToken,
+    EventSink,
+    Notice,
+    OperationRecord,
+    Progress,
+    Retry,
+    SectorState,
+    SectorUpdate,
+    Stage,
+    null_sink,
+)
+
+SECTOR = 0x1000
+BLOCK = 0x10000
+CRC_FF_SECTOR = zlib.crc32(b"\xff" * SECTOR)
+READ_RETRIES = 20
+WRITE_RETRIES = 3
+
+
+class OperationFailed(BkError):
+    def __init__(self, message: str, record: OperationRecord) -> None:
+        super().__init__(f"{message}; still to do: {record.describe_remaining()}")
+        self.record = record
+
+
+def _check_cancel(cancel: CancelToken | None, record: OperationRecord) -> None:
+    if cancel is not None and cancel.cancelled:
+        exc = OperationCancelled(f"cancelled; {record.kind} still to do: {record.describe_remaining()}")
+        exc.record = record  # type: ignore[attr-defined]
+        raise exc
+
+
+def _groups(start: int, end: int, size: int = BLOCK) -> list[tuple[int, int]]:
+    """Split [start, end) at `size`-aligned boundaries."""
+    out = []
+    pos = start
+    while pos < end:
+        nxt = min(end, (pos // size + 1) * size)
+        out.append((pos, nxt))
+        pos = nxt
+    return out
+
+
+def _retrying(fn, what: str, addr: int, sink: EventSink, record: OperationRecord, retries: int,
+              client: BkClient):
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except ProtocolError as exc:
+            if attempt == retries:
+                raise
+            record.retries += 1
+            sink(Retry(addr, attempt + 1, f"{what}: {exc}"))
+            client.recover()
+
+
+def read_flash(
+    client: BkClient,
+    start: int,
+    length: int,
+    sink: EventSink = null_sink,
+    cancel: CancelToken | None = None,
+    record: OperationRecord | None = None,
+    into: bytearray | None = None,
+) -> bytes:
+    """Read [start, start+length) verified by chip CRC. `into` lets a resumed read fill a buffer."""
+    if start % SECTOR or length % SECTOR:
+        raise BkError("reads must start and end on a 4 KiB boundary")
+    record = record or OperationRecord("read", start, length)
+    buf = into if into is not None else bytearray(length)
+    sink(Stage("read", f"reading 0x{start:06X}-0x{start + length:06X}"))
+    done_bytes = sum(e - s for s, e in record.done)
+    todo = record.remaining()
+    for seg_start, seg_end in todo:
+        for g_start, g_end in _groups(seg_start, seg_end):
+            _check_cancel(cancel, record)
+            for addr in range(g_start, g_end, SECTOR):
+                data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES,
+                                 client)
+                buf[addr - start : addr - start + SECTOR] = data
+                sink(SectorUpdate(addr, SectorState.READ))
+            _verify_group(client, buf, start, g_start, g_end, sink, record)
+            for addr in range(g_start, g_end, SECTOR):
+                sink(SectorUpdate(addr, SectorState.VERIFIED))
+            record.mark_done(g_start, g_end)
+            done_bytes += g_end - g_start
+            sink(Progress(done_bytes, length))
+    return bytes(buf)
+
+
+def _verify_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
+                  record: OperationRecord) -> None:
+    for attempt in range(READ_RETRIES + 1):
+        want = zlib.crc32(buf[g_start - base : g_end - base])
+        got = _retrying(lambda: client.crc(g_start, g_end - g_start), "crc", g_start, sink, record,
+                        READ_RETRIES, client)
+        if got == want:
+            return
+        if attempt == READ_RETRIES:
+            raise CrcMismatch(g_start, g_end - g_start, want, got)
+        # Narrow down to the sectors whose data was damaged on the way and read them again.
+        for addr in range(g_start, g_end, SECTOR):
+            chunk = buf[addr - base : addr - base + SECTOR]
+            chip = _retrying(lambda a=addr: client.crc(a, SECTOR), "crc", addr, sink, record, READ_RETRIES,
+                             client)
+            if chip != zlib.crc32(chunk):
+                record.retries += 1
+                sink(Retry(addr, attempt + 1, "read data failed its CRC check"))
+                data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES,
+                                 client)
+                buf[addr - base : addr - base + SECTOR] = data
+
+
+@dataclass
+class WriteReport:
+    written: int = 0
+    skipped: int = 0
+    erased_only: int = 0
+    full_rewrite: bool = False
+    record: OperationRecord | None = None
+    backup: object | None = None
+    changed: list[tuple[int, int]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.written} sectors written, {self.erased_only} erased only, {self.skipped} already "
+                f"identical")
+
+
+def write_flash(
+    client: BkClient,
+    start: int,
+    data: bytes,
+    sink: EventSink = null_sink,
+    cancel: CancelToken | None = None,
+    differential: bool = True,
+    record: OperationRecord | None = None,
+) -> WriteReport:
+    """Write `data` at `start` (4 KiB aligned), touching only sectors whose chip CRC differs."""
+    if start % SECTOR:
+        raise BkError("writes must start on a 4 KiB boundary")
+    if len(data) % SECTOR:
+        data = data + b"\xff" * (SECTOR - len(data) % SECTOR)
+    length = len(data)
+    record = record or OperationRecord("write", start, length)
+    report = WriteReport(record=record)
+    sink(Stage("unprotect", client.unprotect()))
+    sink(Stage("write", f"writing 0x{start:06X}-0x{start + length:06X}"))
+    done_bytes = sum(e - s for s, e in record.done)
+    for seg_start, seg_end in record.remaining():
+        for g_start, g_end in _groups(seg_start, seg_end):
+            _check_cancel(cancel, record)
+            _write_group(client, start, data, g_start, g_end, sink, record, report, differential)
+            record.mark_done(g_start, g_end)
+            done_bytes += g_end - g_start
+            sink(Progress(done_bytes, length))
+    sink(Stage("verify", "checking the whole range"))
+    want = zlib.crc32(data)
+    got = _retrying(lambda: client.crc(start, length), "crc", start, sink, record, READ_RETRIES, client)
+    if got != want:
+        if differential:
+            sink(Notice("warning", "final CRC differs: rewriting every sector"))
+            full = write_flash(client, start, data, sink, cancel, differential=False)
+            full.full_rewrite = True
+            return full
+        raise CrcMismatch(start, length, want, got)
+    return report
+
+
+def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: int, sink: EventSink,
+                 record: OperationRecord, report: WriteReport, differential: bool) -> None:
+    target = data[g_start - base : g_end - base]
+    sectors = list(range(g_start, g_end, SECTOR))
+    if differential:
+        chip_crc = _retrying(lambda: client.crc(g_start, g_end - g_start), "crc", g_start, sink, record,
+                             READ_RETRIES, client)
+        if chip_crc == zlib.crc32(target):
+            for addr in sectors:
+                sink(SectorUpdate(addr, SectorState.SKIPPED))
+            report.skipped += len(sectors)
+            return
+        changed = []
+        for addr in sectors:
+            want = zlib.crc32(data[addr - base : addr - base + SECTOR])
+            got = _retrying(lambda a=addr: client.crc(a, SECTOR), "crc", addr, sink, record, READ_RETRIES,
+                            client)
+            if got == want:
+                sink(SectorUpdate(addr, SectorState.SKIPPED))
+                report.skipped += 1
+            else:
+                changed.append(addr)
+    else:
+        changed = sectors
+    whole_block = g_start % BLOCK == 0 and g_end - g_start == BLOCK and len(changed) == len(sectors)
+    if whole_block:
+        _retrying(lambda: client.erase(g_start, BLOCK), "erase", g_start, sink, record, WRITE_RETRIES, client)
+        for addr in sectors:
+            sink(SectorUpdate(addr, SectorState.ERASED))
+    for addr in changed:
+        _write_sector(client, addr, data[addr - base : addr - base + SECTOR], sink, record, report,
+                      erased=whole_block)
+        report.changed.append((addr, addr + SECTOR))
+
+
+def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, record: OperationRecord,
+                  report: WriteReport, erased: bool) -> None:
+    want = zlib.crc32(chunk)
+    blank = chunk == b"\xff" * SECTOR
+    for attempt in range(WRITE_RETRIES + 1):
+        try:
+            if not erased or attempt:
+                client.erase(addr, SECTOR)
+                sink(SectorUpdate(addr, SectorState.ERASED))
+            if not blank:
+                client.write_4k(addr, chunk)
+            got = client.crc(addr, SECTOR)
+        except ProtocolError as exc:
+            if attempt == WRITE_RETRIES:
+                sink(SectorUpdate(addr, SectorState.FAILED))
+                record.failed_at = addr
+                raise OperationFailed(f"writing 0x{addr:06X} failed: {exc}", record) from exc
+            record.retries += 1
+            sink(Retry(addr, attempt + 1, str(exc)))
+            client.recover()
+            continue
+        if got == want:
+            sink(SectorUpdate(addr, SectorState.VERIFIED if not blank else SectorState.ERASED))
+            if blank:
+                report.erased_only += 1
+            else:
+                report.written += 1
+            return
+        if attempt == WRITE_RETRIES:
+            sink(SectorUpdate(addr, SectorState.FAILED))
+            record.failed_at = addr
+            if got != CRC_FF_SECTOR and blank:
+                raise FlashProtectedError(f"erase at 0x{addr:06X} had no effect: the flash is write-protected")
+            raise OperationFailed(f"sector 0x{addr:06X} does not verify after {WRITE_RETRIES} retries", record)
+        record.retries += 1
+        sink(Retry(addr, attempt + 1, "written data failed its CRC check"))
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    mismatched: list[tuple[int, int]]
+    checked: int
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"chip matches ({self.checked} bytes checked by CRC)"
+        return "chip differs at " + ", ".join(f"0x{s:06X}-0x{e:06X}" for s, e in self.mismatched)
+
+
+def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = null_sink,
+                 cancel: CancelToken | None = None) -> VerifyReport:
+    """Compare the chip with `data` by CRC: per 64 KiB group, then per sector where a group differs."""
+    if start % SECTOR:
+        raise BkError("verify must start on a 4 KiB boundary")
+    record = OperationRecord("verify", start, len(data))
+    sink(Stage("verify", f"comparing 0x{start:06X}-0x{start + len(data):06X} by CRC"))
+    bad: list[tuple[int, int]] = []
+    end = start + len(data)
+    for g_start, g_end in _groups(start, end):
+        _check_cancel(cancel, record)
+        chip = _retrying(lambda s=g_start, e=g_end: client.crc(s, e - s), "crc", g_start, sink, record,
+                         READ_RETRIES, client)
+        if chip == zlib.crc32(data[g_start - start : g_end - start]):
+            for addr in range(g_start, g_end, SECTOR):
+                sink(SectorUpdate(addr, SectorState.VERIFIED))
+        else:
+            for addr in range(g_start, g_end, SECTOR):
+                n = min(SECTOR, g_end - addr)
+                c = _retrying(lambda a=addr, n=n: client.crc(a, n), "crc", addr, sink, record, READ_RETRIES,
+                              client)
+                if c == zlib.crc32(data[addr - start : addr - start + n]):
+                    sink(SectorUpdate(addr, SectorState.VERIFIED))
+                else:
+                    sink(SectorUpdate(addr, SectorState.FAILED))
+                    if bad and bad[-1][1] == addr:
+                        bad[-1] = (bad[-1][0], addr + n)
+                    else:
+                        bad.append((addr, addr + n))
+        record.mark_done(g_start, g_end)
+        sink(Progress(g_end - start, len(data)))
+    return VerifyReport(not bad, bad, len(data))

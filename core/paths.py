@@ -1,0 +1,37 @@
+"""Where bkbench keeps its data, cache and config (XDG), and where test fixtures live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / default
+
+
+def data_dir() -> Path:
+    env = os.environ.get("BKBENCH_DATA_DIR")
+    return Path(env) if env else _xdg("XDG_DATA_HOME", ".local/share") / "bkbench"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("BKBENCH_CACHE_DIR")
+    return Path(env) if env else _xdg("XDG_CACHE_HOME", ".cache") / "bkbench"
+
+
+def config_dir() -> Path:
+    env = os.environ.get("BKBENCH_CONFIG_DIR")
+    return Path(env) if env else _xdg("XDG_CONFIG_HOME", ".config") / "bkbench"
+
+
+def fixtures_dir() -> Path | None:
+    """The shared fixtures (real dumps, logs) when present beside a source checkout."""
+    env = os.environ.get("BKBENCH_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared")
+    for cand in candidates:
+        if (cand / "fixtures").is_dir():
+            return cand / "fixtures"
+    return None

@@ -1,0 +1,258 @@
+"""A session with one chip on one port: the facade the CLI and the TUI both drive.
+
+One owner of the port at a time; every method emits events to `on_event` and raises BkError
+subclasses with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from .backups import BackupEntry, BackupLibrary
+from .client import LINK_BAUD, BkClient, ChipInfo
+from .errors import BkError, LinkError, PortError, ProtocolError, UnsafeWriteError
+from .layout import RF_OFFSET, SECTOR, protected_ranges
+from .link.reset import PRESETS, ResetStrategy, get_strategy, port_has_lines
+from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, Stage, null_sink
+from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .transport import open_port
+
+BAUD_LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, 115200)
+
+
+def parse_mac(rf_sector: bytes) -> str | None:
+    """MAC from the RF/TLV sector: item tag 0x11111102, length 6, at +0x1C (checked on real dumps)."""
+    if rf_sector[:4] != b"TLV\x00":
+        return None
+    if rf_sector[0x1C:0x24] != struct.pack("<II", 0x11111102, 6):
+        return None
+    mac = rf_sector[0x24:0x2A]
+    return ":".join(f"{b:02X}" for b in mac)
+
+
+class Session:
+    def __init__(
+        self,
+        url: str,
+        baud: int = 921600,
+        on_event: EventSink = null_sink,
+        reset: str | ResetStrategy = "auto",
+        link_timeout: float = 20.0,
+    ) -> None:
+        self.url = url
+        self.baud = baud
+        self.sink = on_event
+        self.reset = reset if isinstance(reset, ResetStrategy) else get_strategy(reset)
+        self.link_timeout = link_timeout
+        self.port = None
+        self.client: BkClient | None = None
+        self.info: ChipInfo | None = None
+
+    # ------------------------------------------------------------------ port
+    def open(self) -> None:
+        if self.port is None:
+            self.port = open_port(self.url, LINK_BAUD)
+            self.client = BkClient(self.port, self.sink)
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self._restore_link_baud()
+                self.port.close()
+            finally:
+                self.port = None
+                self.client = None
+
+    def _restore_link_baud(self) -> None:
+        """Leave a still-linked chip listening at 115200, so the next session links without a reset."""
+        if self.info is None or self.client is None or self.info.baud == LINK_BAUD:
+            return
+        try:
+            self.client.set_baudrate(LINK_BAUD)
+        except (ProtocolError, OSError):
+            pass  # best effort: a reset brings the chip back to 115200 anyway
+        self.info.baud = LINK_BAUD
+
+    def __enter__(self) -> Session:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _client(self) -> BkClient:
+        if self.client is None:
+            self.open()
+        assert self.client is not None
+        return self.client
+
+    # ------------------------------------------------------------------ link
+    def _strategy(self) -> ResetStrategy:
+        if not self.reset.manual and not port_has_lines(self.port):
+            self.sink(Notice("warning", f"{self.url} cannot drive DTR/RTS: reset the chip by hand"))
+            return PRESETS["manual"]
+        return self.reset
+
+    def link(self, cancel: CancelToken | None = None, timeout: float | None = None) -> None:
+        client = self._client()
+        strategy = self._strategy()
+        timeout = self.link_timeout if timeout is None else timeout
+        self.sink(Stage("link", "linking at 115200 baud: " + (
+            strategy.instructions if strategy.manual else f"resetting with {strategy.name}")))
+        state = {"last_reset": -1e9, "last_event": -1e9}
+
+        def on_attempt(n: int, elapsed: float) -> None:
+            if not strategy.manual and elapsed - state["last_reset"] >= strategy.repeat_every:
+                state["last_reset"] = elapsed
+                strategy.apply(self.port)
+            if elapsed - state["last_event"] >= 0.25:
+                state["last_event"] = elapsed
+                hint = strategy.instructions if strategy.manual else f"reset by {strategy.name}"
+                self.sink(LinkAttempt(n, elapsed, hint))
+
+        # First a short try without reset: the chip may already wait in its bootloader.
+        if client.link(0.3, cancel, None):
+            return
+        if not client.link(timeout, cancel, on_attempt):
+            raise LinkError(
+                f"no answer to the link check within {timeout:.0f} s",
+                hint="check TX/RX are crossed, GND is common and the module has a stable 3.3 V; "
+                "then reset the chip while bkbench is linking (run `bkbench doctor` for a diagnosis)",
+            )
+
+    def connect(self, cancel: CancelToken | None = None) -> ChipInfo:
+        self.open()
+        self.link(cancel)
+        client = self._client()
+        self.sink(Stage("identify", "identifying chip and bootloader"))
+        info = client.identify()
+        info.baud = LINK_BAUD
+        self.info = info
+        if self.baud != LINK_BAUD:
+            self._switch_baud(cancel)
+        try:
+            info.mac = parse_mac(client.read_4k(RF_OFFSET.get(info.chip, 0x1D0000)))
+        except ProtocolError:
+            info.warnings.append("could not read the RF sector for the MAC")
+        self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))
+        return info
+
+    def _switch_baud(self, cancel: CancelToken | None) -> None:
+        client = self._client()
+        assert self.info is not None
+        ladder = [self.baud] + [b for b in BAUD_LADDER if b < self.baud]
+        for baud in ladder:
+            if baud == LINK_BAUD:
+                break
+            try:
+                client.set_baudrate(baud)
+                client.relink()
+                self.info.baud = baud
+                return
+            except ProtocolError as exc:
+                self.sink(Notice("warning", f"{exc}; stepping down"))
+                # The chip may already run at the new rate: it needs a reset to listen at 115200 again.
+                self.port.baudrate = LINK_BAUD
+                if not client.link(0.3, cancel, None):
+                    self.link(cancel)
+                    client.identify()
+        self.info.baud = LINK_BAUD
+
+    # ------------------------------------------------------------------ operations
+    def _require(self) -> tuple[BkClient, ChipInfo]:
+        if self.info is None:
+            self.connect()
+        assert self.info is not None
+        return self._client(), self.info
+
+    def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None) -> bytes:
+        client, info = self._require()
+        if length is None:
+            length = info.flash_size - start
+        if start < 0 or length <= 0 or start + length > info.flash_size:
+            raise BkError(f"range 0x{start:X}+0x{length:X} is outside the {info.flash_size // 1024} KiB flash")
+        return read_flash(client, start, length, self.sink, cancel)
+
+    def backup_meta(self, partial: bool = False) -> dict:
+        info = self.info
+        assert info is not None
+        meta = info.to_json()
+        meta.update({"port": self.url, "partial": partial})
+        meta["adapter"] = getattr(self.port, "name", "") or ""
+        return meta
+
+    def backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None) -> BackupEntry:
+        library = library or BackupLibrary()
+        data = self.read(0, None, cancel)
+        self.sink(Stage("backup", "saving the verified dump"))
+        entry = library.save(data, self.backup_meta())
+        self.sink(Notice("info", f"backup saved: {entry.path}"))
+        return entry
+
+    def write(
+        self,
+        data: bytes,
+        start: int,
+        cancel: CancelToken | None = None,
+        *,
+        allow_protected: bool = False,
+        backup_library: BackupLibrary | None = None,
+        backup_first: bool = True,
+        differential: bool = True,
+        confirm_sector: bool = False,
+    ) -> WriteReport:
+        client, info = self._require()
+        end = start + len(data)
+        if start % SECTOR:
+            raise BkError(f"write start 0x{start:X} is not on a 4 KiB boundary")
+        if end > info.flash_size:
+            raise BkError(f"data ends at 0x{end:X}, past the end of the {info.flash_size // 1024} KiB flash")
+        if not allow_protected:
+            for p_start, p_end in protected_ranges(info.chip):
+                if start < p_end and end > p_start:
+                    raise UnsafeWriteError(
+                        f"the write 0x{start:06X}-0x{end:06X} touches 0x{p_start:06X}-0x{p_end:06X} "
+                        "(bootloader or RF calibration); refusing without an explicit request",
+                        hint="pass --allow-protected only if you really mean to replace them",
+                    )
+        backup = None
+        if backup_first:
+            library = backup_library or BackupLibrary()
+            existing = library.find_for(info.chip, info.mac, info.to_json()["flash_id"])
+            if existing:
+                self.sink(Notice("info", f"a full backup of this chip exists: {existing[0].path.name}"))
+            else:
+                self.sink(Notice("info", "no backup of this chip yet: taking a full verified backup first"))
+                backup = self.backup(library, cancel)
+        report = write_flash(client, start, data, self.sink, cancel, differential=differential)
+        report.backup = backup
+        self.sink(Stage("done", report.summary()))
+        return report
+
+    def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
+        client, info = self._require()
+        if start + len(data) > info.flash_size:
+            raise BkError("the file is larger than the flash")
+        report = verify_flash(client, start, data, self.sink, cancel)
+        self.sink(Stage("done", report.summary()))
+        return report
+
+    def reboot(self) -> None:
+        client = self._client()
+        self.sink(Stage("reboot", "rebooting into the firmware"))
+        client.reboot()
+        self.info = None
+
+    def watch(self, seconds: float, until: bytes | None = None) -> bytes:
+        """Read the application's log after a reboot (115200), stopping early when `until` appears."""
+        if self.port is None:
+            raise PortError("port is not open")
+        self.port.baudrate = LINK_BAUD
+        got = bytearray()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            got += self.port.read(self.port.in_waiting or 1)
+            if until and until in got:
+                break
+        return bytes(got)

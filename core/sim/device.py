@@ -1,0 +1,504 @@
+"""A simulated BK7231N / BK7231T on the far end of a simulated USB-serial adapter.
+
+Time is real (`time.monotonic`); events are computed lazily when the host reads or writes, so no
+thread runs inside the device. Every byte carries the baud it was sent at: bytes received at
+another rate arrive garbled, as on a real UART. The chip side follows PROTOCOL-DETAILS.md
+Appendix A: reset -> boot window (LinkCheck within `boot_window` s) -> bootloader, else the
+application starts and prints its boot log at its own baud.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+from ..chips import BOOTLOADERS, CHIP_ID_REGISTER, Dialect
+from ..protocol import (
+    ERASE_4K,
+    ERASE_64K,
+    LINK_CHECK_REPLY_CODE,
+    Cmd,
+    CommandParser,
+    LongCmd,
+    encode_response,
+)
+from . import bootlog
+from .faults import FaultInjector, FaultPlan
+from .flash import NorFlash
+from .timing import Timing
+
+SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo")
+WIRINGS = ("none", "rts", "dtr")
+LINK_BAUD = 115200
+T_REFUSE_BELOW = 0x11000
+STATUS_REFUSED = 6
+N_STOCK_SR = 0x4004  # BP0 + CMP, as read from a stock TH25Q16HB (PROTOCOL-DETAILS.md 5.1)
+T_PROTECT_SR = 0x001C
+CHIP_IDS = {"BK7231N": 0x7231C, "BK7231T": 0x7231A}
+DEFAULT_JEDEC = {0x200000: (0xEB, 0x60, 0x15), 0x400000: (0xC8, 0x40, 0x16), 0x100000: (0x85, 0x60, 0x14)}
+
+
+@dataclass
+class Chunk:
+    t: float  # when the last byte reaches the host
+    baud: int
+    data: bytes
+
+
+def detect_dialect(flash: bytes, chip: str) -> tuple[Dialect, str | None]:
+    for n in (257, 256):
+        bl = BOOTLOADERS.get(zlib.crc32(flash[:n]))
+        if bl and (n == 257) == (bl.dialect is Dialect.FULL):
+            return bl.dialect, bl.version
+    return (Dialect.FULL if chip == "BK7231N" else Dialect.BASIC_TUYA), None
+
+
+def garble(data: bytes, sent_baud: int, seen_baud: int, rng: random.Random) -> bytes:
+    """Bytes framed at one rate and sampled at another: wrong length, wrong values."""
+    n = max(1, round(len(data) * seen_baud / sent_baud)) if data else 0
+    return bytes(rng.choice((0x00, 0x80, 0xF8, 0xFE, 0xE0, 0x1C, rng.randrange(256))) for _ in range(n))
+
+
+class SimDevice:
+    def __init__(
+        self,
+        flash: bytes,
+        chip: str = "BK7231N",
+        scenario: str = "bootloader",
+        wiring: str = "none",
+        timing: Timing | None = None,
+        faults: FaultPlan | None = None,
+        boot_window: float = 0.3,
+        idle_timeout: float | None = None,
+        seed: int = 0,
+        jedec: tuple[int, int, int] | None = None,
+        sr: int | None = None,
+        max_baud: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+        if wiring not in WIRINGS:
+            raise ValueError(f"unknown wiring {wiring!r}; choose one of {', '.join(WIRINGS)}")
+        self.chip = chip
+        self.scenario = scenario
+        self.wiring = wiring
+        self.timing = timing or Timing()
+        self.faults = FaultInjector(faults or FaultPlan(seed=seed))
+        self.boot_window = boot_window
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.max_baud = max_baud  # the adapter garbles every rate above this
+        self.dialect, self.boot_version = detect_dialect(flash, chip)
+        size = len(flash)
+        default_sr = N_STOCK_SR if self.dialect is Dialect.FULL else T_PROTECT_SR
+        self.flash = NorFlash(
+            flash,
+            jedec or DEFAULT_JEDEC.get(size, (0xEB, 0x60, size.bit_length() - 1)),
+            default_sr if sr is None else sr,
+            zero=scenario == "zero-flash",
+        )
+        self._stock_app_crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
+        self.lock = threading.RLock()
+        self.parser = CommandParser()
+        self.out: list[Chunk] = []
+        self.host_baud = LINK_BAUD
+        self.chip_baud = LINK_BAUD
+        self.app_baud = 921600 if scenario == "wrong-baud" else LINK_BAUD
+        self._baud_switch: tuple[float, int] | None = None
+        self._rx_free = 0.0
+        self._tx_free = 0.0
+        self._busy = 0.0
+        self._last_rx = 0.0
+        self.marked = False  # T bootloader's belief that flash is protected (PROTOCOL-DETAILS.md 5.2)
+        self.registers: dict[int, int] = {CHIP_ID_REGISTER: CHIP_IDS.get(chip, 0)}
+        self.lines = {"dtr": False, "rts": False}
+        self.cen_low = False
+        self.powered = True
+        self.resets = 0
+        self.reset_log: list[float] = []  # CEN releases, for reset-strategy tests
+        self.line_log: list[tuple[float, str, bool]] = []
+        self.commands: list[int] = []
+        self.disconnected = False
+        self._host_bytes = 0
+        self._app_text = ""
+        self._next_heartbeat = 0.0
+        now = clock()
+        self.window_end = float("inf")
+        if scenario in ("app-running", "wrong-baud"):
+            self.state = "app"
+            self._start_app(now)
+        elif scenario == "silent":
+            self.state = "app"
+        else:
+            self.state = "window"  # waiting in the bootloader, as after a well-timed reset
+
+    # ------------------------------------------------------------------ host side
+    def set_host_baud(self, baud: int) -> None:
+        with self.lock:
+            self._advance(self.clock())
+            self.host_baud = int(baud)
+
+    def _effective_host_baud(self) -> int:
+        if self.max_baud and self.host_baud > self.max_baud:
+            return -1  # the adapter cannot produce this rate: everything is garbled
+        return self.host_baud
+
+    def host_write(self, data: bytes) -> None:
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            if self.scenario == "silent" or not data:
+                return
+            if self.scenario == "echo":
+                self.out.append(Chunk(now + self.timing.wire(len(data), self.host_baud), self.host_baud, data))
+                return
+            start = max(now, self._rx_free)
+            arrive = start + self.timing.wire(len(data), self.host_baud)
+            self._rx_free = arrive
+            self._advance(arrive)
+            if self._effective_host_baud() != self.chip_baud:
+                data = garble(data, self.host_baud, self.chip_baud, self.rng)
+            if self.scenario == "loaded-rx":
+                # A button / meter on RX1 loads the line: bits flip at random.
+                data = self._loaded(data)
+            data = self.faults.corrupt(data, "rx")
+            self._last_rx = arrive
+            self._receive(data, arrive)
+
+    def _loaded(self, data: bytes) -> bytes:
+        buf = bytearray(data)
+        for i in range(len(buf)):
+            if self.rng.random() < 0.04:
+                buf[i] ^= 1 << self.rng.randrange(8)
+        return bytes(buf)
+
+    def host_read(self, limit: int | None = None) -> bytes:
+        """Bytes that have reached the host by now."""
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            if self.disconnected:
+                return b""
+            out = bytearray()
+            keep: list[Chunk] = []
+            for ch in self.out:
+                if ch.t <= now and (limit is None or len(out) < limit):
+                    data = ch.data
+                    if ch.baud != self._effective_host_baud():
+                        data = garble(data, ch.baud, self.host_baud, self.rng)
+                    out += data
+                else:
+                    keep.append(ch)
+            self.out = keep
+            if limit is not None and len(out) > limit:
+                # Put the excess back at the front, already decoded at this baud.
+                self.out.insert(0, Chunk(now, self._effective_host_baud(), bytes(out[limit:])))
+                del out[limit:]
+            fp = self.faults.plan
+            if fp.disconnect_after is not None and self._host_bytes + len(out) >= fp.disconnect_after:
+                self.disconnected = True
+                out = out[: max(0, fp.disconnect_after - self._host_bytes)]
+            self._host_bytes += len(out)
+            return bytes(out)
+
+    def pending(self) -> int:
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            return sum(len(c.data) for c in self.out if c.t <= now)
+
+    def next_event_time(self) -> float | None:
+        with self.lock:
+            times = [c.t for c in self.out]
+            if self.state == "window" and self.window_end != float("inf"):
+                times.append(self.window_end)
+            if self.state == "app" and self._next_heartbeat:
+                times.append(self._next_heartbeat)
+            return min(times) if times else None
+
+    def tx_drain_time(self) -> float:
+        """When everything the host wrote has left the adapter (for flush())."""
+        return self._rx_free
+
+    # ------------------------------------------------------------------ reset lines
+    def set_line(self, name: str, asserted: bool) -> None:
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            if self.lines.get(name) == asserted:
+                return
+            self.lines[name] = asserted
+            self.line_log.append((now, name, asserted))
+            if self.wiring == name:
+                self.set_cen(not asserted, now)
+
+    def set_cen(self, high: bool, now: float | None = None) -> None:
+        """CEN is the chip's reset input: low holds it in reset, the rising edge boots it."""
+        with self.lock:
+            now = self.clock() if now is None else now
+            self._advance(now)
+            if not high:
+                self.cen_low = True
+                self._enter_reset(now, hold=True)
+            elif self.cen_low:
+                self.cen_low = False
+                self._boot(now)
+
+    def reset(self) -> None:
+        """A CEN pulse (user shorting CEN to GND) or a power cycle."""
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            self._enter_reset(now, hold=True)
+            self._boot(now)
+
+    def power(self, on: bool) -> None:
+        with self.lock:
+            now = self.clock()
+            self._advance(now)
+            self.powered = on
+            if on:
+                self._boot(now)
+            else:
+                self._enter_reset(now, hold=True)
+
+    # ------------------------------------------------------------------ chip internals
+    def _enter_reset(self, t: float, hold: bool) -> None:
+        self.state = "reset"
+        self.out = [c for c in self.out if c.t <= t]
+        self.parser.reset()
+        self._baud_switch = None
+        self.chip_baud = LINK_BAUD
+
+    def _boot(self, t: float) -> None:
+        if self.scenario == "silent" or not self.powered:
+            return
+        self.resets += 1
+        self.reset_log.append(t)
+        self.state = "window"
+        self.window_end = t + self.boot_window
+        self.chip_baud = LINK_BAUD
+        self._busy = self._tx_free = t
+        self.marked = False
+        if self.dialect is not Dialect.FULL:
+            self.flash.sr = T_PROTECT_SR
+
+    def _start_app(self, t: float) -> None:
+        self.state = "app"
+        self.chip_baud = self.app_baud
+        if self.dialect is Dialect.FULL and not self.flash.zero:
+            self.flash.sr = N_STOCK_SR  # the stock application protects its flash again
+        text = self._app_log()
+        # The log is paced by the UART whatever the timing model says: the doctor reads its rhythm.
+        tt = t
+        for line in text.splitlines(keepends=True):
+            data = line.encode("latin-1", "replace")
+            tt += len(data) * 10.0 / self.app_baud
+            self.out.append(Chunk(tt, self.app_baud, data))
+        self._next_heartbeat = tt + 2.0
+
+    def _app_log(self) -> str:
+        if self.flash.zero:
+            return ""
+        crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
+        if crc == self._stock_app_crc:
+            return bootlog.stock_log(self.chip)
+        return bootlog.openbk_log(self.chip, self.firmware_version())
+
+    def firmware_version(self) -> str:
+        """Best-effort OpenBK version of what is now in flash (for the simulated log)."""
+        try:
+            from ..analysis.dump import firmware_identity  # type: ignore[attr-defined]
+
+            ident = firmware_identity(bytes(self.flash.data))
+            if ident:
+                return str(ident.get("version") or "unknown") if isinstance(ident, dict) else str(ident)
+        except Exception:  # noqa: BLE001 - the log is cosmetic; never let it break the chip
+            pass
+        return "unknown"
+
+    def _advance(self, now: float) -> None:
+        if self._baud_switch and now >= self._baud_switch[0]:
+            self.chip_baud = self._baud_switch[1]
+            self._baud_switch = None
+        if self.state == "window" and now >= self.window_end:
+            self._start_app(self.window_end)
+        if (
+            self.state == "boot"
+            and self.idle_timeout is not None
+            and now - max(self._last_rx, self._busy) > self.idle_timeout
+        ):
+            self._start_app(max(self._last_rx, self._busy) + self.idle_timeout)
+        if self.state == "app" and self._next_heartbeat and now >= self._next_heartbeat:
+            data = bootlog.HEARTBEAT.encode()
+            self.out.append(Chunk(self._next_heartbeat, self.app_baud, data))
+            self._next_heartbeat += 5.0
+
+    def _send(self, frame: bytes, ready: float) -> None:
+        stall = self.faults.stall()
+        start = max(ready + stall, self._tx_free)
+        end = start + self.timing.wire(len(frame), self.chip_baud)
+        self._tx_free = end
+        frame = self.faults.corrupt(frame, "tx")
+        self.out.append(Chunk(end + self.timing.latency(), self.chip_baud, frame))
+
+    def _receive(self, data: bytes, t: float) -> None:
+        if self.state in ("reset",) or not self.powered:
+            return
+        if self.state == "app":
+            self._app_input(data, t)
+            return
+        for code, long, payload in self.parser.feed(data):
+            if self.state == "window":
+                if not long and code in (Cmd.LINK_CHECK, Cmd.STAY_ROM):
+                    self.state = "boot"
+                    self.window_end = float("inf")
+                else:
+                    continue
+            if self.state != "boot":
+                return
+            if self.faults.spontaneous_reset():
+                self._enter_reset(t, hold=False)
+                self._boot(t)
+                return
+            self.commands.append(code | (0x100 if long else 0))
+            ready = max(t, self._busy) + self.timing.overhead()
+            self._busy = ready
+            if long:
+                self._long(code, payload, ready)
+            else:
+                self._short(code, payload, ready)
+
+    def _app_input(self, data: bytes, t: float) -> None:
+        # OpenBK's command line reboots on "reboot"; the stock Tuya app ignores the UART.
+        self._app_text = (self._app_text + data.decode("latin-1"))[-64:]
+        if "reboot\n" in self._app_text or "reboot\r" in self._app_text:
+            self._app_text = ""
+            if zlib.crc32(self.flash.read(0x11000, 0x119000)) != self._stock_app_crc:
+                self._enter_reset(t, hold=False)
+                self._boot(t + 0.05)
+
+    # ------------------------------------------------------------------ commands
+    def _full(self) -> bool:
+        return self.dialect is Dialect.FULL
+
+    def _short(self, code: int, p: bytes, t: float) -> None:
+        if code == Cmd.LINK_CHECK:
+            if not self._full():
+                self.marked = self.flash.protected
+            self._send(encode_response(LINK_CHECK_REPLY_CODE, b"\x00"), t)
+        elif code == Cmd.STAY_ROM and self._full() and p[:1] == b"\x55":
+            self._send(encode_response(Cmd.STAY_ROM, b"\x55"), t)
+        elif code == Cmd.READ_REG and self._full() and len(p) >= 4:
+            (addr,) = struct.unpack_from("<I", p)
+            self._send(encode_response(Cmd.READ_REG, p[:4] + struct.pack("<I", self.registers.get(addr, 0))), t)
+        elif code == Cmd.WRITE_REG and self._full() and len(p) >= 8:
+            addr, value = struct.unpack_from("<II", p)
+            self.registers[addr] = value
+            self._send(encode_response(Cmd.WRITE_REG, p[:8]), t)
+        elif code == Cmd.REBOOT and p[:1] == b"\xa5":
+            self._enter_reset(t, hold=False)
+            self._boot(t + 0.001)
+        elif code == Cmd.SET_BAUD and len(p) >= 5:
+            baud, delay = struct.unpack_from("<IB", p)
+            switch_at = t + delay / 1000.0
+            self._baud_switch = (switch_at, baud)
+            self._tx_free = max(self._tx_free, switch_at)
+            self._busy = switch_at
+            # the echo leaves at the new rate once the chip has switched
+            frame = encode_response(Cmd.SET_BAUD, p[:5])
+            end = switch_at + self.timing.wire(len(frame), baud)
+            self._tx_free = end
+            self.out.append(Chunk(end + self.timing.latency(), baud, frame))
+        elif code == Cmd.CHECK_CRC and len(p) >= 8:
+            start, end = struct.unpack_from("<II", p)
+            length = end - start + (1 if self._full() else 0)
+            length = max(0, length)
+            data = self.flash.read(start, length)
+            ready = t + self.timing.crc(length)
+            self._busy = ready
+            raw = zlib.crc32(data) ^ 0xFFFFFFFF
+            if not self._full():
+                self.flash.sr = T_PROTECT_SR  # re-protect, without marking (PROTOCOL.md 5)
+            self._send(encode_response(Cmd.CHECK_CRC, struct.pack("<I", raw)), ready)
+        elif code == Cmd.BOOT_VERSION:
+            if self.dialect is Dialect.BASIC_TUYA:
+                self._send(encode_response(Cmd.BOOT_VERSION, f"BK7231S_{self.boot_version or '1.0.5'}".encode()), t)
+            elif self._full():
+                self._send(encode_response(Cmd.BOOT_VERSION, b"\x07"), t)
+        # anything else: the bootloaders stay silent
+
+    def _refused(self, addr: int) -> bool:
+        return self.dialect is not Dialect.FULL and addr < T_REFUSE_BELOW
+
+    def _long(self, code: int, p: bytes, t: float) -> None:
+        full = self._full()
+        if code == LongCmd.FLASH_READ_4K and len(p) >= 4:
+            (addr,) = struct.unpack_from("<I", p)
+            if self._refused(addr):
+                self._send(encode_response(code, bytes([STATUS_REFUSED]) + p[:4] + b"\x00", True), t)
+                return
+            self._send(encode_response(code, b"\x00" + p[:4] + self.flash.read(addr, 0x1000), True), t)
+        elif code == LongCmd.FLASH_WRITE_4K and len(p) >= 4:
+            (addr,) = struct.unpack_from("<I", p)
+            data = p[4:]
+            if self._refused(addr):
+                self._send(encode_response(code, bytes([STATUS_REFUSED]) + p[:4], True), t)
+                return
+            self.flash.program_page(addr, data)
+            ready = t + self.timing.program(len(data))
+            self._busy = ready
+            self._send(encode_response(code, b"\x00" + p[:4], True), ready)
+        elif code == LongCmd.FLASH_WRITE and len(p) >= 5:
+            (addr,) = struct.unpack_from("<I", p)
+            data = p[4:]
+            if self._refused(addr):
+                self._send(encode_response(code, bytes([STATUS_REFUSED]) + p[:4] + b"\x00", True), t)
+                return
+            self.flash.program(addr, data)
+            ready = t + self.timing.program(len(data))
+            self._busy = ready
+            self._send(encode_response(code, b"\x00" + p[:4] + bytes([len(data) & 0xFF]), True), ready)
+        elif code == LongCmd.FLASH_ERASE and len(p) >= 5:
+            size_code = p[0]
+            (addr,) = struct.unpack_from("<I", p, 1)
+            if self._refused(addr):
+                self._send(encode_response(code, bytes([STATUS_REFUSED]) + p[:5], True), t)
+                return
+            if not full and self.marked:
+                self.flash.sr = 0
+                self.marked = False
+            size = 0x10000 if size_code == ERASE_64K else 0x1000 if size_code == ERASE_4K else 0
+            if size:
+                self.flash.erase(addr, size)
+            ready = t + self.timing.erase(size)
+            self._busy = ready
+            self._send(encode_response(code, b"\x00" + p[:5], True), ready)
+        elif not full:
+            return  # BASIC dialects answer only the commands above
+        elif code == LongCmd.FLASH_GET_MID:
+            jedec = (0, 0, 0) if self.flash.zero else self.flash.jedec
+            self._send(encode_response(code, b"\x00\x9f" + bytes(jedec), True), t)
+        elif code == LongCmd.FLASH_READ_SR and p:
+            op = p[0]
+            value = {0x05: self.flash.sr & 0xFF, 0x35: (self.flash.sr >> 8) & 0xFF, 0x15: 0}.get(op, 0)
+            self._send(encode_response(code, bytes([0, op, value]), True), t)
+        elif code == LongCmd.FLASH_WRITE_SR and len(p) >= 2:
+            op = p[0]
+            value = p[1] | ((p[2] << 8) if len(p) >= 3 else (self.flash.sr & 0xFF00))
+            if op == 0x01 and not self.flash.zero:
+                self.flash.sr = value
+            self._send(encode_response(code, b"\x00" + p, True), t)
+        elif code == LongCmd.FLASH_ERASE_4K and len(p) >= 4:
+            (addr,) = struct.unpack_from("<I", p)
+            self.flash.erase(addr, 0x1000)
+            ready = t + self.timing.erase(0x1000)
+            self._busy = ready
+            self._send(encode_response(code, b"\x00" + p[:4], True), ready)

@@ -1,0 +1,88 @@
+"""Serve a SimDevice on a pseudo-terminal so external tools (bk7231tools, ltchiptool) can talk to it.
+
+A pty moves bytes at full speed and carries no DTR/RTS; the host's baud setting is read from the
+slave side with TCGETS2, so a host that forgets to switch rates sees garbage as on a real UART.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import select
+import threading
+import time
+import tty
+
+from .device import SimDevice
+
+TCGETS2 = 0x802C542A  # _IOR('T', 0x2A, struct termios2), 44 bytes
+
+
+def pty_baud(fd: int) -> int:
+    buf = array.array("I", [0] * 11)
+    fcntl.ioctl(fd, TCGETS2, buf, True)
+    return int(buf[10])  # c_ospeed
+
+
+class PtyBridge:
+    def __init__(self, device: SimDevice) -> None:
+        self.device = device
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PtyBridge:
+        self._thread = threading.Thread(target=self.serve, name="bkbench-pty", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _sync_baud(self) -> None:
+        try:
+            baud = pty_baud(self.slave)
+        except OSError:
+            return
+        if baud and baud != self.device.host_baud:
+            self.device.set_host_baud(baud)
+
+    def serve(self) -> None:
+        dev = self.device
+        while not self._stop.is_set():
+            nxt = dev.next_event_time()
+            wait = 0.005 if nxt is None else min(0.005, max(0.0, nxt - time.monotonic()))
+            try:
+                ready, _, _ = select.select([self.master], [], [], wait)
+            except (OSError, ValueError):
+                return
+            self._sync_baud()
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    dev.host_write(data)
+            out = dev.host_read()
+            if out:
+                self._sync_baud()
+                view = memoryview(out)
+                while view and not self._stop.is_set():
+                    try:
+                        n = os.write(self.master, view)
+                        view = view[n:]
+                    except BlockingIOError:
+                        time.sleep(0.001)
+                    except OSError:
+                        return

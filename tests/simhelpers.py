@@ -1,0 +1,52 @@
+"""Test helpers: simulated devices registered by name, real fixture dumps, pty bridges."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from bkbench.core.sim.device import SimDevice
+from bkbench.core.sim.pty_bridge import PtyBridge
+from bkbench.core.sim.registry import create_device, register, unregister
+
+_names = itertools.count()
+
+DUMP_CHIPS = {
+    "bk7231n-ap-smt-breaker02-relay.bin": ("BK7231N", "bl_bk7231n 1.0.1"),
+    "bk7231n-elegrp-dpr10-tuyamcu-dimmer.bin": ("BK7231N", "bl_bk7231n 1.0.1"),
+    "bk7231n-lspa9-clone-bl0937-plug.bin": ("BK7231N", "bl_bk7231n 1.0.1"),
+    "bk7231n-mirabella-genio-i003632-plug.bin": ("BK7231N", "bl_bk7231n 1.0.1"),
+    "bk7231t-feit-br30-rgbw-bulb.bin": ("BK7231T", "bk7231s 1.0.5"),
+    "bk7231t-globe-37783-rgbct-bulb.bin": ("BK7231T", "bk7231s 1.0.3"),
+}
+ROTATED = "bk7231t-led-moon-cct-rotated-0x11000.bin"
+
+
+def unrotate(data: bytes) -> bytes:
+    """The rotated fixture was read from 0x11000 with wrap-around: put the bootloader back in front."""
+    return data[-0x11000:] + data[:-0x11000]
+
+
+@contextmanager
+def sim_url(chip: str = "BK7231N", dump: Path | bytes | None = None, **kwargs) -> Iterator[tuple[str, SimDevice]]:
+    if isinstance(dump, bytes):
+        dev = SimDevice(dump, chip=chip, **kwargs)
+    else:
+        dev = create_device(chip, dump, **kwargs)
+    name = f"t{next(_names)}"
+    register(name, dev)
+    try:
+        yield f"sim://@{name}", dev
+    finally:
+        unregister(name)
+
+
+@contextmanager
+def pty_for(dev: SimDevice) -> Iterator[str]:
+    bridge = PtyBridge(dev).start()
+    try:
+        yield bridge.path
+    finally:
+        bridge.stop()

@@ -1,0 +1,344 @@
+"""Pilot tests: drive every workbench workflow against the in-process simulator, assert outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from bkbench.core.ports import PortInfo
+from bkbench.core.sim import registry
+from bkbench.core.sim.timing import Timing
+from bkbench.tui.app import BkBenchApp
+from bkbench.tui.screens.backups import BackupsScreen
+from bkbench.tui.screens.confirm import ConfirmScreen
+from bkbench.tui.screens.write import WriteScreen
+from bkbench.tui.widgets.seriallog import SerialLog
+
+SIZES = [(80, 24), (120, 36)]
+N_DUMP = "bk7231n-lspa9-clone-bl0937-plug.bin"
+_names = itertools.count()
+
+FAKE_PORTS = [
+    PortInfo("/dev/ttyUSB0", "CP2102 USB to UART Bridge", adapter="CP2102", vid=0x10C4, pid=0xEA60,
+             by_id="/dev/serial/by-id/usb-Silicon_Labs_CP2102-if00-port0", kind="usb"),
+]
+
+
+def sync(fn):
+    """Run an async pilot test with asyncio.run (no pytest asyncio plugin needed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+def make_device(fixtures_dir: Path, timing: bool = False, **kw):
+    name = f"tui{next(_names)}"
+    dev = registry.create_device(chip="BK7231N", dump=fixtures_dir / "dumps" / N_DUMP, scenario="app-running",
+                                 wiring="rts", timing=Timing(enabled=timing), **kw)
+    registry.register(name, dev)
+    return name, dev
+
+
+def make_app(name: str, data_dir: Path, monitor: bool = False) -> BkBenchApp:
+    return BkBenchApp(url=f"sim://@{name}", data_dir=data_dir, ports_source=lambda: FAKE_PORTS,
+                      monitor=monitor, poll_ports=0)
+
+
+async def settle(app: BkBenchApp, pilot, timeout: float = 60.0) -> None:
+    """Wait until the running operation has finished and its events are drawn."""
+    await pilot.pause(0.2)
+    end = time.monotonic() + timeout
+    while app.busy and time.monotonic() < end:
+        await pilot.pause(0.05)
+    assert not app.busy, "operation did not finish in time"
+    await pilot.pause(0.1)
+
+
+def op_title(app: BkBenchApp) -> str:
+    return str(app.op_pane.query_one("#op-title").render())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@sync
+async def test_connect_then_backup_into_library(size, fixtures_dir: Path, tmp_path: Path):
+    name, dev = make_device(fixtures_dir)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok"
+        assert app.session is not None  # connected: the chip waits in the bootloader
+        assert "BK7231N" in app.sub_title and "MAC" in app.sub_title
+        await pilot.press("b")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok", app.last_outcome
+        entries = app.library.list()
+        assert len(entries) == 1
+        data = entries[0].path.read_bytes()
+        assert data == (fixtures_dir / "dumps" / N_DUMP).read_bytes()  # the sim serves the real dump
+        assert entries[0].meta["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entries[0].meta["chip"] == "BK7231N"
+        counts = app.flash_model.counts()
+        assert counts[app.flash_model.state(0).__class__("pending")] == 0  # every sector visited
+        assert "saved" in op_title(app) and entries[0].path.name in op_title(app)
+        # the backups browser lists it with its sidecar metadata
+        await pilot.press("l")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, BackupsScreen)
+        meta = str(app.screen.query_one("#backup-meta").render())
+        assert "sha256: " + entries[0].meta["sha256"] in meta
+        await pilot.press("ctrl+g")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, BackupsScreen)
+
+
+@sync
+async def test_write_image_backs_up_first_verifies_and_reboots(fixtures_dir: Path, tmp_path: Path, obk_images):
+    name, dev = make_device(fixtures_dir)
+    ua = obk_images["BK7231N"]["ua"]
+    image = tmp_path / "OpenBK7231N_UA.bin"
+    image.write_bytes(ua)
+    app = make_app(name, tmp_path / "data")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("w")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, WriteScreen)
+        app.screen.query_one("#write-path").value = str(image)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        info = str(app.screen.query_one("#write-info").render())
+        assert "0x011000" in info and "Application" in info  # what it is and where it goes
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok", app.last_outcome
+        msg = app.last_outcome[1]
+        assert "backup first" in msg and "verified" in msg and "rebooted" in msg
+        assert len(app.library.list()) == 1  # the automatic backup
+        assert bytes(dev.flash.data[0x11000:0x11000 + len(ua)]) == ua
+        assert app.session is None  # rebooted and released to the log
+        model = app.flash_model
+        end = 0x11000 + len(ua)
+        from bkbench.core.ops.events import SectorState
+
+        assert model.state_at(0x0) is SectorState.PENDING  # bootloader untouched
+        touched = {model.state_at(a) for a in range(0x11000, end, 0x1000)}
+        assert touched <= {SectorState.WRITTEN, SectorState.VERIFIED, SectorState.SKIPPED}
+        assert model.state_at(end + 0x1000) is SectorState.PENDING
+
+
+@sync
+async def test_verify_mismatch_then_restore_from_library(fixtures_dir: Path, tmp_path: Path):
+    from bkbench.core.ops.events import SectorState
+
+    name, dev = make_device(fixtures_dir)
+    original = bytes(dev.flash.data)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok"
+        # damage the app partition behind the workbench's back
+        dev.flash.data[0x40000:0x42000] = b"\x00" * 0x2000
+        await pilot.press("l")
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "failed"
+        assert "differs" in app.last_outcome[1] and "0x040000" in app.last_outcome[1]
+        assert app.flash_model.state_at(0x40000) is SectorState.FAILED
+        assert app.flash_model.state_at(0x80000) is not SectorState.FAILED
+        # restore it (destructive: asks first)
+        await pilot.press("l")
+        await pilot.pause(0.2)
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok", app.last_outcome
+        assert bytes(dev.flash.data) == original
+        assert app.flash_model.state_at(0x40000) in (SectorState.WRITTEN, SectorState.VERIFIED)
+        assert app.flash_model.state_at(0x80000) is SectorState.SKIPPED or app.flash_model.state_at(
+            0x80000) is SectorState.VERIFIED
+        assert len(app.library.list()) == 1  # a backup existed: none taken again
+
+
+@sync
+async def test_verify_key_uses_newest_backup_of_this_chip(fixtures_dir: Path, tmp_path: Path):
+    name, _dev = make_device(fixtures_dir)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("v")  # no backup yet: says so, starts nothing
+        await pilot.pause(0.1)
+        assert not app.busy and app.last_outcome is None
+        await pilot.press("b")
+        await settle(app, pilot)
+        await pilot.press("v")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok" and "matches" in app.last_outcome[1]
+
+
+@sync
+async def test_cancel_backup_stops_and_says_so(fixtures_dir: Path, tmp_path: Path):
+    name, _dev = make_device(fixtures_dir, timing=True)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("b")
+        end = time.monotonic() + 20
+        while app.op_pane.state.done == 0 and time.monotonic() < end:
+            await pilot.pause(0.05)
+        assert app.busy
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "cancelled"
+        assert app.library.list() == []
+
+
+@sync
+async def test_failure_is_shown(tmp_path: Path):
+    app = BkBenchApp(url="sim://@no-such-device", data_dir=tmp_path, ports_source=lambda: [], monitor=False,
+                     poll_ports=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "failed"
+        assert "no-such-device" in app.last_outcome[1]
+        assert app.op_pane.has_class("failed")
+        assert app.session is None
+
+
+@sync
+async def test_quit_during_operation_asks(fixtures_dir: Path, tmp_path: Path):
+    name, _dev = make_device(fixtures_dir, timing=True)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert app.busy and app.is_running
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        end = time.monotonic() + 20
+        while app.is_running and time.monotonic() < end:
+            await pilot.pause(0.1)
+        assert not app.is_running
+    assert app.last_outcome[0] == "cancelled"
+
+
+@sync
+async def test_command_palette_runs_backup(fixtures_dir: Path, tmp_path: Path):
+    name, _dev = make_device(fixtures_dir)
+    app = make_app(name, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"backup: read")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.last_outcome and app.last_outcome[0] == "ok"
+        assert len(app.library.list()) == 1
+
+
+@sync
+async def test_serial_log_keys_pause_hex_search_save(tmp_path: Path):
+    app = BkBenchApp(url="", data_dir=tmp_path, ports_source=lambda: [], monitor=False, poll_ports=0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.log_buffer.feed(b"V:BK7231N_1.0.1\r\nfirst line\r\n")
+        await pilot.pause(0.3)
+        view = app.query_one(SerialLog)
+        assert [x.kind for x in view.lines][:2] == ["reset", "boot"]
+        await pilot.press("p")
+        app.log_buffer.feed(b"while paused\r\n")
+        await pilot.pause(0.3)
+        assert "while paused" not in [x.text for x in view.lines] and len(view.held) == 1
+        await pilot.press("p")
+        assert "while paused" in [x.text for x in view.lines]
+        await pilot.press("h")
+        assert view.hex_view
+        await pilot.press("ctrl+f")
+        await pilot.press(*"first")
+        await pilot.pause(0.1)
+        assert view.search == "first"
+        await pilot.press("ctrl+f")  # closes search
+        await pilot.press("ctrl+s")
+        saved = app.log_pane.last_saved
+        assert saved is not None and saved.parent == tmp_path / "logs"
+        assert "first line" in saved.read_text()
+        await pilot.press("ctrl+l")
+        assert len(view.lines) == 0
+
+
+@sync
+async def test_narrow_layout_tabs_show_one_pane(tmp_path: Path):
+    app = BkBenchApp(url="", data_dir=tmp_path, ports_source=lambda: FAKE_PORTS, monitor=False, poll_ports=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        assert app.screen.has_class("-narrow")
+        for key, pane in (("1", "ports"), ("3", "flash"), ("4", "op"), ("2", "log")):
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            shown = [p for p in ("ports", "log", "flash", "op") if app.query_one(f"#pane-{p}").display
+                     and app.query_one(f"#pane-{p}").region.height > 0]
+            assert shown == [pane]
+        # the flash map fits: all 512 sectors on screen, none cut off
+        await pilot.press("3")
+        await pilot.pause(0.1)
+        grid = app.query_one("#fm-grid")
+        assert grid.region.height * grid.per_row >= 512
+        assert grid.region.bottom <= app.size.height - 2
+        await pilot.resize_terminal(120, 36)
+        await pilot.pause(0.1)
+        assert not app.screen.has_class("-narrow")
+        assert all(app.query_one(f"#pane-{p}").region.height > 0 for p in ("ports", "log", "flash", "op"))
+
+
+@sync
+async def test_ports_pane_lists_adapters_and_picks_url(tmp_path: Path):
+    app = BkBenchApp(url="", data_dir=tmp_path, ports_source=lambda: FAKE_PORTS, monitor=False, poll_ports=0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause(0.1)
+        table = app.query_one("#ports-table")
+        row = table.get_row_at(0)
+        assert row[0] == "/dev/ttyUSB0" and row[1] == "CP2102" and row[2] == "10c4:ea60"
+        assert app.ports_pane.url == "/dev/ttyUSB0"
+        app.ports_pane.set_url("sim://bk7231n")
+        app.query_one("#port-url").focus()
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.url == "sim://bk7231n"
+
+
+@sync
+async def test_demo_chip_boot_log_reaches_the_log(fixtures_dir: Path, tmp_path: Path):
+    pytest.importorskip("bkbench.core.monitor")
+    name, _dev = make_device(fixtures_dir)
+    app = make_app(name, tmp_path, monitor=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        end = time.monotonic() + 10
+        view = app.query_one(SerialLog)
+        while not any(x.kind == "boot" for x in view.lines) and time.monotonic() < end:
+            await pilot.pause(0.1)
+        assert any(x.text.startswith("V:BK7231N") for x in view.lines)
+        await pilot.press("b")  # the log hands the port over and takes it back
+        await settle(app, pilot)
+        assert app.last_outcome[0] == "ok"
+        texts = [x.text for x in view.lines]
+        assert any("log paused" in t for t in texts)

@@ -1,0 +1,114 @@
+"""Backups browser: the library's dumps with their sidecar metadata; verify or restore one."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+META_ORDER = (
+    "chip", "bootloader", "flash_id", "flash_size", "mac", "time", "sha256", "crc32", "tool_version", "port",
+    "adapter",
+)
+
+
+def meta_text(entry: Any) -> str:
+    meta = dict(getattr(entry, "meta", {}) or {})
+    lines = [f"file: {getattr(entry, 'path', '?')}"]
+    for key in META_ORDER + tuple(k for k in meta if k not in META_ORDER):
+        if key not in meta:
+            continue
+        value = meta[key]
+        if key == "flash_size" and isinstance(value, int):
+            value = f"{value} (0x{value:X})"
+        elif key == "flash_id" and isinstance(value, (list, tuple)):
+            value = " ".join(f"{b:02X}" if isinstance(b, int) else str(b) for b in value)
+        elif key == "crc32" and isinstance(value, int):
+            value = f"0x{value:08X}"
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def entry_row(entry: Any) -> tuple[str, ...]:
+    meta = getattr(entry, "meta", {}) or {}
+    size = meta.get("flash_size")
+    return (
+        str(meta.get("time", ""))[:19].replace("T", " "),
+        str(meta.get("chip", "?")),
+        str(meta.get("mac") or "-"),
+        f"{size // 1024} KiB" if isinstance(size, int) else "?",
+        str(meta.get("sha256", ""))[:12],
+        getattr(getattr(entry, "path", None), "name", str(getattr(entry, "path", ""))),
+    )
+
+
+class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
+    """Dismisses with ("verify" | "restore", entry), or None when the user goes back."""
+
+    DEFAULT_CSS = """
+    BackupsScreen #backups-table { height: 1fr; min-height: 4; }
+    BackupsScreen #backup-meta { height: auto; max-height: 14; border: round $primary; padding: 0 1; }
+    BackupsScreen #backups-empty { color: $text-muted; padding: 1 2; }
+    """
+
+    BINDINGS = [
+        Binding("v", "choose('verify')", "Verify chip against it"),
+        Binding("r", "choose('restore')", "Restore it"),
+        Binding("ctrl+g,escape,q", "back", "Back"),
+    ]
+
+    def __init__(self, entries: Sequence[Any]) -> None:
+        super().__init__()
+        self.entries = list(entries)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical():
+            yield Label(
+                f"{len(self.entries)} backup(s) in the library" if self.entries
+                else "The library is empty: press Backup (b) on the main screen first.",
+                id="backups-empty",
+            )
+            table: DataTable = DataTable(id="backups-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("time", "chip", "MAC", "flash", "sha256", "file")
+            for i, entry in enumerate(self.entries):
+                table.add_row(*entry_row(entry), key=str(i))
+            yield table
+            yield Static("", id="backup-meta", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Backups"
+        self.query_one(DataTable).focus()
+        self._show(0)
+
+    @property
+    def selected(self) -> Any | None:
+        if not self.entries:
+            return None
+        row = self.query_one(DataTable).cursor_row
+        return self.entries[max(0, min(row, len(self.entries) - 1))]
+
+    def _show(self, index: int) -> None:
+        meta = self.query_one("#backup-meta", Static)
+        if 0 <= index < len(self.entries):
+            meta.update(meta_text(self.entries[index]))
+            meta.display = True
+        else:
+            meta.display = False
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show(event.cursor_row)
+
+    def action_choose(self, what: str) -> None:
+        if self.selected is None:
+            self.notify("No backup selected.", severity="warning")
+            return
+        self.dismiss((what, self.selected))
+
+    def action_back(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,184 @@
+"""Operation pane: stage, progress, bytes, rate, ETA, retries, elapsed, Cancel and an event log."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from bkbench.core.ops.events import LinkAttempt, Notice, Progress, Retry, Stage
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Label, ProgressBar, RichLog, Static
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if abs(n) < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} MiB"
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}"
+
+
+class OperationState:
+    """Numbers shown in the pane, derived from the event stream (rate over a sliding window)."""
+
+    def __init__(self, name: str = "", now: float | None = None) -> None:
+        self.name = name
+        self.stage = ""
+        self.message = ""
+        self.done = 0
+        self.total = 0
+        self.retries = 0
+        self.link_attempts = 0
+        self.hint = ""
+        self.started = now if now is not None else time.monotonic()
+        self.finished: float | None = None
+        self.outcome = ""  # "", ok, failed, cancelled
+        self._window: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, Stage):
+            self.stage, self.message = event.name, event.message
+            self._window.clear()  # a new stage has its own rate
+        elif isinstance(event, Progress):
+            self.done, self.total = event.done, event.total
+            self._window.append((event.t, event.done))
+        elif isinstance(event, Retry):
+            self.retries += 1
+        elif isinstance(event, LinkAttempt):
+            self.link_attempts = event.attempt
+            if event.hint:
+                self.hint = event.hint
+
+    @property
+    def rate(self) -> float | None:
+        if len(self._window) < 2:
+            return None
+        (t0, d0), (t1, d1) = self._window[0], self._window[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 and d1 >= d0 else None
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rate
+        if not rate or not self.total:
+            return None
+        return max(0.0, (self.total - self.done) / rate)
+
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.finished if self.finished is not None else (now if now is not None else time.monotonic())
+        return end - self.started
+
+    def summary(self, now: float | None = None) -> str:
+        parts = []
+        if self.total:
+            parts.append(f"{human_bytes(self.done)} / {human_bytes(self.total)}")
+        rate = self.rate
+        if rate:
+            parts.append(f"{human_bytes(rate)}/s")
+        if self.total and not self.finished:
+            parts.append(f"ETA {clock(self.eta)}")
+        parts.append(f"retries {self.retries}")
+        parts.append(f"elapsed {clock(self.elapsed(now))}")
+        return "  ".join(parts)
+
+
+class OperationPane(Vertical):
+    DEFAULT_CSS = """
+    OperationPane { height: 1fr; }
+    OperationPane #op-title { text-style: bold; height: auto; max-height: 3; width: 1fr; }
+    OperationPane #op-stage { height: 1; }
+    OperationPane #op-hint { height: auto; color: $warning; display: none; }
+    OperationPane.has-hint #op-hint { display: block; }
+    OperationPane #op-bar-row { height: 1; }
+    OperationPane ProgressBar { width: 1fr; }
+    OperationPane ProgressBar Bar { width: 1fr; }
+    OperationPane #op-stats { height: auto; color: $text-muted; }
+    OperationPane #op-cancel { min-width: 10; height: 1; border: none; margin-left: 1; }
+    OperationPane #op-log { height: 1fr; min-height: 2; background: $surface; }
+    OperationPane.ok #op-title { color: $success; }
+    OperationPane.failed #op-title { color: $error; }
+    OperationPane.cancelled #op-title { color: $warning; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.state = OperationState()
+        self.state.finished = self.state.started
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("No operation yet", id="op-title", markup=False)
+        yield Label("", id="op-stage")
+        yield Static("", id="op-hint")
+        with Horizontal(id="op-bar-row"):
+            yield ProgressBar(total=100, show_eta=False, id="op-bar")
+            yield Button("Cancel [x]", id="op-cancel", variant="error", disabled=True, compact=True)
+        yield Static("", id="op-stats")
+        yield RichLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self.refresh_stats)
+
+    @property
+    def event_log(self) -> RichLog:
+        return self.query_one("#op-log", RichLog)
+
+    def begin(self, name: str) -> None:
+        self.state = OperationState(name)
+        self.running = True
+        self.remove_class("ok", "failed", "cancelled", "has-hint")
+        self.query_one("#op-title", Static).update(f"{name}: running")
+        self.query_one("#op-hint", Static).update("")
+        self.query_one("#op-bar", ProgressBar).update(total=100, progress=0)
+        self.query_one("#op-cancel", Button).disabled = False
+        self.log_line(f"── {name} ──")
+        self.refresh_stats()
+
+    def finish(self, outcome: str, message: str) -> None:
+        self.running = False
+        self.state.outcome = outcome
+        self.state.finished = time.monotonic()
+        self.add_class(outcome)
+        self.query_one("#op-title", Static).update(f"{self.state.name}: {message}")
+        self.query_one("#op-cancel", Button).disabled = True
+        if outcome == "ok" and self.state.total:
+            self.query_one("#op-bar", ProgressBar).update(total=self.state.total, progress=self.state.total)
+        self.log_line(message)
+        self.refresh_stats()
+
+    def log_line(self, text: str) -> None:
+        self.event_log.write(time.strftime("%H:%M:%S ") + text)
+
+    def apply(self, events: list[object]) -> None:
+        """Apply a batch of (already coalesced) events from the pump."""
+        for event in events:
+            self.state.apply(event)
+            if isinstance(event, Stage):
+                self.log_line(f"stage {event.name}" + (f": {event.message}" if event.message else ""))
+            elif isinstance(event, Notice):
+                self.log_line(f"{event.level}: {event.message}")
+            elif isinstance(event, Retry):
+                self.log_line(f"retry #{event.attempt} at 0x{event.addr:06X}: {event.reason}")
+            elif isinstance(event, LinkAttempt) and event.hint:
+                self.log_line(f"link attempt {event.attempt} ({event.elapsed:.0f}s): {event.hint}")
+        self.refresh_stats()
+
+    def refresh_stats(self) -> None:
+        st = self.state
+        stage = st.stage + (f": {st.message}" if st.message else "")
+        if st.link_attempts and st.stage in ("", "link"):
+            stage += f"  (link attempt {st.link_attempts})"
+        self.query_one("#op-stage", Label).update(stage)
+        hint = st.hint if self.running and st.stage in ("", "link") else ""
+        self.query_one("#op-hint", Static).update(hint)
+        self.set_class(bool(hint), "has-hint")
+        if st.total:
+            self.query_one("#op-bar", ProgressBar).update(total=st.total, progress=st.done)
+        self.query_one("#op-stats", Static).update(st.summary() if st.name else "")

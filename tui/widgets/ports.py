@@ -1,0 +1,149 @@
+"""Ports pane: live port list (polled in a worker thread), a URL field and the baud choice."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Input, Label, Select
+from textual.worker import get_current_worker
+
+BAUDS = (115200, 230400, 460800, 921600, 1500000, 2000000, 3000000)
+
+PortsSource = Callable[[], Sequence[Any]]
+
+
+def default_ports_source() -> list[Any]:
+    try:
+        from bkbench.core.ports import list_ports
+    except ImportError:  # engine not there yet: offer the URL field only
+        return []
+    return list(list_ports())
+
+
+def port_row(p: Any) -> tuple[str, str, str, str, str]:
+    vid, pid = getattr(p, "vid", None), getattr(p, "pid", None)
+    vidpid = f"{vid:04x}:{pid:04x}" if vid is not None and pid is not None else "-"
+    in_use = getattr(p, "in_use", None)
+    use = "in use" if in_use else ("" if in_use is not None else "?")
+    adapter = getattr(p, "adapter", "") or getattr(p, "description", "") or getattr(p, "kind", "")
+    by_id = getattr(p, "by_id", "") or ""
+    return (p.device, str(adapter), vidpid, use, str(by_id).rsplit("/", 1)[-1])
+
+
+class PortsPane(Vertical):
+    DEFAULT_CSS = """
+    PortsPane { height: 1fr; }
+    PortsPane DataTable { height: 1fr; min-height: 3; }
+    PortsPane #port-row { height: 3; }
+    PortsPane #port-url { width: 1fr; }
+    PortsPane #baud { width: 16; }
+    PortsPane #ports-empty { color: $text-muted; height: auto; }
+    """
+
+    class Chosen(Message):
+        """The user picked or typed a port URL (Enter), or changed the baud."""
+
+        def __init__(self, url: str, baud: int) -> None:
+            super().__init__()
+            self.url = url
+            self.baud = baud
+
+    def __init__(
+        self,
+        url: str = "",
+        baud: int = 921600,
+        source: PortsSource | None = None,
+        extra: Sequence[Any] = (),
+        poll: float = 1.5,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._initial_url = url
+        self._initial_baud = baud if baud in BAUDS else 921600
+        self.source = source or default_ports_source
+        self.extra = list(extra)  # e.g. the demo chip, always listed
+        self.poll = poll
+        self.ports: list[Any] = []
+        self._shown: list[tuple] = []
+
+    def compose(self) -> ComposeResult:
+        table: DataTable = DataTable(id="ports-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("port", "adapter", "VID:PID", "use", "by-id")
+        yield Label("", id="ports-empty")
+        yield table
+        with Horizontal(id="port-row"):
+            yield Input(self._initial_url, placeholder="port or URL: /dev/ttyUSB0, rfc2217://, sim://", id="port-url")
+            yield Select([(str(b), b) for b in BAUDS], value=self._initial_baud, allow_blank=False, id="baud")
+
+    def on_mount(self) -> None:
+        self.show_ports(list(self.extra) + self._safe_list())
+        if self.poll > 0:
+            self.watch_ports()
+
+    @property
+    def url(self) -> str:
+        return self.query_one("#port-url", Input).value.strip()
+
+    @property
+    def baud(self) -> int:
+        value = self.query_one("#baud", Select).value
+        return int(value) if isinstance(value, int) else self._initial_baud
+
+    def set_url(self, url: str) -> None:
+        self.query_one("#port-url", Input).value = url
+
+    def _safe_list(self) -> list[Any]:
+        try:
+            return list(self.source())
+        except Exception:  # a flaky sysfs read must not kill the poller
+            return []
+
+    @work(thread=True, exclusive=True, group="ports", exit_on_error=False)
+    def watch_ports(self) -> None:
+        """Poll the port list; hand changes (plug/unplug) to the UI thread."""
+        worker = get_current_worker()
+        last: list[tuple] | None = None
+        while not worker.is_cancelled:
+            ports = list(self.extra) + self._safe_list()
+            rows = [port_row(p) for p in ports]
+            if rows != last:
+                last = rows
+                self.app.call_from_thread(self.show_ports, ports)
+            for _ in range(int(self.poll * 10)):
+                if worker.is_cancelled:
+                    return
+                time.sleep(0.1)
+
+    def show_ports(self, ports: list[Any]) -> None:
+        rows = [port_row(p) for p in ports]
+        if rows == self._shown:
+            return
+        self._shown = rows
+        self.ports = ports
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(*row, key=row[0])
+        empty = self.query_one("#ports-empty", Label)
+        empty.update("" if rows else "No serial ports found: type a URL below.")
+        empty.display = not rows
+        if not self.url and rows:
+            self.set_url(rows[0][0])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.set_url(str(event.row_key.value))
+            self.post_message(self.Chosen(self.url, self.baud))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "port-url":
+            self.post_message(self.Chosen(self.url, self.baud))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "baud":
+            self.post_message(self.Chosen(self.url, self.baud))
