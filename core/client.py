@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 import time
 import zlib
+
+import serial
 from dataclasses import dataclass, field
 
 from .chips import (
@@ -20,7 +22,7 @@ from .chips import (
     Bootloader,
     Dialect,
 )
-from .errors import BkError, OperationCancelled, ProtocolError
+from .errors import BkError, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
 from .ops.events import CancelToken, EventSink, null_sink
 from .protocol import (
@@ -87,6 +89,8 @@ class LinkStats:
 
 
 class BkClient:
+    IDLE_GAP = 0.15  # s of silence inside a frame that means bytes were lost (USB adapters batch <= 16 ms)
+
     def __init__(self, port, sink: EventSink = null_sink, timeout: float = 1.0) -> None:
         self.port = port
         self.sink = sink
@@ -106,12 +110,23 @@ class BkClient:
         self.scanner.clear()
         try:
             self.port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
         except Exception:  # noqa: BLE001 - some URL handlers lack it
             pass
 
     def _read_some(self, want: int) -> bytes:
-        n = max(1, want, self.port.in_waiting)
-        return self.port.read(n)
+        try:
+            n = max(1, want, self.port.in_waiting)
+            return self.port.read(n)
+        except (serial.SerialException, OSError) as exc:
+            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            self.port.write(frame)
+        except (serial.SerialException, OSError) as exc:
+            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
 
     def command(
         self,
@@ -128,17 +143,24 @@ class BkClient:
         if drain:
             self.drain()
         if send:
-            self.port.write(encode(code, payload, long))
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            self._write(encode(code, payload, long))
+        now = time.monotonic()
+        deadline = now + (self.timeout if timeout is None else timeout)
         want = reply_code if reply_code is not None else code
+        last_rx = now
         while True:
             frame = self.scanner.find(want, long)
             if frame is not None:
                 return frame
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise ProtocolError(f"no response to command 0x{code:02X} within {timeout or self.timeout:.1f} s")
+            if self.scanner.pending and now - last_rx > self.IDLE_GAP:
+                # Part of a frame arrived and then the line went quiet: bytes were lost on the way.
+                raise ProtocolError(f"incomplete response to command 0x{code:02X} (bytes lost on the line)")
             data = self._read_some(reply_len - self.scanner.pending if reply_len else 1)
             if data:
+                last_rx = time.monotonic()
                 self.scanner.feed(data)
 
     # ------------------------------------------------------------------ link

@@ -13,7 +13,9 @@ from .backups import BackupEntry, BackupLibrary
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import BkError, LinkError, PortError, ProtocolError, UnsafeWriteError
 from .layout import RF_OFFSET, SECTOR, protected_ranges
-from .link.reset import PRESETS, ResetStrategy, get_strategy, port_has_lines
+from .link.baud import adapter_key, climb
+from .link.doctor import LinkDoctor, PortTap
+from .link.reset import PRESETS, ResetStrategy, for_port, get_strategy, port_has_lines
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, Stage, null_sink
 from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .transport import open_port
@@ -48,6 +50,9 @@ class Session:
         self.port = None
         self.client: BkClient | None = None
         self.info: ChipInfo | None = None
+        # Defaults for write() callers that cannot pass them (e.g. `config write`).
+        self.backup_first = True
+        self.backup_library: BackupLibrary | None = None
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
@@ -60,6 +65,8 @@ class Session:
             try:
                 self._restore_link_baud()
                 self.port.close()
+            except (OSError, ValueError):
+                pass
             finally:
                 self.port = None
                 self.client = None
@@ -70,7 +77,7 @@ class Session:
             return
         try:
             self.client.set_baudrate(LINK_BAUD)
-        except (ProtocolError, OSError):
+        except (BkError, OSError):
             pass  # best effort: a reset brings the chip back to 115200 anyway
         self.info.baud = LINK_BAUD
 
@@ -95,31 +102,45 @@ class Session:
         return self.reset
 
     def link(self, cancel: CancelToken | None = None, timeout: float | None = None) -> None:
+        # --- link doctor integration (core/link/doctor.py): the doctor watches RX while linking, its
+        # current Diagnosis goes into LinkAttempt.hint, `self.diagnosis` and the LinkError hint.
         client = self._client()
-        strategy = self._strategy()
+        strategy, note = for_port(self.reset, self.port)
+        if note:
+            self.sink(Notice("warning", note))
+        strategy.check()
         timeout = self.link_timeout if timeout is None else timeout
+        doctor = LinkDoctor(strategy)
+        self.doctor, self.diagnosis = doctor, None
         self.sink(Stage("link", "linking at 115200 baud: " + (
-            strategy.instructions if strategy.manual else f"resetting with {strategy.name}")))
+            strategy.instructions if strategy.manual else f"resetting by {strategy.describe()}")))
         state = {"last_reset": -1e9, "last_event": -1e9}
 
         def on_attempt(n: int, elapsed: float) -> None:
-            if not strategy.manual and elapsed - state["last_reset"] >= strategy.repeat_every:
+            if strategy.acts and elapsed - state["last_reset"] >= strategy.repeat_every:
                 state["last_reset"] = elapsed
-                strategy.apply(self.port)
+                strategy.apply(client.port)
+                doctor.reset_applied()
             if elapsed - state["last_event"] >= 0.25:
                 state["last_event"] = elapsed
-                hint = strategy.instructions if strategy.manual else f"reset by {strategy.name}"
-                self.sink(LinkAttempt(n, elapsed, hint))
+                self.diagnosis = doctor.current()
+                self.sink(LinkAttempt(n, elapsed, self.diagnosis.hint()))
 
-        # First a short try without reset: the chip may already wait in its bootloader.
-        if client.link(0.3, cancel, None):
+        client.port = PortTap(self.port, doctor)
+        try:
+            # First a short try without reset: the chip may already wait in its bootloader.
+            linked = client.link(0.3, cancel, None) or client.link(timeout, cancel, on_attempt)
+        finally:
+            client.port = self.port
+        if linked:
+            doctor.link_ok()
             return
-        if not client.link(timeout, cancel, on_attempt):
-            raise LinkError(
-                f"no answer to the link check within {timeout:.0f} s",
-                hint="check TX/RX are crossed, GND is common and the module has a stable 3.3 V; "
-                "then reset the chip while bkbench is linking (run `bkbench doctor` for a diagnosis)",
-            )
+        self.diagnosis = diag = doctor.current(final=True)
+        err = LinkError(f"no answer to the link check within {timeout:.0f} s: {diag.title}",
+                        hint=" ".join(diag.advice) or "run `bkbench doctor` for a diagnosis")
+        err.diagnosis = diag  # type: ignore[attr-defined]
+        raise err
+        # --- end link doctor integration
 
     def connect(self, cancel: CancelToken | None = None) -> ChipInfo:
         self.open()
@@ -139,25 +160,17 @@ class Session:
         return info
 
     def _switch_baud(self, cancel: CancelToken | None) -> None:
+        # --- baud ladder (core/link/baud.py): step down on failure, remember per adapter.
         client = self._client()
         assert self.info is not None
-        ladder = [self.baud] + [b for b in BAUD_LADDER if b < self.baud]
-        for baud in ladder:
-            if baud == LINK_BAUD:
-                break
-            try:
-                client.set_baudrate(baud)
-                client.relink()
-                self.info.baud = baud
-                return
-            except ProtocolError as exc:
-                self.sink(Notice("warning", f"{exc}; stepping down"))
-                # The chip may already run at the new rate: it needs a reset to listen at 115200 again.
-                self.port.baudrate = LINK_BAUD
-                if not client.link(0.3, cancel, None):
-                    self.link(cancel)
-                    client.identify()
-        self.info.baud = LINK_BAUD
+
+        def reconnect() -> None:
+            # After a failed switch the chip may already run at the new rate: only a reset brings it back.
+            self.link(cancel)
+            client.identify()
+
+        self.info.baud = climb(client, self.baud, adapter_key(self.url), reconnect, self.sink)
+        # --- end baud ladder
 
     # ------------------------------------------------------------------ operations
     def _require(self) -> tuple[BkClient, ChipInfo]:
@@ -198,11 +211,14 @@ class Session:
         *,
         allow_protected: bool = False,
         backup_library: BackupLibrary | None = None,
-        backup_first: bool = True,
+        backup_first: bool | None = None,
         differential: bool = True,
         confirm_sector: bool = False,
     ) -> WriteReport:
+        """Write `data` at `start`. `confirm_sector` marks a deliberate one-sector edit (config)."""
         client, info = self._require()
+        backup_first = self.backup_first if backup_first is None else backup_first
+        backup_library = backup_library or self.backup_library
         end = start + len(data)
         if start % SECTOR:
             raise BkError(f"write start 0x{start:X} is not on a 4 KiB boundary")
@@ -230,6 +246,40 @@ class Session:
         self.sink(Stage("done", report.summary()))
         return report
 
+    def restore(
+        self,
+        image: bytes,
+        cancel: CancelToken | None = None,
+        *,
+        include_bootloader: bool = False,
+        keep_rf: bool = True,
+        backup_library: BackupLibrary | None = None,
+        backup_first: bool | None = None,
+        expected_chip: str | None = None,
+    ) -> WriteReport:
+        """Write a full backup back. The bootloader only on request; the chip's own RF/TLV sector
+        (calibration, MAC) is kept unless `keep_rf` is False."""
+        client, info = self._require()
+        if len(image) != info.flash_size:
+            raise BkError(f"the backup is {len(image)} bytes but this chip's flash is {info.flash_size}")
+        if expected_chip and expected_chip != info.chip:
+            raise BkError(f"the backup is of a {expected_chip}, but this chip is a {info.chip}")
+        rf = RF_OFFSET.get(info.chip, 0x1D0000)
+        start = 0 if include_bootloader else 0x11000
+        spans = [(start, rf), (rf + SECTOR, info.flash_size)] if keep_rf else [(start, info.flash_size)]
+        total = WriteReport()
+        first = True
+        for a, b in spans:
+            rep = self.write(image[a:b], a, cancel, allow_protected=True, backup_library=backup_library,
+                             backup_first=(self.backup_first if backup_first is None else backup_first) and first)
+            first = False
+            total.written += rep.written
+            total.skipped += rep.skipped
+            total.erased_only += rep.erased_only
+            total.changed += rep.changed
+            total.backup = total.backup or rep.backup
+        return total
+
     def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
         client, info = self._require()
         if start + len(data) > info.flash_size:
@@ -243,6 +293,15 @@ class Session:
         self.sink(Stage("reboot", "rebooting into the firmware"))
         client.reboot()
         self.info = None
+
+    def confirm_boot(self, seconds: float = 5.0, banner: bytes = b"OpenBK") -> bool:
+        """After a reboot: watch the log for the firmware's banner (OpenBK prints its version)."""
+        log = self.watch(seconds, until=banner)
+        found = banner in log
+        self.sink(Notice("info" if found else "warning",
+                         "the new firmware is running (banner seen)" if found else
+                         f"no {banner.decode()} banner within {seconds:.0f} s of the reboot; check the log"))
+        return found
 
     def watch(self, seconds: float, until: bytes | None = None) -> bytes:
         """Read the application's log after a reboot (115200), stopping early when `until` appears."""

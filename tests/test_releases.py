@@ -179,7 +179,7 @@ def test_variants(gh, client) -> None:
 
 
 def test_list_releases(gh, client) -> None:
-    rels = client.list(5)
+    rels = client.list_releases(5)
     assert [r.tag for r in rels] == [TAG, OLD]
     assert rels[0].variants("BK7231N") == ["", "berry"]
     assert rels[0].variants("BK7231T") == ["", "tuyaMCU"]
@@ -193,7 +193,7 @@ def test_second_fetch_comes_from_the_cache_even_offline(gh, client, tmp_path) ->
     assert any("cached latest" in w for w in again.warnings)
     pinned = ReleaseClient(api_base=gh.base, cache_dir=tmp_path / "cache", offline=True).fetch("BK7231N", TAG)
     assert pinned.from_cache
-    offline_list = ReleaseClient(api_base=gh.base, cache_dir=tmp_path / "cache", offline=True).list(5)
+    offline_list = ReleaseClient(api_base=gh.base, cache_dir=tmp_path / "cache", offline=True).list_releases(5)
     assert [r.tag for r in offline_list] == [TAG]
 
 
@@ -277,7 +277,7 @@ def test_connection_refused(tmp_path) -> None:
     with pytest.raises(NetworkError, match="Cannot reach 127.0.0.1"):
         c.fetch("BK7231N")
     with pytest.raises(NetworkError):
-        c.list(5)
+        c.list_releases(5)
 
 
 def test_truncated_download_leaves_nothing_cached(gh, client, obk_images, tmp_path) -> None:

@@ -27,6 +27,7 @@ from bkbench.core.ops.events import (
     Progress,
     SectorState,
     SectorUpdate,
+    Stage,
 )
 from textual import work
 from textual.app import App, ComposeResult
@@ -210,6 +211,7 @@ class BkBenchApp(App[int]):
         self.active_pane = "log"
         self._library: Any = None
         self._main_screen: Any = None
+        self._map_phase = ""
 
     # -- paths and engine objects ----------------------------------------------------------------
     @property
@@ -286,8 +288,13 @@ class BkBenchApp(App[int]):
             tabs.active = f"tab-{self.active_pane}"
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
-        if event.tab is not None and event.tab.id:
-            self.show_pane(event.tab.id.removeprefix("tab-"))
+        # Ignore stale activations (we set tabs.active ourselves in _apply_layout): answering them
+        # would ping-pong between two panes forever.
+        if event.tab is None or not event.tab.id or event.tab.id != event.tabs.active:
+            return
+        pane = event.tab.id[len("tab-"):]
+        if pane != self.active_pane:
+            self.show_pane(pane)
 
     def show_pane(self, pane: str) -> None:
         self.active_pane = pane
@@ -393,10 +400,25 @@ class BkBenchApp(App[int]):
         events = self.pump.take()
         if not events:
             return
+        # A write may start with an automatic backup: once the write itself starts, clear the
+        # "read/verified" marks of that backup so the map shows what the write does.
+        start = 0
+        for i, ev in enumerate(events):
+            if isinstance(ev, Stage):
+                if ev.name in ("read", "backup"):
+                    self._map_phase = "read"
+                elif ev.name in ("unprotect", "write") and self._map_phase == "read":
+                    self._map_phase = "write"
+                    self._apply_batch(events[start:i])
+                    self.flash_model.reset()
+                    start = i
+        self._apply_batch(events[start:])
+
+    def _apply_batch(self, events: list[Event]) -> None:
         sectors, others = coalesce(events)
         for ev in sectors:
             self.flash_model.set_state(ev.addr, ev.state, ev.size)
-        if sectors:
+        if sectors or self.flash_model.dirty:
             self.flash_pane.sync()
         if others:
             self.op_pane.apply(others)
@@ -414,6 +436,7 @@ class BkBenchApp(App[int]):
         self.op_name = name
         self.cancel_token = CancelToken()
         self.op_pane.begin(name)
+        self._map_phase = ""
         if self.narrow and self.active_pane not in ("op", "flash"):
             self.show_pane("op")
         self._operation_worker(name, body, self.cancel_token, release_after, needs_chip)

@@ -10,13 +10,16 @@ from typing import Any
 from ..analysis.bootlog import parse_boot_log
 from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
+from ..backups import BackupLibrary
 from ..errors import BkError
+from .common import add_port_args, session_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="identify chip, firmware, MAC, Tuya config and OpenBK pins of a dump")
     p.add_argument("file", nargs="?", help="flash dump (.bin) or UART boot log (.log/.txt)")
-    p.add_argument("--port", help="analyse the live chip on this serial port (not yet available)")
+    add_port_args(p, required=False)
+    p.add_argument("--library", help="backup library directory (a live analysis saves a full backup)")
     p.add_argument("--show-secrets", action="store_true", help="show Wi-Fi passwords and keys")
     p.set_defaults(func=run)
 
@@ -90,10 +93,16 @@ def _human(r: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "port", None):
-        raise BkError("Live analysis (--port) is not available yet; save a backup and analyse the file.")
-    if not args.file:
-        raise BkError("Give a dump or boot log FILE to analyse.")
-    report = analyze_file(args.file, args.show_secrets)
+        # A live analysis reads the whole chip: keep that verified dump as a backup too.
+        with session_for(args) as s:
+            s.connect()
+            entry = s.backup(BackupLibrary(args.library))
+        report = analyze_file(entry.path, args.show_secrets)
+        report["backup"] = str(entry.path)
+    elif not args.file:
+        raise BkError("Give a dump or boot log FILE to analyse, or --port for the live chip.")
+    else:
+        report = analyze_file(args.file, args.show_secrets)
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
     else:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..analysis.dump import analyze_dump
 from ..analysis.obk_config import ObkConfig, parse_assignment
+from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
+from .common import add_port_args, session_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = p.add_subparsers(dest="config_cmd", required=True)
     s = csub.add_parser("show", help="show a config sector or the config inside a full dump")
     s.add_argument("file", nargs="?")
-    s.add_argument("--port")
+    add_port_args(s, required=False)
     s.add_argument("--show-secrets", action="store_true")
     s.set_defaults(func=run_show)
     e = csub.add_parser("set", help="edit key=value pairs into a new file (sector or full dump)")
@@ -32,9 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--from-tuya", action="store_true", help="set pins/startup from the dump's Tuya config")
     e.set_defaults(func=run_set)
     w = csub.add_parser("write", help="write a config sector to the chip")
-    w.add_argument("file")
-    w.add_argument("--port", required=True)
-    w.add_argument("--chip", choices=sorted(OBK_CONFIG_OFFSET))
+    w.add_argument("file", help="a config sector (4 KiB, from `config set`)")
+    add_port_args(w)
+    w.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
+    w.add_argument("--library", help="backup library directory")
     w.set_defaults(func=run_write)
 
 
@@ -74,25 +75,16 @@ def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
     session.write(sector_bytes, start=OBK_CONFIG_OFFSET[chip], confirm_sector=True)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".bkbench-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run_show(args: argparse.Namespace) -> int:
     if args.port:
-        raise BkError("Reading the config from a chip (--port) is not available yet; use a dump file.")
-    if not args.file:
-        raise BkError("Give a config sector or dump FILE.")
-    cfg, _, _ = load_config(Path(args.file).read_bytes())
+        with session_for(args) as s:
+            info = s.connect()
+            sector = s.read(OBK_CONFIG_OFFSET[info.chip], SECTOR)
+        cfg, _, _ = load_config(sector)
+    elif not args.file:
+        raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
+    else:
+        cfg, _, _ = load_config(Path(args.file).read_bytes())
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
         print(json.dumps(j, indent=2))
@@ -120,10 +112,24 @@ def run_set(args: argparse.Namespace) -> int:
         out = sector
     else:
         out = data[:off] + sector + data[off + SECTOR :]
-    _atomic_write(args.output, out)
+    atomic_write(Path(args.output), out, mode=0o600, overwrite=True)
     print(f"Wrote {args.output}" + (f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""))
     return 0
 
 
 def run_write(args: argparse.Namespace) -> int:
-    raise BkError("Writing to a chip is not wired yet (write_config_to_chip needs a Session).")
+    path = Path(args.file)
+    if not path.is_file():
+        raise BkError(f"{path}: no such file")
+    blob = path.read_bytes()
+    if len(blob) not in (SECTOR, 0x200000):
+        raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
+    with session_for(args) as s:
+        info = s.connect()
+        off = OBK_CONFIG_OFFSET[info.chip]
+        sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
+        s.backup_first = not args.no_backup
+        s.backup_library = BackupLibrary(args.library)
+        write_config_to_chip(s, info.chip, sector)
+    print(f"OpenBK config written to 0x{OBK_CONFIG_OFFSET[info.chip]:06X} ({info.chip}) and verified by CRC")
+    return 0

@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--library", help="backup library directory")
     p.set_defaults(func=cmd_write)
 
+    p = sub.add_parser("restore", help="write a full backup back (RF calibration kept from the chip)")
+    add_port_args(p)
+    p.add_argument("file", help="a full dump, e.g. from the backup library")
+    p.add_argument("--bootloader", action="store_true", help="also restore the bootloader (BK7231N only is safe)")
+    p.add_argument("--replace-rf", action="store_true", help="also restore the RF calibration / MAC sector")
+    p.add_argument("--yes", action="store_true", help="confirm restoring the bootloader")
+    p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
+    p.add_argument("--library", help="backup library directory")
+    p.set_defaults(func=cmd_restore)
+
     p = sub.add_parser("verify", help="compare the chip with a file by CRC")
     add_port_args(p)
     p.add_argument("file")
@@ -92,20 +102,12 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_bootloader: bool):
-    """What to write where. Images are recognised by content when the images module is present."""
-    try:
-        from ..images.recognize import check_compatible, plan_write, recognize
-    except ImportError:
-        if start is None:
-            raise BkError("give --start for a raw file") from None
-        return start, data, f"raw file at 0x{start:06X}"
+    """What to write where, decided by the file's content (images.recognize)."""
+    from ..images.recognize import check_compatible, plan_write, recognize
+
     info = recognize(data, name)
-    if start is not None and info.format == "raw":
-        return start, data, f"raw file at 0x{start:06X}"
     check_compatible(info, chip)
-    plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader)
-    if start is not None and start != plan.start:
-        raise BkError(f"{info.format} images go to 0x{plan.start:06X}, not 0x{start:06X}")
+    plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
     return plan.start, plan.payload, plan.description
 
 
@@ -126,10 +128,32 @@ def cmd_write(args: argparse.Namespace) -> int:
         )
         if not args.no_reboot:
             s.reboot()
+            s.confirm_boot(5.0)
     emit(args, {"ok": True, "what": what, "start": start, "length": len(payload), "written": report.written,
                 "skipped": report.skipped, "erased_only": report.erased_only,
                 "backup": str(report.backup.path) if report.backup else None},
          f"{what}: {report.summary()}, verified by CRC")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise BkError(f"{path}: no such file")
+    data = path.read_bytes()
+    if args.bootloader and not args.yes:
+        raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
+    with session_for(args) as s:
+        info = s.connect()
+        from ..analysis.dump import identify_bootloader
+
+        found = identify_bootloader(data)
+        chip = found[0] if found else None
+        report = s.restore(data, include_bootloader=args.bootloader, keep_rf=not args.replace_rf,
+                           backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
+                           expected_chip=chip)
+    emit(args, {"ok": True, "chip": info.chip, "written": report.written, "skipped": report.skipped,
+                "erased_only": report.erased_only}, f"restored {path.name}: {report.summary()}, verified by CRC")
     return 0
 
 

@@ -14,7 +14,7 @@ CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
 
 
 def _list(client: ReleaseClient, args: argparse.Namespace, as_json: bool) -> int:
-    rels = client.list(args.count)
+    rels = client.list_releases(args.count)
     chips = [CHIPS[args.chip]] if args.chip else list(CHIPS.values())
     if as_json:
         out = []

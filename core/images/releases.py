@@ -346,7 +346,7 @@ class ReleaseClient:
         self._store_release(rel, latest=True)
         return rel
 
-    def list(self, count: int = 10) -> list[Release]:
+    def list_releases(self, count: int = 10) -> list[Release]:
         """The newest `count` releases; from the cache when offline."""
         count = max(1, min(int(count), 100))
         try:

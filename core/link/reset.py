@@ -2,18 +2,30 @@
 
 A strategy is a list of steps run on the port: `D1`/`D0` (assert/release DTR), `R1`/`R0` (RTS),
 `W0.1` (wait seconds). Asserted at TTL level means low, so an asserted line wired to CEN holds the
-chip in reset. Manual strategies have no steps; the UI tells the user what to do instead.
+chip in reset. Besides the port lines a strategy may pulse a GPIO line (`actuator`, see gpio.py) and
+type text to a running application (`text`: OpenBK reboots on "reboot\\n", PROTOCOL.md 6). A
+strategy without lines or GPIO is manual: the UI tells the user exactly what to do instead.
+
+Specs accepted by `get_strategy`: a preset name (auto, manual/none, dtr-rts, gui, rts, dtr, reboot),
+a sequence (`R1|D1|W0.1|D0|W0.1|R0`), `gpio:GPIO17[,power=GPIO27][,invert][,pulse=0.25]`, or several
+joined by `+` (`dtr-rts+reboot`). Everything is parsed before a port or GPIO line is touched.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import BkError
 
 STEP = re.compile(r"^(?:(D|R)([01])|W(\d+(?:\.\d+)?))$")
+REBOOT_TEXT = b"reboot\n"
+
+MANUAL_TEXT = ("reset the chip now: short CEN to GND for a second, or power-cycle the module "
+               "(keep TX, RX and GND connected)")
 
 
 @dataclass(frozen=True)
@@ -23,10 +35,37 @@ class ResetStrategy:
     instructions: str = ""
     repeat_every: float = 3.0  # seconds between repeats while the link check runs
     needs_lines: bool = field(default=False)
+    text: bytes = b""  # typed to a running application each round (OpenBK's "reboot")
+    actuator: Any = field(default=None, compare=False, repr=False)  # GpioReset or any object with pulse()
 
     @property
     def manual(self) -> bool:
-        return not self.steps
+        """True when only the user can reset the chip (typing `reboot` is a nudge, not a reset)."""
+        return not self.steps and self.actuator is None
+
+    @property
+    def acts(self) -> bool:
+        """True when apply() does anything at all."""
+        return bool(self.steps or self.text or self.actuator is not None)
+
+    def describe(self) -> str:
+        """How this strategy resets the chip, for messages ("reset by ...")."""
+        parts = []
+        if self.steps:
+            parts.append(f"DTR/RTS sequence {format_sequence(self.steps)}")
+        if self.actuator is not None:
+            parts.append(getattr(self.actuator, "describe", lambda: "GPIO")())
+        if self.text:
+            parts.append(f"typing {self.text.decode('ascii', 'replace').strip()!r} to a running OpenBK")
+        if not parts:
+            return "hand (short CEN to GND, or power-cycle the module)"
+        return " + ".join(parts)
+
+    def check(self) -> None:
+        """Fail early (e.g. a GPIO line that does not exist) before linking starts."""
+        check = getattr(self.actuator, "check", None)
+        if check is not None:
+            check()
 
     def apply(self, port) -> None:
         for op, value in self.steps:
@@ -36,6 +75,14 @@ class ResetStrategy:
                 port.dtr = bool(value)
             elif op == "R":
                 port.rts = bool(value)
+        if self.actuator is not None:
+            self.actuator.pulse()
+        if self.text:
+            port.write(self.text)
+
+
+def format_sequence(steps: tuple[tuple[str, float], ...]) -> str:
+    return "|".join(f"W{v:g}" if op == "W" else f"{op}{int(v)}" for op, v in steps)
 
 
 def parse_sequence(text: str, name: str = "custom") -> ResetStrategy:
@@ -57,11 +104,43 @@ def parse_sequence(text: str, name: str = "custom") -> ResetStrategy:
             steps.append((m.group(1), float(m.group(2))))
     if not steps:
         raise BkError("empty reset sequence")
+    ops = [op for op, _ in steps]
+    for line in ("D", "R"):
+        last = [v for op, v in steps if op == line]
+        if last and last[-1]:
+            # A line left asserted holds a CEN wired to it low: the chip would never boot.
+            raise BkError(f"reset sequence leaves {'DTR' if line == 'D' else 'RTS'} asserted at the end; "
+                          f"add {line}0 so the chip can boot")
+    if "D" not in ops and "R" not in ops:
+        raise BkError("reset sequence drives neither DTR nor RTS")
     return ResetStrategy(name, tuple(steps), needs_lines=True)
 
 
-MANUAL_TEXT = ("reset the chip now: short CEN to GND for a second, or power-cycle the module "
-               "(keep TX, RX and GND connected)")
+def gpio_strategy(spec: str, **kwargs: Any) -> ResetStrategy:
+    """`gpio:GPIO17,power=GPIO27`: parsed now; gpiod is imported only when a line is opened."""
+    from .gpio import GpioReset, parse_gpio_spec
+
+    actuator = GpioReset.from_spec(parse_gpio_spec(spec), **kwargs)
+    return ResetStrategy("gpio", actuator=actuator, repeat_every=3.0)
+
+
+def combine(name: str, parts: list[ResetStrategy]) -> ResetStrategy:
+    steps: tuple[tuple[str, float], ...] = ()
+    actuator = None
+    text = b""
+    for p in parts:
+        steps += p.steps
+        if p.actuator is not None:
+            if actuator is not None:
+                raise BkError("only one GPIO reset can be combined")
+            actuator = p.actuator
+        text += p.text
+    strategy = ResetStrategy(name, steps, needs_lines=bool(steps), text=text, actuator=actuator,
+                             repeat_every=min(p.repeat_every for p in parts))
+    if strategy.manual:
+        strategy = ResetStrategy(name, steps, MANUAL_TEXT, strategy.repeat_every, False, text)
+    return strategy
+
 
 PRESETS: dict[str, ResetStrategy] = {
     "manual": ResetStrategy("manual", instructions=MANUAL_TEXT),
@@ -71,19 +150,30 @@ PRESETS: dict[str, ResetStrategy] = {
     "gui": parse_sequence("D1|R1|W0.05|D0|R0", "gui"),
     "rts": parse_sequence("R1|W0.2|R0", "rts"),
     "dtr": parse_sequence("D1|W0.2|D0", "dtr"),
+    # OpenBK's command line reboots into the boot window (GUIFlashTool does this every 5th try).
+    "reboot": ResetStrategy("reboot", instructions=MANUAL_TEXT, text=REBOOT_TEXT, repeat_every=2.0),
 }
+# auto: the bk7231tools pulse (harmless when nothing is wired) plus `reboot` for a running OpenBK.
+PRESETS["auto"] = combine("auto", [PRESETS["dtr-rts"], PRESETS["reboot"]])
 
 
 def get_strategy(spec: str) -> ResetStrategy:
-    if spec in ("auto",):
-        return PRESETS["dtr-rts"]
-    if spec in ("none",):
+    spec = spec.strip()
+    if "+" in spec:
+        parts = [get_strategy(p) for p in spec.split("+") if p.strip()]
+        if not parts:
+            raise BkError(f"empty reset method {spec!r}")
+        return combine(spec, parts)
+    if spec == "none":
         return PRESETS["manual"]
     if spec in PRESETS:
         return PRESETS[spec]
-    if any(c in spec for c in "|,") or STEP.match(spec.strip().upper() or "x"):
+    if spec.lower().startswith("gpio:"):
+        return gpio_strategy(spec)
+    if any(c in spec for c in "|,") or STEP.match(spec.upper() or "x"):
         return parse_sequence(spec)
-    raise BkError(f"unknown reset method {spec!r}; use manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
+    raise BkError(f"unknown reset method {spec!r}; use auto, manual, dtr-rts, gui, rts, dtr, reboot, "
+                  "gpio:GPIO17 or a sequence like R1|W0.1|R0")
 
 
 def port_has_lines(port) -> bool:
@@ -91,11 +181,28 @@ def port_has_lines(port) -> bool:
     name = str(getattr(port, "portstr", "") or getattr(port, "port", "") or "")
     if name.startswith(("socket://", "rfc2217://", "loop://")):
         return False
-    if "/dev/pts/" in name or name.startswith(("/dev/ttyAMA", "/dev/ttyS", "/dev/serial0", "/dev/serial1")):
-        return False
+    real = os.path.realpath(name) if name.startswith("/") else name
+    for cand in (name, real):
+        if "/dev/pts/" in cand or cand == "/dev/ptmx":
+            return False
+        if cand.startswith(("/dev/ttyAMA", "/dev/ttyS", "/dev/serial0", "/dev/serial1")):
+            return False
     try:
         port.dtr = False
         port.rts = False
     except Exception:  # noqa: BLE001 - any failure means the lines are not there
         return False
     return True
+
+
+def for_port(strategy: ResetStrategy, port) -> tuple[ResetStrategy, str]:
+    """The strategy this port can run, and one message when DTR/RTS had to be dropped ("" if not)."""
+    if not strategy.steps or port_has_lines(port):
+        return strategy, ""
+    name = str(getattr(port, "portstr", "") or getattr(port, "port", "") or "this port")
+    kept = ResetStrategy(
+        f"{strategy.name} (without DTR/RTS)", (), MANUAL_TEXT if strategy.actuator is None else "",
+        strategy.repeat_every, False, strategy.text, strategy.actuator,
+    )
+    what = "reset the chip by hand while bkbench links" if kept.manual else f"resetting by {kept.describe()}"
+    return kept, f"{name} cannot drive DTR/RTS (pty, socket or Pi UART): {what}"

@@ -313,13 +313,14 @@ class SimDevice:
         return bootlog.openbk_log(self.chip, self.firmware_version())
 
     def firmware_version(self) -> str:
-        """Best-effort OpenBK version of what is now in flash (for the simulated log)."""
+        """OpenBK version of what is now in flash, for the simulated log (decrypts the app once)."""
         try:
-            from ..analysis.dump import firmware_identity  # type: ignore[attr-defined]
+            from ..analysis.dump import _decrypt_app, identify_firmware
 
-            ident = firmware_identity(bytes(self.flash.data))
-            if ident:
-                return str(ident.get("version") or "unknown") if isinstance(ident, dict) else str(ident)
+            plain = _decrypt_app(bytes(self.flash.data), 0x11000, 0x119000)
+            ident = identify_firmware(plain)
+            if ident.get("kind") == "openbk":
+                return str(ident.get("version"))
         except Exception:  # noqa: BLE001 - the log is cosmetic; never let it break the chip
             pass
         return "unknown"
@@ -346,7 +347,7 @@ class SimDevice:
         start = max(ready + stall, self._tx_free)
         end = start + self.timing.wire(len(frame), self.chip_baud)
         self._tx_free = end
-        frame = self.faults.corrupt(frame, "tx")
+        frame = self.faults.noise() + self.faults.corrupt(frame, "tx")
         self.out.append(Chunk(end + self.timing.latency(), self.chip_baud, frame))
 
     def _receive(self, data: bytes, t: float) -> None:

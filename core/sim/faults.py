@@ -13,6 +13,7 @@ class FaultPlan:
     flip_rate: float = 0.0  # per byte, chip -> host
     insert_rate: float = 0.0  # per byte, chip -> host
     rx_corrupt_rate: float = 0.0  # per byte, host -> chip
+    noise_rate: float = 0.0  # per reply: boot-log text arrives just before it
     stall_rate: float = 0.0  # per reply: the reply is late by stall_s
     stall_s: float = 1.5
     reset_rate: float = 0.0  # per command: the chip resets (brown-out) instead of answering
@@ -21,7 +22,7 @@ class FaultPlan:
     @property
     def active(self) -> bool:
         return any(
-            (self.drop_rate, self.flip_rate, self.insert_rate, self.rx_corrupt_rate, self.stall_rate,
+            (self.drop_rate, self.flip_rate, self.insert_rate, self.rx_corrupt_rate, self.stall_rate, self.noise_rate,
              self.reset_rate)
         ) or self.disconnect_after is not None
 
@@ -30,7 +31,7 @@ class FaultInjector:
     def __init__(self, plan: FaultPlan) -> None:
         self.plan = plan
         self.rng = random.Random(plan.seed)
-        self.counts = {"drop": 0, "flip": 0, "insert": 0, "rx_corrupt": 0, "stall": 0, "reset": 0}
+        self.counts = {"drop": 0, "flip": 0, "insert": 0, "rx_corrupt": 0, "stall": 0, "reset": 0, "noise": 0}
 
     def _n(self, rate: float, length: int) -> int:
         expected = rate * length
@@ -65,6 +66,12 @@ class FaultInjector:
             buf.insert(self.rng.randrange(len(buf) + 1), self.rng.randrange(256))
             self.counts["insert"] += 1
         return bytes(buf)
+
+    def noise(self) -> bytes:
+        if self.plan.noise_rate and self.rng.random() < self.plan.noise_rate:
+            self.counts["noise"] += 1
+            return b"[01-01 18:12:15 TUYA D] \x04\x0e noise " + bytes([self.rng.randrange(256)]) + b"\r\n"
+        return b""
 
     def stall(self) -> float:
         if self.plan.stall_rate and self.rng.random() < self.plan.stall_rate:

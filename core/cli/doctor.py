@@ -1,0 +1,63 @@
+"""`bkbench doctor`: diagnose why a chip does not link (read-only: it never writes the chip)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import BkError
+from ..link.baud import adapter_key, forget, remembered
+from ..link.doctor import diagnose
+from .common import emit
+from .render import make_renderer
+
+EXIT_PROBLEM = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="diagnose the link to a chip and say what to do next (never writes)")
+    p.add_argument("--port", "-p", required=True, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
+    p.add_argument("--reset", default="auto",
+                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17[,power=GPIO27] "
+                   "or a sequence like R1|W0.1|R0")
+    p.add_argument("--seconds", type=float, default=10.0, help="how long to listen and link (default 10)")
+    p.add_argument("--dump", help="a flash dump of this device: names what its config puts on P10/P11")
+    p.add_argument("--forget-baud", action="store_true",
+                   help="forget the baud rates remembered for this adapter, then diagnose")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.seconds <= 0:
+        raise BkError("--seconds must be positive")
+    dump = None
+    if args.dump:
+        path = Path(args.dump)
+        if not path.is_file():
+            raise BkError(f"{path}: no such file")
+        dump = path
+    key = adapter_key(args.port)
+    if args.forget_baud:
+        forget(key)
+    json_mode = getattr(args, "json", False)
+    renderer = make_renderer(json_mode, args.quiet)
+    try:
+        diag = diagnose(args.port, reset=args.reset, seconds=args.seconds, sink=renderer, dump=dump)
+    finally:
+        close = getattr(renderer, "close", None)
+        if close:
+            close()
+    memory = remembered(key)
+    out = {"ok": diag.ok, "port": args.port, **diag.to_json()}
+    if memory:
+        out["baud_memory"] = memory
+    text = diag.text()
+    ev = diag.evidence
+    text += (f"\nseen: {ev.get('rx_bytes', 0)} bytes received, {ev.get('link_checks_sent', 0)} link checks sent, "
+             f"{ev.get('replies', 0)} replies, reset by {ev.get('reset_method', '?')}")
+    if memory.get("good"):
+        text += f"\nthis adapter last worked at {memory['good']} baud"
+    emit(args, out, text)
+    return 0 if diag.ok else EXIT_PROBLEM

@@ -1,0 +1,127 @@
+"""Baud ladder: link at 115200, switch up, step down on failure, and remember what each adapter managed.
+
+No peer tool steps down by itself (PROTOCOL-DETAILS.md 6.6): adapters differ (CP2102 fails 921600,
+CH34x may fail above ~500k), and after a failed SetBaudRate the chip is already at the new rate, so
+only a reset brings it back to 115200. `climb()` therefore reconnects (reset + link + identify)
+before trying the next lower rate.
+
+The memory lives in the user config under `adapters.<key>`: `{"good": rate, "failed": [rates]}`.
+The key names the adapter, not the port: `usb:VID:PID:SERIAL`, else the /dev/serial/by-id path,
+else the device path; URLs (sim://, socket://) are their own key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .. import userconfig
+from ..client import LINK_BAUD, BkClient
+from ..errors import ProtocolError
+from ..ops.events import EventSink, Notice, null_sink
+
+LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, LINK_BAUD)
+SECTION = "adapters"
+PROBE_ADDR = 0x11000  # a 4 KiB read at the new rate catches adapters that garble long bursts only
+
+
+def adapter_key(url: str) -> str:
+    """A stable name for the adapter behind `url` (see the module docstring)."""
+    if "://" in url:
+        return url
+    real = os.path.realpath(url)
+    try:
+        from ..ports import list_ports
+
+        for p in list_ports(check_in_use=False):
+            if os.path.realpath(p.device) != real:
+                continue
+            if p.vid is not None and p.pid is not None and p.serial_number:
+                return f"usb:{p.vid:04X}:{p.pid:04X}:{p.serial_number}"
+            if p.by_id:
+                return p.by_id
+            if p.vid is not None and p.pid is not None:
+                return f"usb:{p.vid:04X}:{p.pid:04X}@{p.device}"
+    except Exception:  # noqa: BLE001 - discovery is a nicety; the path still names the port
+        pass
+    return real
+
+
+def remembered(key: str) -> dict:
+    entry = userconfig.get(f"{SECTION}.{key}", {})
+    return entry if isinstance(entry, dict) else {}
+
+
+def forget(key: str) -> None:
+    userconfig.set_value(f"{SECTION}.{key}", None)
+
+
+def ladder_from(requested: int, failed: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """Rates to try, fastest first: the request (unless it failed before) then the lower ladder rungs."""
+    rates = [requested] + [b for b in LADDER if b < requested]
+    rates = [b for b in rates if b not in failed or b == LINK_BAUD]
+    return rates or [LINK_BAUD]
+
+
+def _record(key: str, good: int | None = None, failed: int | None = None) -> None:
+    def change(settings: dict) -> None:
+        section = settings.setdefault(SECTION, {})
+        if not isinstance(section, dict):
+            section = settings[SECTION] = {}
+        entry = section.setdefault(key, {})
+        if not isinstance(entry, dict):
+            entry = section[key] = {}
+        bad = [b for b in entry.get("failed", []) if isinstance(b, int)]
+        if failed is not None and failed not in bad:
+            bad.append(failed)
+        if good is not None:
+            entry["good"] = good
+            bad = [b for b in bad if b != good]
+        entry["failed"] = sorted(bad, reverse=True)
+
+    try:
+        userconfig.update(change)
+    except OSError:
+        pass  # a read-only home must not stop a flash; the next run just starts higher again
+
+
+def climb(
+    client: BkClient,
+    requested: int,
+    key: str,
+    reconnect: Callable[[], None],
+    sink: EventSink = null_sink,
+    remember: bool = True,
+) -> int:
+    """Switch a linked chip from 115200 to the fastest rate that works, at most `requested`; returns it.
+
+    `reconnect()` must bring the chip back to a linked, identified state at 115200 (reset + link).
+    """
+    memory = remembered(key) if remember else {}
+    failed_before = [b for b in memory.get("failed", []) if isinstance(b, int)]
+    rates = ladder_from(requested, failed_before)
+    if rates[0] != requested and requested != LINK_BAUD:
+        sink(Notice("info", f"starting at {rates[0]} baud: {requested} failed on this adapter before "
+                            "(`bkbench doctor --forget-baud` retries it)"))
+    for baud in rates:
+        if baud == LINK_BAUD:
+            break
+        try:
+            client.set_baudrate(baud)
+            client.relink()
+            client.read_4k(PROBE_ADDR)
+        except ProtocolError as exc:
+            sink(Notice("warning", f"{exc}; reconnecting at 115200 to step down"))
+            if remember:
+                _record(key, failed=baud)
+            client.port.baudrate = LINK_BAUD
+            reconnect()
+            continue
+        if remember and (memory.get("good") != baud or baud in failed_before):
+            _record(key, good=baud)
+        sink(Notice("info", f"transferring at {baud} baud"))
+        return baud
+    if remember and memory.get("good") != LINK_BAUD and requested != LINK_BAUD:
+        _record(key, good=LINK_BAUD)
+    sink(Notice("info", f"transferring at {LINK_BAUD} baud"))
+    return LINK_BAUD

