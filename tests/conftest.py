@@ -34,3 +34,11 @@ def obk_images(fixtures_dir: Path) -> dict:
         images["ota"] = ota
         out[chip] = images
     return out
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own config, data and cache dirs: nothing leaks between tests or into $HOME."""
+    base = tmp_path_factory.mktemp("user")
+    for var, sub in (("BKBENCH_CONFIG_DIR", "config"), ("BKBENCH_DATA_DIR", "data"), ("BKBENCH_CACHE_DIR", "cache")):
+        monkeypatch.setenv(var, str(base / sub))

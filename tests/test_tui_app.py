@@ -298,6 +298,10 @@ async def test_narrow_layout_tabs_show_one_pane(tmp_path: Path):
             shown = [p for p in ("ports", "log", "flash", "op") if app.query_one(f"#pane-{p}").display
                      and app.query_one(f"#pane-{p}").region.height > 0]
             assert shown == [pane]
+        app.query_one("#port-url").focus()  # digits type into a field; ctrl+n still switches
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.05)
+        assert app.active_pane == "flash"
         # the flash map fits: all 512 sectors on screen, none cut off
         await pilot.press("3")
         await pilot.pause(0.1)

@@ -175,6 +175,7 @@ class BkBenchApp(App[int]):
         Binding("2", "pane('log')", "Log", show=False),
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
+        Binding("ctrl+n", "next_pane", "Next pane", priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -302,8 +303,11 @@ class BkBenchApp(App[int]):
 
     def action_pane(self, pane: str) -> None:
         self.show_pane(pane)
-        target = {"ports": "#port-url", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}[pane]
+        target = {"ports": "#ports-table", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}[pane]
         self.query_one(target).focus()
+
+    def action_next_pane(self) -> None:
+        self.action_pane(PANES[(PANES.index(self.active_pane) + 1) % len(PANES)])
 
     @property
     def flash_pane(self) -> FlashMapPane:
