@@ -31,6 +31,6 @@ def test_analyze_bootlog(fixtures_dir, capsys) -> None:
     assert r["source"] == "bootlog" and r["openbk"]["pins"]["24"]["role"] == "Rel"
 
 
-def test_analyze_port_not_yet() -> None:
-    with pytest.raises(BkError):
-        analyze.run(argparse.Namespace(json=False, port="/dev/null", show_secrets=False, file=None))
+def test_analyze_without_file_or_port_is_a_clear_error() -> None:
+    with pytest.raises(BkError, match="FILE"):
+        analyze.run(argparse.Namespace(json=False, port=None, show_secrets=False, file=None))

@@ -94,4 +94,18 @@ def test_write_refuses_bootloader_without_explicit_request(fixtures_dir, datadir
     with sim_url("BK7231N", data) as (url, dev):
         assert main(["write", "--port", url, str(src), "--start", "0", "--no-backup", "-q"]) == 1
         assert bytes(dev.flash.data) == data
-    assert "bootloader or RF calibration" in capsys.readouterr().err
+    assert "bootloader" in capsys.readouterr().err
+
+
+def test_engine_refuses_rf_sector_without_explicit_request(fixtures_dir):
+    from bkbench.core.errors import UnsafeWriteError
+    from bkbench.core.session import Session
+
+    data = _dump(fixtures_dir, "bk7231t-feit-br30-rgbw-bulb.bin")
+    with sim_url("BK7231T", data) as (url, dev):
+        with Session(url, baud=921600) as s:
+            s.connect()
+            with pytest.raises(UnsafeWriteError, match="RF calibration"):
+                s.write(b"\x00" * 0x2000, 0x1DF000, backup_first=False)
+            s.write(b"\x00" * 0x1000, 0x1DF000, backup_first=False)  # the sector before is fine
+        assert dev.flash.read(0x1E0000, 0x1000) == data[0x1E0000:0x1E1000]

@@ -355,6 +355,63 @@ def test_crc_of_fixture_dump_is_what_the_chip_reports(tmp_path: Path) -> None:
         registry.unregister("rel-guard")
 
 
+class _HitEraseAddress(FaultInjector):
+    """Flip one address bit of the first 4 KiB FlashErase frame on its way to the chip (a UART bit error)."""
+
+    def __init__(self) -> None:
+        super().__init__(FaultPlan())
+        self.hit = False
+
+    def corrupt(self, data: bytes, direction: str) -> bytes:
+        # 01 E0 FC FF F4 len16 0F size addr32: byte 11 holds address bits 16..23.
+        if direction == "rx" and not self.hit and len(data) == 13 and data[7] == 0x0F and data[8] == 0x20:
+            self.hit = True
+            self.counts["rx_corrupt"] += 1
+            return data[:11] + bytes([data[11] ^ 0x01]) + data[12:]
+        return data
+
+
+@pytest.mark.parametrize("chip", ["BK7231N", "BK7231T"])
+def test_corrupted_erase_address_is_never_silent(chip: str) -> None:
+    """The chip erases the sector the corrupted frame names and echoes that address. The engine sees the
+    echo mismatch and retries the right sector; the other sector stays erased. A write may fail, but it
+    must not report success while a sector outside its range was destroyed."""
+    dev = registry.create_device(chip, wiring="rts")
+    registry.register(f"rel-erase-{chip}", dev)
+    start, image = 0x40000, bytes(range(256)) * 16 * 8  # the flipped bit points at 0x50000 (app code)
+    try:
+        with Session(f"sim://@rel-erase-{chip}", baud=115200, reset="rts", link_timeout=5) as s:
+            s.connect()
+            before = bytes(dev.flash.data)
+            injector = _HitEraseAddress()
+            dev.faults = injector
+            TALLY.runs += 1
+            TALLY.faults += 1
+            try:
+                s.write(image, start, backup_first=False)
+                error = None
+            except BkError as exc:
+                error = exc
+        assert injector.hit
+        flash = bytes(dev.flash.data)
+        damaged = [a for a in range(0, len(flash), SECTOR)
+                   if not start <= a < start + len(image) and flash[a : a + SECTOR] != before[a : a + SECTOR]]
+        if error is None and damaged:
+            TALLY.silent.append(f"write {chip} 0x{start:X}: reported success, sectors "
+                                f"{', '.join(hex(a) for a in damaged)} outside the write were erased")
+        elif error is None:
+            TALLY.recovered += 1
+        else:
+            TALLY.failed_cleanly += 1
+        assert error is not None or not damaged, (
+            f"write reported success but {', '.join(hex(a) for a in damaged)} (outside 0x{start:X}+"
+            f"0x{len(image):X}) was erased by the corrupted command")
+        if error is not None and damaged:
+            assert any(f"{a:06X}" in str(error).upper() for a in damaged), str(error)
+    finally:
+        registry.unregister(f"rel-erase-{chip}")
+
+
 def test_summary() -> None:
     """Runs last (file order): prints the counts and insists on zero silent corruptions."""
     print("\n" + TALLY.line())

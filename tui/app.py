@@ -34,6 +34,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Container
+from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tab, Tabs
 
 from .screens.backups import BackupsScreen
@@ -150,6 +151,13 @@ class OperationsProvider(Provider):
             await self.app.run_action(action)
 
         return run
+
+
+class MainScreen(Screen):
+    """The default screen; tells the app when the terminal size changes (to switch layouts)."""
+
+    def on_resize(self) -> None:
+        self.app.call_after_refresh(self.app._apply_layout)
 
 
 class BkBenchApp(App[int]):
@@ -270,8 +278,8 @@ class BkBenchApp(App[int]):
         if self.use_monitor and self.url:
             self.start_monitor(self.url)
 
-    def on_resize(self) -> None:
-        self._apply_layout()
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
 
     @property
     def narrow(self) -> bool:

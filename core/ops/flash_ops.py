@@ -79,7 +79,7 @@ def _with_record(kind: str):
             record = kwargs.get("record")
             if record is None:
                 length = args[0] if isinstance(args[0], int) else len(args[0])
-                record = OperationRecord(kind, start, length if kind == "read" else
+                record = OperationRecord(kind, start, length if kind in ("read", "verify") else
                                          length + (-length) % SECTOR)
                 kwargs["record"] = record
             try:
@@ -301,12 +301,13 @@ class VerifyReport:
         return "chip differs at " + ", ".join(f"0x{s:06X}-0x{e:06X}" for s, e in self.mismatched)
 
 
+@_with_record("verify")
 def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = null_sink,
-                 cancel: CancelToken | None = None) -> VerifyReport:
+                 cancel: CancelToken | None = None, record: OperationRecord | None = None) -> VerifyReport:
     """Compare the chip with `data` by CRC: per 64 KiB group, then per sector where a group differs."""
     if start % SECTOR:
         raise BkError("verify must start on a 4 KiB boundary")
-    record = OperationRecord("verify", start, len(data))
+    record = record or OperationRecord("verify", start, len(data))
     sink(Stage("verify", f"comparing 0x{start:06X}-0x{start + len(data):06X} by CRC"))
     bad: list[tuple[int, int]] = []
     end = start + len(data)

@@ -147,16 +147,16 @@ class FlashMap(Widget, can_focus=True):
     FlashMap { height: auto; width: 1fr; }
     FlashMap > .flashmap--addr { color: $text-muted; }
     FlashMap > .flashmap--cursor { text-style: reverse bold; }
-    FlashMap > .flashmap--p-bootloader { background: $error 45%; }
-    FlashMap > .flashmap--p-app { background: $primary 45%; }
-    FlashMap > .flashmap--p-ota { background: $foreground 12%; }
-    FlashMap > .flashmap--p-rf { background: $warning 60%; }
-    FlashMap > .flashmap--p-obk_config { background: $success 55%; }
-    FlashMap > .flashmap--p-net { background: $foreground 30%; }
-    FlashMap > .flashmap--p-obk_vars { background: $success 25%; }
+    FlashMap > .flashmap--p-bootloader { background: $error-darken-2; }
+    FlashMap > .flashmap--p-app { background: $primary-darken-2; }
+    FlashMap > .flashmap--p-ota { background: $secondary-darken-1; }
+    FlashMap > .flashmap--p-rf { background: $warning-darken-3; }
+    FlashMap > .flashmap--p-obk_config { background: $success-darken-2; }
+    FlashMap > .flashmap--p-net { background: $surface-lighten-3; }
+    FlashMap > .flashmap--p-obk_vars { background: $success-darken-3; }
     FlashMap > .flashmap--p-free { background: $surface; }
-    FlashMap > .flashmap--p-tuya_kv { background: $secondary; }
-    FlashMap > .flashmap--s-pending { color: $text-muted; }
+    FlashMap > .flashmap--p-tuya_kv { background: $accent-darken-3; }
+    FlashMap > .flashmap--s-pending { color: $text 70%; }
     FlashMap > .flashmap--s-read { color: $text; }
     FlashMap > .flashmap--s-verified { color: $text; text-style: bold; }
     FlashMap > .flashmap--s-erased { color: $text; }
