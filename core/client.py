@@ -10,9 +10,9 @@ from __future__ import annotations
 import struct
 import time
 import zlib
+from dataclasses import dataclass, field
 
 import serial
-from dataclasses import dataclass, field
 
 from .chips import (
     BOOTLOADERS,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import serial
-
 from bkbench.core.cli.main import main
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultPlan

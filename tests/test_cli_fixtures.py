@@ -6,9 +6,8 @@ import json
 import zlib
 
 import pytest
-from simhelpers import DUMP_CHIPS, ROTATED, sim_url, unrotate
-
 from bkbench.core.cli.main import main
+from simhelpers import DUMP_CHIPS, ROTATED, sim_url, unrotate
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from bkbench.core.cli.main import main
 from bkbench.core.link.doctor import (
     KINDS,

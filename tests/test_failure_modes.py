@@ -10,8 +10,6 @@ import time
 import zlib
 
 import pytest
-from simhelpers import sim_url
-
 from bkbench.core.chips import Dialect
 from bkbench.core.client import BkClient
 from bkbench.core.errors import BkError, ProtocolError
@@ -21,6 +19,7 @@ from bkbench.core.sim.device import SimDevice
 from bkbench.core.sim.faults import FaultPlan
 from bkbench.core.sim.registry import synth_flash
 from bkbench.core.transport import open_port
+from simhelpers import sim_url
 
 N_DUMP = "bk7231n-mirabella-genio-i003632-plug.bin"
 T_DUMP = "bk7231t-globe-37783-rgbct-bulb.bin"

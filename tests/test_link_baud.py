@@ -8,7 +8,6 @@ import stat
 import uuid
 
 import pytest
-
 from bkbench.core import userconfig
 from bkbench.core.link.baud import LADDER, adapter_key, forget, ladder_from, remembered
 from bkbench.core.ops.events import Notice

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from bkbench.core.errors import BkError
 from bkbench.core.link.gpio import GPIOD_MISSING, GpioReset, find_line, open_line, parse_gpio_spec
 from bkbench.core.link.reset import ResetStrategy, get_strategy

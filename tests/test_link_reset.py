@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from bkbench.core.client import BkClient
 from bkbench.core.errors import BkError, LinkError
 from bkbench.core.link.reset import (

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from simhelpers import sim_url
-
 from bkbench.core.cli.main import main
+from simhelpers import sim_url
 
 N_DUMP = "bk7231n-lspa9-clone-bl0937-plug.bin"
 

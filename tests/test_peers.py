@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from simhelpers import DUMP_CHIPS, pty_for, sim_url
-
 from bkbench.core.session import Session
 from bkbench.core.sim.registry import create_device
+from simhelpers import DUMP_CHIPS, pty_for, sim_url
 
 pytestmark = pytest.mark.peers
 bk7231tools = pytest.importorskip("bk7231tools.serial")

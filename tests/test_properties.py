@@ -10,11 +10,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from bkbench.core.errors import BkError, ImageError
 from bkbench.core.protocol import CMD_HEADER, CommandParser, ResponseScanner, encode, encode_response
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(max_examples=40, deadline=10000, suppress_health_check=[HealthCheck.too_slow])
@@ -69,7 +68,7 @@ def test_scanner_finds_frame_in_garbage(pre: bytes, code: int, long: bool, paylo
 def test_command_parser_survives_any_bytes(data: bytes, cuts: list[int]) -> None:
     p = CommandParser()
     for piece in chunked(data, cuts):
-        for code, long, payload in p.feed(piece):
+        for code, _long, payload in p.feed(piece):
             assert 0 <= code <= 0xFF and isinstance(payload, bytes)
 
 

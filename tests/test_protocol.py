@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bkbench.core.protocol import (
-    CommandParser,
     Cmd,
+    CommandParser,
     LongCmd,
     ResponseScanner,
     encode,

@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
-from bkbench.core.ops.flash_ops import OperationFailed
 from bkbench.core.session import Session
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultInjector, FaultPlan

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from bkbench.core.ports import PortInfo
 from bkbench.core.sim import registry
 from bkbench.core.sim.timing import Timing

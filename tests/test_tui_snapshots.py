@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import pytest_textual_snapshot
-from syrupy.location import PyTestLocation
-
 from bkbench.core.backups import BackupEntry
 from bkbench.core.ops.events import Progress, SectorState, SectorUpdate, Stage
 from bkbench.core.ports import PortInfo
 from bkbench.tui.app import BkBenchApp
 from bkbench.tui.screens.backups import BackupsScreen
 from bkbench.tui.screens.confirm import ConfirmScreen
+from syrupy.location import PyTestLocation
 
 SNAP_DIR = Path(__file__).resolve().parent / "snapshots"
 PORTS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bkbench.core.layout import SECTOR
 from bkbench.core.ops.events import LinkAttempt, Notice, Progress, SectorState, SectorUpdate, Stage
 from bkbench.tui.app import coalesce, ranges_text, subtract_ranges

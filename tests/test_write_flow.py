@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from simhelpers import sim_url
-
 from bkbench.core.cli.main import main
 from bkbench.core.errors import BkError
 from bkbench.core.ops.flash_ops import OperationFailed
 from bkbench.core.session import Session
-from bkbench.core.sim.faults import FaultPlan
+from simhelpers import sim_url
 
 DUMPS = {"BK7231N": "bk7231n-lspa9-clone-bl0937-plug.bin", "BK7231T": "bk7231t-feit-br30-rgbw-bulb.bin"}
 

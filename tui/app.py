@@ -183,7 +183,7 @@ class BkBenchApp(App[int]):
         Binding("2", "pane('log')", "Log", show=False),
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
-        Binding("ctrl+n", "next_pane", "Next pane", priority=True),
+        Binding("ctrl+n", "next_pane", "Next pane", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -275,6 +275,7 @@ class BkBenchApp(App[int]):
         self._apply_layout()
         self.set_interval(0.1, self.drain_events)
         self.set_interval(0.5, self._update_statusline)
+        self._update_statusline()
         if self.use_monitor and self.url:
             self.start_monitor(self.url)
 

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", "-p", help="serial port or URL for the workbench")
     parser.add_argument("--demo", action="store_true", help="open the workbench on a simulated chip")
     parser.add_argument("--baud", "-b", type=int, default=921600, help="transfer baud rate for the workbench")
+    parser.add_argument("--data-dir", help="where backups and logs go (default: XDG data dir)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_tui(args: argparse.Namespace) -> int:
     # Imported lazily: the engine and the CLI must work without loading Textual.
     tui = importlib.import_module("bkbench.tui.app")
-    return int(tui.run(port=args.port, demo=args.demo or not args.port, baud=args.baud) or 0)
+    return int(tui.run(port=args.port, demo=args.demo, baud=args.baud, data_dir=args.data_dir) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
