@@ -15,12 +15,10 @@ from .errors import BkError, LinkError, PortError, ProtocolError, UnsafeWriteErr
 from .layout import RF_OFFSET, SECTOR, protected_ranges
 from .link.baud import adapter_key, climb
 from .link.doctor import LinkDoctor, PortTap
-from .link.reset import PRESETS, ResetStrategy, for_port, get_strategy, port_has_lines
+from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, Stage, null_sink
 from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .transport import open_port
-
-BAUD_LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, 115200)
 
 
 def parse_mac(rf_sector: bytes) -> str | None:
@@ -50,6 +48,8 @@ class Session:
         self.port = None
         self.client: BkClient | None = None
         self.info: ChipInfo | None = None
+        self.doctor = None  # LinkDoctor of the last link attempt (core.link.doctor)
+        self.diagnosis = None  # its latest Diagnosis, shown by the UIs while linking
         # Defaults for write() callers that cannot pass them (e.g. `config write`).
         self.backup_first = True
         self.backup_library: BackupLibrary | None = None
@@ -95,12 +95,6 @@ class Session:
         return self.client
 
     # ------------------------------------------------------------------ link
-    def _strategy(self) -> ResetStrategy:
-        if not self.reset.manual and not port_has_lines(self.port):
-            self.sink(Notice("warning", f"{self.url} cannot drive DTR/RTS: reset the chip by hand"))
-            return PRESETS["manual"]
-        return self.reset
-
     def link(self, cancel: CancelToken | None = None, timeout: float | None = None) -> None:
         # --- link doctor integration (core/link/doctor.py): the doctor watches RX while linking, its
         # current Diagnosis goes into LinkAttempt.hint, `self.diagnosis` and the LinkError hint.
@@ -147,7 +141,17 @@ class Session:
         self.link(cancel)
         client = self._client()
         self.sink(Stage("identify", "identifying chip and bootloader"))
-        info = client.identify()
+        try:
+            info = client.identify()
+        except ProtocolError as exc:
+            # Linked, then lost: typical of a board that loads RX1/TX1. Let the doctor say so.
+            if self.doctor is None:
+                raise
+            self.doctor.note_error(exc)
+            diag = self.diagnosis = self.doctor.current(final=True)
+            err = LinkError(f"the chip answered, then stopped: {diag.title}", hint=" ".join(diag.advice))
+            err.diagnosis = diag  # type: ignore[attr-defined]
+            raise err from exc
         info.baud = LINK_BAUD
         self.info = info
         if self.baud != LINK_BAUD:

@@ -235,7 +235,7 @@ def test_29_adapter_that_cannot_run_the_rate_steps_down(n_flash):
 
 
 def test_30_lost_bytes_in_4k_replies_are_retried(n_flash):
-    with sim_url("BK7231N", n_flash, faults=FaultPlan(seed=7, drop_rate=0.0002)) as (url, dev):
+    with sim_url("BK7231N", n_flash, faults=FaultPlan(seed=7, drop_rate=0.00005)) as (url, dev):
         events = []
         with Session(url, baud=921600, on_event=events.append) as s:
             s.connect()
