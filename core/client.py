@@ -37,6 +37,15 @@ from .protocol import (
 )
 
 LINK_BAUD = 115200
+
+
+class MisdirectedCommand(ProtocolError):
+    """The chip echoed another address (or erase size) than we sent: a byte of our command was
+    damaged on the line and the chip may have erased or programmed the wrong place."""
+
+    def __init__(self, message: str, addr: int, size: int) -> None:
+        super().__init__(message)
+        self.addr, self.size = addr, size
 SECTOR = 0x1000
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
@@ -105,6 +114,9 @@ class BkClient:
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
         return addr + self.flash_size if (self.bypass and self.flash_size) else addr
+
+    def _logical(self, wire: int) -> int:
+        return wire % self.flash_size if self.flash_size else wire
 
     def drain(self) -> None:
         self.scanner.clear()
@@ -379,6 +391,11 @@ class BkClient:
         payload = struct.pack("<BI", code, wire)
         r = self.command(LongCmd.FLASH_ERASE, payload, long=True, timeout=3.0)
         if r.payload[1:6] != payload:
+            if len(r.payload) >= 6:
+                got_code, got_wire = struct.unpack_from("<BI", r.payload, 1)
+                got_size = 0x1000 if got_code == ERASE_4K else 0x10000
+                raise MisdirectedCommand(f"erase 0x{addr:06X}: the chip echoed 0x{got_wire:X} size 0x{got_code:02X}",
+                                         self._logical(got_wire) & ~(got_size - 1), got_size)
             raise ProtocolError(f"erase 0x{addr:06X}: echo mismatch")
         if r.status != 0:
             raise ProtocolError(f"chip refused to erase 0x{addr:06X} (status {r.status})")
@@ -388,10 +405,12 @@ class BkClient:
             data = data + b"\xff" * (SECTOR - len(data))
         wire = self._wire(addr)
         r = self.command(LongCmd.FLASH_WRITE_4K, struct.pack("<I", wire) + data, long=True, timeout=2.0)
+        if r.payload[1:5] != struct.pack("<I", wire) and len(r.payload) >= 5:
+            (got,) = struct.unpack_from("<I", r.payload, 1)
+            raise MisdirectedCommand(f"write 0x{addr:06X}: the chip echoed 0x{got:X}", self._logical(got) & ~0xFFF,
+                                     SECTOR)
         if r.status != 0:
             raise ProtocolError(f"chip refused to write 0x{addr:06X} (status {r.status})")
-        if r.payload[1:5] != struct.pack("<I", wire):
-            raise ProtocolError(f"write 0x{addr:06X}: address echo mismatch")
 
     def read_sr(self, opcode: int) -> int:
         r = self.command(LongCmd.FLASH_READ_SR, bytes([opcode]), long=True)

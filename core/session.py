@@ -237,18 +237,37 @@ class Session:
                         hint="pass --allow-protected only if you really mean to replace them",
                     )
         backup = None
+        library = backup_library or BackupLibrary()
         if backup_first:
-            library = backup_library or BackupLibrary()
             existing = library.find_for(info.chip, info.mac, info.to_json()["flash_id"])
             if existing:
                 self.sink(Notice("info", f"a full backup of this chip exists: {existing[0].path.name}"))
             else:
                 self.sink(Notice("info", "no backup of this chip yet: taking a full verified backup first"))
                 backup = self.backup(library, cancel)
-        report = write_flash(client, start, data, self.sink, cancel, differential=differential)
+        repair = self._repair_source(backup, library)
+        report = write_flash(client, start, data, self.sink, cancel, differential=differential, repair=repair)
         report.backup = backup
         self.sink(Stage("done", report.summary()))
         return report
+
+    def _repair_source(self, backup: BackupEntry | None, library: BackupLibrary | None):
+        """Where to take a sector from if a damaged command hits one outside the write: this chip's backup."""
+        info = self.info
+        if backup is None and library is not None and info is not None:
+            found = library.find_for(info.chip, info.mac, info.to_json()["flash_id"])
+            backup = found[0] if found else None
+        if backup is None:
+            return None
+        cache: dict[str, bytes] = {}
+
+        def repair(addr: int, size: int) -> bytes | None:
+            if "img" not in cache:
+                cache["img"] = (library or BackupLibrary()).load(backup)
+            img = cache["img"]
+            return img[addr : addr + size] if addr + size <= len(img) else None
+
+        return repair
 
     def restore(
         self,

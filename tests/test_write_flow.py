@@ -125,3 +125,38 @@ def test_interrupted_write_names_the_range_left_and_resumes(seed, obk_images, fi
             report = s.write(ua, 0x11000, backup_first=False)
         assert report.skipped >= (left[0][0] - 0x11000) // 0x1000
         assert dev.flash.read(0x11000, len(ua)) == ua
+
+
+class _FlipEraseAddress:
+    """Wraps the device's fault injector: flips address bit 16 of the first 4 KiB erase frame sent."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.hit = inner, False
+        self.counts, self.plan = inner.counts, inner.plan
+
+    def corrupt(self, data: bytes, direction: str) -> bytes:
+        if direction == "rx" and not self.hit and len(data) == 13 and data[7] == 0x0F and data[8] == 0x20:
+            self.hit = True
+            return data[:11] + bytes([data[11] ^ 0x01]) + data[12:]
+        return self.inner.corrupt(data, direction)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_misdirected_erase_outside_the_write_is_repaired_from_the_backup(fixtures_dir, datadir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    image = bytes(range(256)) * 16 * 8
+    with sim_url("BK7231N", stock) as (url, dev):
+        events = []
+        with Session(url, baud=921600, on_event=events.append) as s:
+            s.connect()
+            s.backup()  # the library now holds this chip
+            dev.faults = flip = _FlipEraseAddress(dev.faults)
+            report = s.write(image, 0x40000)
+        assert flip.hit
+        flash = bytes(dev.flash.data)
+    assert flash[0x40000:0x48000] == image
+    assert flash[:0x40000] == stock[:0x40000] and flash[0x48000:] == stock[0x48000:]  # 0x50000 restored
+    assert any("restoring it from the backup" in getattr(e, "message", "") for e in events)
+    assert report.backup is None  # the existing backup was used, not a new one

@@ -95,6 +95,8 @@ class OperationRecord:
     done: list[tuple[int, int]] = field(default_factory=list)  # verified half-open ranges
     failed_at: int | None = None
     retries: int = 0
+    # Ranges a command damaged on the line may have hit (the chip echoed another address).
+    damaged: list[tuple[int, int]] = field(default_factory=list)
 
     def mark_done(self, start: int, end: int) -> None:
         if self.done and self.done[-1][1] == start:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
-from ..client import BkClient
+from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
 from .events import (
     CancelToken,
@@ -64,6 +65,8 @@ def _retrying(fn, what: str, addr: int, sink: EventSink, record: OperationRecord
         try:
             return fn()
         except ProtocolError as exc:
+            if isinstance(exc, MisdirectedCommand):
+                record.damaged.append((exc.addr, exc.addr + exc.size))
             if attempt == retries:
                 raise
             record.retries += 1
@@ -178,8 +181,12 @@ def write_flash(
     cancel: CancelToken | None = None,
     differential: bool = True,
     record: OperationRecord | None = None,
+    repair: Callable[[int, int], bytes | None] | None = None,
 ) -> WriteReport:
-    """Write `data` at `start` (4 KiB aligned), touching only sectors whose chip CRC differs."""
+    """Write `data` at `start` (4 KiB aligned), touching only sectors whose chip CRC differs.
+
+    `repair(addr, size)` returns what belongs in a sector outside the write (from a backup); it is
+    used when a command damaged on the line made the chip erase or program the wrong place."""
     if start % SECTOR:
         raise BkError("writes must start on a 4 KiB boundary")
     if len(data) % SECTOR:
@@ -203,6 +210,7 @@ def write_flash(
         # no command can have hit a wrong address: a second hash of the whole range would add nothing.
         sink(Stage("verify", "every sector verified by CRC"))
         return report
+    _repair_outside(client, start, start + length, record, sink, repair)
     sink(Stage("verify", "checking the whole range"))
     want = zlib.crc32(data)
     got = _retrying(lambda: client.crc(start, length), "crc", start, sink, record, READ_RETRIES, client)
@@ -214,6 +222,26 @@ def write_flash(
             return full
         raise CrcMismatch(start, length, want, got)
     return report
+
+
+def _repair_outside(client: BkClient, start: int, end: int, record: OperationRecord, sink: EventSink,
+                    repair: Callable[[int, int], bytes | None] | None) -> None:
+    """Sectors outside [start, end) that a misdirected erase/program may have hit: put them back from
+    the backup, or fail naming them. Inside the range the final CRC check covers everything."""
+    sectors = sorted({a for s, e in record.damaged for a in range(s, e, SECTOR) if not start <= a < end})
+    for addr in sectors:
+        expected = repair(addr, SECTOR) if repair else None
+        if expected is None:
+            record.failed_at = addr
+            raise OperationFailed(
+                f"a command damaged on the line may have erased or overwritten sector 0x{addr:06X}, outside "
+                "the write; restore it from a backup (`bkbench restore`)", record)
+        got = _retrying(lambda a=addr: client.crc(a, SECTOR), "crc", addr, sink, record, READ_RETRIES, client)
+        if got == zlib.crc32(expected):
+            continue  # only the reply was damaged: the sector is intact
+        sink(Notice("warning", f"sector 0x{addr:06X} was hit by a damaged command: restoring it from the backup"))
+        _write_sector(client, addr, expected, sink, record, WriteReport(), erased=False)
+    record.damaged = [(s, e) for s, e in record.damaged if start <= s < end]
 
 
 def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: int, sink: EventSink,
@@ -264,6 +292,8 @@ def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, re
                 client.write_4k(addr, chunk)
             got = client.crc(addr, SECTOR)
         except ProtocolError as exc:
+            if isinstance(exc, MisdirectedCommand):
+                record.damaged.append((exc.addr, exc.addr + exc.size))
             if attempt == WRITE_RETRIES:
                 sink(SectorUpdate(addr, SectorState.FAILED))
                 record.failed_at = addr
@@ -301,6 +331,21 @@ class VerifyReport:
         return "chip differs at " + ", ".join(f"0x{s:06X}-0x{e:06X}" for s, e in self.mismatched)
 
 
+def _confirmed_crc(client: BkClient, addr: int, n: int, first: int, sink: EventSink,
+                   record: OperationRecord) -> int:
+    """A CRC the chip gives twice in a row: a command damaged on the way in makes the chip hash another
+    range once, and verify must not report that as a difference."""
+    prev = first
+    for attempt in range(READ_RETRIES):
+        again = _retrying(lambda: client.crc(addr, n), "crc", addr, sink, record, READ_RETRIES, client)
+        if again == prev:
+            return again
+        record.retries += 1
+        sink(Retry(addr, attempt + 1, "the chip gave two different CRCs for the same range"))
+        prev = again
+    raise ProtocolError(f"the chip never gave the same CRC twice for 0x{addr:06X}+0x{n:X}")
+
+
 @_with_record("verify")
 def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = null_sink,
                  cancel: CancelToken | None = None, record: OperationRecord | None = None) -> VerifyReport:
@@ -321,9 +366,12 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
         else:
             for addr in range(g_start, g_end, SECTOR):
                 n = min(SECTOR, g_end - addr)
+                want = zlib.crc32(data[addr - start : addr - start + n])
                 c = _retrying(lambda a=addr, n=n: client.crc(a, n), "crc", addr, sink, record, READ_RETRIES,
                               client)
-                if c == zlib.crc32(data[addr - start : addr - start + n]):
+                if c != want:
+                    c = _confirmed_crc(client, addr, n, c, sink, record)
+                if c == want:
                     sink(SectorUpdate(addr, SectorState.VERIFIED))
                 else:
                     sink(SectorUpdate(addr, SectorState.FAILED))
