@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from simhelpers import sim_url
-
 from bkbench.core.monitor import SerialMonitor
 from bkbench.core.session import Session
+from simhelpers import sim_url
 
 
 def test_monitor_shows_boot_log_then_yields_the_port(fixtures_dir):
