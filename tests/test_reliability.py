@@ -226,7 +226,8 @@ def check_success(case: Case, result, dev, lib: BackupLibrary) -> str | None:
                  if case.data[a : a + SECTOR] != flash[a : a + SECTOR]]
         said = [a for s, e in result.mismatched for a in range(s, e, SECTOR)]
         if result.ok != (not truth) or said != truth:
-            return f"verify said ok={result.ok} {said[:4]} but the chip differs at {truth[:4]}"
+            return (f"verify said ok={result.ok} at {[hex(a) for a in said[:10]]} "
+                    f"but the chip differs at {[hex(a) for a in truth[:10]]}")
         return None
     if flash != case.expected:
         bad = [a for a in range(0, len(flash), SECTOR) if flash[a : a + SECTOR] != case.expected[a : a + SECTOR]]
@@ -408,6 +409,40 @@ def test_corrupted_erase_address_is_never_silent(chip: str) -> None:
             assert any(f"{a:06X}" in str(error).upper() for a in damaged), str(error)
     finally:
         registry.unregister(f"rel-erase-{chip}")
+
+
+class _HitCrcAddress(FaultInjector):
+    """Flip an address bit of the n-th CheckCRC frame on its way to the chip: it hashes another range once."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__(FaultPlan())
+        self.nth, self.seen = nth, 0
+
+    def corrupt(self, data: bytes, direction: str) -> bytes:
+        # 01 E0 FC 09 10 start32 end32: byte 6 holds start bits 8..15.
+        if direction == "rx" and len(data) == 13 and data[3:5] == b"\x09\x10":
+            self.seen += 1
+            if self.seen == self.nth:
+                self.counts["rx_corrupt"] += 1
+                return data[:6] + bytes([data[6] ^ 0x20]) + data[7:]
+        return data
+
+
+@pytest.mark.parametrize("nth", [2, 3, 9])
+def test_verify_does_not_report_a_sector_hit_by_a_damaged_crc_command(nth: int) -> None:
+    dev = registry.create_device("BK7231N", wiring="rts")
+    registry.register("rel-verify-crc", dev)
+    try:
+        data = bytearray(dev.flash.data[:0x10000])
+        data[0x3010] ^= 0x5A  # the one sector that really differs
+        with Session("sim://@rel-verify-crc", baud=115200, reset="rts", link_timeout=5) as s:
+            s.connect()
+            dev.faults = _HitCrcAddress(nth)
+            report = s.verify(bytes(data), 0)
+        assert dev.faults.counts["rx_corrupt"] == 1
+        assert report.mismatched == [(0x3000, 0x4000)], report.summary()
+    finally:
+        registry.unregister("rel-verify-crc")
 
 
 def test_summary() -> None:

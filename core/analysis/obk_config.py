@@ -110,6 +110,8 @@ class ObkConfig:
             if data[:3] == b"\xff\xff\xff":
                 raise BkError("The OpenBK config sector is erased (no configuration saved yet).")
             raise BkError("This is not an OpenBK config sector (no 'CFG' ident).")
+        if len(data) < 8:
+            raise BkError(f"The OpenBK config is truncated: {len(data)} bytes, not even a header.")
         (version,) = struct.unpack_from("<i", data, 4)
         size = config_size(version)
         if len(data) < size:
