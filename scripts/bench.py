@@ -371,7 +371,7 @@ def table_lines(rows: list[Row]) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peers = [p for p in (r.bk7231tools, r.ltchiptool) if p]
-        speed = f"{min(peers) / r.ours:.1f}x" if peers and r.ours else "-"
+        speed = f"{min(peers) / r.ours:.2f}x" if peers and r.ours else "-"
         out.append(f"| {r.baud} | {r.op} | {fmt(r.ours)} | {fmt(r.limit)} | {ratio(r.limit, r.ours)} | "
                    f"{fmt(r.bk7231tools)} | {fmt(r.ltchiptool)} | {speed} | {r.ok.strip()} |")
     return out

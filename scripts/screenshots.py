@@ -2,6 +2,11 @@
 """Make the README pictures: the real workbench against the simulated chip, saved as SVG (and PNG
 when `rsvg-convert` is installed) in screenshots/.
 
+Everything shown comes from the app driving the simulator: the boot log is the demo chip's UART read by
+the live SerialMonitor, the failure is a real Connect on a chip that runs its firmware with no reset
+wiring (the link doctor's diagnosis). The only sample data is the adapter list of the idle picture, and
+that picture says so in its title.
+
     python scripts/screenshots.py [--out screenshots] [--sizes 120x36,80x24]
 """
 
@@ -21,6 +26,7 @@ from bkbench.core.sim import registry
 from bkbench.core.sim.timing import Timing
 from bkbench.tui.app import BkBenchApp
 
+SAMPLE_TITLE = "sample adapters (no hardware on the build machine)"
 PORTS = [
     PortInfo("/dev/ttyUSB0", "CP2102 USB to UART Bridge", adapter="CP2102", vid=0x10C4, pid=0xEA60,
              by_id="/dev/serial/by-id/usb-Silicon_Labs_CP2102_0001-if00-port0", kind="usb"),
@@ -28,9 +34,9 @@ PORTS = [
 ]
 
 
-def device(name: str, timing: bool = False) -> str:
+def device(name: str, timing: bool = False, wiring: str = "rts") -> str:
     dump = registry.default_dump("BK7231N")
-    dev = registry.create_device(chip="BK7231N", dump=dump, scenario="app-running", wiring="rts",
+    dev = registry.create_device(chip="BK7231N", dump=dump, scenario="app-running", wiring=wiring,
                                  timing=Timing(enabled=timing))
     registry.register(name, dev)
     return f"sim://@{name}"
@@ -44,12 +50,10 @@ async def wait_idle(app: BkBenchApp, pilot, timeout: float = 90) -> None:
     await pilot.pause(0.3)
 
 
-def monitor_available() -> bool:
-    try:
-        import bkbench.core.monitor  # noqa: F401
-    except ImportError:
-        return False
-    return True
+async def wait_for(pilot, cond, timeout: float = 15) -> None:
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        await pilot.pause(0.1)
 
 
 async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | None) -> list[Path]:
@@ -62,21 +66,30 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         app.save_screenshot(filename=path.name, path=str(out))
         made.append(path)
 
-    # 1. idle with ports + 2. live boot log (the demo chip prints its log until reset)
+    # 1. idle with ports: the adapter rows are sample data, and the title says so
     url = device(f"shot-idle-{tag}")
-    app = BkBenchApp(url=url, data_dir=data / "idle", ports_source=lambda: PORTS, poll_ports=0)
+    app = BkBenchApp(url=url, data_dir=data / "idle", ports_source=lambda: PORTS, poll_ports=0, monitor=False)
     async with app.run_test(size=size) as pilot:
-        if not monitor_available() and fixtures is not None:
-            app.log_buffer.feed((fixtures / "bootlogs" / "bk7231n-lspa9-gray-t34-bl0937.log").read_bytes()[:3000])
-        await pilot.pause(1.5)
+        app.title = f"bkbench · {SAMPLE_TITLE}"
+        app.query_one("#pane-ports").border_title = f"1 Ports: {SAMPLE_TITLE}"
+        await pilot.pause(0.3)
         if w < 100:
             await pilot.press("1")
             await pilot.pause(0.2)
-            save(app, "1-idle-ports")
+        save(app, "1-idle-ports")
+
+    # 2. live boot log: the demo chip's UART read by the SerialMonitor (reset it so the banner shows)
+    url = device(f"shot-log-{tag}")
+    app = BkBenchApp(url=url, data_dir=data / "log", ports_source=lambda: [], poll_ports=0)
+    async with app.run_test(size=size) as pilot:
+        from bkbench.tui.widgets.seriallog import SerialLog
+
+        view = app.query_one(SerialLog)
+        await wait_for(pilot, lambda: any(x.kind == "boot" for x in view.lines))
+        await wait_for(pilot, lambda: len(view.lines) > 40, timeout=6)
+        if w < 100:
             await pilot.press("2")
-            await pilot.pause(0.2)
-        else:
-            save(app, "1-idle-ports")
+        await pilot.pause(0.3)
         save(app, "2-boot-log")
 
     # 3. backup in progress (simulated UART timing so it takes a while)
@@ -120,9 +133,11 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
             await pilot.pause(0.3)
             save(app, "4-write-finished")
 
-    # 5. a failure: the chip never answers (wrong port)
-    app = BkBenchApp(url="sim://@nothing-here", data_dir=data / "fail", ports_source=lambda: PORTS,
-                     poll_ports=0, monitor=False)
+    # 5. a realistic failure: Connect on a chip running its firmware, no reset wiring (auto reset cannot
+    # reach CEN): the link doctor says what it saw and what to do
+    url = device(f"shot-fail-{tag}", wiring="none")
+    app = BkBenchApp(url=url, data_dir=data / "fail", ports_source=lambda: [], poll_ports=0, monitor=False,
+                     link_timeout=6)
     async with app.run_test(size=size) as pilot:
         await pilot.press("c")
         await wait_idle(app, pilot)
@@ -130,6 +145,31 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
             await pilot.press("4")
         await pilot.pause(0.3)
         save(app, "5-failure")
+
+    # 6. analysis of a backup + 7. the OpenBK config editor (demo chip)
+    url = device(f"shot-cfg-{tag}")
+    app = BkBenchApp(url=url, data_dir=data / "cfg", ports_source=lambda: [], poll_ports=0, monitor=False)
+    async with app.run_test(size=size) as pilot:
+        from bkbench.tui.screens.analysis import AnalysisScreen
+        from bkbench.tui.screens.config import ConfigScreen
+
+        await pilot.press("b")
+        await wait_idle(app, pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnalysisScreen))
+        await pilot.pause(0.3)
+        save(app, "6-analysis")
+        await pilot.press("q")
+        await pilot.press("e")
+        await wait_idle(app, pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen))
+        screen = app.screen
+        for field, value in (("wifi_ssid", "bench-net"), ("wifi_pass", "example-only"),
+                             ("mqtt_host", "192.168.1.20"), ("mqtt_userName", "homeassistant")):
+            screen.query_one(f"#cfg-{field}").value = value
+        await pilot.press("ctrl+t")
+        await pilot.pause(0.3)
+        save(app, "7-config-editor")
     return made
 
 

@@ -176,7 +176,7 @@ async def test_verify_mismatch_then_restore_from_library(fixtures_dir: Path, tmp
 
 @sync
 async def test_verify_key_uses_newest_backup_of_this_chip(fixtures_dir: Path, tmp_path: Path):
-    name, _dev = make_device(fixtures_dir)
+    name, dev = make_device(fixtures_dir)
     app = make_app(name, tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("v")  # no backup yet: says so, starts nothing
@@ -184,9 +184,76 @@ async def test_verify_key_uses_newest_backup_of_this_chip(fixtures_dir: Path, tm
         assert not app.busy and app.last_outcome is None
         await pilot.press("b")
         await settle(app, pilot)
+        assert app.last_outcome[0] == "ok", app.last_outcome
+        # A second, newer backup after a change on the chip (own name: the library names files by the
+        # second, so wait for the clock to move rather than racing it).
+        first = app.library.list()[0]
+        dev.flash.data[0x150000:0x151000] = b"\x5a" * 0x1000
+        while first.path.name == _backup_name_now(first):
+            await pilot.pause(0.1)
+        await pilot.press("b")
+        await settle(app, pilot)
+        entries = app.library.list()
+        assert len(entries) == 2 and entries[0].path != first.path
         await pilot.press("v")
         await settle(app, pilot)
-        assert app.last_outcome[0] == "ok" and "matches" in app.last_outcome[1]
+        assert app.last_outcome[0] == "ok" and "matches" in app.last_outcome[1], app.last_outcome
+        assert entries[0].path.name in app.last_outcome[1]  # the newest one, which matches the chip now
+
+
+def _backup_name_now(entry) -> str:
+    """The name a backup taken now would get (same chip and MAC as `entry`)."""
+    stem = entry.path.stem.rsplit("-", 1)[0]
+    return f"{stem}-{time.strftime('%Y%m%dT%H%M%S')}{entry.path.suffix}"
+
+
+@sync
+async def test_cancel_write_reports_what_the_engine_did_not_write(fixtures_dir: Path, tmp_path: Path, obk_images):
+    from bkbench.core.ops.events import SectorState
+    from bkbench.tui.app import ranges_text
+
+    name, dev = make_device(fixtures_dir)
+    ua = obk_images["BK7231N"]["ua"]
+    image = tmp_path / "OpenBK7231N_UA.bin"
+    image.write_bytes(ua)
+    app = make_app(name, tmp_path / "data")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("b")  # a backup exists, so the write starts writing at once
+        await settle(app, pilot)
+        before = bytes(dev.flash.data)
+        dev.timing.enabled = True  # a real UART's pace: the write takes long enough to cancel it
+        await pilot.press("w")
+        await pilot.pause(0.1)
+        app.screen.query_one("#write-path").value = str(image)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        end = time.monotonic() + 30
+        # sectors turn "verified" once written and CRC-checked: cancel after a few of them
+        while app.busy and time.monotonic() < end and not (
+                app.op_pane.state.stage == "write" and app.flash_model.counts()[SectorState.VERIFIED] >= 8):
+            await pilot.pause(0.05)
+        assert app.busy, "the write finished before it could be cancelled"
+        await pilot.press("x")
+        await settle(app, pilot)
+        dev.timing.enabled = False
+        assert app.last_outcome[0] == "cancelled", app.last_outcome
+        record = app.last_cancel_record
+        assert record is not None and record.kind == "write"
+        assert record.done and record.remaining()  # stopped part-way
+        message = app.last_outcome[1]
+        assert f"not written: {record.describe_remaining()}" in message
+        assert f"Written and verified: {ranges_text(record.done, limit=8)}" in message
+        assert message in str(app.op_pane.query_one("#op-title").render()).replace("\n", " ") or \
+            record.describe_remaining()[:20] in str(app.op_pane.query_one("#op-title").render())
+        after = bytes(dev.flash.data)
+        for s, e in record.done:  # what it says was written is on the chip
+            assert after[s:e] == ua[s - 0x11000:e - 0x11000]
+        for s, e in record.remaining():  # and what it says was not written is untouched
+            assert after[s:e] == before[s:e]
+            assert app.flash_model.state_at(s) not in (SectorState.WRITTEN, SectorState.VERIFIED)
 
 
 @sync
@@ -331,7 +398,6 @@ async def test_ports_pane_lists_adapters_and_picks_url(tmp_path: Path):
 
 @sync
 async def test_demo_chip_boot_log_reaches_the_log(fixtures_dir: Path, tmp_path: Path):
-    pytest.importorskip("bkbench.core.monitor")
     name, _dev = make_device(fixtures_dir)
     app = make_app(name, tmp_path, monitor=True)
     async with app.run_test(size=(120, 36)) as pilot:

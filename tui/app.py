@@ -8,6 +8,10 @@ bytes to the log's LogBuffer from its own reader thread, also drained on a timer
 Port ownership: either the SerialMonitor (the log) or a Session (an operation, or the chip held in
 the bootloader after Connect) owns the port, never both. Release (d) reboots the chip and hands the
 port back to the log.
+
+Link doctor: while a Session links, its `diagnosis` (core.link.doctor) is polled by the UI timer and shown
+in the Operation pane; a failed link leaves the final diagnosis there. In the wide layout the Operation
+pane then takes the log's place (the log has nothing new while linking); `2` brings the log back.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from textual.containers import Container
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tab, Tabs
 
+from .screens.analysis import AnalysisScreen
 from .screens.backups import BackupsScreen
+from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen
 from .screens.write import WriteRequest, WriteScreen
 from .widgets.flashmap import FlashMapModel, FlashMapPane
@@ -122,6 +128,9 @@ class OperationsProvider(Provider):
 
     COMMANDS = (
         ("Connect to the chip", "connect", "Handshake with the bootloader (reset the chip when asked)"),
+        ("Link doctor: diagnose the connection", "doctor", "Listen, link, probe: says what is wrong and what to do"),
+        ("Analyze the newest backup of this chip", "analyze", "Chip, firmware, Tuya keys, OpenBK pins, partitions"),
+        ("Edit OpenBK config (Wi-Fi, MQTT, pins)…", "config", "Read, edit and write only the config sector"),
         ("Backup: read the full flash into the library", "backup", "Full dump, verified by CRC"),
         ("Write image…", "write", "Pick a file, see where it goes, confirm, write, verify, reboot"),
         ("Verify chip against the newest backup", "verify", "Compare the flash with a backup by CRC"),
@@ -167,6 +176,9 @@ class BkBenchApp(App[int]):
 
     BINDINGS = [
         Binding("c", "connect", "Connect"),
+        Binding("o", "doctor", "Doctor", show=False),
+        Binding("a", "analyze", "Analyze", show=False),
+        Binding("e", "config", "Config", show=False),
         Binding("b", "backup", "Backup"),
         Binding("w", "write", "Write"),
         Binding("v", "verify", "Verify", show=False),
@@ -197,11 +209,19 @@ class BkBenchApp(App[int]):
         monitor: bool = True,
         poll_ports: float = 1.5,
         clock: Callable[[], float] = time.time,
+        reset: str = "auto",
+        link_timeout: float = 20.0,
+        doctor_seconds: float = 10.0,
     ) -> None:
         super().__init__()
         self.demo = demo
         self.url = url or (DEMO_URL if demo else "")
         self.baud = baud
+        self.reset = reset
+        self.link_timeout = link_timeout
+        self.doctor_seconds = doctor_seconds
+        self._linking: Any = None  # the Session while it links (its .diagnosis is polled)
+        self._prefer_log = False  # the user asked for the log while a diagnosis is shown (wide layout)
         self.data_dir = Path(data_dir) if data_dir else None
         self.ports_source = ports_source
         self.use_monitor = monitor
@@ -219,6 +239,8 @@ class BkBenchApp(App[int]):
         self.last_outcome: tuple[str, str] | None = None
         self.active_pane = "log"
         self._library: Any = None
+        self.last_analysis: Any = None
+        self.last_cancel_record: Any = None
         self._main_screen: Any = None
         self._map_phase = ""
 
@@ -254,7 +276,7 @@ class BkBenchApp(App[int]):
 
                 extra = [PortInfo(DEMO_URL, "simulated BK7231N", adapter="demo chip", kind="sim")]
             ports = PortsPane(self.url, self.baud, source=self.ports_source, extra=extra,
-                              poll=self.poll_ports, id="pane-ports")
+                              poll=self.poll_ports, reset=self.reset, id="pane-ports")
             ports.border_title = "1 Ports"
             yield ports
             flash = FlashMapPane(self.flash_model, id="pane-flash")
@@ -291,11 +313,20 @@ class BkBenchApp(App[int]):
         if main is None or not main.is_attached:
             return
         main.set_class(self.narrow, "-narrow")
+        self._sync_diag_layout()
         for pane in PANES:
             main.query_one(f"#pane-{pane}").set_class(pane == self.active_pane, "-active")
         tabs = main.query_one(Tabs)
         if tabs.active != f"tab-{self.active_pane}":
             tabs.active = f"tab-{self.active_pane}"
+
+    def _sync_diag_layout(self) -> None:
+        """Wide layout: the Operation pane takes the log's place while a diagnosis is shown."""
+        main = self._main_screen
+        if main is None or not main.is_attached:
+            return
+        op = main.query_one(OperationPane)
+        main.set_class(not self.narrow and op.diagnosis_shown and not self._prefer_log, "-diag")
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         # Ignore stale activations (we set tabs.active ourselves in _apply_layout): answering them
@@ -311,6 +342,8 @@ class BkBenchApp(App[int]):
         self._apply_layout()
 
     def action_pane(self, pane: str) -> None:
+        if pane == "log":
+            self._prefer_log = True
         self.show_pane(pane)
         target = {"ports": "#ports-table", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}[pane]
         self.query_one(target).focus()
@@ -335,6 +368,8 @@ class BkBenchApp(App[int]):
         return self.query_one(PortsPane)
 
     def _update_statusline(self) -> None:
+        if not self._main_attached():
+            return
         st = self.op_pane.state
         if self.busy:
             pct = f"{100 * st.done // st.total}%" if st.total else ""
@@ -343,8 +378,13 @@ class BkBenchApp(App[int]):
         elif self.last_outcome:
             text = f"last: {self.last_outcome[1]}"
         else:
-            text = "c connect · b backup · w write · l backups · ctrl+p commands"
+            text = "c connect · o doctor · b backup · w write · l backups · ctrl+p commands"
         self.query_one("#statusline", Static).update(text)
+
+    def _main_attached(self) -> bool:
+        """False while the app shuts down: the screens go before the app's timers stop."""
+        main = self._main_screen
+        return self.is_running and main is not None and main.is_attached and bool(main.query("#statusline"))
 
     def action_log(self, action: str) -> None:
         getattr(self.log_pane, f"action_{action}")()
@@ -352,7 +392,7 @@ class BkBenchApp(App[int]):
     # -- serial monitor --------------------------------------------------------------------------
     def on_ports_pane_chosen(self, message: PortsPane.Chosen) -> None:
         changed = message.url != self.url
-        self.url, self.baud = message.url, message.baud
+        self.url, self.baud, self.reset = message.url, message.baud, message.reset
         self.sub_title = self.url
         if changed and self.session is None and not self.busy and self.use_monitor:
             self.start_monitor(self.url)
@@ -410,6 +450,10 @@ class BkBenchApp(App[int]):
 
     # -- event pump ------------------------------------------------------------------------------
     def drain_events(self) -> None:
+        if not self._main_attached():
+            return
+        self._poll_diagnosis()
+        self._sync_diag_layout()
         events = self.pump.take()
         if not events:
             return
@@ -426,6 +470,20 @@ class BkBenchApp(App[int]):
                     self.flash_model.reset()
                     start = i
         self._apply_batch(events[start:])
+
+    def _poll_diagnosis(self) -> None:
+        """While a Session links: show the doctor's current diagnosis (set by the worker every 0.25 s)."""
+        session = self._linking
+        diag = getattr(session, "diagnosis", None) if session is not None else None
+        if diag is None:
+            return
+        doctor = getattr(session, "doctor", None)
+        strategy = getattr(doctor, "strategy", None)
+        if strategy is not None:
+            self.op_pane.reset_method = strategy.describe()
+        if diag is not self.op_pane.diagnosis:
+            self.op_pane.show_diagnosis(diag)
+            self._apply_layout()
 
     def _apply_batch(self, events: list[Event]) -> None:
         sectors, others = coalesce(events)
@@ -449,6 +507,8 @@ class BkBenchApp(App[int]):
         self.op_name = name
         self.cancel_token = CancelToken()
         self.op_pane.begin(name)
+        self._prefer_log = False
+        self._apply_layout()
         self._map_phase = ""
         if self.narrow and self.active_pane not in ("op", "flash"):
             self.show_pane("op")
@@ -469,7 +529,12 @@ class BkBenchApp(App[int]):
             outcome, message = "cancelled", self._cancel_message(name, exc)
         except BkError as exc:
             outcome = "failed"
-            message = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")
+            diag = getattr(exc, "diagnosis", None)
+            if diag is not None:  # title and advice are shown as a list in the Operation pane
+                message = str(exc).replace(f": {diag.title}", "") + " (link doctor below)"
+                self.call_from_thread(self._show_final_diagnosis, diag)
+            else:
+                message = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")
             self._drop_session()  # the link state is unknown after an error: start clean next time
         except Exception as exc:  # a bug or an unexpected I/O error must not leave the UI stuck
             outcome, message = "failed", f"unexpected error: {exc!r}"
@@ -479,8 +544,16 @@ class BkBenchApp(App[int]):
                 self._resume_monitor()
             self.call_from_thread(self._operation_done, name, outcome, message)
 
-    def _operation_done(self, name: str, outcome: str, message: str) -> None:
+    def _show_final_diagnosis(self, diag: Any) -> None:
+        self._linking = None
         self.drain_events()
+        self.op_pane.show_diagnosis(diag, final=True)
+        self._apply_layout()
+
+    def _operation_done(self, name: str, outcome: str, message: str) -> None:
+        self._linking = None
+        self.drain_events()
+        self.call_after_refresh(self._sync_diag_layout)
         self.busy = False
         self.cancel_token = None
         self.op_pane.finish(outcome, message)
@@ -490,13 +563,21 @@ class BkBenchApp(App[int]):
         self._update_statusline()
 
     def _cancel_message(self, name: str, exc: BaseException) -> str:
+        """What a cancelled write did and did not do: from the engine's OperationRecord when it has one
+        (the flash map only mirrors events), else from the map."""
         record = getattr(exc, "record", None)
-        if name in ("Write", "Restore"):
-            written = self.flash_model.ranges([SectorState.WRITTEN, SectorState.VERIFIED, SectorState.SKIPPED])
-            left = record.describe_remaining() if record is not None else ranges_text(
-                self.flash_model.ranges([SectorState.PENDING, SectorState.ERASED]))
-            return (f"cancelled between sectors. Written and verified: {ranges_text(written)}; "
-                    f"not written: {left}")
+        self.last_cancel_record = record
+        if name in ("Write", "Restore", "Write config"):
+            if record is not None and getattr(record, "kind", "") != "read":
+                written = ranges_text(record.done, limit=8)
+                left = record.describe_remaining()
+            else:
+                written = ranges_text(self.flash_model.ranges(
+                    [SectorState.WRITTEN, SectorState.VERIFIED, SectorState.SKIPPED]), limit=8)
+                left = ranges_text(self.flash_model.ranges([SectorState.PENDING, SectorState.ERASED]))
+                if record is not None:  # cancelled during the backup taken first: nothing was written
+                    written, left = "none (cancelled during the backup first)", "everything"
+            return f"cancelled between sectors. Written and verified: {written}; not written: {left}"
         return f"cancelled between sectors ({exc})"
 
     def _ensure_session(self, cancel: CancelToken) -> Any:
@@ -506,13 +587,17 @@ class BkBenchApp(App[int]):
         from bkbench.core.session import Session
 
         self.log_buffer.note("── connecting: reset the chip if asked ──", "reset")
-        session = Session(self.url, baud=self.baud, on_event=self.pump.sink)
+        session = Session(self.url, baud=self.baud, on_event=self.pump.sink, reset=self.reset,
+                          link_timeout=self.link_timeout)
         session.open()
+        self._linking = session
         try:
             info = session.connect(cancel=cancel)
         except BaseException:
             session.close()
             raise
+        finally:
+            self._linking = None
         self.session, self.chip_info = session, info
         self.call_from_thread(self._connected, info)
         return session
@@ -577,6 +662,26 @@ class BkBenchApp(App[int]):
             self.notify("Already connected; d releases the port.")
             return
         self.start_operation("Connect", body)
+
+    def action_doctor(self) -> None:
+        """Run the link doctor (read-only: listen, link with the reset method, probe, identify)."""
+
+        def body(_session: Any, cancel: CancelToken) -> str:
+            from bkbench.core.link.doctor import diagnose
+
+            self._drop_session()  # the doctor opens the port itself
+            dump = None
+            try:
+                found = self.backups_for_chip() if self.chip_info is not None else []
+                dump = found[0].path if found else None  # its Tuya config names what sits on P10/P11
+            except Exception:
+                dump = None
+            diag = diagnose(self.url, reset=self.reset, seconds=self.doctor_seconds, sink=self.pump.sink,
+                            dump=dump, cancel=cancel)
+            self.call_from_thread(self._show_final_diagnosis, diag)
+            return f"{diag.kind}: {diag.title}"
+
+        self.start_operation("Doctor", body, needs_chip=False)
 
     def action_backup(self) -> None:
         def body(session: Any, cancel: CancelToken) -> str:
@@ -683,7 +788,9 @@ class BkBenchApp(App[int]):
         if not choice:
             return
         what, entry = choice
-        if what == "verify":
+        if what == "analyze":
+            self.analyze_entry(entry)
+        elif what == "verify":
             self.verify_against(entry)
         elif what == "restore":
             self.restore(entry)
@@ -709,6 +816,133 @@ class BkBenchApp(App[int]):
         plan = plan_write(recognize(data, Path(entry.path).name), data, chip, flash_size=size)
         request = WriteRequest(Path(entry.path), plan.start, plan.payload, plan.description)
         return self._do_write(session, cancel, request, keep_protected=True)
+
+    # -- analysis and the OpenBK config ----------------------------------------------------------
+    def action_analyze(self) -> None:
+        try:
+            found = self.backups_for_chip()
+        except Exception as exc:
+            self.notify(f"Backup library unavailable: {exc}", severity="error")
+            return
+        if not found:
+            self.notify("No backup to analyze: back the chip up first (b).", severity="warning")
+            return
+        self.analyze_entry(found[0])
+
+    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
+    def analyze_entry(self, entry: Any) -> None:
+        """Analyze a library dump off the UI thread, then show the report."""
+        from bkbench.core.analysis.dump import analyze_dump
+
+        name = Path(entry.path).name
+        try:
+            analysis = analyze_dump(self.library.load(entry))
+            result = analysis.to_json()  # secrets masked
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"Cannot analyze {name}: {exc}", severity="error")
+            return
+        self.call_from_thread(self._show_analysis, analysis, result, name)
+
+    def _show_analysis(self, analysis: Any, result: dict, source: str) -> None:
+        self.last_analysis = analysis
+        self._label_partitions(result)
+
+        def closed(what: str | None) -> None:
+            if what == "edit":
+                self.action_config()
+
+        self.push_screen(AnalysisScreen(result, source), closed)
+
+    def _label_partitions(self, result: dict) -> None:
+        """Draw the partitions the analysis found in the flash map when they differ from the default layout."""
+        from bkbench.core.layout import Partition
+
+        chip, size = result.get("chip"), result.get("flash_size") or result.get("size")
+        model = self.flash_model
+        if chip != model.chip or size != model.flash_size:
+            if self.chip_info is not None or not chip or not size:
+                return  # a dump of another chip: keep the connected chip's map
+            model = FlashMapModel(chip, size)
+            self.flash_model = model
+            self.flash_pane.set_model(model)
+        found = tuple(Partition(p["name"], p["kind"], int(p["start"]), int(p["size"]))
+                      for p in result.get("partitions") or [] if p.get("size"))
+        if found and model.set_partitions(found):
+            self.flash_pane.set_model(model)
+            self.op_pane.log_line("flash map: partitions labelled from the analysis")
+
+    def action_config(self) -> None:
+        """Read the chip's OpenBK config sector, then open the editor."""
+
+        def body(session: Any, cancel: CancelToken) -> str:
+            from bkbench.core.analysis.obk_config import ObkConfig
+            from bkbench.core.layout import OBK_CONFIG_OFFSET
+
+            chip = self.chip_info.chip
+            offset = OBK_CONFIG_OFFSET[chip]
+            self.call_from_thread(self.flash_model.reset)
+            sector = session.read(offset, 0x1000, cancel)
+            note = f"read from the chip at 0x{offset:06X}"
+            try:
+                cfg = ObkConfig.parse(sector)
+            except BkError as exc:
+                mac = getattr(self.chip_info, "mac", None)
+                cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None)
+                note = f"{exc} Starting from OpenBK's defaults."
+            mapping = self._tuya_mapping()
+            self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset)
+            return f"config sector 0x{offset:06X} read"
+
+        self.start_operation("Read config", body)
+
+    def _tuya_mapping(self) -> Any:
+        """Worker thread: the Tuya pin mapping from the newest backup of this chip (None without one)."""
+        try:
+            found = self.backups_for_chip()
+            if not found:
+                return None
+            from bkbench.core.analysis.dump import analyze_dump
+
+            return analyze_dump(self.library.load(found[0])).mapping
+        except Exception:
+            return None
+
+    def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int) -> None:
+        def saved(new_cfg: Any) -> None:
+            if new_cfg is not None:
+                self._confirm_config_write(new_cfg, chip, offset)
+
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset), saved)
+
+    def _confirm_config_write(self, cfg: Any, chip: str, offset: int) -> None:
+        ssid = cfg.get("wifi_ssid") or "(none)"
+        host = cfg.get("mqtt_host") or "(none)"
+        body = (f"Write the OpenBK config sector of this {chip}:\n"
+                f"Wi-Fi {ssid}, MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
+                f"{len(cfg.pins())} pins.\n"
+                f"Only 0x{offset:06X}-0x{offset + 0x1000:06X} is written (checksummed, version {cfg.version});"
+                " a full backup is made first if this chip has none.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, cfg, offset))
+
+        self.push_screen(ConfirmScreen("Write the OpenBK config?", body, yes="Write [y]"), answered)
+
+    def _do_write_config(self, session: Any, cancel: CancelToken, cfg: Any, offset: int) -> str:
+        sector = cfg.sector()
+        self.call_from_thread(self.flash_model.reset)
+        report = session.write(sector, offset, cancel, backup_library=self.library, confirm_sector=True)
+        verify = session.verify(sector, offset, cancel)
+        if not verify.ok:
+            raise BkError(f"the config sector differs after the write: {ranges_text(verify.mismatched)}")
+        parts = [f"config written at 0x{offset:06X} and verified"]
+        if report.skipped and not report.written:
+            parts = [f"config at 0x{offset:06X} already identical: nothing written"]
+        if getattr(report, "backup", None) is not None:
+            parts.append(f"backup first: {Path(report.backup.path).name}")
+        parts.append("d reboots the chip into it")
+        return "; ".join(parts)
 
     def action_release(self) -> None:
         if self.busy:

@@ -47,7 +47,7 @@ def entry_row(entry: Any) -> tuple[str, ...]:
 
 
 class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
-    """Dismisses with ("verify" | "restore", entry), or None when the user goes back."""
+    """Dismisses with ("verify" | "restore" | "analyze", entry), or None when the user goes back."""
 
     DEFAULT_CSS = """
     BackupsScreen #backups-table { height: 1fr; min-height: 4; }
@@ -58,6 +58,7 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
     BINDINGS = [
         Binding("v", "choose('verify')", "Verify chip against it"),
         Binding("r", "choose('restore')", "Restore it"),
+        Binding("a", "choose('analyze')", "Analyze it"),
         Binding("ctrl+g,escape,q", "back", "Back"),
     ]
 

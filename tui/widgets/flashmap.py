@@ -59,15 +59,33 @@ class FlashMapModel:
     def __init__(self, chip: str = "BK7231N", flash_size: int = FLASH_2M) -> None:
         self.chip = chip
         self.flash_size = flash_size
-        self.partitions: tuple[Partition, ...] = tuple(p for p in layout_for(chip) if p.start < flash_size)
         self.sectors = max(1, flash_size // SECTOR)
         self._states = bytearray(self.sectors)  # codes into _STATES; 0 = pending
-        self._part_index: list[int] = [-1] * self.sectors
-        for i, part in enumerate(self.partitions):
-            for s in range(part.start // SECTOR, min(self.sectors, part.end // SECTOR)):
-                self._part_index[s] = i
+        self.partitions: tuple[Partition, ...] = ()
+        self._part_index: list[int] = []
+        self.from_analysis = False  # partitions found in a dump rather than the chip's default layout
+        self._index_partitions(tuple(p for p in layout_for(chip) if p.start < flash_size))
         self.dirty: set[int] = set(range(self.sectors))
         self.version = 0
+
+    def _index_partitions(self, partitions: tuple[Partition, ...]) -> None:
+        self.partitions = partitions
+        self._part_index = [-1] * self.sectors
+        for i, part in enumerate(partitions):
+            for s in range(part.start // SECTOR, min(self.sectors, part.end // SECTOR)):
+                self._part_index[s] = i
+
+    def set_partitions(self, partitions: Iterable[Partition]) -> bool:
+        """Use the partitions an analysis found; True when they differ from what is drawn."""
+        found = tuple(p for p in partitions if p.start < self.flash_size)
+        key = [(p.kind, p.start, p.size) for p in found]
+        if not found or key == [(p.kind, p.start, p.size) for p in self.partitions]:
+            return False
+        self._index_partitions(found)
+        self.from_analysis = True
+        self.dirty = set(range(self.sectors))
+        self.version += 1
+        return True
 
     # -- queries ---------------------------------------------------------------------------------
     def state(self, sector: int) -> SectorState:
@@ -351,6 +369,8 @@ def legend_text(model: FlashMapModel, styles: FlashMap | None = None) -> Text:
         style = styles.get_component_rich_style(f"flashmap--p-{part.kind}", partial=True) if styles else ""
         text.append(f" {PART_LETTER.get(part.kind, '?')} ", style)
         text.append(f"{_short_name(part)}  ")
+    if model.from_analysis:
+        text.append("(from analysis)")
     text.append("\n")
     for state in SectorState:
         style = styles.get_component_rich_style(f"flashmap--s-{state.value}", partial=True) if styles else ""

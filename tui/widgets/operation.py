@@ -1,13 +1,20 @@
-"""Operation pane: stage, progress, bytes, rate, ETA, retries, elapsed, Cancel and an event log."""
+"""Operation pane: stage, progress, bytes, rate, ETA, retries, elapsed, Cancel and an event log.
+
+While linking (Connect, Doctor) it also shows the link doctor's current diagnosis (core.link.doctor:
+title + advice) with a live attempt counter; after a failed link the final diagnosis stays until the
+next operation starts.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Any
 
 from bkbench.core.ops.events import LinkAttempt, Notice, Progress, Retry, Stage
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
 
 
@@ -17,6 +24,25 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} MiB"
+
+
+def diagnosis_text(diag: Any, live: bool = False, attempts: int = 0, elapsed: float | None = None,
+                   method: str = "") -> Text:
+    """A Diagnosis (kind, title, advice) as text: status line, bold title, one bullet per advice."""
+    text = Text()
+    if live:
+        bits = [f"link attempt {attempts}" if attempts else "linking"]
+        if elapsed is not None:
+            bits.append(f"{elapsed:.0f} s")
+        if method:
+            bits.append(f"reset: {method}")
+        text.append("Link doctor (live): " + " · ".join(bits) + "\n", "italic")
+    else:
+        text.append(f"Link doctor: {getattr(diag, 'kind', '?')}\n", "italic")
+    text.append(str(getattr(diag, "title", "") or ""), "bold")
+    for item in getattr(diag, "advice", None) or []:
+        text.append(f"\n • {item}")
+    return text
 
 
 def clock(seconds: float | None) -> str:
@@ -37,6 +63,7 @@ class OperationState:
         self.total = 0
         self.retries = 0
         self.link_attempts = 0
+        self.link_elapsed: float | None = None
         self.hint = ""
         self.started = now if now is not None else time.monotonic()
         self.finished: float | None = None
@@ -54,6 +81,7 @@ class OperationState:
             self.retries += 1
         elif isinstance(event, LinkAttempt):
             self.link_attempts = event.attempt
+            self.link_elapsed = event.elapsed
             if event.hint:
                 self.hint = event.hint
 
@@ -93,9 +121,13 @@ class OperationPane(Vertical):
     DEFAULT_CSS = """
     OperationPane { height: 1fr; }
     OperationPane #op-title { text-style: bold; height: auto; max-height: 3; width: 1fr; }
-    OperationPane #op-stage { height: 1; }
-    OperationPane #op-hint { height: auto; color: $warning; display: none; }
-    OperationPane.has-hint #op-hint { display: block; }
+    OperationPane #op-stage { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    OperationPane #op-diag-box { height: auto; max-height: 12; display: none; scrollbar-size-vertical: 1; }
+    OperationPane.has-hint #op-diag-box { display: block; }
+    OperationPane #op-hint { height: auto; color: $warning; }
+    OperationPane.diag-ok #op-hint { color: $success; }
+    OperationPane.diag-final #op-hint { color: $error; }
+    OperationPane.diag-final.diag-ok #op-hint { color: $success; }
     OperationPane #op-bar-row { height: 1; }
     OperationPane ProgressBar { width: 1fr; }
     OperationPane ProgressBar Bar { width: 1fr; }
@@ -112,11 +144,15 @@ class OperationPane(Vertical):
         self.state = OperationState()
         self.state.finished = self.state.started
         self.running = False
+        self.diagnosis: Any = None  # the Diagnosis shown (live while linking, or the final one)
+        self.diagnosis_final = False
+        self.reset_method = ""  # how the running link resets the chip (ResetStrategy.describe())
 
     def compose(self) -> ComposeResult:
         yield Static("No operation yet", id="op-title", markup=False)
         yield Label("", id="op-stage")
-        yield Static("", id="op-hint")
+        with VerticalScroll(id="op-diag-box"):
+            yield Static("", id="op-hint", markup=False)
         with Horizontal(id="op-bar-row"):
             yield ProgressBar(total=100, show_eta=False, id="op-bar")
             yield Button("Cancel [x]", id="op-cancel", variant="error", disabled=True, compact=True)
@@ -133,7 +169,8 @@ class OperationPane(Vertical):
     def begin(self, name: str) -> None:
         self.state = OperationState(name)
         self.running = True
-        self.remove_class("ok", "failed", "cancelled", "has-hint")
+        self.remove_class("ok", "failed", "cancelled", "has-hint", "diag-ok", "diag-final")
+        self.diagnosis, self.diagnosis_final, self.reset_method = None, False, ""
         self.query_one("#op-title", Static).update(f"{name}: running")
         self.query_one("#op-hint", Static).update("")
         self.query_one("#op-bar", ProgressBar).update(total=100, progress=0)
@@ -152,6 +189,19 @@ class OperationPane(Vertical):
             self.query_one("#op-bar", ProgressBar).update(total=self.state.total, progress=self.state.total)
         self.log_line(message)
         self.refresh_stats()
+
+    def show_diagnosis(self, diag: Any, final: bool = False) -> None:
+        """Show a link-doctor Diagnosis: live while linking, `final` once the link attempt is over."""
+        if diag is None:
+            return
+        self.diagnosis, self.diagnosis_final = diag, final
+        if final:
+            self.log_line(f"diagnosis: {getattr(diag, 'kind', '?')}: {getattr(diag, 'title', '')}")
+        self.refresh_stats()
+
+    @property
+    def diagnosis_shown(self) -> bool:
+        return self.has_class("has-hint")
 
     def log_line(self, text: str) -> None:
         self.event_log.write(time.strftime("%H:%M:%S ") + text)
@@ -176,9 +226,17 @@ class OperationPane(Vertical):
         if st.link_attempts and st.stage in ("", "link"):
             stage += f"  (link attempt {st.link_attempts})"
         self.query_one("#op-stage", Label).update(stage)
-        hint = st.hint if self.running and st.stage in ("", "link") else ""
+        linking = self.running and st.stage in ("", "link", "doctor")
+        hint: str | Text = ""
+        if self.diagnosis is not None and (self.diagnosis_final or linking):
+            hint = diagnosis_text(self.diagnosis, live=not self.diagnosis_final, attempts=st.link_attempts,
+                                  elapsed=st.link_elapsed, method=self.reset_method)
+        elif linking and st.hint:
+            hint = st.hint
         self.query_one("#op-hint", Static).update(hint)
         self.set_class(bool(hint), "has-hint")
+        self.set_class(self.diagnosis_final, "diag-final")
+        self.set_class(getattr(self.diagnosis, "kind", "") == "ok", "diag-ok")
         if st.total:
             self.query_one("#op-bar", ProgressBar).update(total=st.total, progress=st.done)
         self.query_one("#op-stats", Static).update(st.summary() if st.name else "")

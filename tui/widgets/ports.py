@@ -1,4 +1,4 @@
-"""Ports pane: live port list (polled in a worker thread), a URL field and the baud choice."""
+"""Ports pane: live port list (polled in a worker thread), a URL field, the baud and the reset method."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Input, Label, Select
 from textual.worker import get_current_worker
 
 BAUDS = (115200, 230400, 460800, 921600, 1500000, 2000000, 3000000)
+# Reset methods offered (core.link.reset presets); any sequence (R1|W0.1|R0) or gpio:GPIO17 spec may be typed.
+RESET_CHOICES = ("auto", "manual", "dtr-rts", "gui", "rts", "dtr", "reboot", "gpio:GPIO17", "R1|W0.1|R0")
 
 PortsSource = Callable[[], Sequence[Any]]
 
@@ -39,19 +42,21 @@ class PortsPane(Vertical):
     DEFAULT_CSS = """
     PortsPane { height: 1fr; }
     PortsPane DataTable { height: 1fr; min-height: 3; }
-    PortsPane #port-row { height: 3; }
+    PortsPane #port-row, PortsPane #link-row { height: 3; }
     PortsPane #port-url { width: 1fr; }
     PortsPane #baud { width: 16; }
+    PortsPane #reset { width: 1fr; }
     PortsPane #ports-empty { color: $text-muted; height: auto; }
     """
 
     class Chosen(Message):
-        """The user picked or typed a port URL (Enter), or changed the baud."""
+        """The user picked or typed a port URL (Enter), or changed the baud or the reset method."""
 
-        def __init__(self, url: str, baud: int) -> None:
+        def __init__(self, url: str, baud: int, reset: str = "auto") -> None:
             super().__init__()
             self.url = url
             self.baud = baud
+            self.reset = reset
 
     def __init__(
         self,
@@ -60,16 +65,18 @@ class PortsPane(Vertical):
         source: PortsSource | None = None,
         extra: Sequence[Any] = (),
         poll: float = 1.5,
+        reset: str = "auto",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self._initial_url = url
+        self._initial_reset = reset
         self._initial_baud = baud if baud in BAUDS else 921600
         self.source = source or default_ports_source
         self.extra = list(extra)  # e.g. the demo chip, always listed
         self.poll = poll
         self.ports: list[Any] = []
-        self._shown: list[tuple] = []
+        self._shown: list[tuple] | None = None  # None: nothing drawn yet (an empty list must still say so)
 
     def compose(self) -> ComposeResult:
         table: DataTable = DataTable(id="ports-table", cursor_type="row", zebra_stripes=True)
@@ -78,7 +85,12 @@ class PortsPane(Vertical):
         yield table
         with Horizontal(id="port-row"):
             yield Input(self._initial_url, placeholder="port or URL: /dev/ttyUSB0, rfc2217://, sim://", id="port-url")
+        with Horizontal(id="link-row"):
             yield Select([(str(b), b) for b in BAUDS], value=self._initial_baud, allow_blank=False, id="baud")
+            reset = Input(self._initial_reset, placeholder="reset: auto, manual, dtr-rts, R1|W0.1|R0, gpio:GPIO17",
+                          suggester=SuggestFromList(RESET_CHOICES, case_sensitive=False), id="reset")
+            reset.tooltip = "Reset method: " + ", ".join(RESET_CHOICES[:7]) + ", a DTR/RTS sequence or gpio:LINE"
+            yield reset
 
     def on_mount(self) -> None:
         self.show_ports(list(self.extra) + self._safe_list())
@@ -93,6 +105,10 @@ class PortsPane(Vertical):
     def baud(self) -> int:
         value = self.query_one("#baud", Select).value
         return int(value) if isinstance(value, int) else self._initial_baud
+
+    @property
+    def reset(self) -> str:
+        return self.query_one("#reset", Input).value.strip() or "auto"
 
     def set_url(self, url: str) -> None:
         self.query_one("#port-url", Input).value = url
@@ -138,12 +154,16 @@ class PortsPane(Vertical):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.set_url(str(event.row_key.value))
-            self.post_message(self.Chosen(self.url, self.baud))
+            self.post_message(self.Chosen(self.url, self.baud, self.reset))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "port-url":
-            self.post_message(self.Chosen(self.url, self.baud))
+        if event.input.id in ("port-url", "reset"):
+            self.post_message(self.Chosen(self.url, self.baud, self.reset))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "reset":  # takes effect at the next Connect, no Enter needed
+            self.post_message(self.Chosen(self.url, self.baud, self.reset))
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "baud":
-            self.post_message(self.Chosen(self.url, self.baud))
+            self.post_message(self.Chosen(self.url, self.baud, self.reset))

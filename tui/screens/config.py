@@ -1,0 +1,138 @@
+"""OpenBK config editor: Wi-Fi, second Wi-Fi, MQTT, device names, startup command and pins.
+
+Edits a copy of an ObkConfig (core.analysis.obk_config); Save dismisses with the edited config and the
+app asks for confirmation before writing only the config sector. Password fields are masked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.errors import BkError
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+# (label, ObkConfig field, password?)
+FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("Wi-Fi SSID", "wifi_ssid", False),
+    ("Wi-Fi password", "wifi_pass", True),
+    ("Wi-Fi 2 SSID", "wifi_ssid2", False),
+    ("Wi-Fi 2 password", "wifi_pass2", True),
+    ("MQTT host", "mqtt_host", False),
+    ("MQTT port", "mqtt_port", False),
+    ("MQTT user", "mqtt_userName", False),
+    ("MQTT password", "mqtt_pass", True),
+    ("MQTT client ID", "mqtt_clientId", False),
+    ("MQTT group", "mqtt_group", False),
+    ("Device name", "shortDeviceName", False),
+    ("Long name", "longDeviceName", False),
+    ("Startup command", "initCommandLine", False),
+)
+
+
+def input_id(field: str) -> str:
+    return "cfg-" + field
+
+
+def pins_text(cfg: ObkConfig) -> str:
+    pins = cfg.pins()
+    if not pins:
+        return "Pins: none set"
+    return "Pins: " + "  ".join(f"P{g}={p.role};{p.channel}" for g, p in sorted(pins.items()))
+
+
+class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
+    """Dismisses with the edited ObkConfig (Save) or None (Cancel)."""
+
+    DEFAULT_CSS = """
+    ConfigScreen { align: center middle; }
+    ConfigScreen > #cfg-dialog {
+        width: 100; max-width: 100%; height: 100%; max-height: 40;
+        border: thick $primary; background: $panel; padding: 0 1;
+    }
+    ConfigScreen #cfg-title { text-style: bold; width: 1fr; }
+    ConfigScreen #cfg-source { color: $text-muted; width: 1fr; }
+    ConfigScreen #cfg-fields { height: 1fr; }
+    ConfigScreen .cfg-row { height: 1; margin-bottom: 0; }
+    ConfigScreen .cfg-row Label { width: 18; }
+    ConfigScreen .cfg-row Input { width: 1fr; }
+    ConfigScreen #cfg-pins { height: auto; margin-top: 1; }
+    ConfigScreen #cfg-error { color: $error; height: auto; }
+    ConfigScreen #cfg-buttons { height: 1; margin-top: 1; }
+    ConfigScreen #cfg-buttons Button { margin-right: 2; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+o", "save", "Save (write sector)"),
+        Binding("ctrl+t", "tuya_pins", "Pins from Tuya config"),
+        Binding("ctrl+g,escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, config: ObkConfig, mapping: Any = None, source: str = "", chip: str = "",
+                 offset: int | None = None) -> None:
+        super().__init__()
+        self.config = ObkConfig(bytes(config.raw))  # edit a copy: Cancel leaves the original alone
+        self.mapping = mapping
+        self.source = source
+        self.chip = chip
+        self.sector_offset = offset
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="cfg-dialog"):
+            where = f" at 0x{self.sector_offset:06X}" if self.sector_offset is not None else ""
+            yield Label(f"OpenBK configuration {self.chip}{where}", id="cfg-title")
+            yield Label(self.source, id="cfg-source")
+            with VerticalScroll(id="cfg-fields"):
+                for label, field, secret in FIELDS:
+                    with Horizontal(classes="cfg-row"):
+                        yield Label(label)
+                        yield Input(str(self.config.get(field)), password=secret, compact=True,
+                                    id=input_id(field))
+                yield Static(pins_text(self.config), id="cfg-pins", markup=False)
+            yield Static("", id="cfg-error", markup=False)
+            with Horizontal(id="cfg-buttons"):
+                yield Button("Save [ctrl+o]", id="cfg-save", variant="primary", compact=True)
+                yield Button("Pins from Tuya [ctrl+t]", id="cfg-tuya", compact=True,
+                             disabled=self.mapping is None or not getattr(self.mapping, "pins", None))
+                yield Button("Cancel [ctrl+g]", id="cfg-cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def value(self, field: str) -> str:
+        return self.query_one("#" + input_id(field), Input).value
+
+    def set_value(self, field: str, value: str) -> None:
+        self.query_one("#" + input_id(field), Input).value = value
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"cfg-save": self.action_save, "cfg-tuya": self.action_tuya_pins,
+         "cfg-cancel": self.action_cancel}[event.button.id or "cfg-cancel"]()
+
+    def action_tuya_pins(self) -> None:
+        if self.mapping is None or not getattr(self.mapping, "pins", None):
+            self.notify("No Tuya pin mapping: back up the chip first (its Tuya config is read from the backup).",
+                        severity="warning")
+            return
+        self.config.apply_mapping(self.mapping)
+        self.query_one("#cfg-pins", Static).update(pins_text(self.config))
+        self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
+        warnings = list(getattr(self.mapping, "warnings", []) or [])
+        self.notify("Pins set from the Tuya config." + (" " + " ".join(warnings) if warnings else ""),
+                    severity="warning" if warnings else "information", timeout=8)
+
+    def action_save(self) -> None:
+        try:
+            for _label, field, _secret in FIELDS:
+                self.config.set(field, self.value(field))
+        except BkError as exc:
+            self.query_one("#cfg-error", Static).update(f"Not saved: {exc}")
+            return
+        self.dismiss(self.config)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
