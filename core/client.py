@@ -22,7 +22,7 @@ from .chips import (
     Bootloader,
     Dialect,
 )
-from .errors import BkError, OperationCancelled, PortError, ProtocolError
+from .errors import BkError, LinkLost, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
 from .ops.events import CancelToken, EventSink, null_sink
 from .protocol import (
@@ -244,7 +244,7 @@ class BkClient:
         try:
             self.relink(timeout=0.3)
         except ProtocolError:
-            pass  # the retry itself will report what is wrong
+            raise LinkLost("the chip stopped answering the link check (did it reset or lose power?)") from None
 
     def set_baudrate(self, baud: int, delay_ms: int = 20) -> None:
         """Switch both ends: the echo arrives at the new rate after the chip's delay."""

@@ -48,3 +48,7 @@ class ImageError(BkError):
 
 class OperationCancelled(BkError):
     """The user cancelled; the operation stopped between sectors."""
+
+
+class LinkLost(BkError):
+    """The chip stopped answering in the middle of an operation (reset, brown-out, unplugged wire)."""

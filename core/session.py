@@ -11,13 +11,13 @@ import time
 
 from .backups import BackupEntry, BackupLibrary
 from .client import LINK_BAUD, BkClient, ChipInfo
-from .errors import BkError, LinkError, PortError, ProtocolError, UnsafeWriteError
+from .errors import BkError, LinkError, LinkLost, PortError, ProtocolError, UnsafeWriteError
 from .layout import RF_OFFSET, SECTOR, protected_ranges
 from .link.baud import adapter_key, climb
 from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
-from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, Stage, null_sink
-from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
+from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .transport import open_port
 
 
@@ -189,7 +189,47 @@ class Session:
             length = info.flash_size - start
         if start < 0 or length <= 0 or start + length > info.flash_size:
             raise BkError(f"range 0x{start:X}+0x{length:X} is outside the {info.flash_size // 1024} KiB flash")
-        return read_flash(client, start, length, self.sink, cancel)
+        record = OperationRecord("read", start, length)
+        buf = bytearray(length)
+        return self._resuming(
+            "read", record, lambda c: read_flash(c, start, length, self.sink, cancel, record=record, into=buf))
+
+    def _resuming(self, what: str, record: OperationRecord, run):
+        """Run an operation; if the chip stops answering mid-way (reset, brown-out) and this port can
+        reset it, reconnect and continue from the record instead of starting over."""
+        stalled = 0
+        left = sum(e - s for s, e in record.remaining())
+        while True:
+            try:
+                return run(self._client())
+            except OperationFailed as exc:
+                now_left = sum(e - s for s, e in record.remaining())
+                stalled = 0 if now_left < left else stalled + 1
+                left = now_left
+                strategy, _ = for_port(self.reset, self.port)
+                if not isinstance(exc.__cause__, LinkLost) or stalled >= 3 or strategy.manual:
+                    raise
+                self.sink(Notice("warning", f"{exc.__cause__}: resetting the chip and resuming the {what} "
+                                            f"at 0x{record.remaining()[0][0]:06X}"))
+                if not self._reconnect():
+                    raise
+
+    def _reconnect(self, tries: int = 3) -> bool:
+        """Reset, link and identify again after the chip was lost; False if it never came back."""
+        timeout, self.link_timeout = self.link_timeout, min(self.link_timeout, 5.0)
+        try:
+            for _ in range(tries):
+                self.info = None
+                if self.port is not None:
+                    self.port.baudrate = LINK_BAUD
+                try:
+                    self.connect()
+                    return True
+                except BkError as exc:
+                    self.sink(Notice("warning", f"reconnecting failed: {exc}"))
+            return False
+        finally:
+            self.link_timeout = timeout
 
     def backup_meta(self, partial: bool = False) -> dict:
         info = self.info
@@ -246,7 +286,9 @@ class Session:
                 self.sink(Notice("info", "no backup of this chip yet: taking a full verified backup first"))
                 backup = self.backup(library, cancel)
         repair = self._repair_source(backup, library)
-        report = write_flash(client, start, data, self.sink, cancel, differential=differential, repair=repair)
+        record = OperationRecord("write", start, len(data) + (-len(data)) % SECTOR)
+        report = self._resuming("write", record, lambda c: write_flash(
+            c, start, data, self.sink, cancel, differential=differential, record=record, repair=repair))
         report.backup = backup
         self.sink(Stage("done", report.summary()))
         return report

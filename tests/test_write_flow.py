@@ -160,3 +160,24 @@ def test_misdirected_erase_outside_the_write_is_repaired_from_the_backup(fixture
     assert flash[:0x40000] == stock[:0x40000] and flash[0x48000:] == stock[0x48000:]  # 0x50000 restored
     assert any("restoring it from the backup" in getattr(e, "message", "") for e in events)
     assert report.backup is None  # the existing backup was used, not a new one
+
+
+@pytest.mark.parametrize("op", ["read", "write"])
+def test_chip_reset_mid_operation_is_resumed_when_the_port_can_reset(op, obk_images, fixtures_dir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    ua = obk_images["BK7231N"]["ua"]
+    with sim_url("BK7231N", stock, wiring="rts") as (url, dev):
+        events = []
+        with Session(url, baud=921600, reset="dtr-rts", on_event=events.append) as s:
+            s.connect()
+            # A brown-out: the chip resets on its own somewhere in the operation.
+            dev.faults.plan.reset_rate = 0.004
+            dev.faults.rng.seed(5)
+            if op == "read":
+                assert s.read(0, 0x100000) == stock[:0x100000]
+            else:
+                s.write(ua, 0x11000, backup_first=False)
+                dev.faults.plan.reset_rate = 0
+                assert dev.flash.read(0x11000, len(ua)) == ua
+        assert dev.faults.counts["reset"] >= 1
+        assert any("resuming" in getattr(e, "message", "") for e in events)

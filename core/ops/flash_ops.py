@@ -277,6 +277,7 @@ def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: 
         _write_sector(client, addr, data[addr - base : addr - base + SECTOR], sink, record, report,
                       erased=whole_block)
         report.changed.append((addr, addr + SECTOR))
+        record.mark_done(addr, addr + SECTOR)  # verified: a resumed write starts after it
 
 
 def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, record: OperationRecord,
