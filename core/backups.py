@@ -115,7 +115,8 @@ class BackupLibrary:
             except (OSError, ValueError):
                 continue
             out.append(BackupEntry(bin_path, meta))
-        out.sort(key=lambda e: e.meta.get("time", ""), reverse=True)
+        # ISO times have one-second resolution: the file's mtime breaks ties between same-second backups.
+        out.sort(key=lambda e: (e.meta.get("time", ""), e.path.stat().st_mtime_ns), reverse=True)
         return out
 
     def load(self, entry: BackupEntry, check: bool = True) -> bytes:

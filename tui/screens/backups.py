@@ -56,9 +56,9 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
     """
 
     BINDINGS = [
-        Binding("v", "choose('verify')", "Verify chip against it"),
-        Binding("r", "choose('restore')", "Restore it"),
-        Binding("a", "choose('analyze')", "Analyze it"),
+        Binding("v", "choose('verify')", "Verify chip"),
+        Binding("r", "choose('restore')", "Restore"),
+        Binding("a", "choose('analyze')", "Analyze"),
         Binding("ctrl+g,escape,q", "back", "Back"),
     ]
 
