@@ -127,7 +127,9 @@ def _decrypt_app(data: bytes, start: int, size: int) -> bytes:
 
 def unrotate(data: bytes) -> bytes:
     """A dump read from 0x11000 with wrap-around -> flash order."""
-    return data[-BOOTLOADER_END:] + data[:-BOOTLOADER_END]
+    from ..images.recognize import unrotate as _unrotate
+
+    return _unrotate(data, BOOTLOADER_END)
 
 
 def analyze_dump(data: bytes) -> DumpAnalysis:

@@ -9,6 +9,7 @@ from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..ports import list_ports
 from .common import add_port_args, emit, parse_int, session_for
+from .image import read_image_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -113,9 +114,7 @@ def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_
 
 def cmd_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        raise BkError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = read_image_file(path)
     with session_for(args) as s:
         info = s.connect()
         start, payload, what = plan_for_file(data, path.name, info.chip, args.start, args.replace_bootloader)
@@ -138,9 +137,7 @@ def cmd_write(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        raise BkError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = read_image_file(path)
     if args.bootloader and not args.yes:
         raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
     with session_for(args) as s:
@@ -159,9 +156,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        raise BkError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = read_image_file(path)
     with session_for(args) as s:
         s.connect()
         report = s.verify(data, args.start)
