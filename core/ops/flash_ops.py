@@ -195,7 +195,7 @@ def write_flash(
     record = record or OperationRecord("write", start, length)
     report = WriteReport(record=record)
     retries_before = record.retries
-    sink(Stage("unprotect", client.unprotect()))
+    sink(Stage("unprotect", _retrying(client.unprotect, "unprotect", start, sink, record, WRITE_RETRIES, client)))
     sink(Stage("write", f"writing 0x{start:06X}-0x{start + length:06X}"))
     done_bytes = sum(e - s for s, e in record.done)
     for seg_start, seg_end in record.remaining():
