@@ -48,6 +48,7 @@ class Session:
         self.port = None
         self.client: BkClient | None = None
         self.info: ChipInfo | None = None
+        self.cancel_token: CancelToken | None = None  # used when a call passes none (the CLI's Ctrl-C)
         self.doctor = None  # LinkDoctor of the last link attempt (core.link.doctor)
         self.diagnosis = None  # its latest Diagnosis, shown by the UIs while linking
         # Defaults for write() callers that cannot pass them (e.g. `config write`).
@@ -123,6 +124,7 @@ class Session:
         client.port = PortTap(self.port, doctor)
         try:
             # First a short try without reset: the chip may already wait in its bootloader.
+            cancel = cancel or self.cancel_token
             linked = client.link(0.3, cancel, None) or client.link(timeout, cancel, on_attempt)
         finally:
             client.port = self.port
@@ -192,7 +194,8 @@ class Session:
         record = OperationRecord("read", start, length)
         buf = bytearray(length)
         return self._resuming(
-            "read", record, lambda c: read_flash(c, start, length, self.sink, cancel, record=record, into=buf))
+            "read", record,
+            lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token, record=record, into=buf))
 
     def _resuming(self, what: str, record: OperationRecord, run):
         """Run an operation; if the chip stops answering mid-way (reset, brown-out) and this port can
@@ -288,7 +291,8 @@ class Session:
         repair = self._repair_source(backup, library)
         record = OperationRecord("write", start, len(data) + (-len(data)) % SECTOR)
         report = self._resuming("write", record, lambda c: write_flash(
-            c, start, data, self.sink, cancel, differential=differential, record=record, repair=repair))
+            c, start, data, self.sink, cancel or self.cancel_token, differential=differential, record=record,
+            repair=repair))
         report.backup = backup
         self.sink(Stage("done", report.summary()))
         return report
@@ -349,7 +353,7 @@ class Session:
         client, info = self._require()
         if start + len(data) > info.flash_size:
             raise BkError("the file is larger than the flash")
-        report = verify_flash(client, start, data, self.sink, cancel)
+        report = verify_flash(client, start, data, self.sink, cancel or self.cancel_token)
         self.sink(Stage("done", report.summary()))
         return report
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 from ..errors import BkError
+from ..ops.events import CancelToken
 from ..session import Session
 from .render import make_renderer
 
@@ -41,10 +44,23 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 def session_for(args: argparse.Namespace) -> Iterator[Session]:
     renderer = make_renderer(getattr(args, "json", False), getattr(args, "quiet", False))
     s = Session(args.port, baud=args.baud, on_event=renderer, reset=args.reset, link_timeout=args.timeout)
+    # The first Ctrl-C cancels between sectors (so the error says what was done); a second one aborts.
+    s.cancel_token = token = CancelToken()
+
+    def on_sigint(_sig, _frame) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print("bkbench: stopping after the current sector (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         s.open()
         yield s
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         s.close()
         close = getattr(renderer, "close", None)
         if close:
