@@ -182,10 +182,13 @@ class BkClient:
         cancel: CancelToken | None = None,
         on_attempt=None,
         window: float = 0.01,
+        baud: int = LINK_BAUD,
     ) -> bool:
-        """Spam LinkCheck until the chip answers (the user or a reset strategy resets it meanwhile)."""
-        if self.port.baudrate != LINK_BAUD:
-            self.port.baudrate = LINK_BAUD
+        """Spam LinkCheck until the chip answers (the user or a reset strategy resets it meanwhile).
+
+        `baud` other than 115200 probes a chip still linked at a faster rate by an earlier session."""
+        if self.port.baudrate != baud:
+            self.port.baudrate = baud
         frame = encode(Cmd.LINK_CHECK)
         start = time.monotonic()
         stats = self.link_stats

@@ -13,7 +13,7 @@ from .backups import BackupEntry, BackupLibrary
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import BkError, LinkError, LinkLost, PortError, ProtocolError, UnsafeWriteError
 from .layout import RF_OFFSET, SECTOR, protected_ranges
-from .link.baud import adapter_key, climb
+from .link.baud import adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
@@ -125,6 +125,13 @@ class Session:
         try:
             # First a short try without reset: the chip may already wait in its bootloader.
             cancel = cancel or self.cancel_token
+            # A chip left linked at a faster rate (an earlier session that was killed) answers there.
+            good = remembered(adapter_key(self.url)).get("good")
+            if isinstance(good, int) and good != LINK_BAUD and client.link(0.1, cancel, None, baud=good):
+                self.sink(Notice("info", f"the chip was still linked at {good} baud"))
+                doctor.link_ok()
+                return
+            self.port.baudrate = LINK_BAUD
             linked = client.link(0.3, cancel, None) or client.link(timeout, cancel, on_attempt)
         finally:
             client.port = self.port
@@ -154,9 +161,9 @@ class Session:
             err = LinkError(f"the chip answered, then stopped: {diag.title}", hint=" ".join(diag.advice))
             err.diagnosis = diag  # type: ignore[attr-defined]
             raise err from exc
-        info.baud = LINK_BAUD
+        info.baud = self.port.baudrate
         self.info = info
-        if self.baud != LINK_BAUD:
+        if self.baud != LINK_BAUD or self.port.baudrate != LINK_BAUD:
             self._switch_baud(cancel)
         try:
             info.mac = parse_mac(client.read_4k(RF_OFFSET.get(info.chip, 0x1D0000)))
@@ -169,6 +176,10 @@ class Session:
         # --- baud ladder (core/link/baud.py): step down on failure, remember per adapter.
         client = self._client()
         assert self.info is not None
+        if self.baud == LINK_BAUD:  # linked at a faster rate left over from an earlier session
+            client.set_baudrate(LINK_BAUD)
+            self.info.baud = LINK_BAUD
+            return
 
         def reconnect() -> None:
             # After a failed switch the chip may already run at the new rate: only a reset brings it back.

@@ -181,3 +181,18 @@ def test_chip_reset_mid_operation_is_resumed_when_the_port_can_reset(op, obk_ima
                 assert dev.flash.read(0x11000, len(ua)) == ua
         assert dev.faults.counts["reset"] >= 1
         assert any("resuming" in getattr(e, "message", "") for e in events)
+
+
+@pytest.mark.parametrize("second_baud", [921600, 115200])
+def test_chip_left_at_a_fast_rate_by_a_killed_session_links_without_reset(second_baud, fixtures_dir):
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231T"]).read_bytes()
+    with sim_url("BK7231T", stock, wiring="none") as (url, dev):
+        s = Session(url, baud=921600)
+        s.connect()
+        s.port.close()  # killed: no chance to switch the chip back to 115200
+        assert dev.chip_baud == 921600
+        with Session(url, baud=second_baud, reset="manual", link_timeout=1) as s2:
+            info = s2.connect()
+            assert info.baud == second_baud
+            assert s2.read(0x11000, 0x2000) == stock[0x11000:0x13000]
+        assert dev.chip_baud == 115200  # a clean close leaves the chip at the link rate
