@@ -46,7 +46,8 @@ def _wait_for(session: str, text: str, timeout: float) -> str:
 def test_demo_backup_in_tmux(tmp_path: Path):
     session = f"bkbench-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, BKBENCH_DATA_DIR=str(tmp_path), TERM="xterm-256color")
-    cmd = " ".join(f"'{c}'" for c in _command())
+    # Passed on the command line too: a tmux server that is already running keeps its own environment.
+    cmd = f"env BKBENCH_DATA_DIR='{tmp_path}' BKBENCH_DEMO_TIMING=0 " + " ".join(f"'{c}'" for c in _command())
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd], env=env, check=True)
     try:
         _wait_for(session, "Backup", 30)  # footer drawn: the app is up

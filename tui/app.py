@@ -1026,7 +1026,10 @@ def setup_demo() -> str:
         registry.get(DEMO_NAME)
     except KeyError:
         dump = registry.default_dump("BK7231N")
-        device = registry.create_device(chip="BK7231N", dump=dump, scenario="app-running", wiring="rts")
+        # Real wire and flash timing by default, so the demo shows honest progress (0 turns it off).
+        timing = os.environ.get("BKBENCH_DEMO_TIMING", "1") != "0"
+        device = registry.create_device(chip="BK7231N", dump=dump, scenario="app-running", wiring="rts",
+                                        timing=timing)
         registry.register(DEMO_NAME, device)
     return DEMO_URL
 
