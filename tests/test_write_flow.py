@@ -196,3 +196,16 @@ def test_chip_left_at_a_fast_rate_by_a_killed_session_links_without_reset(second
             assert info.baud == second_baud
             assert s2.read(0x11000, 0x2000) == stock[0x11000:0x13000]
         assert dev.chip_baud == 115200  # a clean close leaves the chip at the link rate
+
+
+def test_cli_write_of_a_full_dump_is_a_restore_keeping_rf(fixtures_dir, datadir, capsys):
+    chip_flash = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
+    other = fixtures_dir / "dumps" / "bk7231n-mirabella-genio-i003632-plug.bin"
+    with sim_url("BK7231N", chip_flash) as (url, dev):
+        assert main(["write", "--port", url, str(other), "--no-backup", "--no-reboot", "--json", "-q"]) == 0
+        flash = bytes(dev.flash.data)
+    out = json.loads(capsys.readouterr().out)
+    assert out["format"] == "dump"
+    data = other.read_bytes()
+    assert flash[:0x11000] == chip_flash[:0x11000] and flash[0x1D0000:0x1D1000] == chip_flash[0x1D0000:0x1D1000]
+    assert flash[0x11000:0x1D0000] == data[0x11000:0x1D0000] and flash[0x1D1000:] == data[0x1D1000:]

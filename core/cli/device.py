@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
+from ..ops.events import Notice
 from ..ports import list_ports
 from .common import add_port_args, emit, parse_int, session_for
 from .image import read_image_file
@@ -109,30 +110,45 @@ def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_
     info = recognize(data, name)
     check_compatible(info, chip)
     plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
-    return plan.start, plan.payload, plan.description
+    return info, plan
 
 
 def cmd_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
     with session_for(args) as s:
-        info = s.connect()
-        start, payload, what = plan_for_file(data, path.name, info.chip, args.start, args.replace_bootloader)
-        report = s.write(
-            payload, start,
-            allow_protected=args.allow_protected or args.replace_bootloader,
-            backup_library=BackupLibrary(args.library),
-            backup_first=not args.no_backup,
-            differential=not args.full,
-        )
+        chip = s.connect().chip
+        image, plan = plan_for_file(data, path.name, chip, args.start, args.replace_bootloader)
+        s.sink(Notice("info", f"{path.name}: {plan.description}"))
+        if image.format == "dump":
+            # A full dump is a restore: the chip keeps its own RF calibration / MAC sector.
+            report = s.restore(data if not image.rotation else plan_payload_flash(image, data),
+                               include_bootloader=args.replace_bootloader, keep_rf=not args.allow_protected,
+                               backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
+                               expected_chip=image.chip)
+        else:
+            report = s.write(
+                plan.payload, plan.start,
+                allow_protected=args.allow_protected or args.replace_bootloader,
+                backup_library=BackupLibrary(args.library),
+                backup_first=not args.no_backup,
+                differential=not args.full,
+            )
         if not args.no_reboot:
             s.reboot()
             s.confirm_boot(5.0)
-    emit(args, {"ok": True, "what": what, "start": start, "length": len(payload), "written": report.written,
-                "skipped": report.skipped, "erased_only": report.erased_only,
-                "backup": str(report.backup.path) if report.backup else None},
-         f"{what}: {report.summary()}, verified by CRC")
+    emit(args, {"ok": True, "what": plan.description, "format": image.format, "start": plan.start,
+                "length": len(plan.payload), "written": report.written, "skipped": report.skipped,
+                "erased_only": report.erased_only, "backup": str(report.backup.path) if report.backup else None},
+         f"{plan.description}: {report.summary()}, verified by CRC")
     return 0
+
+
+def plan_payload_flash(image, data: bytes) -> bytes:
+    """A rotated dump put back in flash order."""
+    from ..images.recognize import unrotate
+
+    return unrotate(data, image.rotation)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
