@@ -3,25 +3,20 @@ the reset-method field goes to Session(reset=...). All at 80x24 against the simu
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 
-from bkbench.core.sim import registry
 from bkbench.tui.app import BkBenchApp
 from test_tui_app import settle, sync
 from textual.widgets import Input
 
-_names = itertools.count()
-
 
 def demo_device(scenario: str, wiring: str) -> str:
-    """The demo chip (the default BK7231N dump) in a given link scenario; returns its URL."""
-    name = f"doc{next(_names)}"
-    dev = registry.create_device(chip="BK7231N", dump=registry.default_dump("BK7231N"), scenario=scenario,
-                                 wiring=wiring)
-    registry.register(name, dev)
-    return f"sim://@{name}"
+    """The demo chip (the default BK7231N dump) in a given link scenario; returns its URL.
+
+    A query URL, so the chip is created (and starts its boot log) when Connect opens the port: a chip
+    created earlier may have finished its log before a slow machine opens the port."""
+    return f"sim://bk7231n?scenario={scenario}&wiring={wiring}"
 
 
 def make_app(url: str, data_dir: Path, reset: str = "auto") -> BkBenchApp:

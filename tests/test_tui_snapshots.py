@@ -75,6 +75,9 @@ def test_snapshot_main_idle_with_log(snap_compare, size, tmp_path: Path, fixture
 
     async def before(pilot) -> None:
         feed_log(app, fixtures_dir)
+        # Drain now instead of waiting for the 0.1 s timer: on a busy machine it may not have run yet.
+        app.query_one("#pane-log").drain()
+        app._update_statusline()
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
