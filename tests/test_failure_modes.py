@@ -300,3 +300,28 @@ def test_50_reads_never_touch_protection(n_flash):
             s.read(0x11000, 0x10000)
         assert dev.flash.sr == 0x4004
         assert not any(c in (0x10D, 0x10F, 0x107) for c in dev.commands)
+
+
+def test_nor_semantics_program_only_clears_bits(n_flash):
+    with sim_url("BK7231N", n_flash, sr=0) as (url, dev):
+        c = linked(url)
+        c.erase(0x12A000)
+        c.write_4k(0x12A000, b"\x0f" * 0x1000)
+        c.write_4k(0x12A000, b"\xf3" * 0x1000)  # without an erase in between
+        assert dev.flash.read(0x12A000, 0x1000) == b"\x03" * 0x1000
+        c.erase(0x12A000)
+        assert dev.flash.read(0x12A000, 0x1000) == b"\xff" * 0x1000
+
+
+def test_timing_model_paces_the_wire(n_flash):
+    from bkbench.core.sim.timing import Timing
+
+    with sim_url("BK7231N", n_flash, timing=Timing(enabled=True)) as (url, _):
+        c = linked(url)
+        c.set_baudrate(921600)
+        t0 = time.monotonic()
+        for i in range(8):
+            c.read_4k(0x11000 + i * 0x1000)
+        elapsed = time.monotonic() - t0
+    # 8 replies of 4111 bytes at 921600 baud cannot arrive faster than their wire time.
+    assert elapsed >= 8 * 4111 * 10 / 921600
