@@ -1,0 +1,199 @@
+"""Running one engine operation at a time: the worker, the Session it links, its outcome and cancellation.
+
+Every blocking engine call runs in a Textual thread worker. A Session owns the port while an operation
+runs (or while the chip is held in the bootloader after Connect); Release (d) reboots the chip and hands
+the port back to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from bkbench.core.errors import BkError, OperationCancelled
+from bkbench.core.ops.events import CancelToken, SectorState
+from textual import work
+
+from .ranges import ranges_text
+from .widgets.flashmap import FlashMapModel
+
+
+class OperationsMixin:
+    """BkBenchApp's operation runner; the workflows hand it a body(session, cancel) -> summary."""
+
+    def start_operation(self, name: str, body: Callable[[Any, CancelToken], str], release_after: bool = False,
+                        needs_chip: bool = True) -> bool:
+        if self.busy:
+            self.notify(f"{self.op_name} is still running; cancel it first (x).", severity="warning")
+            return False
+        if not self.url:
+            self.notify("Choose a port first (Ports pane: type a URL and press Enter).", severity="warning")
+            return False
+        self.busy = True
+        self.op_name = name
+        self.cancel_token = CancelToken()
+        self.op_pane.begin(name)
+        self._prefer_log = False
+        self._apply_layout()
+        self._map_phase = ""
+        if self.narrow and self.active_pane not in ("op", "flash"):
+            self.show_pane("op")
+        self._operation_worker(name, body, self.cancel_token, release_after, needs_chip)
+        return True
+
+    @work(thread=True, exclusive=True, group="operation", exit_on_error=False)
+    def _operation_worker(self, name: str, body: Callable[[Any, CancelToken], str], cancel: CancelToken,
+                          release_after: bool, needs_chip: bool) -> None:
+        outcome, message = "ok", ""
+        try:
+            self._pause_monitor(name)
+            session = self._ensure_session(cancel) if needs_chip else self.session
+            message = body(session, cancel) or "done"
+            if release_after:
+                self._release_session(reboot=True)
+        except OperationCancelled as exc:
+            outcome, message = "cancelled", self._cancel_message(name, exc)
+        except BkError as exc:
+            outcome = "failed"
+            diag = getattr(exc, "diagnosis", None)
+            if diag is not None:  # title and advice are shown as a list in the Operation pane
+                message = str(exc).replace(f": {diag.title}", "") + " (link doctor below)"
+                self.call_from_thread(self._show_final_diagnosis, diag)
+            else:
+                message = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")
+            self._drop_session()  # the link state is unknown after an error: start clean next time
+        except Exception as exc:  # a bug or an unexpected I/O error must not leave the UI stuck
+            outcome, message = "failed", f"unexpected error: {exc!r}"
+            self._drop_session()
+        finally:
+            if self.session is None:
+                self._resume_monitor()
+            self.call_from_thread(self._operation_done, name, outcome, message)
+
+    def _show_final_diagnosis(self, diag: Any) -> None:
+        self._linking = None
+        self.drain_events()
+        self.op_pane.show_diagnosis(diag, final=True)
+        self._apply_layout()
+
+    def _operation_done(self, name: str, outcome: str, message: str) -> None:
+        self._linking = None
+        self.drain_events()
+        self.call_after_refresh(self._sync_diag_layout)
+        self.busy = False
+        self.cancel_token = None
+        self.op_pane.finish(outcome, message)
+        self.last_outcome = (outcome, f"{name}: {message}")
+        severity = {"ok": "information", "cancelled": "warning"}.get(outcome, "error")
+        self.notify(message, title=f"{name} {outcome}", severity=severity, timeout=8)
+        self._update_statusline()
+
+    def _cancel_message(self, name: str, exc: BaseException) -> str:
+        """What a cancelled write did and did not do: from the engine's OperationRecord when it has one
+        (the flash map only mirrors events), else from the map."""
+        record = getattr(exc, "record", None)
+        self.last_cancel_record = record
+        if name in ("Write", "Restore", "Write config"):
+            if record is not None and getattr(record, "kind", "") != "read":
+                written = ranges_text(record.done, limit=8)
+                left = record.describe_remaining()
+            else:
+                written = ranges_text(self.flash_model.ranges(
+                    [SectorState.WRITTEN, SectorState.VERIFIED, SectorState.SKIPPED]), limit=8)
+                left = ranges_text(self.flash_model.ranges([SectorState.PENDING, SectorState.ERASED]))
+                if record is not None:  # cancelled during the backup taken first: nothing was written
+                    written, left = "none (cancelled during the backup first)", "everything"
+            return f"cancelled between sectors. Written and verified: {written}; not written: {left}"
+        return f"cancelled between sectors ({exc})"
+
+    def _ensure_session(self, cancel: CancelToken) -> Any:
+        """Worker thread: the connected Session, opening and linking it when needed."""
+        if self.session is not None:
+            return self.session
+        from bkbench.core.session import Session
+
+        self.log_buffer.note("── connecting: reset the chip if asked ──", "reset")
+        session = Session(self.url, baud=self.baud, on_event=self.pump.sink, reset=self.reset,
+                          link_timeout=self.link_timeout)
+        session.open()
+        self._linking = session
+        try:
+            info = session.connect(cancel=cancel)
+        except BaseException:
+            session.close()
+            raise
+        finally:
+            self._linking = None
+        self.session, self.chip_info = session, info
+        self.call_from_thread(self._connected, info)
+        return session
+
+    def _connected(self, info: Any) -> None:
+        size = getattr(info, "flash_size", 0) or 0x200000
+        chip = getattr(info, "chip", "BK7231N") or "BK7231N"
+        if (chip, size) != (self.flash_model.chip, self.flash_model.flash_size):
+            self.flash_model = FlashMapModel(chip, size)
+            self.flash_pane.set_model(self.flash_model)
+        parts = [chip]
+        if getattr(info, "bootloader", None):
+            parts.append(f"boot {info.bootloader}")
+        if getattr(info, "flash_name", None):
+            parts.append(str(info.flash_name))
+        parts.append(f"{size // 1024} KiB")
+        if getattr(info, "mac", None):
+            parts.append(f"MAC {info.mac}")
+        self.sub_title = " · ".join(parts)
+        self.op_pane.log_line("connected: " + ", ".join(parts))
+
+    def _release_session(self, reboot: bool) -> None:
+        """Worker thread: reboot the chip (runs its firmware) and close the port."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            if reboot:
+                session.reboot()
+                self.log_buffer.note("── chip rebooted: watching its log ──", "reset")
+        finally:
+            session.close()
+
+    def _drop_session(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception:
+                pass
+
+    def backups_for_chip(self) -> list[Any]:
+        """Full backups of the connected chip (by MAC via the library), newest first."""
+        info = self.chip_info
+        chip = getattr(info, "chip", None)
+        if chip is None:
+            return list(self.library.list())
+        mac = getattr(info, "mac", None)
+        if hasattr(self.library, "find_for"):
+            found = list(self.library.find_for(chip, mac))
+            if found or mac:
+                return found
+        return [e for e in self.library.list() if e.meta.get("chip") == chip and not e.meta.get("partial")]
+    def action_release(self) -> None:
+        if self.busy:
+            self.notify("An operation is running.", severity="warning")
+            return
+        if self.session is None:
+            self.notify("The port is not held by a session.")
+            return
+
+        def body(_session: Any, _cancel: CancelToken) -> str:
+            self._release_session(reboot=True)
+            return "chip rebooted, port handed back to the serial log"
+
+        self.start_operation("Release", body, needs_chip=False)
+
+    def action_cancel_op(self) -> None:
+        if not self.busy or self.cancel_token is None:
+            self.notify("No operation is running.")
+            return
+        self.cancel_token.cancel()
+        self.op_pane.log_line("cancel requested: stopping after the current sector")
+        self.notify("Cancelling after the current sector…", severity="warning")

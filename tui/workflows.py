@@ -1,0 +1,315 @@
+"""The workflows (UI side and worker bodies): connect, doctor, backup, write, verify, restore, analysis
+and the OpenBK config editor. Each body runs in the operation worker (operations.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bkbench.core.errors import BkError
+from bkbench.core.layout import protected_ranges
+from bkbench.core.ops.events import CancelToken, SectorState, SectorUpdate
+from textual import work
+
+from .ranges import ranges_text, subtract_ranges
+from .screens.analysis import AnalysisScreen
+from .screens.backups import BackupsScreen
+from .screens.config import ConfigScreen
+from .screens.confirm import ConfirmScreen
+from .screens.write import WriteRequest, WriteScreen
+from .widgets.flashmap import FlashMapModel
+
+
+class WorkflowsMixin:
+    """BkBenchApp's workflows, started from key bindings, the command palette and the backups library."""
+
+    def action_connect(self) -> None:
+        def body(_session: Any, _cancel: CancelToken) -> str:
+            info = self.chip_info
+            return f"connected to {getattr(info, 'chip', '?')}; the chip waits in its bootloader (d releases it)"
+
+        if self.session is not None and not self.busy:
+            self.notify("Already connected; d releases the port.")
+            return
+        self.start_operation("Connect", body)
+
+    def action_doctor(self) -> None:
+        """Run the link doctor (read-only: listen, link with the reset method, probe, identify)."""
+
+        def body(_session: Any, cancel: CancelToken) -> str:
+            from bkbench.core.link.doctor import diagnose
+
+            self._drop_session()  # the doctor opens the port itself
+            dump = None
+            try:
+                found = self.backups_for_chip() if self.chip_info is not None else []
+                dump = found[0].path if found else None  # its Tuya config names what sits on P10/P11
+            except Exception:
+                dump = None
+            diag = diagnose(self.url, reset=self.reset, seconds=self.doctor_seconds, sink=self.pump.sink,
+                            dump=dump, cancel=cancel)
+            self.call_from_thread(self._show_final_diagnosis, diag)
+            return f"{diag.kind}: {diag.title}"
+
+        self.start_operation("Doctor", body, needs_chip=False)
+
+    def action_backup(self) -> None:
+        def body(session: Any, cancel: CancelToken) -> str:
+            self.call_from_thread(self.flash_model.reset)
+            entry = session.backup(library=self.library, cancel=cancel)
+            return f"saved {Path(entry.path).name} in the library"
+
+        self.start_operation("Backup", body)
+
+    def action_write(self) -> None:
+        if self.busy:
+            self.notify("An operation is running.", severity="warning")
+            return
+        chip = getattr(self.chip_info, "chip", None) or self.flash_model.chip
+        size = getattr(self.chip_info, "flash_size", None) or self.flash_model.flash_size
+        self.push_screen(WriteScreen(chip, size, self.chip_info is not None), self._write_chosen)
+
+    def _write_chosen(self, request: WriteRequest | None) -> None:
+        if request is None:
+            return
+        warn = "\n".join(f"warning: {w}" for w in request.warnings)
+        body = (f"{request.path.name}\n{request.description}\n"
+                f"flash 0x{request.start:06X}..0x{request.end:06X} ({len(request.payload) // 1024} KiB)"
+                + (" INCLUDING THE BOOTLOADER" if request.includes_bootloader else "")
+                + "\nA backup is made first if this chip has none. Then write, verify and reboot."
+                + (f"\n{warn}" if warn else ""))
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_operation("Write", lambda s, c: self._do_write(s, c, request), release_after=True)
+
+        self.push_screen(ConfirmScreen("Write this image?", body, yes="Write [y]"), answered)
+
+    def _do_write(self, session: Any, cancel: CancelToken, request: WriteRequest, keep_protected: bool = False
+                  ) -> str:
+        """Write (the engine backs the chip up first when the library has no backup of it), verify, and
+        leave the reboot to the caller. With keep_protected, the bootloader / RF calibration ranges are
+        left out of the write (restoring a dump must not replace this chip's calibration)."""
+        chip = getattr(self.chip_info, "chip", None) or self.flash_model.chip
+        segments = [(request.start, request.end)]
+        if keep_protected:
+            segments = subtract_ranges(segments, protected_ranges(chip))
+        self.call_from_thread(self.flash_model.reset)
+        written = skipped = 0
+        backup = None
+        for i, (s, e) in enumerate(segments):
+            chunk = request.payload[s - request.start:e - request.start]
+            report = session.write(
+                chunk, s, cancel,
+                allow_protected=request.includes_bootloader and not keep_protected,
+                backup_library=self.library, backup_first=(i == 0),
+            )
+            written += report.written
+            skipped += report.skipped
+            backup = backup or getattr(report, "backup", None)
+        parts = [f"{written} sectors written, {skipped} identical"]
+        if backup is not None:
+            parts.append(f"backup first: {Path(backup.path).name}")
+        for s, e in segments:
+            verify = session.verify(request.payload[s - request.start:e - request.start], s, cancel)
+            if not verify.ok:
+                for ms, me in verify.mismatched:
+                    self.pump.sink(SectorUpdate(ms, SectorState.FAILED, me - ms))
+                raise BkError(f"verify failed after the write: {ranges_text(verify.mismatched)} differ")
+        parts.append("verified")
+        parts.append("rebooted")
+        return ", ".join(parts)
+
+    def action_verify(self) -> None:
+        try:
+            match = self.backups_for_chip()
+        except Exception as exc:
+            self.notify(f"Backup library unavailable: {exc}", severity="error")
+            return
+        if not match:
+            self.notify("No backup of this chip to verify against: open the library (l) or back up (b).",
+                        severity="warning")
+            return
+        self.verify_against(match[0])
+
+    def verify_against(self, entry: Any) -> None:
+        def body(session: Any, cancel: CancelToken) -> str:
+            data = self.library.load(entry)
+            self.call_from_thread(self.flash_model.reset)
+            report = session.verify(data, 0, cancel)
+            if report.ok:
+                self.pump.sink(SectorUpdate(0, SectorState.VERIFIED, len(data)))
+                return f"the chip matches {Path(entry.path).name}"
+            for s, e in report.mismatched:
+                self.pump.sink(SectorUpdate(s, SectorState.FAILED, e - s))
+            raise BkError(f"the chip differs from {Path(entry.path).name} in {ranges_text(report.mismatched)}")
+
+        self.start_operation("Verify", body)
+
+    def action_library(self) -> None:
+        try:
+            entries = self.library.list()
+        except Exception as exc:
+            self.notify(f"Backup library unavailable: {exc}", severity="error")
+            return
+        self.push_screen(BackupsScreen(entries), self._library_chosen)
+
+    def _library_chosen(self, choice: tuple[str, Any] | None) -> None:
+        if not choice:
+            return
+        what, entry = choice
+        if what == "analyze":
+            self.analyze_entry(entry)
+        elif what == "verify":
+            self.verify_against(entry)
+        elif what == "restore":
+            self.restore(entry)
+
+    def restore(self, entry: Any) -> None:
+        name = Path(entry.path).name
+        body = (f"Restore {name} ({entry.meta.get('chip', '?')}, {entry.meta.get('time', '')}) onto the chip.\n"
+                "Everything from 0x11000 to the end of the flash is rewritten (the bootloader is kept);"
+                " identical sectors are skipped. A backup is made first if this chip has none.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_operation("Restore", lambda s, c: self._do_restore(s, c, entry), release_after=True)
+
+        self.push_screen(ConfirmScreen("Restore this backup?", body, yes="Restore [y]"), answered)
+
+    def _do_restore(self, session: Any, cancel: CancelToken, entry: Any) -> str:
+        from bkbench.core.images.recognize import plan_write, recognize
+
+        data = self.library.load(entry)
+        chip = getattr(self.chip_info, "chip", None) or entry.meta.get("chip") or "BK7231N"
+        size = getattr(self.chip_info, "flash_size", None) or len(data)
+        plan = plan_write(recognize(data, Path(entry.path).name), data, chip, flash_size=size)
+        request = WriteRequest(Path(entry.path), plan.start, plan.payload, plan.description)
+        return self._do_write(session, cancel, request, keep_protected=True)
+
+    # -- analysis and the OpenBK config ----------------------------------------------------------
+    def action_analyze(self) -> None:
+        try:
+            found = self.backups_for_chip()
+        except Exception as exc:
+            self.notify(f"Backup library unavailable: {exc}", severity="error")
+            return
+        if not found:
+            self.notify("No backup to analyze: back the chip up first (b).", severity="warning")
+            return
+        self.analyze_entry(found[0])
+
+    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
+    def analyze_entry(self, entry: Any) -> None:
+        """Analyze a library dump off the UI thread, then show the report."""
+        from bkbench.core.analysis.dump import analyze_dump
+
+        name = Path(entry.path).name
+        try:
+            analysis = analyze_dump(self.library.load(entry))
+            result = analysis.to_json()  # secrets masked
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"Cannot analyze {name}: {exc}", severity="error")
+            return
+        self.call_from_thread(self._show_analysis, analysis, result, name)
+
+    def _show_analysis(self, analysis: Any, result: dict, source: str) -> None:
+        self.last_analysis = analysis
+        self._label_partitions(result)
+
+        def closed(what: str | None) -> None:
+            if what == "edit":
+                self.action_config()
+
+        self.push_screen(AnalysisScreen(result, source), closed)
+
+    def _label_partitions(self, result: dict) -> None:
+        """Draw the partitions the analysis found in the flash map when they differ from the default layout."""
+        from bkbench.core.layout import Partition
+
+        chip, size = result.get("chip"), result.get("flash_size") or result.get("size")
+        model = self.flash_model
+        if chip != model.chip or size != model.flash_size:
+            if self.chip_info is not None or not chip or not size:
+                return  # a dump of another chip: keep the connected chip's map
+            model = FlashMapModel(chip, size)
+            self.flash_model = model
+            self.flash_pane.set_model(model)
+        found = tuple(Partition(p["name"], p["kind"], int(p["start"]), int(p["size"]))
+                      for p in result.get("partitions") or [] if p.get("size"))
+        if found and model.set_partitions(found):
+            self.flash_pane.set_model(model)
+            self.op_pane.log_line("flash map: partitions labelled from the analysis")
+
+    def action_config(self) -> None:
+        """Read the chip's OpenBK config sector, then open the editor."""
+
+        def body(session: Any, cancel: CancelToken) -> str:
+            from bkbench.core.analysis.obk_config import ObkConfig
+            from bkbench.core.layout import OBK_CONFIG_OFFSET
+
+            chip = self.chip_info.chip
+            offset = OBK_CONFIG_OFFSET[chip]
+            self.call_from_thread(self.flash_model.reset)
+            sector = session.read(offset, 0x1000, cancel)
+            note = f"read from the chip at 0x{offset:06X}"
+            try:
+                cfg = ObkConfig.parse(sector)
+            except BkError as exc:
+                mac = getattr(self.chip_info, "mac", None)
+                cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None)
+                note = f"{exc} Starting from OpenBK's defaults."
+            mapping = self._tuya_mapping()
+            self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset)
+            return f"config sector 0x{offset:06X} read"
+
+        self.start_operation("Read config", body)
+
+    def _tuya_mapping(self) -> Any:
+        """Worker thread: the Tuya pin mapping from the newest backup of this chip (None without one)."""
+        try:
+            found = self.backups_for_chip()
+            if not found:
+                return None
+            from bkbench.core.analysis.dump import analyze_dump
+
+            return analyze_dump(self.library.load(found[0])).mapping
+        except Exception:
+            return None
+
+    def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int) -> None:
+        def saved(new_cfg: Any) -> None:
+            if new_cfg is not None:
+                self._confirm_config_write(new_cfg, chip, offset)
+
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset), saved)
+
+    def _confirm_config_write(self, cfg: Any, chip: str, offset: int) -> None:
+        ssid = cfg.get("wifi_ssid") or "(none)"
+        host = cfg.get("mqtt_host") or "(none)"
+        body = (f"Write the OpenBK config sector of this {chip}:\n"
+                f"Wi-Fi {ssid}, MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
+                f"{len(cfg.pins())} pins.\n"
+                f"Only 0x{offset:06X}-0x{offset + 0x1000:06X} is written (checksummed, version {cfg.version});"
+                " a full backup is made first if this chip has none.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, cfg, offset))
+
+        self.push_screen(ConfirmScreen("Write the OpenBK config?", body, yes="Write [y]"), answered)
+
+    def _do_write_config(self, session: Any, cancel: CancelToken, cfg: Any, offset: int) -> str:
+        sector = cfg.sector()
+        self.call_from_thread(self.flash_model.reset)
+        report = session.write(sector, offset, cancel, backup_library=self.library, confirm_sector=True)
+        verify = session.verify(sector, offset, cancel)
+        if not verify.ok:
+            raise BkError(f"the config sector differs after the write: {ranges_text(verify.mismatched)}")
+        parts = [f"config written at 0x{offset:06X} and verified"]
+        if report.skipped and not report.written:
+            parts = [f"config at 0x{offset:06X} already identical: nothing written"]
+        if getattr(report, "backup", None) is not None:
+            parts.append(f"backup first: {Path(report.backup.path).name}")
+        parts.append("d reboots the chip into it")
+        return "; ".join(parts)
