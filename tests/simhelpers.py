@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -50,3 +51,18 @@ def pty_for(dev: SimDevice) -> Iterator[str]:
         yield bridge.path
     finally:
         bridge.stop()
+
+
+@contextmanager
+def temp_env(**env: str) -> Iterator[None]:
+    """Set environment variables for a block and restore them after (usable inside hypothesis tests)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -16,26 +16,18 @@ from bkbench.core.cli.main import main
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultPlan
 from bkbench.core.transport import _explain
+from simhelpers import temp_env
 
 
 def run_cli(argv: list[str], tmp_path: Path) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     env = {"BKBENCH_DATA_DIR": str(tmp_path / "data"), "BKBENCH_CONFIG_DIR": str(tmp_path / "cfg"),
            "BKBENCH_CACHE_DIR": str(tmp_path / "cache")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exc:
-                code = exc.code
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with temp_env(**env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
     return code, out.getvalue(), err.getvalue()
 
 

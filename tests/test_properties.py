@@ -14,6 +14,7 @@ from bkbench.core.errors import BkError, ImageError
 from bkbench.core.protocol import CMD_HEADER, CommandParser, ResponseScanner, encode, encode_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from simhelpers import temp_env
 
 FAST = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 SLOWER = settings(max_examples=40, deadline=10000, suppress_health_check=[HealthCheck.too_slow])
@@ -213,19 +214,12 @@ def test_cli_random_argv_never_tracebacks(command: str, rest: list[str]) -> None
     if command in ("info", "read", "write", "restore", "verify", "reboot", "doctor"):
         argv += ["--timeout", "0.01"]  # never wait for a chip
     out, err = io.StringIO(), io.StringIO()
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        old = {k: os.environ.get(k) for k in ("BKBENCH_DATA_DIR", "BKBENCH_CACHE_DIR", "BKBENCH_CONFIG_DIR")}
-        os.environ.update(BKBENCH_DATA_DIR=tmp, BKBENCH_CACHE_DIR=tmp, BKBENCH_CONFIG_DIR=tmp)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            temp_env(BKBENCH_DATA_DIR=tmp, BKBENCH_CACHE_DIR=tmp, BKBENCH_CONFIG_DIR=tmp):
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
             code = exc.code
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     text = err.getvalue()
     assert "Traceback" not in text
     assert code in (0, 1, 2), (argv, code, text[-300:])

@@ -15,6 +15,14 @@ from test_tui_app import N_DUMP, make_app, make_device, settle, sync
 from textual.widgets import Input
 
 
+async def wait_for_screen(pilot, screen_type, tries: int = 40) -> None:
+    """Give a worker up to tries x 0.1 s to push the screen (the assertion after it says if it did)."""
+    for _ in range(tries):
+        await pilot.pause(0.1)
+        if isinstance(pilot.app.screen, screen_type):
+            return
+
+
 @sync
 async def test_analysis_view_after_backup(fixtures_dir: Path, tmp_path: Path):
     name, _dev = make_device(fixtures_dir)
@@ -27,10 +35,7 @@ async def test_analysis_view_after_backup(fixtures_dir: Path, tmp_path: Path):
         await pilot.press("b")
         await settle(app, pilot)
         await pilot.press("a")
-        for _ in range(40):
-            await pilot.pause(0.1)
-            if isinstance(app.screen, AnalysisScreen):
-                break
+        await wait_for_screen(pilot, AnalysisScreen)
         assert isinstance(app.screen, AnalysisScreen)
         text = app.screen.text
         # facts of this real LSPA9-clone plug (see test_analysis_dump.py for the engine's side)
@@ -53,10 +58,7 @@ async def test_analysis_view_after_backup(fixtures_dir: Path, tmp_path: Path):
         await pilot.pause(0.2)
         assert isinstance(app.screen, BackupsScreen)
         await pilot.press("a")
-        for _ in range(40):
-            await pilot.pause(0.1)
-            if isinstance(app.screen, AnalysisScreen):
-                break
+        await wait_for_screen(pilot, AnalysisScreen)
         assert isinstance(app.screen, AnalysisScreen)
 
 
