@@ -63,6 +63,7 @@ class ChipInfo:
     flash_size: int = 0x200000
     mac: str | None = None
     baud: int = LINK_BAUD
+    size_trusted: bool = True  # flash ID in the table and confirmed by the wrap-around probe
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -76,6 +77,7 @@ class ChipInfo:
             "flash_id": None if self.flash_id is None else "".join(f"{b:02X}" for b in self.flash_id),
             "flash_name": self.flash_name,
             "flash_size": self.flash_size,
+            "size_trusted": self.size_trusted,
             "mac": self.mac,
             "baud": self.baud,
             "warnings": list(self.warnings),
@@ -109,6 +111,7 @@ class BkClient:
         self.flash_size: int | None = None
         self.bypass = True
         self.part: FlashPart | None = None
+        self.found_sr: int | None = None  # SR before our unprotect, restored by reprotect()
         self.link_stats = LinkStats()
 
     # ------------------------------------------------------------------ framing
@@ -217,10 +220,16 @@ class BkClient:
                         self._settle()
                         return True
 
+    SETTLE_MAX = 0.3  # s: a line that never goes quiet (noise, an MCU chattering on RX1) must not hang us
+
     def _settle(self) -> None:
-        """Let late LinkCheck replies arrive and throw them away."""
-        quiet_until = time.monotonic() + 0.02
-        while time.monotonic() < quiet_until:
+        """Let late LinkCheck replies arrive and throw them away (bounded: the scanner skips the rest)."""
+        now = time.monotonic()
+        quiet_until, hard_stop = now + 0.02, now + self.SETTLE_MAX
+        while True:
+            now = time.monotonic()
+            if now >= quiet_until or now >= hard_stop:
+                break
             if self.port.in_waiting:
                 self.port.read(self.port.in_waiting)
                 quiet_until = time.monotonic() + 0.01
@@ -303,6 +312,44 @@ class BkClient:
             return None
         return r.payload.replace(b"\x00", b"").decode("ascii", "replace").strip() or None
 
+    def trusted_flash_mid(self, tries: int = 5) -> tuple[int, int, int]:
+        """The flash ID given twice in a row: one damaged reply must not decide the flash size
+        (EB6015 -> EB6014 would make a 2 MiB chip look 1 MiB and move every address)."""
+        prev = self.flash_mid()
+        for _ in range(tries):
+            again = self.flash_mid()
+            if again == prev:
+                return again
+            prev = again
+        raise ProtocolError("the flash ID differed on every read; the line is too unreliable to continue")
+
+    def _wrap_crc(self, wire_start: int, n: int) -> int:
+        value = self.crc_raw(wire_start, wire_start + n)
+        if self.dialect is not None and self.dialect.crc_locks_protection:
+            self.relink()
+        return value
+
+    def size_evidence(self, size: int) -> str | None:
+        """Check a flash size against the flash itself: it must repeat at `size` (the flash ignores
+        the higher address bits) and, unless the content is uniform, not already at size / 2.
+        Returns None when the evidence agrees, else one sentence saying what disagrees."""
+        base = 0 if self.dialect is Dialect.FULL else 0x11000  # BASIC bootloaders refuse < 0x11000
+        ref = self._wrap_crc(base, 256)
+        again = self._wrap_crc(base, 256)
+        if again != ref:
+            return "the chip gave two different CRCs for the same 256 bytes"
+        at_size = self._wrap_crc(base + size, 256)
+        if at_size != ref:
+            at_size = self._wrap_crc(base + size, 256)  # one damaged reply is not evidence
+        if at_size != ref:
+            return f"the flash does not repeat at 0x{size:X}, so it is larger than {size // 1024} KiB"
+        half = size // 2
+        if half >= 0x40000 and self._wrap_crc(base + half, 256) == ref:
+            uniform = self._wrap_crc(base + 256, 256) == ref  # erased/uniform content repeats everywhere
+            if not uniform and self._wrap_crc(base + half, 256) == ref:
+                return f"the flash already repeats at 0x{half:X}, so it is smaller than {size // 1024} KiB"
+        return None
+
     def flash_mid(self) -> tuple[int, int, int]:
         r = self.command(LongCmd.FLASH_GET_MID, struct.pack("<I", 0x9F), long=True)
         # The BootROM sends status, one unknown byte, then the 3 ID bytes (length 6); accept 5 too.
@@ -311,7 +358,8 @@ class BkClient:
             raise ProtocolError("short FlashGetMID response")
         return ident[0], ident[1], ident[2]
 
-    def identify(self) -> ChipInfo:
+    def identify(self, flash_size: int | None = None) -> ChipInfo:
+        """Chip, bootloader and flash size from agreeing evidence; `flash_size` is the user's override."""
         self.bypass = False
         boot_crc = self.crc_raw(0, 256)
         if boot_crc == ZERO_FLASH_BOOT_CRC:
@@ -340,20 +388,35 @@ class BkClient:
                 info.chip = CHIP_IDS.get(info.chip_id, info.chip)
             except ProtocolError:
                 warnings.append("chip ID register did not answer")
-            mid = self.flash_mid()
+            mid = self.trusted_flash_mid()
             info.flash_id = mid
             if mid == (0, 0, 0):
                 raise BkError("flash ID reads 00 00 00: the flash is not answering (strap or supply problem)")
             self.part = lookup(mid)
             info.flash_name = self.part.name if self.part else None
-            info.flash_size = self.part.size if self.part else 1 << mid[2]
+            info.flash_size = self.part.size if self.part else 1 << min(mid[2], 24)
             if self.part is None:
-                warnings.append(f"flash ID {bytes(mid).hex()} is not in the table")
+                info.size_trusted = False
+                warnings.append(f"flash ID {bytes(mid).hex()} is not in the table: size unknown "
+                                f"(assumed {info.flash_size // 1024} KiB)")
         else:
             info.boot_version = self.boot_version()
             if info.chip == "unknown" and info.boot_version and info.boot_version.startswith("BK7231S"):
                 info.chip = "BK7231T"
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
+        if flash_size is not None:
+            if flash_size != info.flash_size:
+                warnings.append(f"flash size {flash_size // 1024} KiB given by the user (the chip's ID says "
+                                f"{info.flash_size // 1024} KiB)")
+            info.flash_size, info.size_trusted = flash_size, True
+        if info.flash_size < 0x40000 or info.flash_size > 0x1000000:
+            info.size_trusted = False
+            warnings.append(f"implausible flash size {info.flash_size:#x}")
+        else:
+            doubt = self.size_evidence(info.flash_size)
+            if doubt is not None:
+                info.size_trusted = False
+                warnings.append(f"flash size {info.flash_size // 1024} KiB is not confirmed: {doubt}")
         self.flash_size = info.flash_size
         self.bypass = True
         return info
@@ -427,6 +490,38 @@ class BkClient:
         if r.payload[1 : 1 + len(payload)] != payload:
             raise ProtocolError("status register write: echo mismatch")
 
+    def _read_sr_value(self, nbytes: int) -> int:
+        return self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)
+
+    def _stable_sr(self, nbytes: int, tries: int = 5) -> int:
+        """The status register read twice alike: a damaged reply must not be written back to the flash
+        (a flipped QE or SRP bit would survive the write and change how the chip boots)."""
+        prev = self._read_sr_value(nbytes)
+        for _ in range(tries):
+            again = self._read_sr_value(nbytes)
+            if again == prev:
+                return again
+            prev = again
+        raise ProtocolError("the status register read differently every time; the line is unreliable")
+
+    def reprotect(self) -> str | None:
+        """Leave the block protection as found before `unprotect` (FULL dialect), so a command turned
+        into an erase by a line error later cannot touch the flash."""
+        if self.found_sr is None or self.dialect is not Dialect.FULL:
+            return None
+        nbytes = self.part.sr_bytes if self.part else 2
+        mask = self.part.protect_mask if self.part else 0x407C
+        want, self.found_sr = self.found_sr, None
+        now = self._stable_sr(nbytes)
+        target = (now & ~mask) | (want & mask)
+        if now == target:
+            return None
+        self.write_sr(target, min(nbytes, 2))
+        got = self._stable_sr(nbytes)
+        if got & mask != want & mask:
+            raise ProtocolError(f"putting the flash protection back failed: wrote 0x{target:04X}, read 0x{got:04X}")
+        return f"flash protection restored (SR 0x{got:04X})"
+
     def unprotect(self) -> str:
         """Clear the SR block-protect bits (FULL dialect); BASIC bootloaders unprotect on erase."""
         if self.dialect is not Dialect.FULL:
@@ -435,9 +530,11 @@ class BkClient:
         mask = self.part.protect_mask if self.part else 0x407C
         if nbytes == 0:
             return "flash has no status register"
-        sr = self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)
+        sr = self._stable_sr(nbytes)
         if sr & mask == 0:
             return f"flash not protected (SR 0x{sr:04X})"
+        if self.found_sr is None:
+            self.found_sr = sr  # put back after the write (`reprotect`)
         want = sr & ~mask
         self.write_sr(want, min(nbytes, 2))
         got = self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)

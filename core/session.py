@@ -6,18 +6,31 @@ subclasses with one clear sentence.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
+import zlib
+from typing import Iterable
 
 from .backups import BackupEntry, BackupLibrary
 from .client import LINK_BAUD, BkClient, ChipInfo
-from .errors import BkError, LinkError, LinkLost, PortError, ProtocolError, UnsafeWriteError
-from .layout import RF_OFFSET, SECTOR, protected_ranges
-from .link.baud import adapter_key, climb, remembered
+from .errors import (
+    BkError,
+    LinkError,
+    LinkLost,
+    OperationCancelled,
+    PortError,
+    ProtocolError,
+    UnsafeWriteError,
+)
+from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for
+from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .ops.guard import FlashGuard
+from .restore_check import check_restore_image
 from .transport import open_port
 
 
@@ -31,6 +44,24 @@ def parse_mac(rf_sector: bytes) -> str | None:
     return ":".join(f"{b:02X}" for b in mac)
 
 
+def _gaps(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The holes between sorted, non-overlapping ranges."""
+    return [(a_end, b_start) for (_, a_end), (b_start, _) in zip(ranges, ranges[1:]) if b_start > a_end]
+
+
+def _restate(exc: BkError, overall: OperationRecord) -> BkError:
+    """The same failure, naming everything the whole operation still has to do (not only one span)."""
+    head = str(exc).split("; still to do:")[0].split("; " + overall.kind + " still to do:")[0]
+    head = head.split("; write still to do:")[0]
+    if isinstance(exc, OperationCancelled):
+        new: BkError = OperationCancelled(f"{head}; {overall.kind} still to do: {overall.describe_remaining()}")
+        new.record = overall  # type: ignore[attr-defined]
+    else:
+        new = OperationFailed(head, overall)
+    new.hint = exc.hint
+    return new
+
+
 class Session:
     def __init__(
         self,
@@ -39,7 +70,16 @@ class Session:
         on_event: EventSink = null_sink,
         reset: str | ResetStrategy = "auto",
         link_timeout: float = 20.0,
+        flash_size: int | None = None,
     ) -> None:
+        if not isinstance(baud, int) or baud not in SUPPORTED_BAUDS:
+            raise BkError(f"unsupported baud rate {baud!r}; choose one of "
+                          + ", ".join(str(b) for b in SUPPORTED_BAUDS))
+        if not (isinstance(link_timeout, (int, float)) and math.isfinite(link_timeout) and link_timeout > 0):
+            raise BkError(f"link timeout must be a positive number of seconds, not {link_timeout!r}")
+        if flash_size is not None and (flash_size & (flash_size - 1) or not 0x40000 <= flash_size <= 0x1000000):
+            raise BkError(f"flash size {flash_size:#x} is not a power of two between 256 KiB and 16 MiB")
+        self.flash_size = flash_size  # the user's override when the chip's flash ID is not trusted
         self.url = url
         self.baud = baud
         self.sink = on_event
@@ -151,7 +191,7 @@ class Session:
         client = self._client()
         self.sink(Stage("identify", "identifying chip and bootloader"))
         try:
-            info = client.identify()
+            info = client.identify(self.flash_size)
         except ProtocolError as exc:
             # Linked, then lost: typical of a board that loads RX1/TX1. Let the doctor say so.
             if self.doctor is None:
@@ -268,61 +308,186 @@ class Session:
         cancel: CancelToken | None = None,
         *,
         allow_protected: bool = False,
+        allow_regions: Iterable[str] = (),
         backup_library: BackupLibrary | None = None,
         backup_first: bool | None = None,
         differential: bool = True,
         confirm_sector: bool = False,
     ) -> WriteReport:
-        """Write `data` at `start`. `confirm_sector` marks a deliberate one-sector edit (config)."""
-        client, info = self._require()
-        backup_first = self.backup_first if backup_first is None else backup_first
-        backup_library = backup_library or self.backup_library
-        end = start + len(data)
-        if start % SECTOR:
-            raise BkError(f"write start 0x{start:X} is not on a 4 KiB boundary")
-        if end > info.flash_size:
-            raise BkError(f"data ends at 0x{end:X}, past the end of the {info.flash_size // 1024} KiB flash")
-        if not allow_protected:
-            for p_start, p_end in protected_ranges(info.chip):
-                if start < p_end and end > p_start:
-                    raise UnsafeWriteError(
-                        f"the write 0x{start:06X}-0x{end:06X} touches 0x{p_start:06X}-0x{p_end:06X} "
-                        "(bootloader or RF calibration); refusing without an explicit request",
-                        hint="pass --allow-protected only if you really mean to replace them",
-                    )
-        backup = None
-        library = backup_library or BackupLibrary()
-        if backup_first:
-            existing = library.find_for(info.chip, info.mac, info.to_json()["flash_id"])
-            if existing:
-                self.sink(Notice("info", f"a full backup of this chip exists: {existing[0].path.name}"))
-            else:
-                self.sink(Notice("info", "no backup of this chip yet: taking a full verified backup first"))
-                backup = self.backup(library, cancel)
-        repair = self._repair_source(backup, library)
-        record = OperationRecord("write", start, len(data) + (-len(data)) % SECTOR)
-        report = self._resuming("write", record, lambda c: write_flash(
-            c, start, data, self.sink, cancel or self.cancel_token, differential=differential, record=record,
-            repair=repair))
-        report.backup = backup
-        self.sink(Stage("done", report.summary()))
-        return report
+        """Write `data` at `start`. `confirm_sector` marks a deliberate one-sector edit (config).
+        `allow_regions` names the protected regions this write may touch ("bootloader", "rf");
+        `allow_protected` allows both."""
+        return self.write_spans([(start, data)], cancel, allow_protected=allow_protected,
+                                allow_regions=allow_regions, backup_library=backup_library,
+                                backup_first=backup_first, differential=differential, kind="write")
 
-    def _repair_source(self, backup: BackupEntry | None, library: BackupLibrary | None):
-        """Where to take a sector from if a damaged command hits one outside the write: this chip's backup."""
+    def write_spans(
+        self,
+        spans: list[tuple[int, bytes]],
+        cancel: CancelToken | None = None,
+        *,
+        allow_protected: bool = False,
+        allow_regions: Iterable[str] = (),
+        backup_library: BackupLibrary | None = None,
+        backup_first: bool | None = None,
+        differential: bool = True,
+        kind: str = "write",
+    ) -> WriteReport:
+        """Write several (start, data) spans as one guarded operation: the flash size must be certain,
+        protected regions are refused unless named, this chip's content is covered by a verified
+        backup first, everything outside the spans is checked by CRC before and after (and put back
+        from that backup if a damaged command hit it), and the flash protection is left as found."""
+        client, info = self._require()
+        cancel = cancel or self.cancel_token
+        backup_first = self.backup_first if backup_first is None else backup_first
+        library = backup_library or self.backup_library or BackupLibrary()
+        allowed = {"bootloader", "rf"} if allow_protected else set(allow_regions)
+        ranges = self._check_spans(spans, info, allowed)
+        if not info.size_trusted:
+            raise UnsafeWriteError(
+                f"the flash size is not certain ({'; '.join(info.warnings) or 'unknown flash ID'}), so an address "
+                "could land in the wrong place; refusing to write",
+                hint="if you know the flash size, pass --flash-size (e.g. --flash-size 2M)")
+        if backup_first and hasattr(library, "check_space"):
+            library.check_space(info.flash_size)
+        block_crcs = self._retry_lost("block CRCs", lambda c: self._block_crcs(c, info, cancel))
+        backup = None
+        covering = None
+        if backup_first:
+            covering, fresh = self._covering_backup(library, block_crcs, cancel)
+            backup = covering if fresh else None
+        else:
+            self.sink(Notice("warning", "no backup first (--no-backup): if this write goes wrong, what the chip "
+                                        "holds now (its Tuya keys, calibration, config) is not saved anywhere"))
+        guard = self._retry_lost("guard CRCs", lambda c: FlashGuard.take(c, info.flash_size, ranges, self.sink,
+                                                                         block_crcs=block_crcs))
+        repair = self._repair_from(covering, library, block_crcs)
+        total = WriteReport()
+        first, last = ranges[0][0], ranges[-1][1]
+        overall = OperationRecord(kind, first, last - first)
+        for gap in _gaps(ranges):
+            overall.mark_done(*gap)  # not part of this operation: never "still to do"
+        for start, data in spans:
+            padded = len(data) + (-len(data)) % SECTOR
+            record = OperationRecord(kind, start, padded)
+            try:
+                rep = self._resuming(kind, record, lambda c, st=start, d=data, r=record: write_flash(
+                    c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair))
+            except (OperationFailed, OperationCancelled) as exc:
+                for d in record.done:
+                    overall.mark_done(*d)
+                raise _restate(exc, overall) from exc
+            overall.mark_done(start, start + padded)
+            total.written += rep.written
+            total.skipped += rep.skipped
+            total.erased_only += rep.erased_only
+            total.changed += rep.changed
+            total.full_rewrite = total.full_rewrite or rep.full_rewrite
+        total.record = overall
+        try:
+            self._retry_lost("check outside the write", lambda c: guard.check(
+                c, repair, self.sink, rewrite=lambda a, d: write_flash(c, a, d, self.sink, None, differential=False)))
+        finally:
+            try:
+                note = client.reprotect()
+                if note:
+                    self.sink(Notice("info", note))
+            except BkError as exc:
+                self.sink(Notice("warning", f"could not put the flash protection back: {exc}"))
+        total.backup = backup
+        total.covering = covering  # type: ignore[attr-defined]
+        self.sink(Stage("done", total.summary()))
+        return total
+
+    def _check_spans(self, spans: list[tuple[int, bytes]], info: ChipInfo, allowed: set[str]
+                     ) -> list[tuple[int, int]]:
+        ranges = []
+        for start, data in spans:
+            end = start + len(data) + (-len(data)) % SECTOR
+            if start % SECTOR:
+                raise BkError(f"write start 0x{start:X} is not on a 4 KiB boundary")
+            if not data:
+                raise BkError("nothing to write (empty data)")
+            if start < 0 or end > info.flash_size:
+                raise BkError(f"data ends at 0x{end:X}, past the end of the {info.flash_size // 1024} KiB flash")
+            for part in layout_for(info.chip):
+                if part.protected and part.kind not in allowed and start < part.end and end > part.start:
+                    flag = "--replace-bootloader" if part.kind == "bootloader" else "--replace-rf"
+                    raise UnsafeWriteError(
+                        f"the write 0x{start:06X}-0x{end:06X} touches the {part.name} (0x{part.start:06X}-"
+                        f"0x{part.end:06X}); refusing without an explicit request",
+                        hint=f"pass {flag} only if you really mean to replace it")
+            ranges.append((start, end))
+        ranges.sort()
+        for (_, a_end), (b_start, _) in zip(ranges, ranges[1:]):
+            if b_start < a_end:
+                raise BkError("write spans overlap")
+        return ranges
+
+    def _retry_lost(self, what: str, fn):
+        """Run `fn(client)`; if the chip is lost (reset, brown-out) and this port can reset it, reconnect
+        and run it again."""
+        for attempt in range(3):
+            try:
+                return fn(self._client())
+            except LinkLost as exc:
+                strategy, _ = for_port(self.reset, self.port)
+                if strategy.manual or attempt == 2:
+                    raise
+                self.sink(Notice("warning", f"{exc}: resetting the chip and resuming (repeating the {what})"))
+                if not self._reconnect():
+                    raise
+
+    def _block_crcs(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None = None) -> list[int]:
+        """The chip's CRC of every 64 KiB block: content identity for the backup and the guard's baseline."""
+        self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
+        out = []
+        for addr in range(0, info.flash_size, BLOCK):
+            if cancel is not None and cancel.cancelled:
+                raise OperationCancelled("cancelled before anything was written; nothing to undo")
+            for attempt in range(4):
+                try:
+                    out.append(client.crc(addr, BLOCK))
+                    break
+                except ProtocolError:
+                    if attempt == 3:
+                        raise
+                    client.recover()
+        return out
+
+    def _covering_backup(self, library: BackupLibrary, block_crcs: list[int], cancel: CancelToken | None
+                         ) -> tuple[BackupEntry, bool]:
+        """A verified library image with exactly this chip's content, else a new full backup."""
         info = self.info
-        if backup is None and library is not None and info is not None:
-            found = library.find_for(info.chip, info.mac, info.to_json()["flash_id"])
-            backup = found[0] if found else None
+        assert info is not None
+        find = getattr(library, "find_covering", None)
+        found = find(info.chip, info.flash_size, block_crcs, info.mac) if find else None
+        if found is not None:
+            self.sink(Notice("info", f"backup covering this chip: {found.path.name} (same content: the chip's CRC "
+                                     f"of all {len(block_crcs)} blocks matches it)"))
+            return found, False
+        self.sink(Notice("info", "no backup holds this chip's current content: taking a full verified backup "
+                                 "first"))
+        entry = self.backup(library, cancel)
+        return entry, True
+
+    def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]):
+        """Sectors a damaged command hit outside the write come back from the backup, but only from
+        blocks whose content the chip's CRCs taken just before vouch for."""
         if backup is None:
             return None
         cache: dict[str, bytes] = {}
 
         def repair(addr: int, size: int) -> bytes | None:
             if "img" not in cache:
-                cache["img"] = (library or BackupLibrary()).load(backup)
+                cache["img"] = library.load(backup)
             img = cache["img"]
-            return img[addr : addr + size] if addr + size <= len(img) else None
+            blk = addr // BLOCK
+            if addr + size > len(img) or blk >= len(block_crcs):
+                return None
+            if zlib.crc32(img[blk * BLOCK:(blk + 1) * BLOCK]) != block_crcs[blk]:
+                return None
+            return img[addr: addr + size]
 
         return repair
 
@@ -336,29 +501,21 @@ class Session:
         backup_library: BackupLibrary | None = None,
         backup_first: bool | None = None,
         expected_chip: str | None = None,
+        accept_other_device: bool = False,
     ) -> WriteReport:
         """Write a full backup back. The bootloader only on request; the chip's own RF/TLV sector
-        (calibration, MAC) is kept unless `keep_rf` is False."""
+        (calibration, MAC) is kept unless `keep_rf` is False. The image is checked first (rotated
+        dumps put in flash order; another chip family, another device or non-dump data refused)."""
         client, info = self._require()
-        if len(image) != info.flash_size:
-            raise BkError(f"the backup is {len(image)} bytes but this chip's flash is {info.flash_size}")
-        if expected_chip and expected_chip != info.chip:
-            raise BkError(f"the backup is of a {expected_chip}, but this chip is a {info.chip}")
+        image = check_restore_image(image, info, expected_chip, accept_other_device, self.sink)
         rf = RF_OFFSET.get(info.chip, 0x1D0000)
-        start = 0 if include_bootloader else 0x11000
-        spans = [(start, rf), (rf + SECTOR, info.flash_size)] if keep_rf else [(start, info.flash_size)]
-        total = WriteReport()
-        first = True
-        for a, b in spans:
-            rep = self.write(image[a:b], a, cancel, allow_protected=True, backup_library=backup_library,
-                             backup_first=(self.backup_first if backup_first is None else backup_first) and first)
-            first = False
-            total.written += rep.written
-            total.skipped += rep.skipped
-            total.erased_only += rep.erased_only
-            total.changed += rep.changed
-            total.backup = total.backup or rep.backup
-        return total
+        start = 0 if include_bootloader else BOOTLOADER_END
+        wanted = [(start, rf), (rf + SECTOR, info.flash_size)] if keep_rf else [(start, info.flash_size)]
+        allowed = {"rf"} if not keep_rf else set()
+        if include_bootloader:
+            allowed.add("bootloader")
+        return self.write_spans([(a, image[a:b]) for a, b in wanted if b > a], cancel, allow_regions=allowed,
+                                backup_library=backup_library, backup_first=backup_first, kind="restore")
 
     def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
         client, info = self._require()

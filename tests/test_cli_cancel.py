@@ -28,7 +28,7 @@ def test_ctrl_c_cancels_between_sectors_and_rerun_resumes(fixtures_dir, obk_imag
         cmd = [sys.executable, "-m", "bkbench.core.cli.main", "write", "--port", pty, str(image), "--no-backup",
                "--no-reboot", "--reset", "manual", "--timeout", "5", "--baud", "921600"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(6)
+        time.sleep(12)  # past the block CRCs taken before the write (about 5 s at the chip's CRC speed)
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, err

@@ -80,7 +80,11 @@ def test_restore_keeps_the_chips_rf_sector(fixtures_dir, datadir):
     with sim_url("BK7231N", chip_flash) as (url, dev):
         with Session(url, baud=921600) as s:
             s.connect()
-            s.restore(other, backup_first=False)
+            # Another device's dump (other MAC) is refused unless asked for, and nothing is written.
+            with pytest.raises(BkError, match="another device"):
+                s.restore(other, backup_first=False)
+            assert bytes(dev.flash.data) == chip_flash
+            s.restore(other, backup_first=False, accept_other_device=True)
         flash = bytes(dev.flash.data)
     rf = 0x1D0000
     assert flash[:0x11000] == chip_flash[:0x11000]
@@ -202,7 +206,12 @@ def test_cli_write_of_a_full_dump_is_a_restore_keeping_rf(fixtures_dir, datadir,
     chip_flash = (fixtures_dir / "dumps" / DUMPS["BK7231N"]).read_bytes()
     other = fixtures_dir / "dumps" / "bk7231n-mirabella-genio-i003632-plug.bin"
     with sim_url("BK7231N", chip_flash) as (url, dev):
-        assert main(["write", "--port", url, str(other), "--no-backup", "--no-reboot", "--json", "-q"]) == 0
+        # Another device's dump: refused (nothing written) unless --other-device says so.
+        assert main(["write", "--port", url, str(other), "--no-backup", "--no-reboot", "--json", "-q"]) == 1
+        assert bytes(dev.flash.data) == chip_flash
+        capsys.readouterr()
+        assert main(["write", "--port", url, str(other), "--no-backup", "--no-reboot", "--json", "-q",
+                     "--other-device"]) == 0
         flash = bytes(dev.flash.data)
     out = json.loads(capsys.readouterr().out)
     assert out["format"] == "dump"

@@ -36,8 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=parse_int, default=None, help="flash offset (raw files only)")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
     p.add_argument("--replace-bootloader", action="store_true", help="also write the bootloader (QIO/dumps)")
+    p.add_argument("--replace-rf", action="store_true",
+                   help="also write the RF calibration / MAC sector (a full dump's; normally the chip's own is kept)")
     p.add_argument("--allow-protected", action="store_true",
-                   help="allow writes over the bootloader and RF calibration sectors")
+                   help="allow writes over the bootloader and RF calibration sectors (both)")
+    p.add_argument("--other-device", action="store_true",
+                   help="allow writing a full dump of another device (another MAC) onto this chip")
     p.add_argument("--full", action="store_true", help="rewrite every sector, not only those that differ")
     p.add_argument("--no-reboot", action="store_true")
     p.add_argument("--library", help="backup library directory")
@@ -49,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootloader", action="store_true", help="also restore the bootloader (BK7231N only is safe)")
     p.add_argument("--replace-rf", action="store_true", help="also restore the RF calibration / MAC sector")
     p.add_argument("--yes", action="store_true", help="confirm restoring the bootloader")
+    p.add_argument("--other-device", action="store_true",
+                   help="allow restoring a dump of another device (another MAC) onto this chip")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
     p.add_argument("--library", help="backup library directory")
     p.set_defaults(func=cmd_restore)
@@ -123,13 +129,19 @@ def cmd_write(args: argparse.Namespace) -> int:
         if image.format == "dump":
             # A full dump is a restore: the chip keeps its own RF calibration / MAC sector.
             report = s.restore(data if not image.rotation else plan_payload_flash(image, data),
-                               include_bootloader=args.replace_bootloader, keep_rf=not args.allow_protected,
+                               include_bootloader=args.replace_bootloader or args.allow_protected,
+                               keep_rf=not (args.allow_protected or args.replace_rf),
                                backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
-                               expected_chip=image.chip)
+                               expected_chip=image.chip, accept_other_device=args.other_device)
         else:
+            allowed = {"bootloader", "rf"} if args.allow_protected else set()
+            if args.replace_bootloader:
+                allowed.add("bootloader")
+            if args.replace_rf:
+                allowed.add("rf")
             report = s.write(
                 plan.payload, plan.start,
-                allow_protected=args.allow_protected or args.replace_bootloader,
+                allow_regions=allowed,
                 backup_library=BackupLibrary(args.library),
                 backup_first=not args.no_backup,
                 differential=not args.full,
@@ -164,7 +176,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         chip = found[0] if found else None
         report = s.restore(data, include_bootloader=args.bootloader, keep_rf=not args.replace_rf,
                            backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
-                           expected_chip=chip)
+                           expected_chip=chip, accept_other_device=args.other_device)
     emit(args, {"ok": True, "chip": info.chip, "written": report.written, "skipped": report.skipped,
                 "erased_only": report.erased_only}, f"restored {path.name}: {report.summary()}, verified by CRC")
     return 0

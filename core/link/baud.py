@@ -21,6 +21,7 @@ from ..errors import ProtocolError
 from ..ops.events import EventSink, Notice, null_sink
 
 LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, LINK_BAUD)
+SUPPORTED_BAUDS = tuple(sorted(LADDER))  # the rates bkbench accepts for transfers
 SECTION = "adapters"
 
 

@@ -1,0 +1,129 @@
+"""Guard the flash outside an operation's target: CRCs before, CRCs after, repair or name what changed.
+
+A bit error on the line can turn one command into another (a 64 KiB erase into a 4 KiB erase at
+another address, a read into an erase). Echo checks catch most of that, but not all, so every write,
+restore and config write is bracketed: before it, the chip's CRC of every region it must not touch
+(whole 64 KiB blocks, plus the untouched parts of the blocks at its ends); after it, the same CRCs
+again. A region that changed is narrowed to sectors and put back from this chip's verified backup,
+or the operation fails naming the sectors. The CRCs are the chip's own, so a damaged CRC reply can
+only cause a false alarm, which a second ask clears.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..client import BkClient
+from ..errors import BkError, ProtocolError
+from .events import EventSink, Notice, Stage, null_sink
+
+SECTOR = 0x1000
+BLOCK = 0x10000
+
+Repair = Callable[[int, int], "bytes | None"]
+
+
+class OutsideDamage(BkError):
+    """Flash outside the operation's target changed and could not be put back."""
+
+    def __init__(self, sectors: list[int]) -> None:
+        listed = ", ".join(f"0x{a:06X}" for a in sectors[:8]) + (" ..." if len(sectors) > 8 else "")
+        super().__init__(
+            f"{len(sectors)} sector(s) outside the write changed on the chip ({listed}) and no verified backup "
+            "of this chip could put them back",
+            hint="restore them from a backup of this chip: bkbench restore --port PORT BACKUP.bin")
+        self.sectors = sectors
+
+
+def _subtract(span: tuple[int, int], targets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of `span` not covered by any target range."""
+    out = [span]
+    for t_start, t_end in targets:
+        nxt = []
+        for s, e in out:
+            if t_end <= s or t_start >= e:
+                nxt.append((s, e))
+                continue
+            if s < t_start:
+                nxt.append((s, t_start))
+            if t_end < e:
+                nxt.append((t_end, e))
+        out = nxt
+    return out
+
+
+def _ask_crc(client: BkClient, start: int, length: int) -> int:
+    for attempt in range(4):
+        try:
+            return client.crc(start, length)
+        except ProtocolError:
+            if attempt == 3:
+                raise
+            client.recover()
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class FlashGuard:
+    """CRCs of everything an operation must not change, taken before it."""
+
+    flash_size: int
+    targets: list[tuple[int, int]]
+    before: dict[tuple[int, int], int] = field(default_factory=dict)
+    block_crcs: list[int] = field(default_factory=list)  # whole-flash 64 KiB CRCs (content identity)
+
+    @classmethod
+    def take(cls, client: BkClient, flash_size: int, targets: list[tuple[int, int]],
+             sink: EventSink = null_sink, block_crcs: list[int] | None = None) -> FlashGuard:
+        guard = cls(flash_size, sorted(targets))
+        sink(Stage("guard", "taking the chip's CRCs of everything outside the write"))
+        if block_crcs is None:
+            block_crcs = [_ask_crc(client, a, BLOCK) for a in range(0, flash_size, BLOCK)]
+        guard.block_crcs = list(block_crcs)
+        for i, addr in enumerate(range(0, flash_size, BLOCK)):
+            parts = _subtract((addr, addr + BLOCK), guard.targets)
+            if parts == [(addr, addr + BLOCK)]:
+                guard.before[(addr, addr + BLOCK)] = block_crcs[i]
+            else:
+                for s, e in parts:
+                    guard.before[(s, e)] = _ask_crc(client, s, e - s)
+        return guard
+
+    def check(self, client: BkClient, repair: Repair | None, sink: EventSink = null_sink,
+              rewrite: Callable[[int, bytes], None] | None = None) -> list[int]:
+        """Compare with the CRCs taken before; put changed sectors back through `rewrite(addr, data)`
+        from `repair(addr, size)`. Returns the repaired sectors; raises OutsideDamage otherwise."""
+        sink(Stage("guard", "checking that nothing outside the write changed"))
+        changed: list[tuple[int, int]] = []
+        for (s, e), want in sorted(self.before.items()):
+            got = _ask_crc(client, s, e - s)
+            if got != want:
+                got = _ask_crc(client, s, e - s)  # one damaged reply is not evidence
+            if got != want:
+                changed.append((s, e))
+        if not changed:
+            return []
+        repaired: list[int] = []
+        lost: list[int] = []
+        for s, e in changed:
+            region_lost = False
+            for addr in range(s, e, SECTOR):
+                good = repair(addr, SECTOR) if repair else None
+                if good is None or rewrite is None:
+                    lost.append(addr)
+                    region_lost = True
+                    continue
+                if _ask_crc(client, addr, SECTOR) == zlib.crc32(good):
+                    continue
+                sink(Notice("warning", f"sector 0x{addr:06X} outside the write changed on the chip: "
+                                       "putting it back from this chip's backup"))
+                rewrite(addr, good)
+                repaired.append(addr)
+            if not region_lost and _ask_crc(client, s, e - s) != self.before[(s, e)]:
+                # The backup does not hold what the chip held before: it cannot vouch for this region.
+                lost.extend(range(s, e, SECTOR))
+        if lost:
+            raise OutsideDamage(sorted(set(lost)))
+        return repaired
