@@ -94,6 +94,7 @@ class Session:
         # Defaults for write() callers that cannot pass them (e.g. `config write`).
         self.backup_first = True
         self.backup_library: BackupLibrary | None = None
+        self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
@@ -370,6 +371,7 @@ class Session:
         for start, data in spans:
             padded = len(data) + (-len(data)) % SECTOR
             record = OperationRecord(kind, start, padded)
+            self._active = (overall, record)
             try:
                 rep = self._resuming(kind, record, lambda c, st=start, d=data, r=record: write_flash(
                     c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair))
@@ -378,6 +380,7 @@ class Session:
                     overall.mark_done(*d)
                 raise _restate(exc, overall) from exc
             overall.mark_done(start, start + padded)
+            self._active = (overall, None)
             total.written += rep.written
             total.skipped += rep.skipped
             total.erased_only += rep.erased_only
@@ -394,10 +397,23 @@ class Session:
                     self.sink(Notice("info", note))
             except BkError as exc:
                 self.sink(Notice("warning", f"could not put the flash protection back: {exc}"))
+        self._active = None
         total.backup = backup
         total.covering = covering  # type: ignore[attr-defined]
         self.sink(Stage("done", total.summary()))
         return total
+
+    def unfinished(self) -> str | None:
+        """What a write interrupted right now (even mid-sector) leaves undone, for an abort message."""
+        active = getattr(self, "_active", None)
+        if not active:
+            return None
+        overall, current = active
+        merged = OperationRecord(overall.kind, overall.start, overall.length, list(overall.done))
+        for d in (current.done if current else []):
+            merged.mark_done(*d)
+        return (f"{merged.kind} still to do: {merged.describe_remaining()} (a sector there may be erased; "
+                "run the same command again to finish)")
 
     def _check_spans(self, spans: list[tuple[int, bytes]], info: ChipInfo, allowed: set[str]
                      ) -> list[tuple[int, int]]:

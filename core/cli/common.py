@@ -36,6 +36,8 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--reset", default="auto",
                    help="reset method: auto, manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the chip to answer")
+    p.add_argument("--flash-size", type=parse_int, default=None,
+                   help="flash size (e.g. 2M) when the chip's flash ID is unknown or disagrees with the flash")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -43,7 +45,8 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 @contextmanager
 def session_for(args: argparse.Namespace) -> Iterator[Session]:
     renderer = make_renderer(getattr(args, "json", False), getattr(args, "quiet", False))
-    s = Session(args.port, baud=args.baud, on_event=renderer, reset=args.reset, link_timeout=args.timeout)
+    s = Session(args.port, baud=args.baud, on_event=renderer, reset=args.reset, link_timeout=args.timeout,
+                flash_size=getattr(args, "flash_size", None))
     # The first Ctrl-C cancels between sectors (so the error says what was done); a second one aborts.
     s.cancel_token = token = CancelToken()
 
@@ -58,6 +61,12 @@ def session_for(args: argparse.Namespace) -> Iterator[Session]:
     try:
         s.open()
         yield s
+    except KeyboardInterrupt:
+        # Aborted mid-sector by a second Ctrl-C: still say what is unfinished (a sector may be erased).
+        left = s.unfinished()
+        if left:
+            print(f"bkbench: aborted; {left}", file=sys.stderr)
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
