@@ -29,7 +29,7 @@ from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
-from .ops.guard import FlashGuard
+from .ops.guard import FlashGuard, OutsideDamage
 from .restore_check import check_restore_image
 from .transport import open_port
 
@@ -51,14 +51,19 @@ def _gaps(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _restate(exc: BkError, overall: OperationRecord) -> BkError:
     """The same failure, naming everything the whole operation still has to do (not only one span)."""
-    head = str(exc).split("; still to do:")[0].split("; " + overall.kind + " still to do:")[0]
-    head = head.split("; write still to do:")[0]
+    head = str(exc)
+    for marker in ("; still to do:", "; write still to do:", "; read still to do:", f"; {overall.kind} still to do:"):
+        head = head.split(marker)[0]
+    if not overall.remaining():
+        head += " (the write itself completed and verified; the check of the rest of the flash did not finish: " \
+                "compare it with the backup, `bkbench verify`)"
     if isinstance(exc, OperationCancelled):
         new: BkError = OperationCancelled(f"{head}; {overall.kind} still to do: {overall.describe_remaining()}")
         new.record = overall  # type: ignore[attr-defined]
     else:
         new = OperationFailed(head, overall)
     new.hint = exc.hint
+    new.restated = True  # type: ignore[attr-defined]
     return new
 
 
@@ -339,11 +344,32 @@ class Session:
         backup first, everything outside the spans is checked by CRC before and after (and put back
         from that backup if a damaged command hit it), and the flash protection is left as found."""
         client, info = self._require()
+        allowed = {"bootloader", "rf"} if allow_protected else set(allow_regions)
+        ranges = self._check_spans(spans, info, allowed)
+        first, last = ranges[0][0], ranges[-1][1]
+        overall = OperationRecord(kind, first, last - first)
+        for gap in _gaps(ranges):
+            overall.mark_done(*gap)  # not part of this operation: never "still to do"
+        try:
+            return self._write_spans(client, info, spans, ranges, overall, cancel, allow_protected=allow_protected,
+                                     backup_library=backup_library, backup_first=backup_first,
+                                     differential=differential, kind=kind)
+        except OutsideDamage as exc:
+            exc.record = overall  # type: ignore[attr-defined]
+            raise
+        except BkError as exc:
+            if getattr(exc, "restated", False) or isinstance(exc, UnsafeWriteError):
+                raise
+            raise _restate(exc, overall) from exc
+        finally:
+            self._active = None
+
+    def _write_spans(self, client: BkClient, info: ChipInfo, spans, ranges, overall: OperationRecord,
+                     cancel: CancelToken | None, *, allow_protected: bool, backup_library: BackupLibrary | None,
+                     backup_first: bool | None, differential: bool, kind: str) -> WriteReport:
         cancel = cancel or self.cancel_token
         backup_first = self.backup_first if backup_first is None else backup_first
         library = backup_library or self.backup_library or BackupLibrary()
-        allowed = {"bootloader", "rf"} if allow_protected else set(allow_regions)
-        ranges = self._check_spans(spans, info, allowed)
         if not info.size_trusted:
             raise UnsafeWriteError(
                 f"the flash size is not certain ({'; '.join(info.warnings) or 'unknown flash ID'}), so an address "
@@ -364,10 +390,6 @@ class Session:
                                                                          block_crcs=block_crcs))
         repair = self._repair_from(covering, library, block_crcs)
         total = WriteReport()
-        first, last = ranges[0][0], ranges[-1][1]
-        overall = OperationRecord(kind, first, last - first)
-        for gap in _gaps(ranges):
-            overall.mark_done(*gap)  # not part of this operation: never "still to do"
         for start, data in spans:
             padded = len(data) + (-len(data)) % SECTOR
             record = OperationRecord(kind, start, padded)

@@ -171,7 +171,11 @@ async def test_verify_mismatch_then_restore_from_library(fixtures_dir: Path, tmp
         assert app.flash_model.state_at(0x40000) in (SectorState.WRITTEN, SectorState.VERIFIED)
         assert app.flash_model.state_at(0x80000) is SectorState.SKIPPED or app.flash_model.state_at(
             0x80000) is SectorState.VERIFIED
-        assert len(app.library.list()) == 1  # a backup existed: none taken again
+        # The chip no longer held what the existing backup holds, so its current content was backed up
+        # first (content identity, issue 10): two images, the newest being the damaged state.
+        assert len(app.library.list()) == 2
+        newest = app.library.load(app.library.list()[0])
+        assert newest[0x40000:0x42000] == b"\x00" * 0x2000 and newest[:0x40000] == original[:0x40000]
 
 
 @sync
