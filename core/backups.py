@@ -357,7 +357,7 @@ class BackupLibrary:
         target = path.resolve()
         inside = self.root.resolve() == target or self.root.resolve() in target.parents
         image = path.with_suffix(".bin") if path.suffix == ".json" else path
-        if inside or (path.exists() and is_library_image(image)):
+        if inside or is_library_image(image) or _holds_library(target.parent):
             raise BkError(f"{path} is in the backup library; library files are never overwritten",
                           hint="choose an output file outside the library")
 
@@ -429,6 +429,14 @@ class BackupLibrary:
             elif p.suffix == ".json" and not p.with_suffix(".bin").exists():
                 report.no_image.append(p)
         return report
+
+
+def _holds_library(folder: Path) -> bool:
+    """Is `folder` a backup library (another one than ours)? Any sidecar naming its image says so."""
+    try:
+        return any(is_library_image(side.with_suffix(".bin")) for side in folder.glob("*.json"))
+    except OSError:
+        return False
 
 
 def _mtime(path: Path) -> int:
