@@ -163,6 +163,14 @@ class LibraryCheck:
     def ok(self) -> bool:
         return not (self.damaged or self.no_sidecar or self.no_image)
 
+    def text(self) -> str:
+        lines = [f"{len(self.intact)} intact backup(s) in {self.root}"]
+        lines += [f"DAMAGED  {p}: {why}" for p, why in self.damaged]
+        lines += [f"NO SIDECAR  {p}: image without its sidecar (not used as a backup)" for p in self.no_sidecar]
+        lines += [f"NO IMAGE  {p}: sidecar without its image" for p in self.no_image]
+        lines += [f"removed stale temporary {p.name}" for p in self.cleaned]
+        return "\n".join(lines)
+
     def to_json(self) -> dict:
         return {
             "library": str(self.root),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..backups import BackupLibrary, LibraryCheck
+from ..backups import BackupLibrary
 from .common import emit
 
 
@@ -17,20 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_backups)
 
 
-def check_text(report: LibraryCheck) -> str:
-    lines = [f"{len(report.intact)} intact backup(s) in {report.root}"]
-    lines += [f"DAMAGED  {p}: {why}" for p, why in report.damaged]
-    lines += [f"NO SIDECAR  {p}: image without its sidecar (not used as a backup)" for p in report.no_sidecar]
-    lines += [f"NO IMAGE  {p}: sidecar without its image" for p in report.no_image]
-    lines += [f"removed stale temporary {p.name}" for p in report.cleaned]
-    return "\n".join(lines)
-
-
 def cmd_backups(args: argparse.Namespace) -> int:
     lib = BackupLibrary(args.library)
     if args.check:
         report = lib.check()
-        emit(args, report.to_json(), check_text(report))
+        emit(args, report.to_json(), report.text())
         return 0 if report.ok else 2
     entries = lib.list()
     lines = [f"{e.meta.get('time', '?'):<26} {e.meta.get('chip', '?'):<8} {e.meta.get('mac') or '-':<18} {e.path}"
