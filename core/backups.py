@@ -230,7 +230,7 @@ class BackupLibrary:
         for parent in [self.root, *self.root.parents]:
             if parent.exists():
                 if not parent.is_dir():
-                    raise StorageError(f"the backup library {self.root} cannot be created: {parent} is a file",
+                    raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file",
                                        hint="pass --library DIR or set BKBENCH_DATA_DIR to a directory")
                 break
         self._ensure()
