@@ -1,22 +1,90 @@
 """Backup library: full dumps with a JSON sidecar, written atomically, never overwritten.
 
-Dumps hold Wi-Fi passwords and Tuya keys, so files are 0600 and the directory 0700.
+Dumps hold Wi-Fi passwords and Tuya keys, so the directory is 0700 and files are 0400 once saved: an
+image is never opened for writing again, and its SHA-256 (in the sidecar) is checked on every use.
+The sidecar is linked into place first and the image second, so a listed image always has its sidecar;
+a crash in between leaves an orphan sidecar that `check()` reports.
+
+Which backup covers a chip is decided by content only: the CRC-32 of every 64 KiB block, which the chip
+computes itself (CheckCRC), must equal the image's. MAC, chip and size only narrow the candidates.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .paths import data_dir
+from .errors import BkError
+from .paths import data_dir, rescue_dirs
+
+log = logging.getLogger(__name__)
+
+BLOCK = 0x10000  # unit of the content identity: one CheckCRC per 64 KiB block
+DEFAULT_DUMP_SIZE = 0x200000  # BK7231N/T flash, for a space check before the chip's size is known
+SIDECAR_ROOM = 64 * 1024  # sidecar, directory entries and a margin
+STALE_PART_S = 3600.0  # a .part temporary older than this belongs to no running save
+
+
+class DamagedBackup(BkError):
+    """A library image no longer matches the SHA-256 its sidecar recorded (or has no usable sidecar)."""
+
+
+class StorageError(BkError):
+    """The library cannot take a backup: not writable, not a directory, or not enough free space.
+
+    When raised after a verified read, `fallback` names where the data was rescued to (None if nowhere
+    could take it) and `data`/`meta` hold it so a UI can retry the save."""
+
+    def __init__(self, message: str, hint: str = "", *, fallback: Path | None = None,
+                 data: bytes | None = None, meta: dict | None = None) -> None:
+        super().__init__(message, hint)
+        self.fallback, self.data, self.meta = fallback, data, meta
+
+
+def block_crcs(data: bytes, block: int = BLOCK) -> list[int]:
+    """zlib CRC-32 of each `block` bytes of `data` (the chip's CheckCRC gives the same values)."""
+    return [zlib.crc32(data[i : i + block]) for i in range(0, len(data), block)]
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_temp(folder: Path, name: str, data: bytes, mode: int) -> str:
+    """A complete, fsynced temporary beside `name`; the caller links or renames it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return tmp
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, overwrite: bool = False) -> Path:
@@ -27,30 +95,39 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, overwrite: bool = F
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = _write_temp(path.parent, path.name, data, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
             os.link(tmp, path)
             os.unlink(tmp)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
     return path
+
+
+def _sidecar_of(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _read_sidecar(path: Path) -> dict | None:
+    try:
+        meta = json.loads(_sidecar_of(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _parse_crcs(value: object) -> list[int] | None:
+    if not isinstance(value, list):
+        return None
+    try:
+        return [int(v, 16) for v in value]
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -60,23 +137,137 @@ class BackupEntry:
 
     @property
     def sidecar(self) -> Path:
-        return self.path.with_suffix(".json")
+        return _sidecar_of(self.path)
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def block_crcs(self) -> list[int] | None:
+        return _parse_crcs(self.meta.get("block_crcs"))
+
+
+@dataclass
+class LibraryCheck:
+    """What `BackupLibrary.check()` found; `ok` only if nothing is wrong."""
+
+    root: Path
+    intact: list[BackupEntry] = field(default_factory=list)
+    damaged: list[tuple[Path, str]] = field(default_factory=list)  # (image, why)
+    no_sidecar: list[Path] = field(default_factory=list)
+    no_image: list[Path] = field(default_factory=list)
+    cleaned: list[Path] = field(default_factory=list)  # stale .part temporaries removed
+
+    @property
+    def ok(self) -> bool:
+        return not (self.damaged or self.no_sidecar or self.no_image)
+
+    def text(self) -> str:
+        lines = [f"{len(self.intact)} intact backup(s) in {self.root}"]
+        lines += [f"DAMAGED  {p}: {why}" for p, why in self.damaged]
+        lines += [f"NO SIDECAR  {p}: image without its sidecar (not used as a backup)" for p in self.no_sidecar]
+        lines += [f"NO IMAGE  {p}: sidecar without its image" for p in self.no_image]
+        lines += [f"removed stale temporary {p.name}" for p in self.cleaned]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "library": str(self.root),
+            "ok": self.ok,
+            "intact": [str(e.path) for e in self.intact],
+            "damaged": [{"path": str(p), "why": why} for p, why in self.damaged],
+            "images_without_sidecar": [str(p) for p in self.no_sidecar],
+            "sidecars_without_image": [str(p) for p in self.no_image],
+            "cleaned_temporaries": [str(p) for p in self.cleaned],
+        }
+
+
+def check_image(path: Path, meta: dict) -> str | None:
+    """Why the image at `path` does not match its sidecar, or None if it does."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    return _mismatch(data, meta)
+
+
+def is_library_image(path: Path) -> bool:
+    """Has `path` a sidecar beside it that names it (wherever the library lives)?"""
+    meta = _read_sidecar(Path(path))
+    return meta is not None and meta.get("file") == Path(path).name and "sha256" in meta
+
 
 class BackupLibrary:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root else data_dir() / "backups"
+        self.problems: list[str] = []  # damaged images skipped by find_covering, for the UIs to show
 
+    # ------------------------------------------------------------------ storage
     def _ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+        except OSError as exc:
+            raise StorageError(self._storage_reason(exc)) from None
 
-    def save(self, data: bytes, meta: dict) -> BackupEntry:
+    def _storage_reason(self, exc: OSError) -> str:
+        if exc.errno == errno.ENOSPC:
+            return f"the disk holding the backup library {self.root} is full"
+        if exc.errno == errno.EROFS:
+            return f"the backup library {self.root} is on a read-only file system"
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST) or (self.root.exists() and not self.root.is_dir()):
+            return f"the backup library {self.root} (or a folder above it) is a file, not a directory"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"the backup library {self.root} is not writable"
+        return f"cannot write to the backup library {self.root}: {exc.strerror or exc}"
+
+    def check_space(self, size: int | None = None) -> None:
+        """Raise StorageError unless a `size`-byte backup can be saved now (call before touching the chip).
+
+        Writability is probed by creating a file: permission bits say nothing when running as root."""
+        need = (size or DEFAULT_DUMP_SIZE) + SIDECAR_ROOM
+        for parent in [self.root, *self.root.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file",
+                                       hint="pass --library DIR or set BKBENCH_DATA_DIR to a directory")
+                break
         self._ensure()
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".space-check.", suffix=".part", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+            st = os.statvfs(self.root)
+        except OSError as exc:
+            raise StorageError(self._storage_reason(exc),
+                               hint="pass --library DIR to save backups elsewhere") from None
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise StorageError(f"only {free // 1024} KiB free for the backup library {self.root}; "
+                               f"a backup needs {need // 1024} KiB",
+                               hint="free some space or pass --library DIR on another disk")
+
+    def _rescue(self, data: bytes, meta: dict, stem: str) -> Path | None:
+        """Save verified data that the library could not take somewhere else (0600, atomic)."""
+        for folder in rescue_dirs():
+            try:
+                if folder.resolve() == self.root.resolve() or self.root.resolve() in folder.resolve().parents:
+                    continue
+                path = folder / f"bkbench-rescued-{stem}.bin"
+                atomic_write(path, data, mode=0o600)
+                try:
+                    atomic_write(_sidecar_of(path), json.dumps(meta, indent=2).encode(), mode=0o600)
+                except OSError:
+                    pass  # the image is what matters
+                return path
+            except OSError:
+                continue
+        return None
+
+    # ------------------------------------------------------------------ save
+    def save(self, data: bytes, meta: dict) -> BackupEntry:
+        """Store a verified full dump; on a storage failure the data is rescued and StorageError names where."""
         now = datetime.now(timezone.utc).astimezone()
         ident = (meta.get("mac") or meta.get("flash_id") or "unknown").replace(":", "")
         chip = meta.get("chip") or "chip"
@@ -87,22 +278,51 @@ class BackupLibrary:
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "crc32": f"0x{zlib.crc32(data):08X}",
+            "block_crcs": [f"{c:08X}" for c in block_crcs(data)],
             "tool_version": f"bkbench {__version__}",
         })
-        for n in range(1000):
-            path = self.root / (stem + (f"-{n}" if n else "") + ".bin")
-            try:
-                atomic_write(path, data)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise FileExistsError(f"could not find a free backup name for {stem}")
-        full["file"] = path.name
-        atomic_write(path.with_suffix(".json"), json.dumps(full, indent=2).encode(), overwrite=True)
-        return BackupEntry(path, full)
+        try:
+            self._ensure()
+            return self._save_pair(data, full, stem)
+        except (OSError, StorageError) as exc:
+            reason = exc if isinstance(exc, StorageError) else self._storage_reason(exc)
+            rescued = self._rescue(data, full, stem)
+            where = (f"the verified dump was saved to {rescued} instead" if rescued
+                     else "no other place could take the verified dump either")
+            raise StorageError(f"{reason}; {where}", fallback=rescued, data=data, meta=dict(meta),
+                               hint="free some space or fix the folder, then retry the save") from None
 
+    def _save_pair(self, data: bytes, full: dict, stem: str) -> BackupEntry:
+        img_tmp = _write_temp(self.root, stem + ".bin", data, 0o400)
+        try:
+            for n in range(1000):
+                path = self.root / (stem + (f"-{n}" if n else "") + ".bin")
+                if path.exists():
+                    continue
+                full["file"] = path.name
+                side_tmp = _write_temp(self.root, path.name, json.dumps(full, indent=2).encode(), 0o400)
+                try:
+                    os.link(side_tmp, _sidecar_of(path))  # the sidecar reserves the name
+                except FileExistsError:
+                    continue
+                finally:
+                    _unlink(side_tmp)
+                try:
+                    os.link(img_tmp, path)
+                except BaseException:
+                    _unlink(_sidecar_of(path))
+                    if path.exists():
+                        continue
+                    raise
+                _fsync_dir(self.root)
+                return BackupEntry(path, full)
+            raise StorageError(f"could not find a free backup name for {stem} in {self.root}")
+        finally:
+            _unlink(img_tmp)
+
+    # ------------------------------------------------------------------ read
     def list(self) -> list[BackupEntry]:
+        """Images that have a readable sidecar naming them, newest first (integrity is not checked here)."""
         if not self.root.is_dir():
             return []
         out = []
@@ -110,31 +330,143 @@ class BackupLibrary:
             bin_path = side.with_suffix(".bin")
             if not bin_path.is_file():
                 continue
-            try:
-                meta = json.loads(side.read_text())
-            except (OSError, ValueError):
+            meta = _read_sidecar(bin_path)
+            if meta is None:
                 continue
             out.append(BackupEntry(bin_path, meta))
         # ISO times have one-second resolution: the file's mtime breaks ties between same-second backups.
-        out.sort(key=lambda e: (e.meta.get("time", ""), e.path.stat().st_mtime_ns), reverse=True)
+        out.sort(key=lambda e: (str(e.meta.get("time", "")), _mtime(e.path)), reverse=True)
         return out
 
-    def load(self, entry: BackupEntry, check: bool = True) -> bytes:
-        data = entry.path.read_bytes()
-        if check and entry.meta.get("sha256") and hashlib.sha256(data).hexdigest() != entry.meta["sha256"]:
-            raise ValueError(f"{entry.path}: contents do not match the SHA-256 in its sidecar")
+    def load(self, entry: BackupEntry) -> bytes:
+        """The image's bytes, after checking them against the SHA-256 in its sidecar."""
+        data = _read_image(entry.path)
+        why = _mismatch(data, entry.meta)
+        if why:
+            raise DamagedBackup(f"backup {entry.path} is damaged: {why}",
+                                hint="`bkbench backups --check` lists every damaged backup")
         return data
 
-    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> list[BackupEntry]:
-        """Full backups of this very chip (matched by MAC, else flash ID and chip type)."""
-        out = []
+    def verify_file(self, path: Path | str) -> BackupEntry | None:
+        """The library entry `path` is, checked (DamagedBackup if it no longer matches), or None if `path`
+        is not a library image. Any image with a sidecar naming it counts, wherever its library lives."""
+        path = Path(path)
+        if not is_library_image(path):
+            return None
+        meta = _read_sidecar(path)
+        assert meta is not None
+        entry = BackupEntry(path, meta)
+        self.load(entry)
+        return entry
+
+    def refuse_output(self, path: Path | str) -> None:
+        """Raise BkError if writing to `path` would replace a library image or its sidecar."""
+        path = Path(path)
+        target = path.resolve()
+        inside = self.root.resolve() == target or self.root.resolve() in target.parents
+        image = path.with_suffix(".bin") if path.suffix == ".json" else path
+        if inside or is_library_image(image) or _holds_library(target.parent):
+            raise BkError(f"{path} is in the backup library; library files are never overwritten",
+                          hint="choose an output file outside the library")
+
+    # ------------------------------------------------------------------ identity
+    def find_covering(self, chip: str, flash_size: int, crcs: list[int], mac: str | None = None,
+                      ) -> BackupEntry | None:
+        """The newest intact full backup whose every 64 KiB block has the chip's CRC."""
+        crcs = [c & 0xFFFFFFFF for c in crcs]
         for e in self.list():
             m = e.meta
-            if m.get("chip") != chip or m.get("partial"):
+            if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
                 continue
-            if mac and m.get("mac"):
-                if m["mac"].lower() == mac.lower():
-                    out.append(e)
-            elif flash_id and m.get("flash_id") == flash_id:
-                out.append(e)
-        return out
+            if mac and m.get("mac") and str(m["mac"]).lower() != mac.lower():
+                continue  # narrows only: a backup without a MAC is judged by its content
+            stored = e.block_crcs
+            if stored is not None and stored != crcs:
+                continue
+            try:
+                data = self.load(e)
+            except (DamagedBackup, OSError) as exc:
+                self._problem(f"skipped {e.path.name}: {exc}")
+                continue
+            if stored is None and block_crcs(data) != crcs:
+                continue
+            if stored is not None and block_crcs(data) != stored:  # the sidecar disagrees with itself
+                self._problem(f"skipped {e.path.name}: its block CRCs do not match its own image")
+                continue
+            return e
+        return None
+
+    def _problem(self, text: str) -> None:
+        self.problems.append(text)
+        log.warning("%s", text)
+
+    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> list[BackupEntry]:
+        """Full backups recorded for this chip's MAC (a flash ID is shared by thousands of modules, so it
+        never identifies a chip; without a MAC nothing matches). Listing only: what covers the chip's
+        current content is `find_covering`."""
+        if not mac:
+            return []
+        return [e for e in self.list()
+                if e.meta.get("chip") == chip and not e.meta.get("partial")
+                and str(e.meta.get("mac") or "").lower() == mac.lower()]
+
+    # ------------------------------------------------------------------ check
+    def check(self, clean: bool = True, stale_after: float = STALE_PART_S) -> LibraryCheck:
+        """Every image against its sidecar, orphans both ways; stale .part temporaries removed."""
+        report = LibraryCheck(self.root)
+        if not self.root.is_dir():
+            return report
+        now = time.time()
+        for p in sorted(self.root.iterdir()):
+            if p.name.endswith(".part"):
+                if clean and now - _mtime(p) / 1e9 > stale_after:
+                    _unlink(p)
+                    report.cleaned.append(p)
+            elif p.suffix == ".bin":
+                meta = _read_sidecar(p)
+                if not _sidecar_of(p).exists():
+                    report.no_sidecar.append(p)
+                elif meta is None or meta.get("file", p.name) != p.name:
+                    report.damaged.append((p, "its sidecar is unreadable or names another file"))
+                else:
+                    why = check_image(p, meta)
+                    if why:
+                        report.damaged.append((p, why))
+                    else:
+                        report.intact.append(BackupEntry(p, meta))
+            elif p.suffix == ".json" and not p.with_suffix(".bin").exists():
+                report.no_image.append(p)
+        return report
+
+
+def _holds_library(folder: Path) -> bool:
+    """Is `folder` a backup library (another one than ours)? Any sidecar naming its image says so."""
+    try:
+        return any(is_library_image(side.with_suffix(".bin")) for side in folder.glob("*.json"))
+    except OSError:
+        return False
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DamagedBackup(f"backup {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _mismatch(data: bytes, meta: dict) -> str | None:
+    want = meta.get("sha256")
+    if not isinstance(want, str):
+        return "its sidecar records no SHA-256"
+    if isinstance(meta.get("size"), int) and len(data) != meta["size"]:
+        return f"it is {len(data)} bytes but its sidecar says {meta['size']}"
+    if hashlib.sha256(data).hexdigest() != want:
+        return "its contents no longer match the SHA-256 in its sidecar"
+    return None

@@ -35,3 +35,27 @@ def fixtures_dir() -> Path | None:
         if (cand / "fixtures").is_dir():
             return cand / "fixtures"
     return None
+
+
+def rescue_dirs() -> list[Path]:
+    """Where verified data goes when the backup library cannot take it, in order of preference:
+    $BKBENCH_RESCUE_DIR, the working directory, home, $XDG_RUNTIME_DIR, the system temp dir."""
+    import tempfile
+
+    out = [Path(v) for v in (os.environ.get("BKBENCH_RESCUE_DIR"),) if v]
+    try:
+        out.append(Path.cwd())
+    except OSError:
+        pass
+    out.append(Path.home())
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        out.append(Path(os.environ["XDG_RUNTIME_DIR"]))
+    out.append(Path(tempfile.gettempdir()))
+    return out
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) and make it 0700: it holds logs or dumps with secrets."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

@@ -12,7 +12,7 @@ import time
 import zlib
 from typing import Iterable
 
-from .backups import BackupEntry, BackupLibrary
+from .backups import BackupEntry, BackupLibrary, block_crcs
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
@@ -299,13 +299,59 @@ class Session:
         meta["adapter"] = getattr(self.port, "name", "") or ""
         return meta
 
-    def backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None) -> BackupEntry:
+    def backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
+               expect_block_crcs: list[int] | None = None) -> BackupEntry:
+        """A full verified read saved to the library. The library's storage is checked before the read;
+        `expect_block_crcs` (the chip's per-64 KiB CRCs taken before the read) catches a chip whose content
+        changed while it was read, so such a dump is never saved as this chip's backup."""
         library = library or BackupLibrary()
+        _, info = self._require()
+        library.check_space(info.flash_size)
         data = self.read(0, None, cancel)
+        if expect_block_crcs is not None:
+            changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), expect_block_crcs)) if a != b]
+            if changed or len(expect_block_crcs) != -(-len(data) // BLOCK):
+                where = ", ".join(f"0x{i * BLOCK:06X}" for i in changed[:8]) or "its size"
+                raise BkError(f"the chip's content changed while it was read (64 KiB blocks at {where}); "
+                              "this dump is not saved as its backup")
         self.sink(Stage("backup", "saving the verified dump"))
         entry = library.save(data, self.backup_meta())
         self.sink(Notice("info", f"backup saved: {entry.path}"))
         return entry
+
+    def chip_block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
+        """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention)."""
+        client, info = self._require()
+        cancel = cancel or self.cancel_token
+        out = []
+        for addr in range(0, info.flash_size, BLOCK):
+            if cancel is not None and cancel.cancelled:
+                raise OperationCancelled("cancelled while asking the chip for its block CRCs")
+            out.append(client.crc(addr, min(BLOCK, info.flash_size - addr)))
+        return out
+
+    def ensure_backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
+                      crcs: list[int] | None = None) -> tuple[BackupEntry, bool]:
+        """A library backup holding exactly what the chip holds now: (entry, taken_now).
+
+        Identity is by content: every 64 KiB block's CRC as the chip computes it must match the image;
+        the MAC only narrows the candidates. Nothing matches: a full verified backup is taken."""
+        library = library or BackupLibrary()
+        _, info = self._require()
+        if crcs is None:
+            self.sink(Stage("identity", "asking the chip for the CRC of every 64 KiB block"))
+            crcs = self.chip_block_crcs(cancel)
+        library.problems.clear()
+        found = library.find_covering(info.chip, info.flash_size, crcs, info.mac)
+        for problem in library.problems:
+            self.sink(Notice("warning", f"backup library: {problem}"))
+        if found is not None:
+            self.sink(Notice("info", f"backup {found.name} covers this chip: same content by CRC of all "
+                                     f"{len(crcs)} blocks"))
+            return found, False
+        self.sink(Notice("info", f"no backup in the library holds this chip's current content (CRC of its "
+                                 f"{len(crcs)} blocks): taking a full verified backup first"))
+        return self.backup(library, cancel, expect_block_crcs=crcs), True
 
     def write(
         self,
@@ -375,13 +421,13 @@ class Session:
                 f"the flash size is not certain ({'; '.join(info.warnings) or 'unknown flash ID'}), so an address "
                 "could land in the wrong place; refusing to write",
                 hint="if you know the flash size, pass --flash-size (e.g. --flash-size 2M)")
-        if backup_first and hasattr(library, "check_space"):
-            library.check_space(info.flash_size)
+        if backup_first:
+            library.check_space(info.flash_size)  # before anything is asked of the chip
         block_crcs = self._retry_lost("block CRCs", lambda c: self._block_crcs(c, info, cancel))
         backup = None
         covering = None
         if backup_first:
-            covering, fresh = self._covering_backup(library, block_crcs, cancel)
+            covering, fresh = self.ensure_backup(library, cancel, crcs=block_crcs)
             backup = covering if fresh else None
         else:
             self.sink(Notice("warning", "no backup first (--no-backup): if this write goes wrong, what the chip "
@@ -492,22 +538,6 @@ class Session:
                         raise
                     client.recover()
         return out
-
-    def _covering_backup(self, library: BackupLibrary, block_crcs: list[int], cancel: CancelToken | None
-                         ) -> tuple[BackupEntry, bool]:
-        """A verified library image with exactly this chip's content, else a new full backup."""
-        info = self.info
-        assert info is not None
-        find = getattr(library, "find_covering", None)
-        found = find(info.chip, info.flash_size, block_crcs, info.mac) if find else None
-        if found is not None:
-            self.sink(Notice("info", f"backup covering this chip: {found.path.name} (same content: the chip's CRC "
-                                     f"of all {len(block_crcs)} blocks matches it)"))
-            return found, False
-        self.sink(Notice("info", "no backup holds this chip's current content: taking a full verified backup "
-                                 "first"))
-        entry = self.backup(library, cancel)
-        return entry, True
 
     def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]):
         """Sectors a damaged command hit outside the write come back from the backup, but only from

@@ -73,7 +73,7 @@ def test_full_read_goes_into_the_library_with_sidecar(fixtures_dir, datadir, cap
     files = sorted(p.name for p in lib.iterdir())
     assert len(files) == 2 and files[0].endswith(".bin") and files[1].endswith(".json")
     assert (lib / files[0]).read_bytes() == data
-    assert (lib / files[0]).stat().st_mode & 0o777 == 0o600
+    assert (lib / files[0]).stat().st_mode & 0o777 == 0o400  # read-only once saved (issue 10)
     assert lib.stat().st_mode & 0o777 == 0o700
     side = json.loads((lib / files[1]).read_text())
     assert side["chip"] == "BK7231N" and side["crc32"] == f"0x{zlib.crc32(data):08X}"

@@ -56,10 +56,34 @@ class WorkflowsMixin:
     def action_backup(self) -> None:
         def body(session: Any, cancel: CancelToken) -> str:
             self.call_from_thread(self.flash_model.reset)
-            entry = session.backup(library=self.library, cancel=cancel)
+            try:
+                entry = session.backup(library=self.library, cancel=cancel)
+            except BkError as exc:
+                if getattr(exc, "data", None) is not None:  # read and verified, but the library refused it
+                    self.call_from_thread(self.offer_save_retry, exc)
+                raise
             return f"saved {Path(entry.path).name} in the library"
 
         self.start_operation("Backup", body)
+
+    def offer_save_retry(self, exc: Any) -> None:
+        """A verified dump the library could not take (StorageError): say where it was rescued, offer a retry."""
+        where = f"A copy was saved to {exc.fallback}." if exc.fallback else "It is only in memory now."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(lambda: self._retry_save(exc), thread=True, group="save-retry")
+
+        self.push_screen(ConfirmScreen("The backup could not be saved", f"{exc}\n{where}\n"
+                                       "Free some space or fix the folder, then retry.", yes="Retry [y]"), answered)
+
+    def _retry_save(self, exc: Any) -> None:
+        try:
+            entry = self.library.save(exc.data, exc.meta)
+        except BkError as again:
+            self.call_from_thread(self.offer_save_retry, again)
+            return
+        self.call_from_thread(self.notify, f"Backup saved: {Path(entry.path).name}")
 
     def action_write(self) -> None:
         if self.busy:
@@ -152,7 +176,7 @@ class WorkflowsMixin:
         except Exception as exc:
             self.notify(f"Backup library unavailable: {exc}", severity="error")
             return
-        self.push_screen(BackupsScreen(entries), self._library_chosen)
+        self.push_screen(BackupsScreen(entries, self.library), self._library_chosen)
 
     def _library_chosen(self, choice: tuple[str, Any] | None) -> None:
         if not choice:

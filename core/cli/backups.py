@@ -1,4 +1,4 @@
-"""`bkbench backups`: list the backup library."""
+"""`bkbench backups`: list the backup library, or check every image against its sidecar."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from .common import emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backups", help="list full backups in the library")
+    p = sub.add_parser("backups", help="list full backups in the library (--check: verify them all)")
     p.add_argument("--library", help="backup library directory")
+    p.add_argument("--check", action="store_true",
+                   help="check every image's SHA-256, report orphans, remove stale temporaries")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_backups)
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
     lib = BackupLibrary(args.library)
+    if args.check:
+        report = lib.check()
+        emit(args, report.to_json(), report.text())
+        return 0 if report.ok else 2
     entries = lib.list()
     lines = [f"{e.meta.get('time', '?'):<26} {e.meta.get('chip', '?'):<8} {e.meta.get('mac') or '-':<18} {e.path}"
              for e in entries]

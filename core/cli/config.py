@@ -112,6 +112,7 @@ def run_set(args: argparse.Namespace) -> int:
         out = sector
     else:
         out = data[:off] + sector + data[off + SECTOR :]
+    BackupLibrary().refuse_output(args.output)  # a library image is never rewritten in place
     atomic_write(Path(args.output), out, mode=0o600, overwrite=True)
     print(f"Wrote {args.output}" + (f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""))
     return 0

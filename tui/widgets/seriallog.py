@@ -8,6 +8,7 @@ lost when old lines fall out of the on-screen buffer.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from bkbench.core.backups import atomic_write
+from bkbench.core.logmask import mask_secrets
+from bkbench.core.paths import private_dir
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -74,10 +78,16 @@ class RawLog:
         self._fh = None
         self._size = 0
 
+    def _open(self):
+        """Append, 0600 in a 0700 folder: the capture holds boot logs with Wi-Fi passwords, unmasked."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also a file left 0644 by an older version
+        return os.fdopen(fd, "ab")
+
     def write(self, data: bytes) -> None:
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across calls
+            private_dir(self.path.parent)
+            self._fh = self._open()
             self._size = self._fh.tell()
         self._fh.write(data)
         self._size += len(data)
@@ -92,7 +102,7 @@ class RawLog:
             if src.exists():
                 src.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._fh = open(self.path, "ab")  # noqa: SIM115
+        self._fh = self._open()
         self._size = 0
 
     def flush(self) -> None:
@@ -194,6 +204,11 @@ class LogBuffer:
         with self._lock:
             lines = list(self._pending)
             self._pending.clear()
+            if self.raw_log is not None:  # on the drain timer: the capture is on disk within a tick
+                try:
+                    self.raw_log.flush()
+                except OSError:
+                    self.raw_log = None
         return lines
 
 
@@ -455,10 +470,14 @@ class SerialLogPane(Vertical):
         self.update_status()
 
     def action_save(self) -> Path | None:
-        folder = self.save_dir or Path.cwd()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.save_dir) if self.save_dir else Path.cwd()
         path = folder / time.strftime("serial-%Y%m%d-%H%M%S.log")
-        path.write_text(self.log_view.plain_text() + "\n", encoding="utf-8")
+        text = mask_secrets(self.log_view.plain_text()) + "\n"  # Wi-Fi passwords and keys never saved
+        try:
+            atomic_write(path, text.encode("utf-8"), mode=0o600, overwrite=True)
+        except OSError as exc:
+            self.notify(f"Could not save the log to {path}: {exc.strerror or exc}", severity="error")
+            return None
         self.last_saved = path
         self.notify(f"Log saved to {path}")
         return path
