@@ -46,7 +46,23 @@ class MisdirectedCommand(ProtocolError):
     def __init__(self, message: str, addr: int, size: int) -> None:
         super().__init__(message)
         self.addr, self.size = addr, size
+
+
+class UnsentCommandExecuted(BkError):
+    """A read command was damaged on the line into an erase or a write, and the chip executed it: the
+    named sectors may have lost their contents. Not retried: the data there is gone from the chip."""
+
+    def __init__(self, message: str, addr: int, size: int) -> None:
+        super().__init__(message, hint="restore those sectors from a backup of this chip (`bkbench restore`)")
+        self.addr, self.size = addr, size
+
+
 SECTOR = 0x1000
+# Replies of the commands that change flash, with their exact payload length (status + echo): a reply
+# of this shape to a command we did not send means a damaged command was executed as this one.
+DESTRUCTIVE_REPLY_LEN = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
+                         LongCmd.FLASH_WRITE: 6}
+MIN_FLASH, MAX_FLASH = 0x40000, 0x1000000  # sizes of the parts BK72xx modules carry (flash_ids table)
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
 
@@ -111,8 +127,9 @@ class BkClient:
         self.flash_size: int | None = None
         self.bypass = True
         self.part: FlashPart | None = None
-        self.found_sr: int | None = None  # SR before our unprotect, restored by reprotect()
         self.link_stats = LinkStats()
+        self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
+        self.sr_found: int | None = None  # the status register as the first unprotect found it
 
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
@@ -157,14 +174,19 @@ class BkClient:
         """Send one command and return its response frame (garbage and foreign frames skipped)."""
         if drain:
             self.drain()
+        self.scanner.skipped.clear()
         if send:
             self._write(encode(code, payload, long))
+            if long and code in DESTRUCTIVE_REPLY_LEN and len(payload) >= 4:
+                at = 1 if code == LongCmd.FLASH_ERASE else 0
+                self._recent = (self._recent + [(code, struct.unpack_from("<I", payload, at)[0])])[-4:]
         now = time.monotonic()
         deadline = now + (self.timeout if timeout is None else timeout)
         want = reply_code if reply_code is not None else code
         last_rx = now
         while True:
             frame = self.scanner.find(want, long)
+            self._check_foreign(code, long)
             if frame is not None:
                 return frame
             now = time.monotonic()
@@ -177,6 +199,37 @@ class BkClient:
             if data:
                 last_rx = time.monotonic()
                 self.scanner.feed(data)
+
+    def _check_foreign(self, sent: int, long: bool) -> None:
+        """A reply to an erase or write we did not send: a bit error turned our command into that one
+        (Read4K 0x09 -> Erase4K 0x0B, Erase 0x0F -> Erase4K / Write4K with the address bytes shifted)
+        and the chip executed it at the address it echoes. Name the sectors it may have changed."""
+        for frame in self.scanner.skipped:
+            if not frame.long or DESTRUCTIVE_REPLY_LEN.get(frame.code) != len(frame.payload) or frame.status:
+                continue
+            if frame.code == LongCmd.FLASH_ERASE:
+                size_code, wire = struct.unpack_from("<BI", frame.payload, 1)
+                span = SECTOR if size_code == ERASE_4K else 0x10000  # an unknown size code: assume the worst
+                base = wire & ~(span - 1)
+            else:
+                (wire,) = struct.unpack_from("<I", frame.payload, 1)
+                if frame.code == LongCmd.FLASH_ERASE_4K:
+                    span, base = SECTOR, wire & ~(SECTOR - 1)
+                else:  # a program of up to 4 KiB from an address that may be unaligned
+                    base = wire & ~(SECTOR - 1)
+                    span = (wire + SECTOR + SECTOR - 1) // SECTOR * SECTOR - base
+            if (frame.code, wire) in self._recent:
+                continue  # a late reply of our own earlier command
+            addr = self._logical(base)
+            what = "erased" if frame.code in (LongCmd.FLASH_ERASE, LongCmd.FLASH_ERASE_4K) else "programmed"
+            where = f"0x{addr:06X}-0x{addr + span - 1:06X}"
+            self.scanner.skipped.clear()
+            if not long or sent not in DESTRUCTIVE_REPLY_LEN:
+                raise UnsentCommandExecuted(
+                    f"a command damaged on the line made the chip {what[:-1]} {where} (sector 0x{addr:06X}) "
+                    "instead of what was sent; that flash may have lost its contents", addr, span)
+            raise MisdirectedCommand(f"command 0x{sent:02X} was damaged on the line: the chip {what} {where}",
+                                     addr, span)
 
     # ------------------------------------------------------------------ link
     def link(
@@ -354,8 +407,10 @@ class BkClient:
         r = self.command(LongCmd.FLASH_GET_MID, struct.pack("<I", 0x9F), long=True)
         # The BootROM sends status, one unknown byte, then the 3 ID bytes (length 6); accept 5 too.
         ident = r.payload[-3:]
-        if len(r.payload) < 4:
-            raise ProtocolError("short FlashGetMID response")
+        if len(r.payload) not in (4, 5):
+            raise ProtocolError("FlashGetMID response of the wrong length")
+        if r.status != 0:
+            raise ProtocolError(f"FlashGetMID refused (status {r.status})")
         return ident[0], ident[1], ident[2]
 
     def identify(self, flash_size: int | None = None) -> ChipInfo:
@@ -394,9 +449,13 @@ class BkClient:
                 raise BkError("flash ID reads 00 00 00: the flash is not answering (strap or supply problem)")
             self.part = lookup(mid)
             info.flash_name = self.part.name if self.part else None
-            info.flash_size = self.part.size if self.part else 1 << min(mid[2], 24)
+            info.flash_size = self.part.size if self.part else 1 << min(mid[2], 63)
             if self.part is None:
                 info.size_trusted = False
+                if not MIN_FLASH <= info.flash_size <= MAX_FLASH and flash_size is None:
+                    raise ProtocolError(f"flash ID {bytes(mid).hex().upper()} gives an implausible flash size "
+                                        f"(2^{mid[2]} bytes); was the reply damaged on the line?",
+                                        hint="if the flash really is unknown, pass --flash-size")
                 warnings.append(f"flash ID {bytes(mid).hex()} is not in the table: size unknown "
                                 f"(assumed {info.flash_size // 1024} KiB)")
         else:
@@ -461,7 +520,7 @@ class BkClient:
                 got_code, got_wire = struct.unpack_from("<BI", r.payload, 1)
                 got_size = 0x1000 if got_code == ERASE_4K else 0x10000
                 raise MisdirectedCommand(f"erase 0x{addr:06X}: the chip echoed 0x{got_wire:X} size 0x{got_code:02X}",
-                                         self._logical(got_wire) & ~(got_size - 1), got_size)
+                                         self._logical(got_wire & ~(got_size - 1)), got_size)
             raise ProtocolError(f"erase 0x{addr:06X}: echo mismatch")
         if r.status != 0:
             raise ProtocolError(f"chip refused to erase 0x{addr:06X} (status {r.status})")
@@ -471,47 +530,41 @@ class BkClient:
             data = data + b"\xff" * (SECTOR - len(data))
         wire = self._wire(addr)
         r = self.command(LongCmd.FLASH_WRITE_4K, struct.pack("<I", wire) + data, long=True, timeout=2.0)
-        if r.payload[1:5] != struct.pack("<I", wire) and len(r.payload) >= 5:
+        if len(r.payload) < 5:
+            raise ProtocolError(f"write 0x{addr:06X}: short reply without the address echo")
+        if r.payload[1:5] != struct.pack("<I", wire):
             (got,) = struct.unpack_from("<I", r.payload, 1)
-            raise MisdirectedCommand(f"write 0x{addr:06X}: the chip echoed 0x{got:X}", self._logical(got) & ~0xFFF,
-                                     SECTOR)
+            # An unaligned address programs into the next sector too.
+            base = self._logical(got) & ~0xFFF
+            span = SECTOR if got % SECTOR == 0 else 2 * SECTOR
+            raise MisdirectedCommand(f"write 0x{addr:06X}: the chip echoed 0x{got:X}", base, span)
         if r.status != 0:
             raise ProtocolError(f"chip refused to write 0x{addr:06X} (status {r.status})")
 
     def read_sr(self, opcode: int) -> int:
         r = self.command(LongCmd.FLASH_READ_SR, bytes([opcode]), long=True)
-        if len(r.payload) < 3 or r.payload[1] != opcode:
+        if len(r.payload) != 3 or r.payload[1] != opcode:
             raise ProtocolError("status register read: echo mismatch")
+        if r.status != 0:
+            raise ProtocolError(f"status register read refused (status {r.status})")
         return r.payload[2]
 
     def write_sr(self, value: int, nbytes: int) -> None:
         payload = bytes([0x01, value & 0xFF]) + (bytes([value >> 8]) if nbytes >= 2 else b"")
         r = self.command(LongCmd.FLASH_WRITE_SR, payload, long=True)
-        if r.payload[1 : 1 + len(payload)] != payload:
+        if r.payload[1:] != payload:
             raise ProtocolError("status register write: echo mismatch")
-
-    def _read_sr_value(self, nbytes: int) -> int:
-        return self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)
-
-    def _stable_sr(self, nbytes: int, tries: int = 5) -> int:
-        """The status register read twice alike: a damaged reply must not be written back to the flash
-        (a flipped QE or SRP bit would survive the write and change how the chip boots)."""
-        prev = self._read_sr_value(nbytes)
-        for _ in range(tries):
-            again = self._read_sr_value(nbytes)
-            if again == prev:
-                return again
-            prev = again
-        raise ProtocolError("the status register read differently every time; the line is unreliable")
+        if r.status != 0:
+            raise ProtocolError(f"status register write refused (status {r.status})")
 
     def reprotect(self) -> str | None:
         """Leave the block protection as found before `unprotect` (FULL dialect), so a command turned
         into an erase by a line error later cannot touch the flash."""
-        if self.found_sr is None or self.dialect is not Dialect.FULL:
+        if self.sr_found is None or self.dialect is not Dialect.FULL:
             return None
         nbytes = self.part.sr_bytes if self.part else 2
         mask = self.part.protect_mask if self.part else 0x407C
-        want, self.found_sr = self.found_sr, None
+        want = self.sr_found
         now = self._stable_sr(nbytes)
         target = (now & ~mask) | (want & mask)
         if now == target:
@@ -531,16 +584,29 @@ class BkClient:
         if nbytes == 0:
             return "flash has no status register"
         sr = self._stable_sr(nbytes)
-        if sr & mask == 0:
+        if self.sr_found is None:
+            self.sr_found = sr
+        want = self.sr_found & ~mask
+        if (sr ^ want) & ~0x0003 == 0:
             return f"flash not protected (SR 0x{sr:04X})"
-        if self.found_sr is None:
-            self.found_sr = sr  # put back after the write (`reprotect`)
-        want = sr & ~mask
-        self.write_sr(want, min(nbytes, 2))
-        got = self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)
-        if got & mask:  # compare masked bits only: WIP may still be set (libretiny issue 33)
-            raise ProtocolError(f"writing the status register failed: wrote 0x{want:04X}, read 0x{got:04X}")
-        return f"flash unprotected (SR 0x{sr:04X} -> 0x{got:04X})"
+        for _ in range(3):
+            self.write_sr(want, min(nbytes, 2))
+            got = self._stable_sr(nbytes)
+            # WIP / WEL (bits 0, 1) may still be set (libretiny issue 33); every other bit must be as
+            # written: a damaged SR write can set QE or SRP, which the mask alone would not notice.
+            if (got ^ want) & ~0x0003 == 0:
+                return f"flash unprotected (SR 0x{sr:04X} -> 0x{got:04X})"
+        raise ProtocolError(f"writing the status register failed: wrote 0x{want:04X}, read 0x{got:04X}")
+
+    def _stable_sr(self, nbytes: int) -> int:
+        """The status register as two reads in a row agree on it (a damaged reply must not be written back)."""
+        prev = None
+        for _ in range(4):
+            sr = self.read_sr(0x05) | ((self.read_sr(0x35) << 8) if nbytes >= 2 else 0)
+            if sr == prev:
+                return sr
+            prev = sr
+        raise ProtocolError("the status register reads differently each time")
 
     def reboot(self) -> None:
         for _ in range(3):
