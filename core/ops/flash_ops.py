@@ -403,11 +403,45 @@ def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: 
         _retrying(lambda: client.erase(g_start, BLOCK), "erase", g_start, sink, record, WRITE_RETRIES, client)
         for addr in sectors:
             sink(SectorUpdate(addr, SectorState.ERASED))
+        if client.dialect is not None and client.dialect.crc_locks_protection:
+            _program_block(client, base, data, g_start, g_end, sink, record, report)
+            return
     for addr in changed:
         _write_sector(client, addr, data[addr - base : addr - base + SECTOR], sink, record, report,
                       erased=whole_block)
         report.changed.append((addr, addr + SECTOR))
         record.mark_done(addr, addr + SECTOR)  # verified: a resumed write starts after it
+
+
+def _program_block(client: BkClient, base: int, data: bytes, g_start: int, g_end: int, sink: EventSink,
+                   record: OperationRecord, report: WriteReport) -> None:
+    """A freshly erased 64 KiB block on a bootloader that re-protects the flash after every CheckCRC:
+    program every sector first, then check (a CRC between two programs would turn the second into a
+    silent no-op, PROTOCOL-DETAILS 5.2). A sector that fails its check is erased and written again."""
+    sectors = range(g_start, g_end, SECTOR)
+    for addr in sectors:
+        chunk = data[addr - base : addr - base + SECTOR]
+        if not _is_blank(chunk):
+            _retrying(lambda a=addr, c=chunk: client.write_4k(a, c), "write", addr, sink, record, WRITE_RETRIES,
+                      client)
+            sink(SectorUpdate(addr, SectorState.WRITTEN))
+    want = zlib.crc32(data[g_start - base : g_end - base])
+    whole_ok = _chip_crc(client, g_start, g_end - g_start, sink, record) == want
+    for addr in sectors:
+        chunk = data[addr - base : addr - base + SECTOR]
+        if whole_ok or _chip_crc(client, addr, SECTOR, sink, record) == zlib.crc32(chunk):
+            blank = _is_blank(chunk)
+            sink(SectorUpdate(addr, SectorState.ERASED if blank else SectorState.VERIFIED))
+            if blank:
+                report.erased_only += 1
+            else:
+                report.written += 1
+        else:
+            record.retries += 1
+            sink(Retry(addr, 1, "written data failed its CRC check"))
+            _write_sector(client, addr, chunk, sink, record, report, erased=False)
+        report.changed.append((addr, addr + SECTOR))
+        record.mark_done(addr, addr + SECTOR)
 
 
 def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, record: OperationRecord,
