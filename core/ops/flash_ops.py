@@ -13,8 +13,9 @@ their erased sectors apart costs a second hash of the group, about what it saves
 How far a CRC-32 match can be trusted. The chip's CheckCRC is CRC-32/IEEE (zlib). For a fixed length
 it is affine over GF(2): two contents of equal length share a CRC iff their difference e (as a
 polynomial) is a multiple of the generator G, of degree 32. So:
-- a difference of 1-3 bits anywhere in 4 KiB (Hamming distance 4 up to 91607 bits, Koopman) or one
-  burst of up to 32 bits (a sector that is 0xFF but for 1-4 adjacent bytes) is always detected;
+- a difference of 1-3 bits anywhere in 4 KiB (checked: no 2- or 3-bit pattern that short is a
+  multiple of G) or one burst of up to 32 bits (a sector that is 0xFF but for 1-4 adjacent bytes)
+  is always detected;
 - any other difference passes with probability about 2^-32 (2.3e-10) for content unrelated to G
   (code, encrypted app, config records): ~7e-8 per 2 MiB backup of ~300 non-blank sectors;
 - structure is the trap: a sector whose e is a multiple of G also collides in every range made of
@@ -25,12 +26,18 @@ polynomial) is a multiple of the generator G, of degree 32. So:
   reply says "erased".
 A false "erased" loses data that never reached the host, so erased candidates get a second,
 independent check (`_vouch_blank`): CRCs over pieces cut in the middle of every sector, [s, s+2K),
-[s+2K, s+6K), ..., [e-2K, e), each of which must be the CRC of that many 0xFF bytes. A run of m
-non-erased sectors inside the range then has to satisfy m+1 independent 32-bit coincidences (each
-half-sector falls in a different piece), at least 2^-64 for one sector; and a damaged command has to
-be damaged again, into an erased range of the right length, for every piece. The price: erased bytes
-are hashed twice (about 2 s per 2 MiB dump at the modelled 400 kB/s) and 17 more CRC commands per
-erased 64 KiB. Transferred sectors need no second check: the bytes themselves are the first witness.
+[s+2K, s+6K), ..., [e-2K, e), each of which must be the CRC of that many 0xFF bytes. What it buys:
+- against a damaged command (the likelier risk) a second draw: every piece's command would have to be
+  damaged too, each time into an erased range of the right length;
+- against content that reaches both halves of a sector (two records, a record across the middle)
+  independent coincidences, one per piece it touches: 2^-64 or less (tests/test_blank_read.py forges a
+  sector whose CRC and whose block's CRC equal the erased ones; the pieces catch it).
+What it cannot buy: a difference that lies inside one piece and is itself a multiple of G passes every
+CRC of every range that contains it, whatever the split, because x^k * e is a multiple too. Only the
+bytes can rule that out, so for a small non-erased record inside an otherwise erased half-sector the
+floor stays at the 2^-32 of its first check (and records of <= 4 bytes are always caught).
+The price: erased bytes are hashed twice (about 2 s per 2 MiB dump at the modelled 400 kB/s) and 17 more
+CRC commands per erased 64 KiB. Transferred sectors need no second check: the bytes are the witness.
 `verify_flash` applies the same second check where the file says erased; its other matches carry
 the 2^-32 figure above, as any CRC comparison does.
 

@@ -36,7 +36,7 @@ STATE_GLYPH: dict[SectorState, str] = {
     SectorState.FAILED: "X",
     SectorState.BLANK: "_",
 }
-STATE_LABEL: dict[SectorState, str] = {SectorState.BLANK: "erased (by CRC)"}
+STATE_LABEL: dict[SectorState, str] = {SectorState.BLANK: "erased, vouched by chip CRCs (not transferred)"}
 
 PART_LETTER: dict[str, str] = {
     "bootloader": "B",
@@ -377,6 +377,8 @@ def legend_text(model: FlashMapModel, styles: FlashMap | None = None) -> Text:
     text.append("\n")
     for state in SectorState:
         style = styles.get_component_rich_style(f"flashmap--s-{state.value}", partial=True) if styles else ""
+        if state is SectorState.BLANK:
+            text.append("\n")  # its own line: the others fill 80 columns, and glyph and label must not split
         text.append(STATE_GLYPH[state], style)
         text.append(f" {STATE_LABEL.get(state, state.value)}  ")
     return text
