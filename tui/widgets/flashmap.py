@@ -34,7 +34,9 @@ STATE_GLYPH: dict[SectorState, str] = {
     SectorState.WRITTEN: "+",
     SectorState.SKIPPED: "=",
     SectorState.FAILED: "X",
+    SectorState.BLANK: "_",
 }
+STATE_LABEL: dict[SectorState, str] = {SectorState.BLANK: "erased, vouched by chip CRCs (not transferred)"}
 
 PART_LETTER: dict[str, str] = {
     "bootloader": "B",
@@ -181,6 +183,7 @@ class FlashMap(Widget, can_focus=True):
     FlashMap > .flashmap--s-written { color: $text; text-style: bold; }
     FlashMap > .flashmap--s-skipped { color: $text-muted; }
     FlashMap > .flashmap--s-failed { color: $text; background: $error; text-style: bold; }
+    FlashMap > .flashmap--s-blank { color: $success; }
     """
 
     BINDINGS = [
@@ -374,8 +377,10 @@ def legend_text(model: FlashMapModel, styles: FlashMap | None = None) -> Text:
     text.append("\n")
     for state in SectorState:
         style = styles.get_component_rich_style(f"flashmap--s-{state.value}", partial=True) if styles else ""
+        if state is SectorState.BLANK:
+            text.append("\n")  # its own line: the others fill 80 columns, and glyph and label must not split
         text.append(STATE_GLYPH[state], style)
-        text.append(f" {state.value}  ")
+        text.append(f" {STATE_LABEL.get(state, state.value)}  ")
     return text
 
 
