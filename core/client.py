@@ -129,6 +129,7 @@ class BkClient:
         self.part: FlashPart | None = None
         self.link_stats = LinkStats()
         self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
+        self.anomalies = 0  # failed exchanges so far (each one is followed by recover())
         self.sr_found: int | None = None  # the status register as the first unprotect found it
 
     # ------------------------------------------------------------------ framing
@@ -304,6 +305,7 @@ class BkClient:
 
     def recover(self) -> None:
         """After a failed exchange: let stray bytes arrive, drop them, and check the chip still answers."""
+        self.anomalies += 1  # the session checks the whole flash after an operation that had any
         time.sleep(0.02)
         self.drain()
         try:

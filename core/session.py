@@ -29,7 +29,7 @@ from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
-from .ops.guard import FlashGuard, OutsideDamage
+from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .restore_check import check_restore_image
 from .transport import open_port
 
@@ -99,6 +99,7 @@ class Session:
         # Defaults for write() callers that cannot pass them (e.g. `config write`).
         self.backup_first = True
         self.backup_library: BackupLibrary | None = None
+        self.reconnects = 0  # chip lost and found again (a write then gets the full outside check)
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
 
     # ------------------------------------------------------------------ port
@@ -242,7 +243,9 @@ class Session:
         assert self.info is not None
         return self._client(), self.info
 
-    def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None) -> bytes:
+    def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None,
+             known_crcs: dict[int, int] | None = None) -> bytes:
+        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again)."""
         client, info = self._require()
         if length is None:
             length = info.flash_size - start
@@ -252,7 +255,8 @@ class Session:
         buf = bytearray(length)
         return self._resuming(
             "read", record,
-            lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token, record=record, into=buf))
+            lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token, record=record, into=buf,
+                                 known_crcs=known_crcs))
 
     def _resuming(self, what: str, record: OperationRecord, run):
         """Run an operation; if the chip stops answering mid-way (reset, brown-out) and this port can
@@ -276,6 +280,7 @@ class Session:
 
     def _reconnect(self, tries: int = 3) -> bool:
         """Reset, link and identify again after the chip was lost; False if it never came back."""
+        self.reconnects += 1
         timeout, self.link_timeout = self.link_timeout, min(self.link_timeout, 5.0)
         try:
             for _ in range(tries):
@@ -307,7 +312,8 @@ class Session:
         library = library or BackupLibrary()
         _, info = self._require()
         library.check_space(info.flash_size)
-        data = self.read(0, None, cancel)
+        known = None if expect_block_crcs is None else {i * BLOCK: c for i, c in enumerate(expect_block_crcs)}
+        data = self.read(0, None, cancel, known_crcs=known)
         if expect_block_crcs is not None:
             changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), expect_block_crcs)) if a != b]
             if changed or len(expect_block_crcs) != -(-len(data) // BLOCK):
@@ -434,6 +440,9 @@ class Session:
                                         "holds now (its Tuya keys, calibration, config) is not saved anywhere"))
         guard = self._retry_lost("guard CRCs", lambda c: FlashGuard.take(c, info.flash_size, ranges, self.sink,
                                                                          block_crcs=block_crcs))
+        known = {i * BLOCK: crc for i, crc in enumerate(block_crcs)}
+        retries = 0
+        anomalies_before, reconnects_before = client.anomalies, self.reconnects
         repair = self._repair_from(covering, library, block_crcs)
         total = WriteReport()
         for start, data in spans:
@@ -442,12 +451,14 @@ class Session:
             self._active = (overall, record)
             try:
                 rep = self._resuming(kind, record, lambda c, st=start, d=data, r=record: write_flash(
-                    c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair))
+                    c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair,
+                    known_crcs=known))
             except (OperationFailed, OperationCancelled) as exc:
                 for d in record.done:
                     overall.mark_done(*d)
                 raise _restate(exc, overall) from exc
             overall.mark_done(start, start + padded)
+            retries += record.retries
             self._active = (overall, None)
             total.written += rep.written
             total.skipped += rep.skipped
@@ -455,9 +466,15 @@ class Session:
             total.changed += rep.changed
             total.full_rewrite = total.full_rewrite or rep.full_rewrite
         total.record = overall
+        # Every exchange clean (no retry, no reconnect, no foreign reply): no command can have been turned
+        # into another, so the regions that must never change are checked; after any anomaly, everything.
+        clean = (client.anomalies == anomalies_before and self.reconnects == reconnects_before
+                 and retries == 0)
+        only = None if clean is False else critical_ranges(info.chip, info.flash_size)
         try:
             self._retry_lost("check outside the write", lambda c: guard.check(
-                c, repair, self.sink, rewrite=lambda a, d: write_flash(c, a, d, self.sink, None, differential=False)))
+                c, repair, self.sink, rewrite=lambda a, d: write_flash(c, a, d, self.sink, None, differential=False),
+                only=only))
         finally:
             try:
                 note = client.reprotect()

@@ -111,7 +111,7 @@ def test_interrupted_write_names_the_range_left_and_resumes(seed, obk_images, fi
         with Session(url, baud=921600) as s:
             s.connect()
             # The adapter vanishes after some traffic into the write.
-            dev.faults.plan.disconnect_after = dev._host_bytes + 1_000 + seed * 2_000
+            dev.faults.plan.disconnect_after = dev._host_bytes + 1_000 + seed * 1_200
             with pytest.raises(OperationFailed) as err:
                 s.write(ua, 0x11000, backup_first=False)
         record = err.value.record

@@ -152,6 +152,7 @@ def read_flash(
     cancel: CancelToken | None = None,
     record: OperationRecord | None = None,
     into: bytearray | None = None,
+    known_crcs: dict[int, int] | None = None,
 ) -> bytes:
     """Read [start, start+length) verified by chip CRC. `into` lets a resumed read fill a buffer.
 
@@ -167,7 +168,8 @@ def read_flash(
     for seg_start, seg_end in record.remaining():
         for g_start, g_end in _groups(seg_start, seg_end):
             _check_cancel(cancel, record)
-            _read_group(client, buf, start, g_start, g_end, sink, record)
+            known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
+            _read_group(client, buf, start, g_start, g_end, sink, record, known)
             record.mark_done(g_start, g_end)
             done_bytes += g_end - g_start
             sink(Progress(done_bytes, length))
@@ -218,9 +220,10 @@ def _mark_blank(buf: bytearray, base: int, s: int, e: int, sink: EventSink) -> N
 
 
 def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
-                record: OperationRecord) -> None:
+                record: OperationRecord, known: int | None = None) -> None:
+    """`known`: the chip's CRC of this group taken just before (the session's block CRCs), saving a hash."""
     sectors = range(g_start, g_end, SECTOR)
-    before = _chip_crc(client, g_start, g_end - g_start, sink, record)
+    before = known if known is not None else _chip_crc(client, g_start, g_end - g_start, sink, record)
     if before == blank_crc(g_end - g_start):
         bad = _vouch_blank(client, g_start, g_end, sink, record)
         if not bad:
@@ -316,6 +319,7 @@ def write_flash(
     differential: bool = True,
     record: OperationRecord | None = None,
     repair: Callable[[int, int], bytes | None] | None = None,
+    known_crcs: dict[int, int] | None = None,
 ) -> WriteReport:
     """Write `data` at `start` (4 KiB aligned), touching only sectors whose chip CRC differs.
 
@@ -338,7 +342,15 @@ def write_flash(
             # After a group that changed, the next one most likely changes too (a new image over an old
             # one): skip its group CRC and go straight to per-sector CRCs, saving one hash pass.
             group_check = not report.changed or report.changed[-1][1] < g_start
-            _write_group(client, start, data, g_start, g_end, sink, record, report, differential, group_check)
+            known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
+            # The block differs (known CRC) and the one before changed in every sector: a new image over
+            # an old one, so skip the per-sector CRCs and rewrite the block (each sector is still verified).
+            prev = (g_start - BLOCK, g_start)
+            prev_full = sum(1 for a, _ in report.changed if prev[0] <= a < prev[1]) == BLOCK // SECTOR
+            assume = known is not None and prev_full and known != zlib.crc32(
+                data[g_start - start : g_end - start])
+            _write_group(client, start, data, g_start, g_end, sink, record, report, differential, group_check,
+                         known, assume)
             record.mark_done(g_start, g_end)
             done_bytes += g_end - g_start
             sink(Progress(done_bytes, length))
@@ -382,12 +394,18 @@ def _repair_outside(client: BkClient, start: int, end: int, record: OperationRec
 
 
 def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: int, sink: EventSink,
-                 record: OperationRecord, report: WriteReport, differential: bool, group_check: bool = True) -> None:
+                 record: OperationRecord, report: WriteReport, differential: bool, group_check: bool = True,
+                 known: int | None = None, assume_changed: bool = False) -> None:
+    """`known`: the chip's CRC of this whole block taken before the write (no hash needed to skip it);
+    `assume_changed`: write every sector without asking for per-sector CRCs first."""
     target = data[g_start - base : g_end - base]
     sectors = list(range(g_start, g_end, SECTOR))
-    if differential:
-        chip_crc = _retrying(lambda: client.crc(g_start, g_end - g_start), "crc", g_start, sink, record,
-                             READ_RETRIES, client) if group_check else None
+    if differential and not assume_changed:
+        if known is not None:
+            chip_crc: int | None = known
+        else:
+            chip_crc = _retrying(lambda: client.crc(g_start, g_end - g_start), "crc", g_start, sink, record,
+                                 READ_RETRIES, client) if group_check else None
         if chip_crc == zlib.crc32(target):
             for addr in sectors:
                 sink(SectorUpdate(addr, SectorState.SKIPPED))
