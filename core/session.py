@@ -459,6 +459,7 @@ class Session:
                 raise _restate(exc, overall) from exc
             overall.mark_done(start, start + padded)
             retries += record.retries
+            overall.retries += record.retries
             self._active = (overall, None)
             total.written += rep.written
             total.skipped += rep.skipped

@@ -191,3 +191,24 @@ def test_settling_after_the_link_ends_on_a_line_that_never_goes_quiet():
 def test_session_rejects_nonsense_numbers_before_touching_the_port(kwargs):
     with pytest.raises(BkError):
         Session("sim://bk7231n", **kwargs)
+
+
+def test_after_any_anomaly_the_whole_flash_outside_the_write_is_checked(fixtures_dir, tmp_path):
+    """A run with a retry gets the full outside check: damage in a non-critical region (the OTA area)
+    is found and put back from the backup."""
+    stock = (fixtures_dir / "dumps" / N_DUMP).read_bytes()
+    image = bytes(range(256)) * 16 * 8
+    lib = BackupLibrary(tmp_path / "lib")
+    with sim_url("BK7231N", stock) as (url, dev):
+        sink, state = _damage_outside_on_first_erase(dev, 0x150000)
+        with Session(url, baud=921600, on_event=sink) as s:
+            s.connect()
+            s.backup(lib)
+            # One damaged write reply: the engine retries, so the run is not clean.
+            dev.faults = tamper = _Tamper(dev.faults, "tx", lambda f: len(f) > 10 and f[9:10] == b"\x07",
+                                          lambda f: f[:-1] + bytes([f[-1] ^ 0x10]))
+            report = s.write(image, 0x80000, backup_library=lib)
+        assert state["done"] and tamper.hits == 1 and report.record.retries >= 1
+        flash = bytes(dev.flash.data)
+    assert flash[0x80000:0x88000] == image
+    assert flash[:0x80000] == stock[:0x80000] and flash[0x88000:] == stock[0x88000:]
