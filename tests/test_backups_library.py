@@ -57,13 +57,14 @@ def test_bit_rotted_image_is_refused_by_load_verify_file_and_restore_and_shown_b
         lib.load(e)
     with pytest.raises(DamagedBackup):
         lib.verify_file(e.path)
-    with sim_url("BK7231N", stock) as (url, dev):
-        rc = main(["restore", "--port", url, str(e.path), "--library", str(lib.root), "--no-backup", "-q"])
-        flash = bytes(dev.flash.data)
-        assert dev.commands == []  # refused before the port was opened
-    assert rc == 1 and flash == stock
-    err = capsys.readouterr().err
-    assert "damaged" in err and "Traceback" not in err
+    for cmd in (["restore", "--no-backup"], ["write", "--no-backup"], ["verify"]):
+        with sim_url("BK7231N", stock) as (url, dev):
+            rc = main([*cmd, "--port", url, str(e.path), "-q"])
+            flash = bytes(dev.flash.data)
+            assert dev.commands == []  # refused before the port was opened
+        assert rc == 1 and flash == stock
+        err = capsys.readouterr().err
+        assert "damaged" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
     assert main(["backups", "--check", "--library", str(lib.root), "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert [d["path"] for d in report["damaged"]] == [str(e.path)] and report["ok"] is False
@@ -90,6 +91,15 @@ def test_config_set_cannot_overwrite_a_library_image(lib, stock, tmp_path, monke
     ok = tmp_path / "edited.bin"
     assert main(["config", "set", str(e.path), "wifi_ssid=home", "--new", "-o", str(ok)]) == 0
     assert ok.stat().st_size == len(stock)
+
+
+def test_read_output_into_a_library_is_refused_before_the_chip_is_touched(lib, stock, capsys):
+    lib.save(stock, _meta())
+    with sim_url("BK7231N", stock) as (url, dev):
+        rc = main(["read", "--port", url, "--start", "0", "--length", "0x1000", "-o", str(lib.root / "x.bin")])
+        assert dev.commands == []
+    assert rc == 1 and "backup library" in capsys.readouterr().err
+    assert not (lib.root / "x.bin").exists()
 
 
 def test_orphans_are_reported_and_never_listed_and_stale_temporaries_cleaned(lib, stock, capsys):
