@@ -309,10 +309,11 @@ class BackupLibrary:
                     _unlink(side_tmp)
                 try:
                     os.link(img_tmp, path)
-                except BaseException:
+                except FileExistsError:  # an image without sidecar holds the name: leave it, take the next
                     _unlink(_sidecar_of(path))
-                    if path.exists():
-                        continue
+                    continue
+                except BaseException:
+                    _unlink(_sidecar_of(path))  # together or not at all
                     raise
                 _fsync_dir(self.root)
                 return BackupEntry(path, full)
