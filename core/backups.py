@@ -57,6 +57,9 @@ def block_crcs(data: bytes, block: int = BLOCK) -> list[int]:
     return [zlib.crc32(data[i : i + block]) for i in range(0, len(data), block)]
 
 
+compute_block_crcs = block_crcs  # for methods whose parameter is named block_crcs
+
+
 def _fsync_dir(path: Path) -> None:
     dir_fd = os.open(path, os.O_RDONLY)
     try:
@@ -371,10 +374,11 @@ class BackupLibrary:
                           hint="choose an output file outside the library")
 
     # ------------------------------------------------------------------ identity
-    def find_covering(self, chip: str, flash_size: int, crcs: list[int], mac: str | None = None,
+    def find_covering(self, chip: str, flash_size: int, block_crcs: list[int], mac: str | None = None,
                       ) -> BackupEntry | None:
-        """The newest intact full backup whose every 64 KiB block has the chip's CRC."""
-        crcs = [c & 0xFFFFFFFF for c in crcs]
+        """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
+        the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
+        crcs = [c & 0xFFFFFFFF for c in block_crcs]
         for e in self.list():
             m = e.meta
             if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
@@ -389,9 +393,9 @@ class BackupLibrary:
             except (DamagedBackup, OSError) as exc:
                 self._problem(f"skipped {e.path.name}: {exc}")
                 continue
-            if stored is None and block_crcs(data) != crcs:
+            if stored is None and compute_block_crcs(data) != crcs:
                 continue
-            if stored is not None and block_crcs(data) != stored:  # the sidecar disagrees with itself
+            if stored is not None and compute_block_crcs(data) != stored:  # the sidecar disagrees with itself
                 self._problem(f"skipped {e.path.name}: its block CRCs do not match its own image")
                 continue
             return e
