@@ -228,28 +228,27 @@ class BackupLibrary:
     def check_space(self, size: int | None = None) -> None:
         """Raise StorageError unless a `size`-byte backup can be saved now (call before touching the chip).
 
-        Writability is probed by creating a file: permission bits say nothing when running as root."""
+        Creates nothing: the nearest existing folder must be a writable directory on a writable file
+        system (statvfs's read-only flag, since permission bits say nothing to root) with room enough."""
         need = (size or DEFAULT_DUMP_SIZE) + SIDECAR_ROOM
+        hint = "pass --library DIR or set BKBENCH_DATA_DIR to a folder that can take it"
         for parent in [self.root, *self.root.parents]:
             if parent.exists():
-                if not parent.is_dir():
-                    raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file",
-                                       hint="pass --library DIR or set BKBENCH_DATA_DIR to a directory")
                 break
-        self._ensure()
+        if not parent.is_dir():
+            raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file", hint=hint)
         try:
-            fd, probe = tempfile.mkstemp(prefix=".space-check.", suffix=".part", dir=self.root)
-            os.close(fd)
-            os.unlink(probe)
-            st = os.statvfs(self.root)
+            st = os.statvfs(parent)
         except OSError as exc:
-            raise StorageError(self._storage_reason(exc),
-                               hint="pass --library DIR to save backups elsewhere") from None
+            raise StorageError(self._storage_reason(exc), hint=hint) from None
+        if st.f_flag & os.ST_RDONLY:
+            raise StorageError(f"the backup library {self.root} is on a read-only file system", hint=hint)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StorageError(f"the backup library {self.root} is not writable ({parent})", hint=hint)
         free = st.f_bavail * st.f_frsize
         if free < need:
             raise StorageError(f"only {free // 1024} KiB free for the backup library {self.root}; "
-                               f"a backup needs {need // 1024} KiB",
-                               hint="free some space or pass --library DIR on another disk")
+                               f"a backup needs {need // 1024} KiB", hint=hint)
 
     def _rescue(self, data: bytes, meta: dict, stem: str) -> Path | None:
         """Save verified data that the library could not take somewhere else (0600, atomic)."""
