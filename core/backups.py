@@ -57,6 +57,9 @@ def block_crcs(data: bytes, block: int = BLOCK) -> list[int]:
     return [zlib.crc32(data[i : i + block]) for i in range(0, len(data), block)]
 
 
+compute_block_crcs = block_crcs  # for methods whose parameter is named block_crcs
+
+
 def _fsync_dir(path: Path) -> None:
     dir_fd = os.open(path, os.O_RDONLY)
     try:
@@ -225,28 +228,27 @@ class BackupLibrary:
     def check_space(self, size: int | None = None) -> None:
         """Raise StorageError unless a `size`-byte backup can be saved now (call before touching the chip).
 
-        Writability is probed by creating a file: permission bits say nothing when running as root."""
+        Creates nothing: the nearest existing folder must be a writable directory on a writable file
+        system (statvfs's read-only flag, since permission bits say nothing to root) with room enough."""
         need = (size or DEFAULT_DUMP_SIZE) + SIDECAR_ROOM
+        hint = "pass --library DIR or set BKBENCH_DATA_DIR to a folder that can take it"
         for parent in [self.root, *self.root.parents]:
             if parent.exists():
-                if not parent.is_dir():
-                    raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file",
-                                       hint="pass --library DIR or set BKBENCH_DATA_DIR to a directory")
                 break
-        self._ensure()
+        if not parent.is_dir():
+            raise StorageError(f"the backup library {self.root} is not a folder: {parent} is a file", hint=hint)
         try:
-            fd, probe = tempfile.mkstemp(prefix=".space-check.", suffix=".part", dir=self.root)
-            os.close(fd)
-            os.unlink(probe)
-            st = os.statvfs(self.root)
+            st = os.statvfs(parent)
         except OSError as exc:
-            raise StorageError(self._storage_reason(exc),
-                               hint="pass --library DIR to save backups elsewhere") from None
+            raise StorageError(self._storage_reason(exc), hint=hint) from None
+        if st.f_flag & os.ST_RDONLY:
+            raise StorageError(f"the backup library {self.root} is on a read-only file system", hint=hint)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StorageError(f"the backup library {self.root} is not writable ({parent})", hint=hint)
         free = st.f_bavail * st.f_frsize
         if free < need:
             raise StorageError(f"only {free // 1024} KiB free for the backup library {self.root}; "
-                               f"a backup needs {need // 1024} KiB",
-                               hint="free some space or pass --library DIR on another disk")
+                               f"a backup needs {need // 1024} KiB", hint=hint)
 
     def _rescue(self, data: bytes, meta: dict, stem: str) -> Path | None:
         """Save verified data that the library could not take somewhere else (0600, atomic)."""
@@ -309,10 +311,11 @@ class BackupLibrary:
                     _unlink(side_tmp)
                 try:
                     os.link(img_tmp, path)
-                except BaseException:
+                except FileExistsError:  # an image without sidecar holds the name: leave it, take the next
                     _unlink(_sidecar_of(path))
-                    if path.exists():
-                        continue
+                    continue
+                except BaseException:
+                    _unlink(_sidecar_of(path))  # together or not at all
                     raise
                 _fsync_dir(self.root)
                 return BackupEntry(path, full)
@@ -370,10 +373,11 @@ class BackupLibrary:
                           hint="choose an output file outside the library")
 
     # ------------------------------------------------------------------ identity
-    def find_covering(self, chip: str, flash_size: int, crcs: list[int], mac: str | None = None,
+    def find_covering(self, chip: str, flash_size: int, block_crcs: list[int], mac: str | None = None,
                       ) -> BackupEntry | None:
-        """The newest intact full backup whose every 64 KiB block has the chip's CRC."""
-        crcs = [c & 0xFFFFFFFF for c in crcs]
+        """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
+        the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
+        crcs = [c & 0xFFFFFFFF for c in block_crcs]
         for e in self.list():
             m = e.meta
             if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
@@ -388,9 +392,9 @@ class BackupLibrary:
             except (DamagedBackup, OSError) as exc:
                 self._problem(f"skipped {e.path.name}: {exc}")
                 continue
-            if stored is None and block_crcs(data) != crcs:
+            if stored is None and compute_block_crcs(data) != crcs:
                 continue
-            if stored is not None and block_crcs(data) != stored:  # the sidecar disagrees with itself
+            if stored is not None and compute_block_crcs(data) != stored:  # the sidecar disagrees with itself
                 self._problem(f"skipped {e.path.name}: its block CRCs do not match its own image")
                 continue
             return e

@@ -57,13 +57,14 @@ def test_bit_rotted_image_is_refused_by_load_verify_file_and_restore_and_shown_b
         lib.load(e)
     with pytest.raises(DamagedBackup):
         lib.verify_file(e.path)
-    with sim_url("BK7231N", stock) as (url, dev):
-        rc = main(["restore", "--port", url, str(e.path), "--library", str(lib.root), "--no-backup", "-q"])
-        flash = bytes(dev.flash.data)
-        assert dev.commands == []  # refused before the port was opened
-    assert rc == 1 and flash == stock
-    err = capsys.readouterr().err
-    assert "damaged" in err and "Traceback" not in err
+    for cmd in (["restore", "--no-backup"], ["write", "--no-backup"], ["verify"]):
+        with sim_url("BK7231N", stock) as (url, dev):
+            rc = main([*cmd, "--port", url, str(e.path), "-q"])
+            flash = bytes(dev.flash.data)
+            assert dev.commands == []  # refused before the port was opened
+        assert rc == 1 and flash == stock
+        err = capsys.readouterr().err
+        assert "damaged" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
     assert main(["backups", "--check", "--library", str(lib.root), "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert [d["path"] for d in report["damaged"]] == [str(e.path)] and report["ok"] is False
@@ -92,6 +93,15 @@ def test_config_set_cannot_overwrite_a_library_image(lib, stock, tmp_path, monke
     assert ok.stat().st_size == len(stock)
 
 
+def test_read_output_into_a_library_is_refused_before_the_chip_is_touched(lib, stock, capsys):
+    lib.save(stock, _meta())
+    with sim_url("BK7231N", stock) as (url, dev):
+        rc = main(["read", "--port", url, "--start", "0", "--length", "0x1000", "-o", str(lib.root / "x.bin")])
+        assert dev.commands == []
+    assert rc == 1 and "backup library" in capsys.readouterr().err
+    assert not (lib.root / "x.bin").exists()
+
+
 def test_orphans_are_reported_and_never_listed_and_stale_temporaries_cleaned(lib, stock, capsys):
     good = lib.save(stock, _meta())
     lonely = lib.root / "BK7231N-lonely.bin"
@@ -105,6 +115,8 @@ def test_orphans_are_reported_and_never_listed_and_stale_temporaries_cleaned(lib
     fresh = lib.root / ".BK7231N-y.bin.efgh.part"  # maybe a save in progress right now: kept
     fresh.write_bytes(b"\x00" * 100)
     assert [e.path for e in lib.list()] == [good.path]
+    assert main(["backups", "--library", str(lib.root)]) == 0
+    assert "1 image(s) without a usable sidecar" in capsys.readouterr().out
     assert main(["backups", "--check", "--library", str(lib.root)]) == 2
     out = capsys.readouterr().out
     assert f"NO SIDECAR  {lonely}" in out and f"NO IMAGE  {ghost}" in out and stale.name in out

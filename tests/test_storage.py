@@ -124,3 +124,11 @@ def test_storage_error_keeps_the_data_for_a_retry(small_disk, stock, tmp_path, m
     assert err.value.data == stock and err.value.fallback and err.value.fallback.read_bytes() == stock
     retry = BackupLibrary(tmp_path / "elsewhere").save(err.value.data, err.value.meta)
     assert retry.path.read_bytes() == stock
+
+
+def test_space_check_creates_nothing(tmp_path):
+    lib = BackupLibrary(tmp_path / "a" / "b" / "backups")
+    lib.check_space(0x200000)  # plenty of room in tmp: passes
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StorageError, match="needs"):
+        lib.check_space(1 << 62)

@@ -26,6 +26,11 @@ def cmd_backups(args: argparse.Namespace) -> int:
     entries = lib.list()
     lines = [f"{e.meta.get('time', '?'):<26} {e.meta.get('chip', '?'):<8} {e.meta.get('mac') or '-':<18} {e.path}"
              for e in entries]
-    emit(args, {"library": str(lib.root), "backups": [{"path": str(e.path), **e.meta} for e in entries]},
+    listed = {e.path for e in entries}
+    unlisted = sorted(p for p in lib.root.glob("*.bin") if p not in listed) if lib.root.is_dir() else []
+    if unlisted:  # cheap here; --check says what is wrong with each (and checks every SHA-256)
+        lines.append(f"{len(unlisted)} image(s) without a usable sidecar are not listed: run `bkbench backups --check`")
+    emit(args, {"library": str(lib.root), "backups": [{"path": str(e.path), **e.meta} for e in entries],
+                "unlisted_images": [str(p) for p in unlisted]},
          "\n".join(lines) if lines else f"no backups in {lib.root}")
     return 0

@@ -94,6 +94,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_read(args: argparse.Namespace) -> int:
     if args.output is None and args.start == 0 and args.length is None:
         BackupLibrary(args.library).check_space()  # before the chip is touched
+    elif args.output:
+        BackupLibrary(args.library).refuse_output(args.output)  # a dump never lands inside a library
     with session_for(args) as s:
         info = s.connect()
         whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
@@ -124,7 +126,7 @@ def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_
 def cmd_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
-    BackupLibrary(args.library).verify_file(path)  # a damaged library image is refused
+    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     with session_for(args) as s:
         chip = s.connect().chip
         image, plan = plan_for_file(data, path.name, chip, args.start, args.replace_bootloader)
@@ -169,7 +171,7 @@ def plan_payload_flash(image, data: bytes) -> bytes:
 def cmd_restore(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
-    BackupLibrary(args.library).verify_file(path)  # a damaged library image is refused
+    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     if args.bootloader and not args.yes:
         raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
     with session_for(args) as s:
@@ -189,6 +191,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
+    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     with session_for(args) as s:
         s.connect()
         report = s.verify(data, args.start)
