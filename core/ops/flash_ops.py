@@ -1,8 +1,10 @@
 """Verified flash operations: read, write (differential), verify. No printing, no UI.
 
 Read, blank-aware. Per 64 KiB group the chip's CRC comes first. A group whose CRC is that of 64 KiB
-of 0xFF is an erased candidate: the second check below vouches for it and it is recorded as erased
-(SectorState.BLANK) without crossing the wire (35-48 % of the sectors in real stock dumps). Any other
+of 0xFF is an erased candidate: the strong check below vouches for it and it is recorded as erased
+(SectorState.BLANK) without crossing the wire (35-48 % of the sectors in real stock dumps). Inside a
+run of erased groups the strong check goes first and alone (its pieces tile the group, so they imply
+the group CRC): erased flash is then hashed once, and the run's end costs one wasted hash. Any other
 group is transferred and must match the CRC taken *before* the transfer. If it does not (data damaged
 on the way, or the flash changed meanwhile, e.g. a sector erased during the backup) every sector is
 compared with a fresh chip CRC and the differing ones are read again (or vouched as erased): nothing
@@ -19,32 +21,31 @@ polynomial) is a multiple of the generator G, of degree 32. So:
 - any other difference passes with probability about 2^-32 (2.3e-10) for content unrelated to G
   (code, encrypted app, config records): ~7e-8 per 2 MiB backup of ~300 non-blank sectors;
 - structure is the trap: a sector whose e is a multiple of G also collides in every range made of
-  whole sectors (block CRC, run CRC, x^k * e is a multiple too), so a second CRC on the same sector
+  whole sectors (block CRC, run CRC: x^k * e is a multiple too), so a second CRC on the same sector
   grid adds nothing against it;
-- the likelier risk is the line, not the algebra: CheckCRC's reply carries no address, so a command
-  whose address byte is damaged on the way in hashes another range, and if that range is erased the
-  reply says "erased".
-A false "erased" loses data that never reached the host, so erased candidates get a second,
-independent check (`_vouch_blank`): CRCs over pieces cut in the middle of every sector, [s, s+2K),
-[s+2K, s+6K), ..., [e-2K, e), each of which must be the CRC of that many 0xFF bytes. What it buys:
-- against a damaged command (the likelier risk) a second draw: every piece's command would have to be
-  damaged too, each time into an erased range of the right length;
-- against content that reaches both halves of a sector (two records, a record across the middle)
-  independent coincidences, one per piece it touches: 2^-64 or less (tests/test_blank_read.py forges a
-  sector whose CRC and whose block's CRC equal the erased ones; the pieces catch it).
-What it cannot buy: a difference that lies inside one piece and is itself a multiple of G passes every
-CRC of every range that contains it, whatever the split, because x^k * e is a multiple too. Only the
-bytes can rule that out, so for a small non-erased record inside an otherwise erased half-sector the
-floor stays at the 2^-32 of its first check (and records of <= 4 bytes are always caught).
-The price: erased bytes are hashed twice (about 2 s per 2 MiB dump at the modelled 400 kB/s) and 17 more
-CRC commands per erased 64 KiB. Transferred sectors need no second check: the bytes are the witness.
-`verify_flash` applies the same second check where the file says erased; its other matches carry
-the 2^-32 figure above, as any CRC comparison does.
+- the line: CheckCRC's reply carries no address, so a damaged command hashes another range. One
+  damaged address byte changes the range's length as well, and the CRC of n bytes of 0xFF differs
+  for every n, so it cannot forge "erased"; that takes start and end damaged by the same offset, or
+  a reply damaged into exactly the expected value (2^-32).
+The strong check (`_vouch_blank`): CRCs over pieces cut in the middle of every sector, [s, s+2K),
+[s+2K, s+6K), ..., [e-2K, e), each of which must be the CRC of that many 0xFF bytes. Each half of a
+sector falls in a different piece, so content that reaches both halves of a sector (two records, one
+record across the middle) must satisfy one independent 32-bit coincidence per piece it touches:
+2^-64 or less. tests/test_blank_read.py forges a sector whose CRC and whose block's CRC are those of
+erased flash; the pieces catch it. A read that found an erased-looking group by its CRC also asks the
+pieces: a second command, so a forged group answer would have to be forged again 17 times.
+What no CRC can buy: a difference that lies inside one piece and is itself a multiple of G passes
+every CRC of every range that contains it, whatever the split. Only the bytes can rule that out, so
+for a small non-erased record inside an otherwise erased half-sector the floor stays at 2^-32 (and
+records of up to 4 bytes are always caught). Transferred sectors need no strong check: the bytes
+themselves are the witness. `verify_flash` uses the pieces wherever the file is erased, and a single
+CRC elsewhere (the 2^-32 figure above, as any CRC comparison).
 
-Dialects: FULL (BK7231N BootROM) hashes to an inclusive end, the BASIC ones exclusive (client.crc
-hides it). Tuya/Beken bootloaders re-protect the flash after every CheckCRC (PROTOCOL-DETAILS 5.2):
-client.crc re-links after each, reads need no unprotect, and a write must not program a sector
-after a CRC without an erase first (see `_program_block`).
+Dialects: FULL (BK7231N BootROM) hashes to an inclusive end, the BASIC ones exclusive. Tuya/Beken
+bootloaders re-protect the flash after every CheckCRC (PROTOCOL-DETAILS 5.2) and let the next erase
+unprotect it only after a LinkCheck: reads and verifies, which erase nothing, hash without it and
+re-link once at their end (`_hash`); a write must not program a sector after a CRC without an erase
+first (`_program_block`).
 
 Writes first ask the chip for the CRC of each target group and sector and touch only what differs
 (erase-only for blank targets, 64 KiB erases for whole changed blocks), then verify by CRC. Every step
@@ -165,14 +166,18 @@ def read_flash(
     buf = into if into is not None else bytearray(length)
     sink(Stage("read", f"reading 0x{start:06X}-0x{start + length:06X}"))
     done_bytes = sum(e - s for s, e in record.done)
-    for seg_start, seg_end in record.remaining():
-        for g_start, g_end in _groups(seg_start, seg_end):
-            _check_cancel(cancel, record)
-            known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
-            _read_group(client, buf, start, g_start, g_end, sink, record, known)
-            record.mark_done(g_start, g_end)
-            done_bytes += g_end - g_start
-            sink(Progress(done_bytes, length))
+    try:
+        for seg_start, seg_end in record.remaining():
+            in_blank_run = False
+            for g_start, g_end in _groups(seg_start, seg_end):
+                _check_cancel(cancel, record)
+                known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
+                in_blank_run = _read_group(client, buf, start, g_start, g_end, sink, record, in_blank_run, known)
+                record.mark_done(g_start, g_end)
+                done_bytes += g_end - g_start
+                sink(Progress(done_bytes, length))
+    finally:
+        _relink_after(client)
     return bytes(buf)
 
 
@@ -191,6 +196,27 @@ def _chip_crc(client: BkClient, addr: int, n: int, sink: EventSink, record: Oper
     return _retrying(lambda: client.crc(addr, n), "crc", addr, sink, record, READ_RETRIES, client)
 
 
+def _hash(client: BkClient, addr: int, n: int, sink: EventSink, record: OperationRecord) -> int:
+    """Chip CRC for reads and verifies. BASIC bootloaders re-protect the flash after every CheckCRC and
+    need a LinkCheck before the next erase, which client.crc sends each time; a read or a verify hashes
+    many ranges in a row and erases nothing, so it re-links once at its end instead (`_relink_after`)."""
+    def once() -> int:
+        if client.dialect is None or not client.dialect.crc_locks_protection:
+            return client.crc(addr, n)
+        wire = client._wire(addr)
+        return client.crc_raw(wire, wire + n)  # BASIC dialects hash to an exclusive end
+
+    return _retrying(once, "crc", addr, sink, record, READ_RETRIES, client)
+
+
+def _relink_after(client: BkClient) -> None:
+    if client.dialect is not None and client.dialect.crc_locks_protection:
+        try:
+            client.relink()
+        except ProtocolError:
+            pass  # the chip is gone; the next operation finds out and says so
+
+
 def _blank_pieces(s: int, e: int) -> list[tuple[int, int]]:
     """[s, e) cut at the middle of every 4 KiB sector it covers: each piece straddles a sector boundary,
     so no piece is a union of whole sectors (see the module docstring)."""
@@ -203,14 +229,10 @@ def _blank_pieces(s: int, e: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
-def _vouch_blank(client: BkClient, s: int, e: int, sink: EventSink, record: OperationRecord) -> set[int]:
-    """Second, independent check of a range whose CRC said "erased": CRCs over pieces cut inside every
-    sector. Returns the sectors it could not vouch for (empty set: every sector is erased)."""
-    bad: set[int] = set()
-    for a, b in _blank_pieces(s, e):
-        if _chip_crc(client, a, b - a, sink, record) != blank_crc(b - a):
-            bad.update({a - a % SECTOR, (b - 1) - (b - 1) % SECTOR})
-    return bad
+def _vouch_blank(client: BkClient, s: int, e: int, sink: EventSink, record: OperationRecord) -> bool:
+    """The strong check that [s, e) is erased: CRCs over pieces cut inside every sector, each of which
+    must be the CRC of that many 0xFF bytes. Stops at the first piece that is not."""
+    return all(_hash(client, a, b - a, sink, record) == blank_crc(b - a) for a, b in _blank_pieces(s, e))
 
 
 def _mark_blank(buf: bytearray, base: int, s: int, e: int, sink: EventSink) -> None:
@@ -220,22 +242,27 @@ def _mark_blank(buf: bytearray, base: int, s: int, e: int, sink: EventSink) -> N
 
 
 def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
-                record: OperationRecord, known: int | None = None) -> None:
-    """`known`: the chip's CRC of this group taken just before (the session's block CRCs), saving a hash."""
+                record: OperationRecord, in_blank_run: bool = False, known: int | None = None) -> bool:
+    """Read one group; True when it was vouched erased (so the next one is probably erased too).
+    `known`: the chip's CRC of this group taken just before (the session's block CRCs), saving a hash."""
     sectors = range(g_start, g_end, SECTOR)
-    before = known if known is not None else _chip_crc(client, g_start, g_end - g_start, sink, record)
+    if known is None and in_blank_run and _vouch_blank(client, g_start, g_end, sink, record):
+        # Inside an erased run the pieces go first: they imply the group CRC (they tile the group), so
+        # the group is hashed once instead of twice. The run's end costs one wasted hash.
+        _mark_blank(buf, base, g_start, g_end, sink)
+        return True
+    before = known if known is not None else _hash(client, g_start, g_end - g_start, sink, record)
     if before == blank_crc(g_end - g_start):
-        bad = _vouch_blank(client, g_start, g_end, sink, record)
-        if not bad:
+        if _vouch_blank(client, g_start, g_end, sink, record):
             _mark_blank(buf, base, g_start, g_end, sink)
-            return
+            return True
         # A CRC command damaged on the line, or a sector whose CRC collides with an erased one: look
         # at each sector on its own (transferring any the second check does not vouch for).
         record.retries += 1
         sink(Retry(g_start, 1, "erased-looking range not confirmed by the second check"))
         for addr in sectors:
             _read_sector(client, buf, base, addr, sink, record)
-        return
+        return False
     for addr in sectors:
         data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES, client)
         buf[addr - base : addr - base + SECTOR] = data
@@ -243,8 +270,9 @@ def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end
     if zlib.crc32(buf[g_start - base : g_end - base]) == before:
         for addr in sectors:
             sink(SectorUpdate(addr, SectorState.VERIFIED))
-        return
+        return False
     _settle_group(client, buf, base, g_start, g_end, sink, record)
+    return False
 
 
 def _settle_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
@@ -254,7 +282,7 @@ def _settle_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_e
     redone = 0
     for addr in range(g_start, g_end, SECTOR):
         chunk = buf[addr - base : addr - base + SECTOR]
-        now = _chip_crc(client, addr, SECTOR, sink, record)
+        now = _hash(client, addr, SECTOR, sink, record)
         if now == zlib.crc32(chunk):
             sink(SectorUpdate(addr, SectorState.VERIFIED))
             continue
@@ -276,8 +304,8 @@ def _read_sector(client: BkClient, buf: bytearray, base: int, addr: int, sink: E
     """One sector against a chip CRC taken before its transfer; an erased one vouched without transfer."""
     got = want = 0
     for attempt in range(READ_RETRIES + 1):
-        want = known if known is not None and attempt == 0 else _chip_crc(client, addr, SECTOR, sink, record)
-        if want == CRC_FF_SECTOR and not _vouch_blank(client, addr, addr + SECTOR, sink, record):
+        want = known if known is not None and attempt == 0 else _hash(client, addr, SECTOR, sink, record)
+        if want == CRC_FF_SECTOR and _vouch_blank(client, addr, addr + SECTOR, sink, record):
             _mark_blank(buf, base, addr, addr + SECTOR, sink)
             return
         data = _retrying(lambda: client.read_4k(addr), "read", addr, sink, record, READ_RETRIES, client)
@@ -528,7 +556,7 @@ def _confirmed_crc(client: BkClient, addr: int, n: int, first: int, sink: EventS
     range once, and verify must not report that as a difference."""
     prev = first
     for attempt in range(READ_RETRIES):
-        again = _retrying(lambda: client.crc(addr, n), "crc", addr, sink, record, READ_RETRIES, client)
+        again = _hash(client, addr, n, sink, record)
         if again == prev:
             return again
         record.retries += 1
@@ -541,33 +569,39 @@ def _confirmed_crc(client: BkClient, addr: int, n: int, first: int, sink: EventS
 def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = null_sink,
                  cancel: CancelToken | None = None, record: OperationRecord | None = None) -> VerifyReport:
     """Compare the chip with `data` by CRC: per 64 KiB group, then per sector where a group differs.
-    A range `data` says is erased is vouched by the second check, as in a read (module docstring)."""
+    Where `data` is erased the pieces of the strong check stand in for the group CRC (module docstring)."""
     if start % SECTOR:
         raise BkError("verify must start on a 4 KiB boundary")
     record = record or OperationRecord("verify", start, len(data))
     sink(Stage("verify", f"comparing 0x{start:06X}-0x{start + len(data):06X} by CRC"))
     bad: list[tuple[int, int]] = []
     end = start + len(data)
-    for g_start, g_end in _groups(start, end):
-        _check_cancel(cancel, record)
-        expect = data[g_start - start : g_end - start]
-        blank = _is_blank(expect)
-        chip = _chip_crc(client, g_start, g_end - g_start, sink, record)
-        if chip == zlib.crc32(expect) and (not blank or not _vouch_blank(client, g_start, g_end, sink, record)):
-            for addr in range(g_start, g_end, SECTOR):
-                sink(SectorUpdate(addr, SectorState.BLANK if blank else SectorState.VERIFIED,
-                                  min(SECTOR, g_end - addr)))
-        else:
-            for addr in range(g_start, g_end, SECTOR):
-                n = min(SECTOR, g_end - addr)
-                if _verify_sector(client, addr, data[addr - start : addr - start + n], sink, record):
-                    continue
-                if bad and bad[-1][1] == addr:
-                    bad[-1] = (bad[-1][0], addr + n)
-                else:
-                    bad.append((addr, addr + n))
-        record.mark_done(g_start, g_end)
-        sink(Progress(g_end - start, len(data)))
+    try:
+        for g_start, g_end in _groups(start, end):
+            _check_cancel(cancel, record)
+            expect = data[g_start - start : g_end - start]
+            blank = _is_blank(expect)
+            if blank:
+                same = _vouch_blank(client, g_start, g_end, sink, record)
+            else:
+                same = _hash(client, g_start, g_end - g_start, sink, record) == zlib.crc32(expect)
+            if same:
+                for addr in range(g_start, g_end, SECTOR):
+                    sink(SectorUpdate(addr, SectorState.BLANK if blank else SectorState.VERIFIED,
+                                      min(SECTOR, g_end - addr)))
+            else:
+                for addr in range(g_start, g_end, SECTOR):
+                    n = min(SECTOR, g_end - addr)
+                    if _verify_sector(client, addr, data[addr - start : addr - start + n], sink, record):
+                        continue
+                    if bad and bad[-1][1] == addr:
+                        bad[-1] = (bad[-1][0], addr + n)
+                    else:
+                        bad.append((addr, addr + n))
+            record.mark_done(g_start, g_end)
+            sink(Progress(g_end - start, len(data)))
+    finally:
+        _relink_after(client)
     return VerifyReport(not bad, bad, len(data))
 
 
@@ -577,17 +611,19 @@ def _is_blank(chunk: bytes) -> bool:
 
 def _verify_sector(client: BkClient, addr: int, expect: bytes, sink: EventSink, record: OperationRecord) -> bool:
     n = len(expect)
+    if _is_blank(expect):
+        ok = _vouch_blank(client, addr, addr + n, sink, record)
+        if not ok:
+            # Ask once more before calling it a difference: a CRC command damaged on the way in hashes
+            # another range, and the same damage twice in a row is not plausible.
+            record.retries += 1
+            sink(Retry(addr, 1, "erased sector not confirmed by the strong check"))
+            ok = _vouch_blank(client, addr, addr + n, sink, record)
+        sink(SectorUpdate(addr, SectorState.BLANK if ok else SectorState.FAILED, n))
+        return ok
     want = zlib.crc32(expect)
-    c = _chip_crc(client, addr, n, sink, record)
+    c = _hash(client, addr, n, sink, record)
     if c != want:
         c = _confirmed_crc(client, addr, n, c, sink, record)
-    ok = c == want
-    blank = _is_blank(expect)
-    if ok and blank and _vouch_blank(client, addr, addr + n, sink, record):
-        # Ask once more before calling it a difference: a CRC command damaged on the way in hashes
-        # another range, and the same damage twice in a row is not plausible.
-        record.retries += 1
-        sink(Retry(addr, 1, "erased sector not confirmed by the second check"))
-        ok = not _vouch_blank(client, addr, addr + n, sink, record)
-    sink(SectorUpdate(addr, (SectorState.BLANK if blank else SectorState.VERIFIED) if ok else SectorState.FAILED, n))
-    return ok
+    sink(SectorUpdate(addr, SectorState.VERIFIED if c == want else SectorState.FAILED, n))
+    return c == want

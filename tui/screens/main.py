@@ -135,12 +135,23 @@ class MainLayoutMixin:
             text = f"last: {self.last_outcome[1]}"
         else:
             text = "c connect · o doctor · b backup · w write · l backups · ctrl+p commands"
-        self.query_one("#statusline", Static).update(text)
+        if text != getattr(self, "_statusline_text", None):  # an unchanged update still re-lays it out
+            self._statusline_text = text
+            self.query_one("#statusline", Static).update(text)
 
     def _main_attached(self) -> bool:
         """False while the app shuts down: the screens go before the app's timers stop."""
         main = self._main_screen
-        return self.is_running and main is not None and main.is_attached and bool(main.query("#statusline"))
+        if not (self.is_running and main is not None and main.is_attached):
+            return False
+        # Checked 10 times a second: keep the widget instead of searching the DOM for it each time.
+        line = getattr(self, "_statusline_widget", None)
+        if line is None or not line.is_attached:
+            found = main.query("#statusline")
+            if not found:
+                return False
+            self._statusline_widget = found.first()
+        return True
 
     def action_log(self, action: str) -> None:
         getattr(self.log_pane, f"action_{action}")()

@@ -160,6 +160,7 @@ class OperationPane(Vertical):
         yield RichLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
 
     def on_mount(self) -> None:
+        self._shown: dict[str, str] = {}
         self.set_interval(0.5, self.refresh_stats)
 
     @property
@@ -172,7 +173,7 @@ class OperationPane(Vertical):
         self.remove_class("ok", "failed", "cancelled", "has-hint", "diag-ok", "diag-final")
         self.diagnosis, self.diagnosis_final, self.reset_method = None, False, ""
         self.query_one("#op-title", Static).update(f"{name}: running")
-        self.query_one("#op-hint", Static).update("")
+        self._update_if_changed("#op-hint", "")
         self.query_one("#op-bar", ProgressBar).update(total=100, progress=0)
         self.query_one("#op-cancel", Button).disabled = False
         self.log_line(f"── {name} ──")
@@ -225,7 +226,7 @@ class OperationPane(Vertical):
         stage = st.stage + (f": {st.message}" if st.message else "")
         if st.link_attempts and st.stage in ("", "link"):
             stage += f"  (link attempt {st.link_attempts})"
-        self.query_one("#op-stage", Label).update(stage)
+        self._update_if_changed("#op-stage", stage)
         linking = self.running and st.stage in ("", "link", "doctor")
         hint: str | Text = ""
         if self.diagnosis is not None and (self.diagnosis_final or linking):
@@ -233,10 +234,18 @@ class OperationPane(Vertical):
                                   elapsed=st.link_elapsed, method=self.reset_method)
         elif linking and st.hint:
             hint = st.hint
-        self.query_one("#op-hint", Static).update(hint)
+        self._update_if_changed("#op-hint", hint)
         self.set_class(bool(hint), "has-hint")
         self.set_class(self.diagnosis_final, "diag-final")
         self.set_class(getattr(self.diagnosis, "kind", "") == "ok", "diag-ok")
         if st.total:
             self.query_one("#op-bar", ProgressBar).update(total=st.total, progress=st.done)
-        self.query_one("#op-stats", Static).update(st.summary() if st.name else "")
+        self._update_if_changed("#op-stats", st.summary() if st.name else "")
+
+    def _update_if_changed(self, selector: str, content: str | Text) -> None:
+        """Static.update always re-lays the widget out; a 2 Hz refresh of unchanged text costs ~5 % of a
+        core while idle, so skip it when nothing changed."""
+        key = content.markup if isinstance(content, Text) else content
+        if self._shown.get(selector) != key:
+            self._shown[selector] = key
+            self.query_one(selector, Static).update(content)
