@@ -102,6 +102,8 @@ class Outcome:
     trace: list[tuple[str, str]] = field(default_factory=list)
     connect_frames: int = 0  # frames of the trace that belong to connecting (link, identify)
     hits: list[Flip] = field(default_factory=list)
+    sr: tuple[int, int] = (0, 0)  # the flash status register before and after
+    flash: bytes = b""  # the chip's flash after the run
 
 
 _names = iter(range(1 << 30))
@@ -132,7 +134,9 @@ def _guarded(fn):
     return box.get("result"), box.get("exc"), th.is_alive()
 
 
-def run(op: str, chip: str, flips: list[Flip], tmp: Path) -> Outcome:
+def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -> Outcome:
+    """One operation with `flips` on the wire. `backup=False`: no backup of the chip in the library and
+    the write takes none (--no-backup), so nothing can be repaired from one."""
     scn = scenario(op, chip)
     dev = registry.create_device(chip, wiring="rts", sr=scn.sr)
     dev.flash.data[:] = scn.before
@@ -140,7 +144,7 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path) -> Outcome:
     name = f"adv{next(_names)}"
     registry.register(name, dev)
     lib_root = tmp / name
-    lib = _library(scn, lib_root)
+    lib = _library(scn, lib_root) if backup else BackupLibrary(lib_root)
     preexisting = {e.path for e in lib.list()}
     state: dict = {}
 
@@ -158,6 +162,7 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path) -> Outcome:
             state["connect_frames"] = len(tamper.trace)
             if op == "backup":
                 return s.backup(lib)
+            s.backup_first = backup
             if op == "write":
                 return s.write(scn.data, WRITE_START, backup_library=lib)
             if op == "config":
@@ -170,7 +175,8 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path) -> Outcome:
         result, exc, hung = _guarded(go)
         tamper = state.get("tamper")
         out = Outcome("OK", trace=list(tamper.trace) if tamper else [],
-                      connect_frames=state.get("connect_frames", 0), hits=list(tamper.hits) if tamper else [])
+                      connect_frames=state.get("connect_frames", 0), hits=list(tamper.hits) if tamper else [],
+                      sr=(sr_before, dev.flash.sr), flash=bytes(dev.flash.data))
         out.cls, out.detail = judge(scn, dev, lib, preexisting, result, exc, hung)
         if out.cls != "CRASH" and (dev.flash.sr ^ sr_before) & ~SR_PROTECT_BITS:
             out.cls, out.detail = "SILENT-DAMAGE", (f"status register 0x{sr_before:04X} -> 0x{dev.flash.sr:04X}: bits "

@@ -118,6 +118,62 @@ def test_adversarial_full(op: str, chip: str, group: str, tmp_path: Path) -> Non
     _sweep(op, chip, group, flips, tmp_path)
 
 
+# ------------------------------------------------------------------ the defects issue #10 reported
+def test_erase_turned_erase4k_is_repaired_from_the_backup(tmp_path: Path) -> None:
+    """FlashErase 0x0F -> Erase4K 0x0B: the chip erases 4 KiB at the address the shifted bytes give
+    (sector 0, the bootloader) and answers as Erase4K. The write must notice and put sector 0 back."""
+    out = run("write", "BK7231N", [Flip(H2C, "erase", "code", 2)], tmp_path)
+    assert out.hits, "the erase frame never came"
+    assert out.cls == "OK", out.detail
+
+
+def test_erase_turned_erase4k_without_backup_fails_naming_sector_0(tmp_path: Path) -> None:
+    out = run("write", "BK7231N", [Flip(H2C, "erase", "code", 2)], tmp_path, backup=False)
+    assert out.hits
+    assert out.cls == "REPORTED-DAMAGE" and "0x000000" in out.detail, (out.cls, out.detail)
+
+
+def test_read_turned_erase4k_fails_the_backup_naming_the_sector(tmp_path: Path) -> None:
+    """Read4K 0x09 -> Erase4K 0x0B on an unprotected flash: the sector being backed up is erased. The
+    backup must not be saved (it would hold 0xFF) and the error must name the sector."""
+    out = run("backup", "BK7231N", [Flip(H2C, "read4k", "code", 1, nth=200)], tmp_path)
+    assert out.hits
+    assert out.cls == "REPORTED-DAMAGE", (out.cls, out.detail)
+
+
+@pytest.mark.xfail(strict=True, reason=_MID)
+def test_flash_id_flip_does_not_move_the_write(tmp_path: Path) -> None:
+    """EB6015 -> EB6014 in the FlashGetMID reply: the chip looks 1 MiB and every wire address is off by
+    1 MiB. The write must land where asked (or stop): nothing at 0x140000, the backup not misread."""
+    out = run("write", "BK7231N", [Flip(C2H, "mid", "flash_id", 16)], tmp_path)
+    assert out.hits
+    assert out.cls in ("OK", "CLEAN-FAIL"), (out.cls, out.detail)
+
+
+@pytest.mark.xfail(strict=True, reason="needs session guard: leave the status-register protection as found "
+                                       "after a write (the flash stays unprotected, so a damaged read can erase)")
+def test_write_leaves_the_flash_protected_as_found(tmp_path: Path) -> None:
+    out = run("write", "BK7231N", [], tmp_path)
+    assert out.cls == "OK", out.detail
+    before, after = out.sr
+    assert after & 0x407C == before & 0x407C, f"SR 0x{before:04X} before the write, 0x{after:04X} after"
+
+
+def test_damaged_sr_write_leaves_no_other_sr_bit_set(tmp_path: Path) -> None:
+    """Bit 7 (SRP0) flipped in the FlashWriteSR value: the unprotect must notice and write the SR again."""
+    out = run("write", "BK7231N", [Flip(H2C, "write_sr", "sr", 7)], tmp_path)
+    assert out.hits
+    assert out.cls == "OK", out.detail
+
+
+def test_write_with_damaged_length_does_not_spill_into_the_next_sector(tmp_path: Path) -> None:
+    """Write4K length 0x1005 -> 0x1025: the chip takes 32 bytes of what follows (link checks) as data
+    and programs them into the next sector, outside the config write."""
+    out = run("config", "BK7231T", [Flip(H2C, "write4k", "len", 5)], tmp_path)
+    assert out.hits
+    assert out.cls == "OK", out.detail
+
+
 def test_adversarial_summary() -> None:
     """Runs last (file order): the counts per outcome class, for the README."""
     total = sum(TALLY.values())
