@@ -367,7 +367,22 @@ class BkClient:
             raise ProtocolError(f"FlashGetMID refused (status {r.status})")
         return ident[0], ident[1], ident[2]
 
-    def identify(self) -> ChipInfo:
+    def identify(self, attempts: int = 3) -> ChipInfo:
+        """Bootloader, dialect, chip and flash size. One damaged reply (or command) is not the chip's
+        answer: the whole identification is asked again after a recovery, up to `attempts` times."""
+        for attempt in range(attempts):
+            try:
+                return self._identify()
+            except ProtocolError as exc:
+                if attempt == attempts - 1:
+                    raise
+                try:
+                    self.recover()
+                except LinkLost:
+                    raise exc from None  # linked, then lost: the caller's link doctor explains it
+        raise AssertionError("unreachable")
+
+    def _identify(self) -> ChipInfo:
         self.bypass = False
         boot_crc = self.crc_raw(0, 256)
         if boot_crc == ZERO_FLASH_BOOT_CRC:
