@@ -60,7 +60,7 @@ def _params(full: bool):
                 if (op, chip, group) in NEEDS_SESSION:
                     marks.append(pytest.mark.xfail(strict=True, reason=NEEDS_SESSION[(op, chip, group)]))
                 if full:
-                    marks.append(pytest.mark.slow)
+                    marks += [pytest.mark.slow, pytest.mark.timeout(3600)]  # up to ~1000 runs per parameter
                 out.append(pytest.param(op, chip, group, id=f"{op}-{chip}-{group}", marks=marks))
     return out
 
