@@ -415,8 +415,23 @@ class BkClient:
             raise ProtocolError(f"FlashGetMID refused (status {r.status})")
         return ident[0], ident[1], ident[2]
 
-    def identify(self, flash_size: int | None = None) -> ChipInfo:
-        """Chip, bootloader and flash size from agreeing evidence; `flash_size` is the user's override."""
+    def identify(self, flash_size: int | None = None, attempts: int = 3) -> ChipInfo:
+        """Bootloader, dialect, chip and flash size from agreeing evidence; `flash_size` is the user's
+        override. One damaged reply (or command) is not the chip's answer: the whole identification is
+        asked again after a recovery, up to `attempts` times."""
+        for attempt in range(attempts):
+            try:
+                return self._identify(flash_size)
+            except ProtocolError as exc:
+                if attempt == attempts - 1:
+                    raise
+                try:
+                    self.recover()
+                except LinkLost:
+                    raise exc from None  # linked, then lost: the caller's link doctor explains it
+        raise AssertionError("unreachable")
+
+    def _identify(self, flash_size: int | None = None) -> ChipInfo:
         self.bypass = False
         boot_crc = self.crc_raw(0, 256)
         if boot_crc == ZERO_FLASH_BOOT_CRC:

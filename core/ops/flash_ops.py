@@ -382,9 +382,10 @@ def write_flash(
             record.mark_done(g_start, g_end)
             done_bytes += g_end - g_start
             sink(Progress(done_bytes, length))
-    if record.retries == retries_before and not record.remaining():
+    if record.retries == retries_before and not record.remaining() and not record.damaged:
         # Every sector was checked by chip CRC in this pass and every exchange was clean (no retry), so
         # no command can have hit a wrong address: a second hash of the whole range would add nothing.
+        # (A resumed write starts a new pass: damage noted before the chip was lost still counts.)
         sink(Stage("verify", "every sector verified by CRC"))
         return report
     _repair_outside(client, start, start + length, record, sink, repair)
@@ -502,17 +503,24 @@ def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, re
     want = zlib.crc32(chunk)
     blank = chunk == b"\xff" * SECTOR
     for attempt in range(WRITE_RETRIES + 1):
+        step = "erase"
         try:
             if not erased or attempt:
                 client.erase(addr, SECTOR)
                 sink(SectorUpdate(addr, SectorState.ERASED))
             if not blank:
+                step = "write"
                 client.write_4k(addr, chunk)
                 sink(SectorUpdate(addr, SectorState.WRITTEN))
+            step = "crc"
             got = client.crc(addr, SECTOR)
         except ProtocolError as exc:
             if isinstance(exc, MisdirectedCommand):
                 record.damaged.append((exc.addr, exc.addr + exc.size))
+            elif step == "write":
+                # No clean reply: a damaged length field may have made the chip take the bytes that
+                # followed as data and program past the sector's end: check the next one afterwards.
+                record.damaged.append((addr + SECTOR, addr + 2 * SECTOR))
             if attempt == WRITE_RETRIES:
                 sink(SectorUpdate(addr, SectorState.FAILED))
                 record.failed_at = addr

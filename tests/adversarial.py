@@ -1,0 +1,291 @@
+"""Harness of the adversarial fault suite (tests/test_adversarial.py): one run = one operation on a
+fresh simulated chip with chosen bits flipped on the wire, judged against the chip's flash and the
+backup library only (never against what the engine says).
+
+Outcome classes:
+  OK             the operation succeeded and the flash / backup is exactly right;
+  CLEAN-FAIL     it raised a BkError, nothing outside the intended range changed, and nothing it
+                 reported as done is wrong;
+  REPORTED-DAMAGE  it raised a BkError and sectors outside the range changed, but the error names
+                 every one of them (the user is told what to restore);
+  SILENT-DAMAGE  it reported success with wrong flash or a wrong backup, or changed sectors outside the
+                 range without naming them, or reported as done what is wrong;
+  CRASH          a non-BkError exception or a hang.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bkbench.core.backups import BackupLibrary
+from bkbench.core.errors import BkError
+from bkbench.core.layout import OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR, layout_for
+from bkbench.core.session import Session, parse_mac
+from bkbench.core.sim import registry
+from bkbench.core.sim.tamper import C2H, H2C, Flip, LineTamper, fields_of
+
+OPS = ("backup", "write", "restore", "config")
+CHIPS = ("BK7231N", "BK7231T")
+CLASSES = ("OK", "CLEAN-FAIL", "REPORTED-DAMAGE", "SILENT-DAMAGE", "CRASH")
+CLIENT_TIMEOUT = 0.25  # replies are immediate with the timing model off; keeps recovery quick
+RUN_TIMEOUT = 90.0
+FLASH_ID = {"BK7231N": "EB6015", "BK7231T": None}
+WRITE_START = 0x40000
+SR_PROTECT_BITS = 0x407C | 0x0003  # BP0-4, CMP (may change for a write) and WIP / WEL
+
+
+@dataclass
+class Scenario:
+    op: str
+    chip: str
+    before: bytes  # the chip's flash when the operation starts
+    expected: bytes  # the whole flash as it must be after a successful run
+    ranges: list[tuple[int, int]]  # what the operation is meant to change
+    data: bytes = b""
+    library_image: bytes | None = None  # the verified backup of this chip already in the library
+    sr: int | None = None
+
+    def inside(self, addr: int) -> bool:
+        return any(s <= addr < e for s, e in self.ranges)
+
+
+_cache: dict[tuple[str, str], Scenario] = {}
+
+
+def scenario(op: str, chip: str) -> Scenario:
+    """The same starting chip and target for every run of (op, chip)."""
+    key = (op, chip)
+    if key in _cache:
+        return _cache[key]
+    flash = bytes(registry.load_flash(chip, None))
+    rng = random.Random(f"adv-{op}-{chip}")
+    before, expected, ranges, data, lib_image, sr = flash, flash, [], b"", flash, None
+    if op == "backup":
+        lib_image = None
+        # A flash left unprotected (by an earlier write, or a chip that never protects) is the case in
+        # which a damaged read command can erase: model it.
+        sr = 0
+    elif op == "write":
+        data = (rng.randbytes(0x10000) + flash[0x50000:0x51000] + b"\xff" * SECTOR + rng.randbytes(SECTOR))
+        ranges = [(WRITE_START, WRITE_START + len(data))]
+    elif op == "config":
+        data = b"CFG" + rng.randbytes(SECTOR - 3)
+        start = OBK_CONFIG_OFFSET[chip]
+        ranges = [(start, start + SECTOR)]
+    elif op == "restore":
+        # The chip was flashed since the backup being restored: a block, a free sector and a KV sector
+        # differ. The library holds a backup of the chip as it is now.
+        cur = bytearray(flash)
+        cur[0x60000:0x70000] = rng.randbytes(0x10000)
+        free = next(p for p in layout_for(chip) if p.kind == "free")
+        cur[free.start : free.start + SECTOR] = rng.randbytes(SECTOR)
+        cur[0x1F0000:0x1F1000] = rng.randbytes(SECTOR)
+        before, lib_image, data = bytes(cur), bytes(cur), flash
+        rf = RF_OFFSET[chip]
+        ranges = [(0x11000, rf), (rf + SECTOR, len(flash))]
+    if data and op != "restore":
+        exp = bytearray(before)
+        exp[ranges[0][0] : ranges[0][0] + len(data)] = data
+        expected = bytes(exp)
+    _cache[key] = Scenario(op, chip, before, expected, ranges, data, lib_image, sr)
+    return _cache[key]
+
+
+@dataclass
+class Outcome:
+    cls: str
+    detail: str = ""
+    trace: list[tuple[str, str]] = field(default_factory=list)
+    connect_frames: int = 0  # frames of the trace that belong to connecting (link, identify)
+    hits: list[Flip] = field(default_factory=list)
+    sr: tuple[int, int] = (0, 0)  # the flash status register before and after
+    flash: bytes = b""  # the chip's flash after the run
+
+
+_names = iter(range(1 << 30))
+
+
+def _library(scn: Scenario, root: Path) -> BackupLibrary:
+    lib = BackupLibrary(root)
+    if scn.library_image is not None:
+        rf = RF_OFFSET[scn.chip]
+        mac = parse_mac(scn.library_image[rf : rf + SECTOR])
+        lib.save(scn.library_image, {"chip": scn.chip, "mac": mac, "flash_id": FLASH_ID[scn.chip],
+                                     "partial": False})
+    return lib
+
+
+def _guarded(fn):
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - classified by the caller
+            box["exc"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(RUN_TIMEOUT)
+    return box.get("result"), box.get("exc"), th.is_alive()
+
+
+def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -> Outcome:
+    """One operation with `flips` on the wire. `backup=False`: no backup of the chip in the library and
+    the write takes none (--no-backup), so nothing can be repaired from one."""
+    scn = scenario(op, chip)
+    dev = registry.create_device(chip, wiring="rts", sr=scn.sr)
+    dev.flash.data[:] = scn.before
+    sr_before = dev.flash.sr
+    name = f"adv{next(_names)}"
+    registry.register(name, dev)
+    lib_root = tmp / name
+    lib = _library(scn, lib_root) if backup else BackupLibrary(lib_root)
+    preexisting = {e.path for e in lib.list()}
+    state: dict = {}
+
+    def go():
+        s = Session(f"sim://@{name}", baud=115200, reset="rts", link_timeout=5)
+        try:
+            s.open()
+            assert s.client is not None
+            tamper = LineTamper(s.port, flips)
+            state["tamper"] = tamper
+            s.port = s.client.port = tamper
+            s.client.timeout = CLIENT_TIMEOUT
+            s.backup_library = lib
+            s.connect()
+            state["connect_frames"] = len(tamper.trace)
+            if op == "backup":
+                return s.backup(lib)
+            s.backup_first = backup
+            if op == "write":
+                return s.write(scn.data, WRITE_START, backup_library=lib)
+            if op == "config":
+                return s.write(scn.data, scn.ranges[0][0], confirm_sector=True)
+            return s.restore(scn.data, backup_library=lib, expected_chip=chip)
+        finally:
+            s.close()
+
+    try:
+        result, exc, hung = _guarded(go)
+        tamper = state.get("tamper")
+        out = Outcome("OK", trace=list(tamper.trace) if tamper else [],
+                      connect_frames=state.get("connect_frames", 0), hits=list(tamper.hits) if tamper else [],
+                      sr=(sr_before, dev.flash.sr), flash=bytes(dev.flash.data))
+        out.cls, out.detail = judge(scn, dev, lib, preexisting, result, exc, hung)
+        if out.cls != "CRASH" and (dev.flash.sr ^ sr_before) & ~SR_PROTECT_BITS:
+            out.cls, out.detail = "SILENT-DAMAGE", (f"status register 0x{sr_before:04X} -> 0x{dev.flash.sr:04X}: bits "
+                                                    "other than block protection changed")
+        return out
+    finally:
+        registry.unregister(name)
+
+
+def _sectors_differing(a: bytes, b: bytes) -> list[int]:
+    return [x for x in range(0, len(a), SECTOR) if a[x : x + SECTOR] != b[x : x + SECTOR]]
+
+
+def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc, hung) -> tuple[str, str]:
+    if hung:
+        return "CRASH", f"hung for {RUN_TIMEOUT:.0f} s"
+    flash = bytes(dev.flash.data)
+    # A backup in the library must be what the chip held: a new one must equal the flash as it was.
+    for entry in lib.list():
+        if entry.path in preexisting:
+            continue
+        saved = entry.path.read_bytes()
+        if saved != scn.before:
+            bad = _sectors_differing(saved, scn.before)
+            return "SILENT-DAMAGE", (f"library backup {entry.name} differs from what the chip held at "
+                                     f"{', '.join(hex(a) for a in bad[:6])}")
+    outside = [a for a in _sectors_differing(flash, scn.before) if not scn.inside(a)]
+    if exc is None:
+        if scn.op == "backup" and (result is None or lib.load(result) != scn.before):
+            return "SILENT-DAMAGE", "backup reported but it is not what the chip held"
+        wrong = _sectors_differing(flash, scn.expected)
+        if wrong:
+            return "SILENT-DAMAGE", (f"reported success but sectors {', '.join(hex(a) for a in wrong[:6])} are "
+                                     f"wrong ({len(outside)} outside the range)")
+        return "OK", ""
+    if not isinstance(exc, BkError):
+        return "CRASH", f"{type(exc).__name__}: {exc}"
+    text = str(exc).upper()
+    record = getattr(exc, "record", None)
+    if record is not None:
+        rem = record.remaining()
+        lo, hi = record.start, record.start + record.length
+        lied = [a for a in range(lo - lo % SECTOR, hi, SECTOR)
+                if scn.inside(a) and not any(s <= a < e for s, e in rem)
+                and flash[a : a + SECTOR] != scn.expected[a : a + SECTOR]]
+        if lied:
+            return "SILENT-DAMAGE", (f"error {exc} reports as done sectors {', '.join(hex(a) for a in lied[:6])} "
+                                     "that are wrong")
+    if outside:
+        unnamed = [a for a in outside if f"{a:06X}" not in text]
+        if unnamed:
+            return "SILENT-DAMAGE", (f"error '{exc}' but sectors {', '.join(hex(a) for a in unnamed[:6])} outside "
+                                     "the range changed and are not named")
+        return "REPORTED-DAMAGE", str(exc)
+    return "CLEAN-FAIL", str(exc)
+
+
+# ---------------------------------------------------------------------------------------- targets
+def _bits(width: int, full: bool) -> list[int]:
+    if width <= 32:
+        return list(range(width))
+    # wide data fields: a spread of bits (first byte, last byte, some in between)
+    picks = [0, 7, 8 * 17 + 3, width // 2 + 5, width - 8, width - 1]
+    return picks if full else picks[:3]
+
+
+def _occurrences(trace: list[tuple[str, str]], connect_frames: int, key: tuple[str, str]) -> list[int]:
+    """Which frames of a kind to hit: the first while connecting, then first / middle / last of the op."""
+    in_connect = [i for i, t in enumerate(trace[:connect_frames]) if t == key]
+    in_op = [i for i, t in enumerate(trace[connect_frames:]) if t == key]
+    picks = []
+    if in_connect:
+        picks.append(1)
+    if in_op:
+        base = len(in_connect)
+        for j in (0, len(in_op) // 2, len(in_op) - 1):
+            picks.append(base + j + 1)
+    return sorted(set(picks))
+
+
+def all_flips(trace: list[tuple[str, str]], connect_frames: int) -> list[Flip]:
+    out = []
+    for key in sorted(Counter(trace)):
+        direction, kind = key
+        if kind in ("link", "set_baud", "reboot"):
+            nths = [1]  # link spam: any one frame is like another
+        else:
+            nths = _occurrences(trace, connect_frames, key)
+        for name, width in fields_of(kind, direction == H2C).items():
+            if kind == "crc" and name == "end" and direction == H2C:
+                # Bits above 24 make the chip hash gigabytes (minutes on a real chip, gigabytes of memory
+                # in the simulator): the host sees a chip that stopped answering, as in the reset tests.
+                width = 25
+            for bit in _bits(width, True):
+                for nth in nths:
+                    out.append(Flip(direction, kind, name, bit, nth))
+    return out
+
+
+def sample(flips: list[Flip], n: int, seed: str, cover: bool = True) -> list[Flip]:
+    """A fixed sample; with `cover`, every (direction, kind, field) at least once, then random ones."""
+    rng = random.Random(seed)
+    by_field: dict[tuple[str, str, str], list[Flip]] = {}
+    for f in flips:
+        by_field.setdefault((f.direction, f.kind, f.field), []).append(f)
+    picked = [rng.choice(v) for _, v in sorted(by_field.items())] if cover else []
+    rest = [f for f in flips if f not in set(picked)]
+    picked += rng.sample(rest, max(0, min(len(rest), n - len(picked))))
+    return picked
+
+
+__all__ = ["C2H", "CHIPS", "CLASSES", "H2C", "OPS", "Flip", "Outcome", "all_flips", "run", "sample", "scenario"]
