@@ -36,8 +36,11 @@ def default_efuse(variant: str) -> bytes:
 
 def parse_efuse(text_or_bytes: bytes | str, source: str = "eFuse value") -> bytes:
     """32 raw bytes, or hex (spaces allowed) of 16 key bytes or all 32 bytes."""
-    if isinstance(text_or_bytes, bytes) and len(text_or_bytes) == EFUSE_SIZE:
-        return text_or_bytes
+    hexchars = set(b"0123456789abcdefABCDEFxX \t\r\n")
+    if isinstance(text_or_bytes, bytes) and not set(text_or_bytes) <= hexchars:
+        if len(text_or_bytes) == EFUSE_SIZE:
+            return text_or_bytes  # raw bytes, as `bkbench read --efuse` saves them
+        raise ValueError(f"{source}: {len(text_or_bytes)} raw bytes; expected {EFUSE_SIZE} or hex text")
     text = text_or_bytes.decode("ascii", "replace") if isinstance(text_or_bytes, bytes) else text_or_bytes
     digits = "".join(text.split()).lower().removeprefix("0x")
     try:
