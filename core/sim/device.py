@@ -117,7 +117,7 @@ class SimDevice:
             default_sr if sr is None else sr,
             zero=scenario == "zero-flash",
         )
-        self._stock_app_crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
+        self._stock_app_crc = zlib.crc32(self.flash.read(0x11000, 0x119000))  # the app as loaded
         self.lock = threading.RLock()
         self.parser = CommandParser()
         self.out: list[Chunk] = []
@@ -311,9 +311,11 @@ class SimDevice:
         self.chip_baud = self.app_baud
         if self.dialect is Dialect.FULL and not self.flash.zero:
             self.flash.sr = N_STOCK_SR  # the stock application protects its flash again
+        began = self.clock()
         text = self._app_log()
-        # The log is paced by the UART whatever the timing model says: the doctor reads its rhythm.
-        tt = t
+        # Working out what firmware is in flash may take a moment (decryption); the log starts after it,
+        # and is paced by the UART whatever the timing model says: the doctor reads its rhythm.
+        tt = t + (self.clock() - began)
         for line in text.splitlines(keepends=True):
             data = line.encode("latin-1", "replace")
             tt += len(data) * 10.0 / self.app_baud
@@ -323,23 +325,15 @@ class SimDevice:
     def _app_log(self) -> str:
         if self.flash.zero:
             return ""
-        crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
-        if crc == self._stock_app_crc:
-            return bootlog.stock_log(self.chip)
-        return bootlog.openbk_log(self.chip, self.firmware_version())
+        data = bytes(self.flash.data)
+        loaded = zlib.crc32(data[0x11000:0x12A000]) == self._stock_app_crc
+        return bootlog.device_log(data, self.chip, self.boot_string(), self.flash.jedec, from_end=loaded)
 
-    def firmware_version(self) -> str:
-        """OpenBK version of what is now in flash, for the simulated log (decrypts the app once)."""
-        try:
-            from ..analysis.dump import _decrypt_app, identify_firmware
-
-            plain = _decrypt_app(bytes(self.flash.data), 0x11000, 0x119000)
-            ident = identify_firmware(plain)
-            if ident.get("kind") == "openbk":
-                return str(ident.get("version"))
-        except Exception:  # noqa: BLE001 - the log is cosmetic; never let it break the chip
-            pass
-        return "unknown"
+    def boot_string(self) -> str:
+        """What the bootloader prints first (`V:...`): BK7231N_<ver> from the ROM, BK7231S_<ver> on T."""
+        if self._full():
+            return f"{self.chip}_{self.boot_version or '1.0.1'}"
+        return f"BK7231S_{self.boot_version or '1.0.5'}"
 
     def _advance(self, now: float) -> None:
         if self._baud_switch and now >= self._baud_switch[0]:
