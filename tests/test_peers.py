@@ -74,3 +74,42 @@ def test_bk7231tools_write_is_read_back_by_us(fixtures_dir):
         finally:
             peer.close()
     assert dev.flash.read(0x12A000, len(payload)) == payload
+
+
+def test_bk7231tools_reads_the_efuse_key_with_the_register_protocol(fixtures_dir):
+    """The peer drives CTRL/OPTR itself (ltchiptool's procedure on bk7231tools' register API)."""
+    dev = create_device(None, fixtures_dir / "dumps" / "bk7231n-mirabella-genio-i003632-plug.bin")
+    key = bytearray()
+    with pty_for(dev) as pty:
+        peer = bk7231tools.BK7231Serial(pty, baudrate=115200, link_timeout=5)
+        peer.connect()
+        try:
+            for index in range(16):
+                ctrl = (peer.register_read(0x800074) & ~0x1F02) | (index << 8) | 1
+                peer.register_write(0x800074, ctrl)
+                while peer.register_read(0x800074) & 1:
+                    pass
+                optr = peer.register_read(0x800078)
+                assert optr & 0x100
+                key.append(optr & 0xFF)
+        finally:
+            peer.close()
+    assert key.hex() == "93b00f51dceacba37ea1935903ebadc7"  # 510fb093 a3cbeadc 5993a17e c7adeb03 as LE words
+
+
+@pytest.mark.skipif(shutil.which("ltchiptool") is None and not (Path(sys.executable).parent / "ltchiptool").exists(),
+                    reason="ltchiptool not installed")
+def test_ltchiptool_flash_write_lands_on_the_stock_protected_n(fixtures_dir, tmp_path):
+    """ltchiptool unprotects the stock SR 0x4004 and writes; the simulated flash is the judge."""
+    path = fixtures_dir / "dumps" / "bk7231n-ap-smt-breaker02-relay.bin"
+    dev = create_device(None, path)
+    payload = bytes((i * 7) & 0xFF for i in range(0x3000))
+    src = tmp_path / "blob.bin"
+    src.write_bytes(payload)
+    exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
+    with pty_for(dev) as pty:
+        res = subprocess.run([exe, "flash", "write", "-d", pty, "-f", "bk7231n", "-s", "0x12A000", str(src)],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    assert dev.flash.read(0x12A000, len(payload)) == payload
+    assert dev.flash.read(0, 0x12A000) == path.read_bytes()[:0x12A000]
