@@ -136,3 +136,12 @@ def test_truncated_frame_is_abandoned_after_a_gap(n_flash):
         time.sleep(0.15)
         assert ask(port, Cmd.LINK_CHECK) is not None
         assert dev.flash.read(0x12A000, 0x1000) == n_flash[0x12A000:0x12B000]
+
+
+def test_n_rom_answers_boot_version_with_07_and_t_with_its_string(n_flash, fixtures_dir):
+    with sim_url("BK7231N", n_flash) as (url, _):
+        r = ask(linked(url), Cmd.BOOT_VERSION)
+        assert r is not None and r.payload == b"\x07"
+    with sim_url("BK7231T", (fixtures_dir / "dumps" / T_DUMP).read_bytes()) as (url, _):
+        r = ask(linked(url), Cmd.BOOT_VERSION)
+        assert r is not None and r.payload == b"BK7231S_1.0.5"
