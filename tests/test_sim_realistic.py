@@ -101,3 +101,32 @@ def test_simulate_realistic_resets_on_sigusr1(fixtures_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_simulate_terminal_key_r_resets_the_chip(fixtures_dir):
+    """A person at the `simulate` terminal presses r while a peer spams LinkCheck: the peer links."""
+    import os
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "bkbench.core.cli.main", "simulate", "--realistic", "--dump",
+                             str(fixtures_dir / "dumps" / T_DUMP)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=slave)
+    try:
+        pty = proc.stdout.readline().strip()
+        proc.stderr.readline()
+        threading.Timer(0.5, os.write, (master, b"r")).start()
+        peer = bk.BK7231Serial(pty, baudrate=115200, link_timeout=5)
+        peer.connect()
+        try:
+            assert peer.bk_boot_version == "BK7231S_1.0.5"
+        finally:
+            peer.close()
+        assert "reset (CEN pulse)" in proc.stderr.readline()
+        os.write(master, b"q")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        os.close(master)
+        os.close(slave)
