@@ -130,3 +130,9 @@ def test_simulate_terminal_key_r_resets_the_chip(fixtures_dir):
             proc.wait(timeout=10)
         os.close(master)
         os.close(slave)
+
+
+def test_sim_url_realistic_with_rts_wiring_links_by_the_reset_strategy(fixtures_dir):
+    url = f"sim://?dump={fixtures_dir / 'dumps' / N_DUMP}&realistic=1&wiring=rts"
+    with Session(url, baud=115200, reset="auto", link_timeout=5) as s:
+        assert s.connect().chip == "BK7231N"
