@@ -136,3 +136,19 @@ def test_sim_url_realistic_with_rts_wiring_links_by_the_reset_strategy(fixtures_
     url = f"sim://?dump={fixtures_dir / 'dumps' / N_DUMP}&realistic=1&wiring=rts"
     with Session(url, baud=115200, reset="auto", link_timeout=5) as s:
         assert s.connect().chip == "BK7231N"
+
+
+def test_bkbench_manual_reset_flow_against_simulate_realistic(fixtures_dir):
+    """The flow a person practises: bkbench waits with --reset manual, the chip is reset from outside."""
+    proc = subprocess.Popen([sys.executable, "-m", "bkbench.core.cli.main", "simulate", "--realistic", "--dump",
+                             str(fixtures_dir / "dumps" / N_DUMP)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    try:
+        pty = proc.stdout.readline().strip()
+        threading.Timer(1.0, proc.send_signal, (signal.SIGUSR1,)).start()
+        with Session(pty, baud=115200, reset="manual", link_timeout=6) as s:
+            info = s.connect()
+        assert (info.chip, info.mac) == ("BK7231N", "1C:90:FF:F7:C9:34")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
