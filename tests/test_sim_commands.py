@@ -105,7 +105,7 @@ def test_erase_all_is_acknowledged_but_ignored_while_protected(n_flash):
 
 
 def test_reset_0x70_with_sean_reboots_silently_else_echoes(n_flash):
-    with sim_url("BK7231N", n_flash) as (url, dev):
+    with sim_url("BK7231N", n_flash, boot_window=5.0) as (url, dev):  # window outlasts the 0.3 s wait
         port = linked(url)
         assert ask(port, 0x70, b"SEAM") is not None  # wrong magic: echoed, no reset
         assert dev.resets == 0
