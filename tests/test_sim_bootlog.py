@@ -16,15 +16,23 @@ from bkbench.core.transport import open_port
 from simhelpers import DUMP_CHIPS, ROTATED, unrotate
 
 
-def uart_log(dev, seconds: float = 1.5) -> str:
+def uart_log(dev, quiet: float = 0.6, limit: float = 15.0) -> str:
+    """Everything the app prints after a reset, until the line stays quiet for `quiet` s."""
     register("log", dev)
     try:
         port = open_port("sim://@log")
+        port.timeout = 0.05
         dev.reset()
         out = bytearray()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            out += port.read(4096)
+        start = last = time.monotonic()
+        while time.monotonic() - start < limit:
+            chunk = port.read(4096)
+            now = time.monotonic()
+            if chunk:
+                out += chunk
+                last = now
+            elif out and now - last > quiet:
+                break
         return out.decode("latin-1")
     finally:
         unregister("log")
@@ -46,7 +54,7 @@ def test_log_names_this_devices_firmware_mac_and_pins(name, fixtures_dir):
 
 
 def test_two_n_dumps_do_not_share_a_log(fixtures_dir):
-    logs = [uart_log(create_device(None, fixtures_dir / "dumps" / n, boot_window=0.05), 1.0)
+    logs = [uart_log(create_device(None, fixtures_dir / "dumps" / n, boot_window=0.05))
             for n in ("bk7231n-lspa9-clone-bl0937-plug.bin", "bk7231n-mirabella-genio-i003632-plug.bin")]
     assert parse_boot_log(logs[0]).mac != parse_boot_log(logs[1]).mac
     assert "b8:06:0d:2a:01:4b" not in logs[0] and "b8: 6: d:2a: 1:4b" not in logs[0]  # the recorded log's MAC
@@ -56,7 +64,7 @@ def test_after_an_openbk_write_the_log_is_openbks(fixtures_dir, obk_images):
     dev = create_device(None, fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin", boot_window=0.05)
     ua = obk_images["BK7231N"]["ua"]
     dev.flash.data[0x11000 : 0x11000 + len(ua)] = ua  # as a finished `bkbench write` leaves it
-    log = uart_log(dev, 4.0)
+    log = uart_log(dev)
     parsed = parse_boot_log(log)
     assert parsed.openbk == "OpenBK7231N 1.18.219" and parsed.sdk_version is None
     assert parsed.mac == "1c:90:ff:f7:c9:34"
