@@ -181,6 +181,11 @@ class CommandParser:
     def reset(self) -> None:
         self._buf.clear()
 
+    @property
+    def partial(self) -> int:
+        """Bytes of an unfinished frame held (the simulator abandons them after an inter-byte gap)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[tuple[int, bool, bytes]]:
         self._buf += data
         out: list[tuple[int, bool, bytes]] = []

@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 from bkbench.core.session import Session
 from bkbench.core.sim.registry import create_device
-from simhelpers import DUMP_CHIPS, pty_for, sim_url
+from simhelpers import DUMP_CHIPS, ROTATED, pty_for, sim_url, unrotate
 
 pytestmark = pytest.mark.peers
 bk7231tools = pytest.importorskip("bk7231tools.serial")
 
 
-@pytest.mark.parametrize("name", sorted(DUMP_CHIPS))
+def flash_order(name: str, path: Path) -> bytes:
+    data = path.read_bytes()
+    return unrotate(data) if name == ROTATED else data
+
+
+@pytest.mark.parametrize("name", sorted(DUMP_CHIPS) + [ROTATED])
 def test_bk7231tools_identifies_and_dumps_like_us(name, fixtures_dir):
+    """Loaded without --chip: the dump alone tells the simulator who it is."""
     path = fixtures_dir / "dumps" / name
-    chip, _ = DUMP_CHIPS[name]
-    dev = create_device(chip, path)
+    chip = DUMP_CHIPS[name][0] if name in DUMP_CHIPS else "BK7231T"
+    dev = create_device(None, path)
     with pty_for(dev) as pty:
         peer = bk7231tools.BK7231Serial(pty, baudrate=921600, link_timeout=5)
         peer.connect()
@@ -31,11 +37,11 @@ def test_bk7231tools_identifies_and_dumps_like_us(name, fixtures_dir):
             peer_chip = peer.chip_info
         finally:
             peer.close()
-    with sim_url(chip, path) as (url, _):
+    with sim_url(None, path) as (url, _):
         with Session(url, baud=921600) as s:
             info = s.connect()
             ours = s.read()
-    assert peer_data == ours == path.read_bytes()
+    assert peer_data == ours == flash_order(name, path)
     assert (info.chip, peer_bl.startswith(chip.replace("BK7231T", "BK7231S"))) == (chip, True)
     if chip == "BK7231T":
         assert peer_chip == info.boot_version
@@ -45,11 +51,11 @@ def test_bk7231tools_identifies_and_dumps_like_us(name, fixtures_dir):
 
 @pytest.mark.skipif(shutil.which("ltchiptool") is None and not (Path(sys.executable).parent / "ltchiptool").exists(),
                     reason="ltchiptool not installed")
-@pytest.mark.parametrize("name,family", [("bk7231n-lspa9-clone-bl0937-plug.bin", "bk7231n"),
-                                         ("bk7231t-globe-37783-rgbct-bulb.bin", "bk7231t")])
-def test_ltchiptool_cli_reads_the_same_bytes(name, family, fixtures_dir, tmp_path):
+@pytest.mark.parametrize("name", sorted(DUMP_CHIPS) + [ROTATED])
+def test_ltchiptool_cli_reads_the_same_bytes(name, fixtures_dir, tmp_path):
     path = fixtures_dir / "dumps" / name
-    dev = create_device(DUMP_CHIPS[name][0], path)
+    family = "bk7231n" if name.startswith("bk7231n") else "bk7231t"
+    dev = create_device(None, path)
     exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
     out = tmp_path / "lt.bin"
     with pty_for(dev) as pty:
@@ -57,7 +63,7 @@ def test_ltchiptool_cli_reads_the_same_bytes(name, family, fixtures_dir, tmp_pat
                              capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "Chip info" in res.stdout + res.stderr
-    assert out.read_bytes() == path.read_bytes()
+    assert out.read_bytes() == flash_order(name, path)
 
 
 def test_bk7231tools_write_is_read_back_by_us(fixtures_dir):
@@ -74,3 +80,42 @@ def test_bk7231tools_write_is_read_back_by_us(fixtures_dir):
         finally:
             peer.close()
     assert dev.flash.read(0x12A000, len(payload)) == payload
+
+
+def test_bk7231tools_reads_the_efuse_key_with_the_register_protocol(fixtures_dir):
+    """The peer drives CTRL/OPTR itself (ltchiptool's procedure on bk7231tools' register API)."""
+    dev = create_device(None, fixtures_dir / "dumps" / "bk7231n-mirabella-genio-i003632-plug.bin")
+    key = bytearray()
+    with pty_for(dev) as pty:
+        peer = bk7231tools.BK7231Serial(pty, baudrate=115200, link_timeout=5)
+        peer.connect()
+        try:
+            for index in range(16):
+                ctrl = (peer.register_read(0x800074) & ~0x1F02) | (index << 8) | 1
+                peer.register_write(0x800074, ctrl)
+                while peer.register_read(0x800074) & 1:
+                    pass
+                optr = peer.register_read(0x800078)
+                assert optr & 0x100
+                key.append(optr & 0xFF)
+        finally:
+            peer.close()
+    assert key.hex() == "93b00f51dceacba37ea1935903ebadc7"  # 510fb093 a3cbeadc 5993a17e c7adeb03 as LE words
+
+
+@pytest.mark.skipif(shutil.which("ltchiptool") is None and not (Path(sys.executable).parent / "ltchiptool").exists(),
+                    reason="ltchiptool not installed")
+def test_ltchiptool_flash_write_lands_on_the_stock_protected_n(fixtures_dir, tmp_path):
+    """ltchiptool unprotects the stock SR 0x4004 and writes; the simulated flash is the judge."""
+    path = fixtures_dir / "dumps" / "bk7231n-ap-smt-breaker02-relay.bin"
+    dev = create_device(None, path)
+    payload = bytes((i * 7) & 0xFF for i in range(0x3000))
+    src = tmp_path / "blob.bin"
+    src.write_bytes(payload)
+    exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
+    with pty_for(dev) as pty:
+        res = subprocess.run([exe, "flash", "write", "-d", pty, "-f", "bk7231n", "-s", "0x12A000", str(src)],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    assert dev.flash.read(0x12A000, len(payload)) == payload
+    assert dev.flash.read(0, 0x12A000) == path.read_bytes()[:0x12A000]

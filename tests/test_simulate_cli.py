@@ -38,3 +38,16 @@ def test_cli_info_and_read_through_the_pty(simulated, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert out.read_bytes() == dump.read_bytes()[:0x40000]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--flash-id", "ZZ"], "give 3 bytes"),
+    (["--flash-id", "C84016"], "GD25Q32E of 4096 KiB"),
+    (["--efuse", "12"], "16-byte key"),
+    (["--efuse", "xyz"], "not hex"),
+])
+def test_bad_simulate_options_are_one_line(args, words):
+    res = subprocess.run([sys.executable, "-m", "bkbench.core.cli.main", "simulate", *args], capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and words in res.stderr, res.stderr

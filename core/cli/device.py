@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=parse_int, default=0)
     p.add_argument("--length", type=parse_int, default=None)
     p.add_argument("--library", help="backup library directory")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--efuse", action="store_true", help="read the 32 eFuse bytes instead (BK7231N family)")
+    what.add_argument("--rom", action="store_true", help="read the 16 KiB mask ROM instead (BK7231N family)")
     p.set_defaults(func=cmd_read)
 
     p = sub.add_parser("write", help="write an image (recognised by content) with a backup first")
@@ -85,13 +88,21 @@ def _info_text(info) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from ..efuse import efuse_summary
+
     with session_for(args) as s:
         info = s.connect()
-    emit(args, {"ok": True, **info.to_json()}, _info_text(info))
+        extra = efuse_summary(s.client, info)
+    text = _info_text(info) + "".join(f"\n{k:<13} {v}" for k, v in extra.items())
+    emit(args, {"ok": True, **info.to_json(), **extra}, text)
     return 0
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    if args.efuse or args.rom:
+        from ..efuse import cmd_read_registers
+
+        return cmd_read_registers(args)
     if args.output is None and args.start == 0 and args.length is None:
         BackupLibrary(args.library).check_space()  # before the chip is touched
     elif args.output:

@@ -1,44 +1,102 @@
-"""`bkbench simulate`: serve a simulated chip on a pty for other tools (and for the workbench)."""
+"""`bkbench simulate`: serve a simulated chip on a pty for other tools (and for the workbench).
+
+The chip's identity comes from the dump (`--chip` only for images whose bootloader is unknown).
+With `--realistic` it runs its application and must be reset into the boot window, as a person does
+with CEN or the power wire: keys `r` (reset) and `p` (power-cycle) in this terminal, or signals
+SIGUSR1 (reset) and SIGUSR2 (power-cycle) for scripts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
+import time
 
-from ..sim.device import SCENARIOS, WIRINGS
+from ..errors import BkError
+from ..sim.device import SCENARIOS, WIRINGS, SimDevice
 from ..sim.pty_bridge import PtyBridge
 from ..sim.registry import create_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="serve a simulated BK7231 on a pty (prints its path first)")
-    p.add_argument("--chip", default="bk7231n", choices=("bk7231n", "bk7231t"))
-    p.add_argument("--dump", help="2 MiB flash dump to load (default: a real fixture dump if present)")
+    p.add_argument("--chip", default=None, choices=("bk7231n", "bk7231m", "bk7231t"),
+                   help="only for images whose bootloader is not known (the dump says otherwise)")
+    p.add_argument("--dump", help="full flash dump to load (default: a real fixture dump if present)")
     p.add_argument("--scenario", default="bootloader", choices=SCENARIOS,
                    help="bootloader (default: waits as after a well-timed reset), or a failure to play")
+    p.add_argument("--realistic", action="store_true",
+                   help="the chip runs its firmware; reset it (keys r/p, SIGUSR1/SIGUSR2) to reach the boot window")
     p.add_argument("--wiring", default="none", choices=WIRINGS)
     p.add_argument("--timing", action="store_true", help="model wire and flash timing (benchmarks)")
+    p.add_argument("--efuse", help="eFuse contents as hex (16-byte key or 32 bytes); default: the variant's")
+    p.add_argument("--flash-id", help="JEDEC ID of the flash part to play, e.g. EB6015 (core/flash_ids.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-baud", type=int, default=None, help="the simulated adapter garbles faster rates")
     p.set_defaults(func=cmd_simulate)
 
 
+def power_cycle(dev: SimDevice, off_s: float = 0.2) -> None:
+    dev.power(False)
+    time.sleep(off_s)
+    dev.power(True)
+
+
+def _keys(dev: SimDevice, stop: threading.Event, fd: int) -> None:
+    """`r` reset, `p` power-cycle, `q` quit (the caller puts the terminal in cbreak mode)."""
+    import select
+
+    while not stop.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        key = os.read(fd, 1).decode("latin-1").lower()
+        if key == "r":
+            dev.reset()
+            print("reset (CEN pulse): boot window open", file=sys.stderr, flush=True)
+        elif key == "p":
+            power_cycle(dev)
+            print("power-cycled: boot window open", file=sys.stderr, flush=True)
+        elif key in ("q", "\x03", "\x04"):
+            stop.set()
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     kwargs = {"max_baud": args.max_baud} if args.max_baud else {}
-    dev = create_device(args.chip, args.dump, scenario=args.scenario, wiring=args.wiring, timing=args.timing,
-                        seed=args.seed, **kwargs)
+    try:
+        dev = create_device(args.chip, args.dump, scenario=args.scenario, wiring=args.wiring,
+                            timing=args.timing, seed=args.seed, efuse=args.efuse, flash_id=args.flash_id,
+                            realistic=args.realistic, **kwargs)
+    except ValueError as exc:
+        raise BkError(str(exc)) from None
     bridge = PtyBridge(dev).start()
     print(bridge.path, flush=True)
-    print(f"simulating {dev.chip} ({dev.dialect.value}), scenario {args.scenario}; Ctrl-C to stop",
-          file=sys.stderr, flush=True)
+    mode = "realistic: running its firmware" if args.realistic else f"scenario {dev.scenario}"
+    print(f"simulating {dev.variant} ({dev.dialect.value}, bootloader {dev.boot_version or 'unknown'}), {mode}; "
+          f"keys r=reset p=power-cycle q=quit; SIGUSR1=reset SIGUSR2=power-cycle", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: dev.reset())
+    signal.signal(signal.SIGUSR2, lambda *_: threading.Thread(target=power_cycle, args=(dev,), daemon=True).start())
+    saved = None
+    if sys.stdin is not None and sys.stdin.isatty():
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        threading.Thread(target=_keys, args=(dev, stop, fd), daemon=True).start()
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
+    finally:
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
     bridge.stop()
     return 0

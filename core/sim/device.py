@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..chips import BOOTLOADERS, CHIP_ID_REGISTER, Dialect
+from ..chips import CHIP_ID_REGISTER, Dialect
 from ..protocol import (
     ERASE_4K,
     ERASE_64K,
@@ -28,8 +28,11 @@ from ..protocol import (
     encode_response,
 )
 from . import bootlog
+from .efuse import EFUSE_CTRL, EFUSE_OPTR, Efuse, default_efuse
 from .faults import FaultInjector, FaultPlan
 from .flash import NorFlash
+from .identity import DEFAULT_DIALECT, bootloader_at, chip_id_of
+from .rom import Rom
 from .timing import Timing
 
 SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo")
@@ -37,9 +40,15 @@ WIRINGS = ("none", "rts", "dtr")
 LINK_BAUD = 115200
 T_REFUSE_BELOW = 0x11000
 STATUS_REFUSED = 6
+SYS_RESET = 0x70  # short command, payload "SEAN": watchdog reset, no reply (Beken bootloader source)
+SYS_RESET_MAGIC = b"SEAN"
+ERASE_32K = 0x52
+ERASE_SIZES = {ERASE_4K: 0x1000, ERASE_32K: 0x8000, ERASE_64K: 0x10000}
+# A frame whose bytes stop arriving for this long is abandoned, so its remainder cannot swallow the
+# next command (the Beken bootloader's receive timeout; its exact value is unknown).
+INTER_BYTE_GAP = 0.1
 N_STOCK_SR = 0x4004  # BP0 + CMP, as read from a stock TH25Q16HB (PROTOCOL-DETAILS.md 5.1)
 T_PROTECT_SR = 0x001C
-CHIP_IDS = {"BK7231N": 0x7231C, "BK7231T": 0x7231A}
 DEFAULT_JEDEC = {0x200000: (0xEB, 0x60, 0x15), 0x400000: (0xC8, 0x40, 0x16), 0x100000: (0x85, 0x60, 0x14)}
 
 
@@ -51,11 +60,10 @@ class Chunk:
 
 
 def detect_dialect(flash: bytes, chip: str) -> tuple[Dialect, str | None]:
-    for n in (257, 256):
-        bl = BOOTLOADERS.get(zlib.crc32(flash[:n]))
-        if bl and (n == 257) == (bl.dialect is Dialect.FULL):
-            return bl.dialect, bl.version
-    return (Dialect.FULL if chip == "BK7231N" else Dialect.BASIC_TUYA), None
+    bl = bootloader_at(flash)
+    if bl is not None:
+        return bl.dialect, bl.version
+    return DEFAULT_DIALECT.get(chip, Dialect.BASIC_TUYA), None
 
 
 def garble(data: bytes, sent_baud: int, seen_baud: int, rng: random.Random) -> bytes:
@@ -80,12 +88,15 @@ class SimDevice:
         sr: int | None = None,
         max_baud: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        efuse: bytes | None = None,
+        variant: str | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
         if wiring not in WIRINGS:
             raise ValueError(f"unknown wiring {wiring!r}; choose one of {', '.join(WIRINGS)}")
         self.chip = chip
+        self.variant = variant or chip
         self.scenario = scenario
         self.wiring = wiring
         self.timing = timing or Timing()
@@ -98,13 +109,15 @@ class SimDevice:
         self.dialect, self.boot_version = detect_dialect(flash, chip)
         size = len(flash)
         default_sr = N_STOCK_SR if self.dialect is Dialect.FULL else T_PROTECT_SR
+        self.efuse = Efuse(efuse if efuse is not None else default_efuse(self.variant))
+        self.rom = Rom(chip)
         self.flash = NorFlash(
             flash,
             jedec or DEFAULT_JEDEC.get(size, (0xEB, 0x60, size.bit_length() - 1)),
             default_sr if sr is None else sr,
             zero=scenario == "zero-flash",
         )
-        self._stock_app_crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
+        self._stock_app_crc = zlib.crc32(self.flash.read(0x11000, 0x119000))  # the app as loaded
         self.lock = threading.RLock()
         self.parser = CommandParser()
         self.out: list[Chunk] = []
@@ -117,7 +130,7 @@ class SimDevice:
         self._busy = 0.0
         self._last_rx = 0.0
         self.marked = False  # T bootloader's belief that flash is protected (PROTOCOL-DETAILS.md 5.2)
-        self.registers: dict[int, int] = {CHIP_ID_REGISTER: CHIP_IDS.get(chip, 0)}
+        self.registers: dict[int, int] = {CHIP_ID_REGISTER: chip_id_of(chip)}
         self.lines = {"dtr": False, "rts": False}
         self.cen_low = False
         self.powered = True
@@ -169,6 +182,8 @@ class SimDevice:
                 # A button / meter on RX1 loads the line: bits flip at random.
                 data = self._loaded(data)
             data = self.faults.corrupt(data, "rx")
+            if self.parser.partial and start - self._last_rx > INTER_BYTE_GAP:
+                self.parser.reset()  # the rest of that frame never came: start hunting afresh
             self._last_rx = arrive
             self._receive(data, arrive)
 
@@ -265,6 +280,7 @@ class SimDevice:
             self._advance(now)
             self.powered = on
             if on:
+                self.flash.status.power_cycle()
                 self._boot(now)
             else:
                 self._enter_reset(now, hold=True)
@@ -295,9 +311,11 @@ class SimDevice:
         self.chip_baud = self.app_baud
         if self.dialect is Dialect.FULL and not self.flash.zero:
             self.flash.sr = N_STOCK_SR  # the stock application protects its flash again
+        began = self.clock()
         text = self._app_log()
-        # The log is paced by the UART whatever the timing model says: the doctor reads its rhythm.
-        tt = t
+        # Working out what firmware is in flash may take a moment (decryption); the log starts after it,
+        # and is paced by the UART whatever the timing model says: the doctor reads its rhythm.
+        tt = t + (self.clock() - began)
         for line in text.splitlines(keepends=True):
             data = line.encode("latin-1", "replace")
             tt += len(data) * 10.0 / self.app_baud
@@ -307,23 +325,15 @@ class SimDevice:
     def _app_log(self) -> str:
         if self.flash.zero:
             return ""
-        crc = zlib.crc32(self.flash.read(0x11000, 0x119000))
-        if crc == self._stock_app_crc:
-            return bootlog.stock_log(self.chip)
-        return bootlog.openbk_log(self.chip, self.firmware_version())
+        data = bytes(self.flash.data)
+        loaded = zlib.crc32(data[0x11000:0x12A000]) == self._stock_app_crc
+        return bootlog.device_log(data, self.chip, self.boot_string(), self.flash.jedec, from_end=loaded)
 
-    def firmware_version(self) -> str:
-        """OpenBK version of what is now in flash, for the simulated log (decrypts the app once)."""
-        try:
-            from ..analysis.dump import _decrypt_app, identify_firmware
-
-            plain = _decrypt_app(bytes(self.flash.data), 0x11000, 0x119000)
-            ident = identify_firmware(plain)
-            if ident.get("kind") == "openbk":
-                return str(ident.get("version"))
-        except Exception:  # noqa: BLE001 - the log is cosmetic; never let it break the chip
-            pass
-        return "unknown"
+    def boot_string(self) -> str:
+        """What the bootloader prints first (`V:...`): BK7231N_<ver> from the ROM, BK7231S_<ver> on T."""
+        if self._full():
+            return f"{self.chip}_{self.boot_version or '1.0.1'}"
+        return f"BK7231S_{self.boot_version or '1.0.5'}"
 
     def _advance(self, now: float) -> None:
         if self._baud_switch and now >= self._baud_switch[0]:
@@ -399,14 +409,22 @@ class SimDevice:
             self._send(encode_response(Cmd.STAY_ROM, b"\x55"), t)
         elif code == Cmd.READ_REG and self._full() and len(p) >= 4:
             (addr,) = struct.unpack_from("<I", p)
-            self._send(encode_response(Cmd.READ_REG, p[:4] + struct.pack("<I", self.registers.get(addr, 0))), t)
+            self._send(encode_response(Cmd.READ_REG, p[:4] + struct.pack("<I", self._read_reg(addr))), t)
         elif code == Cmd.WRITE_REG and self._full() and len(p) >= 8:
             addr, value = struct.unpack_from("<II", p)
-            self.registers[addr] = value
+            self._write_reg(addr, value)
             self._send(encode_response(Cmd.WRITE_REG, p[:8]), t)
         elif code == Cmd.REBOOT and p[:1] == b"\xa5":
             self._enter_reset(t, hold=False)
             self._boot(t + 0.001)
+        elif code == Cmd.REBOOT and self._full() and p:
+            self._send(encode_response(Cmd.REBOOT, p[:1]), t)  # wrong magic: echoed, no reboot
+        elif code == SYS_RESET and self._full():
+            if p[:4] == SYS_RESET_MAGIC:
+                self._enter_reset(t, hold=False)  # watchdog reset, no reply
+                self._boot(t + 0.005)
+            else:
+                self._send(encode_response(SYS_RESET, p[:4]), t)
         elif code == Cmd.SET_BAUD and len(p) >= 5:
             baud, delay = struct.unpack_from("<IB", p)
             switch_at = t + delay / 1000.0
@@ -435,6 +453,23 @@ class SimDevice:
             elif self._full():
                 self._send(encode_response(Cmd.BOOT_VERSION, b"\x07"), t)
         # anything else: the bootloaders stay silent
+
+    def _read_reg(self, addr: int) -> int:
+        if addr == EFUSE_CTRL:
+            return self.efuse.read_ctrl()
+        if addr == EFUSE_OPTR:
+            return self.efuse.read_optr()
+        if self.rom.covers(addr):
+            return self.rom.read_word(addr)
+        return self.registers.get(addr, 0)
+
+    def _write_reg(self, addr: int, value: int) -> None:
+        if addr == EFUSE_CTRL:
+            self.efuse.write_ctrl(value)
+        elif self.rom.covers(addr) or addr == CHIP_ID_REGISTER:
+            pass  # read-only
+        else:
+            self.registers[addr] = value
 
     def _refused(self, addr: int) -> bool:
         return self.dialect is not Dialect.FULL and addr < T_REFUSE_BELOW
@@ -466,6 +501,7 @@ class SimDevice:
             self.flash.program(addr, data)
             ready = t + self.timing.program(len(data))
             self._busy = ready
+            # The count is one byte: 256 goes out as 0 (Beken bootloader source: `len - 5` into a u8).
             self._send(encode_response(code, b"\x00" + p[:4] + bytes([len(data) & 0xFF]), True), ready)
         elif code == LongCmd.FLASH_ERASE and len(p) >= 5:
             size_code = p[0]
@@ -473,12 +509,13 @@ class SimDevice:
             if self._refused(addr):
                 self._send(encode_response(code, bytes([STATUS_REFUSED]) + p[:5], True), t)
                 return
+            size = ERASE_SIZES.get(size_code)
+            if size is None:
+                return  # unknown size code: the bootloader drops the command without a reply
             if not full and self.marked:
                 self.flash.sr = 0
                 self.marked = False
-            size = 0x10000 if size_code == ERASE_64K else 0x1000 if size_code == ERASE_4K else 0
-            if size:
-                self.flash.erase(addr, size)
+            self.flash.erase(addr, size)
             ready = t + self.timing.erase(size)
             self._busy = ready
             self._send(encode_response(code, b"\x00" + p[:5], True), ready)
@@ -489,14 +526,22 @@ class SimDevice:
             self._send(encode_response(code, b"\x00\x9f" + bytes(jedec), True), t)
         elif code == LongCmd.FLASH_READ_SR and p:
             op = p[0]
-            value = {0x05: self.flash.sr & 0xFF, 0x35: (self.flash.sr >> 8) & 0xFF, 0x15: 0}.get(op, 0)
+            value = 0 if self.flash.zero else self.flash.status.read(op, t)
             self._send(encode_response(code, bytes([0, op, value]), True), t)
         elif code == LongCmd.FLASH_WRITE_SR and len(p) >= 2:
-            op = p[0]
-            value = p[1] | ((p[2] << 8) if len(p) >= 3 else (self.flash.sr & 0xFF00))
-            if op == 0x01 and not self.flash.zero:
-                self.flash.sr = value
-            self._send(encode_response(code, b"\x00" + p, True), t)
+            if not self.flash.zero:
+                self.flash.status.write(p[0], p[1:3], t)
+            self._send(encode_response(code, b"\x00" + p[:3], True), t)
+        elif code == LongCmd.FLASH_READ and len(p) >= 5:
+            # Length: u8 in the Beken bootloader source, u16 per PROTOCOL-DETAILS 2.2.11; take both.
+            (addr,) = struct.unpack_from("<I", p)
+            length = p[4] if len(p) == 5 else struct.unpack_from("<H", p, 4)[0]
+            self._send(encode_response(code, b"\x00" + p[:4] + self.flash.read(addr, length), True), t)
+        elif code == LongCmd.FLASH_ERASE_ALL and p:
+            self.flash.erase_all()
+            ready = t + self.timing.erase(self.flash.size) * (self.flash.size // 0x10000)
+            self._busy = ready
+            self._send(encode_response(code, bytes([0, p[0]]), True), ready)
         elif code == LongCmd.FLASH_ERASE_4K and len(p) >= 4:
             (addr,) = struct.unpack_from("<I", p)
             self.flash.erase(addr, 0x1000)

@@ -1,7 +1,11 @@
 """Serve a SimDevice on a pseudo-terminal so external tools (bk7231tools, ltchiptool) can talk to it.
 
 A pty moves bytes at full speed and carries no DTR/RTS; the host's baud setting is read from the
-slave side with TCGETS2, so a host that forgets to switch rates sees garbage as on a real UART.
+slave side with TCGETS2 on every turn of the loop (so within a few ms of a write, before its bytes
+are taken), and a host that forgets to switch rates sees garbage as on a real UART.
+
+Like a USB adapter, the bridge never waits for a host that does not read: what the chip sends is
+queued up to `RX_BUFFER` bytes (a driver-sized buffer) and anything beyond is dropped and counted.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tty
 from .device import SimDevice
 
 TCGETS2 = 0x802C542A  # _IOR('T', 0x2A, struct termios2), 44 bytes
+RX_BUFFER = 64 * 1024  # bytes the host side may leave unread before the adapter drops more
 
 
 def pty_baud(fd: int) -> int:
@@ -31,8 +36,11 @@ class PtyBridge:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
+        os.set_blocking(self.master, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._queue = bytearray()  # chip -> host bytes the host has not taken yet
+        self.dropped = 0
 
     def start(self) -> PtyBridge:
         self._thread = threading.Thread(target=self.serve, name="bkbench-pty", daemon=True)
@@ -63,26 +71,27 @@ class PtyBridge:
             nxt = dev.next_event_time()
             wait = 0.005 if nxt is None else min(0.005, max(0.0, nxt - time.monotonic()))
             try:
-                ready, _, _ = select.select([self.master], [], [], wait)
+                ready, _, _ = select.select([self.master], [self.master] if self._queue else [], [], wait)
             except (OSError, ValueError):
                 return
             self._sync_baud()
             if ready:
                 try:
                     data = os.read(self.master, 65536)
-                except OSError:
+                except OSError:  # EAGAIN, or the host closed the slave
                     data = b""
                 if data:
                     dev.host_write(data)
             out = dev.host_read()
             if out:
-                self._sync_baud()
-                view = memoryview(out)
-                while view and not self._stop.is_set():
-                    try:
-                        n = os.write(self.master, view)
-                        view = view[n:]
-                    except BlockingIOError:
-                        time.sleep(0.001)
-                    except OSError:
-                        return
+                room = RX_BUFFER - len(self._queue)
+                self._queue += out[: max(room, 0)]
+                self.dropped += max(0, len(out) - max(room, 0))
+            if self._queue:
+                try:
+                    n = os.write(self.master, self._queue)
+                    del self._queue[:n]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return

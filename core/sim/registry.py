@@ -8,17 +8,25 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from ..flash_ids import lookup
 from ..layout import RF_OFFSET
 from ..paths import fixtures_dir
 from .device import SimDevice
+from .efuse import default_efuse, parse_efuse, sidecar_for
 from .faults import FaultPlan
+from .identity import ImageIdentityError, SimIdentity, identify, normalise_chip
 from .timing import Timing
 
-CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
+CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T", "bk7231m": "BK7231M"}
 DEFAULT_DUMPS = {
     "BK7231N": "bk7231n-lspa9-clone-bl0937-plug.bin",
     "BK7231T": "bk7231t-feit-br30-rgbw-bulb.bin",
 }
+
+# `--realistic` / `realistic=1`: the chip runs its application after power-on and listens for a
+# LinkCheck only in the boot window after a reset; a T bootloader leaves download mode when the host
+# stays silent this long (PROTOCOL-DETAILS.md 6.2 gives no figure; 5 s is our choice).
+T_IDLE_TIMEOUT = 5.0
 
 _lock = threading.Lock()
 _devices: dict[str, SimDevice] = {}
@@ -49,33 +57,97 @@ def synth_flash(chip: str, size: int = 0x200000, seed: int = 1) -> bytes:
     return bytes(buf)
 
 
-def load_flash(chip: str, dump: str | Path | None) -> bytes:
-    if dump is None:
-        found = default_dump(chip)
-        return found.read_bytes() if found else synth_flash(chip)
-    data = Path(dump).read_bytes()
-    if len(data) not in (0x100000, 0x200000, 0x400000):
-        raise ValueError(f"{dump}: a simulator dump must be 1, 2 or 4 MiB, not {len(data)} bytes")
+def read_dump(dump: str | Path) -> bytes:
+    """The bytes of a dump file, or one clear ImageIdentityError line (missing, directory, unreadable)."""
+    path = Path(dump)
+    if not path.exists():
+        raise ImageIdentityError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageIdentityError(f"{path}: is a directory, not a flash dump")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageIdentityError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageIdentityError(f"{path}: the file is empty")
     return data
 
 
+def load_identity(chip: str | None, dump: str | Path | None) -> SimIdentity:
+    """Chip identity and flash (in flash order) from a dump, the default fixture, or a synthetic image."""
+    want = normalise_chip(chip)
+    if dump is not None:  # any chip whose bootloader core/chips.py knows can be played from its dump
+        return identify(read_dump(dump), want, source=str(dump))
+    if want is not None and want not in ("BK7231N", "BK7231T", "BK7231M"):
+        raise ImageIdentityError(f"without a dump the simulator plays BK7231N, BK7231M and BK7231T, not {want}")
+    family = "BK7231N" if want in (None, "BK7231M") else want
+    found = default_dump(family)
+    if found is not None:
+        return identify(found.read_bytes(), want or family, source=str(found))
+    return identify(synth_flash(family), want or family, source="synthetic image")
+
+
+def load_flash(chip: str, dump: str | Path | None) -> bytes:
+    return load_identity(chip, dump).flash
+
+
+def efuse_for(ident: SimIdentity, dump: str | Path | None, efuse: bytes | str | None) -> bytes:
+    """eFuse contents: an explicit value, else the dump's `.efuse` sidecar, else the variant's default."""
+    if efuse is not None:
+        return parse_efuse(efuse, "--efuse")
+    if dump is not None:
+        side = sidecar_for(Path(dump))
+        if side.is_file():
+            return parse_efuse(side.read_bytes(), str(side))
+    return default_efuse(ident.variant)
+
+
+def parse_flash_id(text: str) -> tuple[int, int, int]:
+    digits = text.strip().lower().removeprefix("0x").replace(" ", "")
+    if len(digits) != 6:
+        raise ValueError(f"flash ID {text!r}: give 3 bytes in JEDEC order, e.g. EB6015")
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raise ValueError(f"flash ID {text!r} is not hex") from None
+    return raw[0], raw[1], raw[2]
+
+
 def create_device(
-    chip: str = "BK7231N",
+    chip: str | None = None,
     dump: str | Path | None = None,
     scenario: str = "bootloader",
     wiring: str = "none",
     timing: bool | Timing = False,
     faults: FaultPlan | None = None,
     seed: int = 0,
+    efuse: bytes | str | None = None,
+    flash_id: str | tuple[int, int, int] | None = None,
+    realistic: bool = False,
     **kwargs: object,
 ) -> SimDevice:
-    chip = CHIPS.get(chip.lower(), chip.upper())
-    if chip not in DEFAULT_DUMPS:
-        raise ValueError(f"the simulator knows BK7231N and BK7231T, not {chip}")
+    """A chip whose identity comes from the image; `chip` only where the image does not say."""
+    if chip is not None:
+        chip = CHIPS.get(chip.lower(), chip.upper())
+    ident = load_identity(chip, dump)
+    if realistic:
+        scenario = "app-running" if scenario == "bootloader" else scenario
+        timing = timing or True
+        if ident.dialect.crc_locks_protection:  # Tuya/Beken bootloaders, not the N BootROM
+            kwargs.setdefault("idle_timeout", T_IDLE_TIMEOUT)
     t = timing if isinstance(timing, Timing) else Timing(enabled=bool(timing))
+    if flash_id is not None:
+        jedec = parse_flash_id(flash_id) if isinstance(flash_id, str) else tuple(flash_id)
+        part = lookup(jedec)  # type: ignore[arg-type]
+        if part is not None and part.size != len(ident.flash):
+            raise ImageIdentityError(
+                f"flash ID {bytes(jedec).hex().upper()} is a {part.name} of {part.size >> 10} KiB, "
+                f"but the image is {len(ident.flash) >> 10} KiB")
+        kwargs["jedec"] = jedec
     return SimDevice(
-        load_flash(chip, dump), chip=chip, scenario=scenario, wiring=wiring, timing=t, faults=faults,
-        seed=seed, **kwargs,  # type: ignore[arg-type]
+        ident.flash, chip=ident.chip, scenario=scenario, wiring=wiring, timing=t, faults=faults,
+        seed=seed, efuse=efuse_for(ident, dump, efuse), variant=ident.variant,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -110,12 +182,17 @@ def from_url(url: str) -> SimDevice:
         kwargs["max_baud"] = int(q["max_baud"])
     if "idle" in q:
         kwargs["idle_timeout"] = float(q["idle"])
+    if "efuse" in q:
+        kwargs["efuse"] = q["efuse"]
+    if "flash_id" in q:
+        kwargs["flash_id"] = q["flash_id"]
     return create_device(
-        chip=host or "bk7231n",
+        chip=host or None,
         dump=q.get("dump"),
         scenario=q.get("scenario", "bootloader"),
         wiring=q.get("wiring", "none"),
         timing=q.get("timing", "0") not in ("0", "", "false"),
+        realistic=q.get("realistic", "0") not in ("0", "", "false"),
         seed=int(q.get("seed", "0")),
         **kwargs,
     )

@@ -1,0 +1,71 @@
+"""The simulated chip's boot log is the loaded device's own (issue 11, item 6).
+
+Judge: our boot-log parser (core/analysis/bootlog.py) reads the log off the simulated UART, and what it
+finds must match the dump analyser's view of the same flash (MAC, SDK, app, json cfg pins).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from bkbench.core.analysis.bootlog import parse_boot_log
+from bkbench.core.analysis.dump import analyze_dump
+from bkbench.core.sim.registry import create_device, register, unregister
+from bkbench.core.transport import open_port
+from simhelpers import DUMP_CHIPS, ROTATED, unrotate
+
+
+def uart_log(dev, quiet: float = 0.6, limit: float = 15.0) -> str:
+    """Everything the app prints after a reset, until the line stays quiet for `quiet` s."""
+    register("log", dev)
+    try:
+        port = open_port("sim://@log")
+        port.timeout = 0.05
+        dev.reset()
+        out = bytearray()
+        start = last = time.monotonic()
+        while time.monotonic() - start < limit:
+            chunk = port.read(4096)
+            now = time.monotonic()
+            if chunk:
+                out += chunk
+                last = now
+            elif out and now - last > quiet:
+                break
+        return out.decode("latin-1")
+    finally:
+        unregister("log")
+
+
+@pytest.mark.parametrize("name", sorted(DUMP_CHIPS) + [ROTATED])
+def test_log_names_this_devices_firmware_mac_and_pins(name, fixtures_dir):
+    raw = (fixtures_dir / "dumps" / name).read_bytes()
+    flash = unrotate(raw) if name == ROTATED else raw
+    want = analyze_dump(flash).to_json()
+    dev = create_device(None, fixtures_dir / "dumps" / name, boot_window=0.05)
+    log = parse_boot_log(uart_log(dev))
+    assert log.mac == want["mac"]
+    assert log.bootloader == dev.boot_string() and log.flash_id == int(bytes(dev.flash.jedec).hex(), 16)
+    assert log.sdk_version == want["firmware"]["sdk_version"]
+    assert log.app == want["firmware"].get("app")
+    assert log.json_cfg == want["tuya"]["user_param_key"]
+    assert log.openbk is None
+
+
+def test_two_n_dumps_do_not_share_a_log(fixtures_dir):
+    logs = [uart_log(create_device(None, fixtures_dir / "dumps" / n, boot_window=0.05))
+            for n in ("bk7231n-lspa9-clone-bl0937-plug.bin", "bk7231n-mirabella-genio-i003632-plug.bin")]
+    assert parse_boot_log(logs[0]).mac != parse_boot_log(logs[1]).mac
+    assert "b8:06:0d:2a:01:4b" not in logs[0] and "b8: 6: d:2a: 1:4b" not in logs[0]  # the recorded log's MAC
+
+
+def test_after_an_openbk_write_the_log_is_openbks(fixtures_dir, obk_images):
+    dev = create_device(None, fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin", boot_window=0.05)
+    ua = obk_images["BK7231N"]["ua"]
+    dev.flash.data[0x11000 : 0x11000 + len(ua)] = ua  # as a finished `bkbench write` leaves it
+    log = uart_log(dev)
+    parsed = parse_boot_log(log)
+    assert parsed.openbk == "OpenBK7231N 1.18.219" and parsed.sdk_version is None
+    assert parsed.mac == "1c:90:ff:f7:c9:34"
+    assert "TUYA IOT SDK" not in log
