@@ -61,8 +61,30 @@ def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentPars
     return out
 
 
+# Descriptions and examples for commands whose modules do not give their own.
+FALLBACK_DOCS = {
+    "simulate": ("Serve a simulated BK7231N or BK7231T on a pseudo-terminal and print its path first, so that "
+                 "bkbench, bk7231tools or ltchiptool can talk to it as to a chip. Without --dump it loads a "
+                 "real fixture dump when ../shared is present, else the built-in demo plug.",
+                 ["bkbench simulate --chip bk7231n", "bkbench simulate --scenario app-running --wiring rts",
+                  "bkbench simulate --json    (prints {\"path\": ...} on the first line)"]),
+    "backups": ("List the full backups in the library (DATA_DIR/backups): time, chip, MAC and path. "
+                "The workbench and every command share this library.",
+                ["bkbench backups", "bkbench --data-dir /srv/bkbench backups --json"]),
+}
+
+
 def _add_global_flags(p: argparse.ArgumentParser) -> None:
     """--json and --data-dir after the command too (SUPPRESS keeps a value given before it)."""
+    name = p.prog.split()[-1]
+    if p.description is None and name in FALLBACK_DOCS:
+        text, examples = FALLBACK_DOCS[name]
+        p.description = text
+        p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in p._actions:
+        if action.help is None and "--json" in action.option_strings:
+            action.help = "machine-readable output"
     if "--json" not in p._option_string_actions:
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     if "--data-dir" not in p._option_string_actions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -30,7 +31,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     dev = create_device(args.chip, args.dump, scenario=args.scenario, wiring=args.wiring, timing=args.timing,
                         seed=args.seed, **kwargs)
     bridge = PtyBridge(dev).start()
-    print(bridge.path, flush=True)
+    if getattr(args, "json", False):  # still one line, so tools reading the first line keep working
+        print(json.dumps({"path": bridge.path, "chip": dev.chip, "scenario": args.scenario}), flush=True)
+    else:
+        print(bridge.path, flush=True)
     print(f"simulating {dev.chip} ({dev.dialect.value}), scenario {args.scenario}; Ctrl-C to stop",
           file=sys.stderr, flush=True)
     stop = threading.Event()
