@@ -97,6 +97,10 @@ def bootloader() -> bytes:
 def app() -> bytes:
     """The plain stand-in application: filler with the SDK identification strings spread through it."""
     body = bytearray(_stream(b"demo app", 160 * 1024))
+    # An ARM exception vector table, as every BK7231 app starts: `b reset`, then `ldr pc, [pc, #0x14]`
+    # for the other vectors (what the recogniser checks to tell an app from other data).
+    vectors = struct.pack("<I", 0xEA00000E) + struct.pack("<I", 0xE59FF014) * 7
+    body[0 : len(vectors)] = vectors
     for i, text in enumerate(SDK_STRINGS):
         pos = 0x8000 + i * 0x4000
         body[pos : pos + len(text) + 2] = b"\0" + text + b"\0"

@@ -91,10 +91,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     app = unpack_ota(data)
     ua = build_ua(app)
     out = Path(args.output)
+    check = recognize(ua, out.name)
+    if check.format != "ua":  # e.g. a package holding something other than an app for 0x10000
+        raise ImageError(f"{name} does not hold a BK7231 application (its content does not start like one); "
+                         "nothing written")
     from ..backups import atomic_write
 
     atomic_write(out, ua, mode=0o644)
-    check = recognize(ua, out.name)
     what = (f"{name}: {info.format.upper()} OTA package{' of ' + info.version if info.version else ''} "
             f"for {chip or 'an unknown chip'}")
     done = (f"unpacked the {len(app):,}-byte app (checked against the package's hash), encrypted it for flash "
