@@ -12,7 +12,7 @@ from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
 from ..errors import BkError
-from .common import add_port_args, read_input_file, session_for
+from .common import HelpFormatter, add_port_args, read_input_file, session_for
 
 MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything bigger is not one
 
@@ -20,7 +20,7 @@ MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze", help="identify chip, firmware, MAC, Tuya config and OpenBK pins of a dump",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Say what is in a flash dump or a UART boot log: chip, bootloader, firmware (stock Tuya "
         "SDK or OpenBK), MAC, the decrypted Tuya KV storage, and the OpenBK pins and template derived from "
         "Tuya's user_param_key. With --port the whole chip is read first (and kept as a backup).",

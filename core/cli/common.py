@@ -24,6 +24,15 @@ SUPPORTED_BAUDS = (115200, 230400, 460800, 500000, 921600, 1000000, 1500000, 200
 MAX_FLASH = 0x400000  # the largest BK7231 flash: no offset or length beyond it means anything
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal; keeps the `examples:` epilog line by line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (`bkbench: error: ...`) instead of the usage block."""
 

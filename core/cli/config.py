@@ -12,9 +12,9 @@ from ..analysis.obk_config import ObkConfig, parse_assignment
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
-from .common import add_port_args, check_output_path, read_input_file, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, read_input_file, session_for
 
-RAW = argparse.RawDescriptionHelpFormatter
+RAW = HelpFormatter
 
 
 def _chip(text: str) -> str:
@@ -131,9 +131,12 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         for k, v in j.items():
             if k != "pins":
-                print(f"{k:<34} {v}")
+                if isinstance(v, list):
+                    v = ", ".join(str(x) for x in v) or "none"
+                print(f"{k:<34} {'-' if v in ('', None) else v}")
         for g, p in j["pins"].items():
-            print(f"P{g:<3} {p['role']:<14} channel {p['channel']} {p['channel2'] or ''}")
+            second = f", {p['channel2']}" if p["channel2"] else ""
+            print(f"P{g:<3} {p['role']:<14} channel {p['channel']}{second}")
     return 0
 
 

@@ -9,10 +9,10 @@ from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError, ImageError
 from ..ops.events import Notice
 from ..ports import list_ports
-from .common import add_port_args, check_output_path, emit, parse_int, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, emit, parse_int, session_for
 from .image import read_image_file
 
-RAW = argparse.RawDescriptionHelpFormatter
+RAW = HelpFormatter
 
 
 def _cmd(sub: argparse._SubParsersAction, name: str, summary: str, description: str, examples: list[str]):

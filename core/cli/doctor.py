@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import BkError
 from ..link.baud import adapter_key, forget, remembered
 from ..link.doctor import diagnose
-from .common import emit, positive_seconds
+from .common import HelpFormatter, emit, positive_seconds
 from .render import make_renderer
 
 EXIT_PROBLEM = 2
@@ -17,7 +17,7 @@ EXIT_PROBLEM = 2
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor", help="diagnose the link to a chip and say what to do next (never writes)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Listen to the port, reset the chip and try to link, then say why it does (not) answer: "
         "nothing on RX (wiring, GND, supply), an application log (reset at the wrong moment), answers that "
         "come and go (something loads RX1/TX1), garbage (baud or noise), our own bytes echoed (TX/RX "

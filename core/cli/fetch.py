@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import BkError
 from ..images.releases import ReleaseClient, atomic_write
-from .common import check_output_path, positive_int
+from .common import HelpFormatter, check_output_path, positive_int
 
 CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
 
@@ -80,7 +80,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fetch", help="download an OpenBK release image for a chip (cached)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Download the OpenBK UART image for a chip from the project's GitHub releases (the QIO file "
         "for a BK7231N, UA for a BK7231T) into the cache, and print its path. Cached files are used offline.",
         epilog="examples:\n  bkbench fetch --chip bk7231n\n  bkbench fetch --chip bk7231t --version 1.18.219 "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..images.recognize import MAX_IMAGE_SIZE, ImageInfo, recognize
+from .common import HelpFormatter, check_output_path
 
 
 def read_image_file(path: str | Path) -> bytes:
@@ -71,7 +72,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     """UG/RBL OTA package -> the UA image written over UART at 0x11000 (the chip's bootloader is kept)."""
     from ..images.builders import build_ua
     from ..images.rbl import unpack_ota
-    from .common import check_output_path
 
     if not args.ota:
         raise ImageError("give the OTA file to convert: bkbench image convert FILE.rbl -o OUT.bin")
@@ -117,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "image", help="say what a firmware file is and where it would go; convert OTA packages",
         usage="bkbench image FILE [--json]\n       bkbench image convert OTA_FILE -o OUT.bin [--chip CHIP]",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Recognise a firmware file by its content (QIO, UA, RBL/UG OTA package, full dump, OpenBK "
         "config) and say which chip it is for and where on the flash it would be written. `image convert` "
         "turns a UG/RBL OTA package (what tuya-cloudcutter and OTA updates use, never written over UART) "

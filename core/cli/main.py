@@ -10,7 +10,7 @@ import sys
 
 from .. import __version__
 from ..errors import BkError
-from .common import OneLineParser, baud_rate
+from .common import HelpFormatter, OneLineParser, baud_rate
 
 # Command groups, each a module with register(subparsers); optional ones may be absent.
 COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups")
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bkbench",
         description="Back up and flash Beken BK7231N/T chips with OpenBeken. "
         "Without a command the workbench (TUI) opens.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG, formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"bkbench {__version__}")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -65,7 +65,8 @@ def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentPars
 FALLBACK_DOCS = {
     "simulate": ("Serve a simulated BK7231N or BK7231T on a pseudo-terminal and print its path first, so that "
                  "bkbench, bk7231tools or ltchiptool can talk to it as to a chip. Without --dump it loads a "
-                 "real fixture dump when ../shared is present, else the built-in demo plug.",
+                 "real fixture dump when ../shared is present, else a synthetic flash (random code, a TLV "
+                 "sector). For the built-in demo plug: python -m bkbench.core.demo_image demo.bin; --dump demo.bin",
                  ["bkbench simulate --chip bk7231n", "bkbench simulate --scenario app-running --wiring rts",
                   "bkbench simulate --json    (prints {\"path\": ...} on the first line)"]),
     "backups": ("List the full backups in the library (DATA_DIR/backups): time, chip, MAC and path. "
@@ -81,7 +82,7 @@ def _add_global_flags(p: argparse.ArgumentParser) -> None:
         text, examples = FALLBACK_DOCS[name]
         p.description = text
         p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
-        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.formatter_class = HelpFormatter
     for action in p._actions:
         if action.help is None and "--json" in action.option_strings:
             action.help = "machine-readable output"
