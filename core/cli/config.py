@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Copy FILE to --output with the OpenBK config edited; only the config "
                         "sector differs. A dump without an OpenBK config (stock Tuya firmware) gets a new one "
                         "with OpenBK's defaults and the chip's MAC, and the command says so. The input is never "
-                        "modified. Keys: ssid, pass, mqtt_host, mqtt_port, mqtt_user, mqtt_pass, mqtt_topic, "
-                        "name, pin.N=ROLE[:CHANNEL], flag.N=0|1, ...",
+                        "modified. Keys: ssid, pass, mqtt_host, mqtt_port, mqtt_user, mqtt_pass, name, startup, "
+                        "pin.N=ROLE;CHANNEL (e.g. pin.26=Rel;1), flag.N=0|1, or any field `config show` lists.",
                         epilog="examples:\n  bkbench config set BACKUP.bin ssid=MyWifi pass=secret -o obk.bin\n"
                         "  bkbench config set BACKUP.bin --from-tuya ssid=MyWifi -o obk.bin\n"
                         "  bkbench config set cfg.bin mqtt_host=192.168.1.10 -o cfg2.bin")
