@@ -15,9 +15,14 @@ import pytest
 
 SHARED = Path(os.environ.get("BKBENCH_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
 FIXTURE_ARGS = {"shared_dir", "fixtures_dir", "obk_images"}
-# Modules that reach the fixtures without the fixtures above (module-level paths, the simulator's default
-# dumps, snapshots drawn from the real dump).
-NEEDS_FIXTURES = {"test_properties", "test_tui_snapshots", "test_tui_snapshots_more"}
+# Modules and tests that reach the fixtures without the fixtures above: module-level paths, snapshots drawn
+# from the real dump, and tests whose byte counts or diagnoses come from the real dump / boot log the
+# simulator loads by default (found by running the suite with BKBENCH_SHARED=/nonexistent).
+NEEDS_FIXTURES = {
+    "test_properties", "test_tui_snapshots", "test_tui_snapshots_more",
+    "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
+    "test_doctor.py::test_link_failure_prints_the_diagnosis",
+}
 _skipped: list[str] = []
 
 
@@ -38,7 +43,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason=f"needs the real fixtures ({SHARED / 'fixtures'} not found)")
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
-        if FIXTURE_ARGS & set(getattr(item, "fixturenames", ())) or module in NEEDS_FIXTURES:
+        test_id = item.nodeid.rsplit("/", 1)[-1]
+        listed = module in NEEDS_FIXTURES or any("::" in n and test_id.startswith(n) for n in NEEDS_FIXTURES)
+        if FIXTURE_ARGS & set(getattr(item, "fixturenames", ())) or listed:
             item.add_marker("fixtures")
         if not present and item.get_closest_marker("fixtures"):
             item.add_marker(skip)
