@@ -19,7 +19,8 @@ FIXTURE_ARGS = {"shared_dir", "fixtures_dir", "obk_images"}
 # from the real dump, and tests whose byte counts or diagnoses come from the real dump / boot log the
 # simulator loads by default (found by running the suite with BKBENCH_SHARED=/nonexistent).
 NEEDS_FIXTURES = {
-    "test_properties", "test_tui_snapshots", "test_tui_snapshots_more",
+    "test_tui_snapshots", "test_tui_snapshots_more",
+    "test_properties.py::test_recognize_mutated_real_images", "test_properties.py::test_read_vault_on_damaged_vault",
     "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }

@@ -56,6 +56,7 @@ CASES = [
     (["read", "-p", NOPORT, "--start", "-1"], ["start"]),
     (["read", "-p", NOPORT, "--length", "0"], ["length"]),
     (["read", "-p", NOPORT, "--length", "64M"], ["length"]),
+    (["read", "-p", NOPORT, "--start", "0x1FF001", "--length", "4K", "-o", "{root}/r.bin"], ["4 KiB"]),
     (["doctor", "-p", NOPORT, "--seconds", "nan"], ["seconds"]),
     (["doctor", "-p", NOPORT, "--seconds", "-3"], ["seconds"]),
     (["fetch", "--list", "--count", "0"], ["count"]),

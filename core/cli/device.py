@@ -141,6 +141,8 @@ def cmd_read(args: argparse.Namespace) -> int:
         check_output_path(args.output)  # before linking: a refusal after a 3-minute read helps nobody
     if args.length == 0:
         raise BkError("--length 0 reads nothing; give a length in bytes (e.g. 64K) or leave it out")
+    if args.start % 0x1000 or (args.length or 0) % 0x1000:
+        raise BkError("reads go by 4 KiB sectors: --start and --length must be multiples of 0x1000 (4K)")
     with session_for(args) as s:
         info = s.connect()
         whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
