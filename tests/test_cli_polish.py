@@ -171,3 +171,11 @@ def test_image_convert_turns_an_ota_package_into_the_uart_image(tmp_path) -> Non
     assert code == 1 and "not an OTA package" in err
     code, _, err = run(["image", "convert", str(ota), "-o", str(out), "--json"])
     assert code == 1 and "exists" in err
+
+
+def test_data_dir_does_not_leak_into_the_next_command(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "default"))
+    code, out, _ = run(["--data-dir", str(tmp_path / "once"), "backups", "--json"])
+    assert code == 0 and json.loads(out)["library"] == str(tmp_path / "once" / "backups")
+    code, out, _ = run(["backups", "--json"])
+    assert json.loads(out)["library"] == str(tmp_path / "default" / "backups")

@@ -103,9 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
+    previous = os.environ.get("BKBENCH_DATA_DIR")
     if getattr(args, "data_dir", None):
         # One library for the CLI and the workbench: every default path below derives from this.
         os.environ["BKBENCH_DATA_DIR"] = os.path.abspath(os.path.expanduser(args.data_dir))
+    try:
+        return _run(args, func)
+    finally:
+        if previous is None:
+            os.environ.pop("BKBENCH_DATA_DIR", None)
+        else:
+            os.environ["BKBENCH_DATA_DIR"] = previous
+
+
+def _run(args: argparse.Namespace, func) -> int:
     try:
         if func is None:
             return run_tui(args)
