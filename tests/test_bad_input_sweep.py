@@ -100,6 +100,8 @@ CASES = [
     (["config", "write", "{missing}", "-p", NOPORT], ["missing.bin"]),
     (["config", "write", "{odd.bin}", "-p", NOPORT], ["bytes"]),
     (["config", "write", "{fifo}", "-p", NOPORT], ["not a regular file"]),
+    (["config", "write", "{sector.bin}", "-p", NOPORT], ["erased"]),
+    (["config", "write", "{junk.bin}", "-p", NOPORT], ["not an OpenBK config"]),
     # image
     (["image", "{missing}"], ["missing.bin"]),
     (["image", "{dir}"], ["dir"]),

@@ -179,3 +179,18 @@ def test_data_dir_does_not_leak_into_the_next_command(tmp_path, monkeypatch) -> 
     assert code == 0 and json.loads(out)["library"] == str(tmp_path / "once" / "backups")
     code, out, _ = run(["backups", "--json"])
     assert json.loads(out)["library"] == str(tmp_path / "default" / "backups")
+
+
+def test_config_made_from_a_stock_dump_lands_only_in_its_sector(tmp_path, demo_dump, demo_chip) -> None:
+    url, dev = demo_chip
+    made = tmp_path / "obk.bin"
+    assert run(["config", "set", str(demo_dump), "ssid=Lab", "--from-tuya", "-o", str(made)])[0] == 0
+    code, out, err = run(["config", "write", str(made), "-p", url, "-b", "2000000", "-q", "--json",
+                          "--data-dir", str(tmp_path / "lib")])
+    assert code == 0, err
+    assert json.loads(out) == {"ok": True, "chip": "BK7231N", "offset": 0x1D1000, "length": 4096}
+    flash = dev.flash.read(0, 0x200000)
+    stock = demo_dump.read_bytes()
+    assert flash[0x1D1000:0x1D2000] == made.read_bytes()[0x1D1000:0x1D2000]
+    assert flash[:0x1D1000] == stock[:0x1D1000] and flash[0x1D2000:] == stock[0x1D2000:]
+    assert list((tmp_path / "lib" / "backups").glob("*.bin"))  # the stock flash was backed up first

@@ -184,6 +184,14 @@ def run_write(args: argparse.Namespace) -> int:
     blob = read_input_file(path, "config sector or flash dump")
     if len(blob) not in (SECTOR, 0x200000):
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
+    # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
+    chip = None if len(blob) == SECTOR else _detect_chip(blob)
+    if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
+        off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
+        try:
+            ObkConfig.parse(blob[off : off + SECTOR])
+        except BkError as exc:
+            raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
         info = s.connect()
         off = OBK_CONFIG_OFFSET[info.chip]
