@@ -59,6 +59,11 @@ BOOTLOADERS: dict[int, Bootloader] = {
     )
 }
 
+# The built-in demo plug's bootloader (core/demo_image.py): synthetic text, on no real chip. Registered so
+# the demo analyses like a real dump without passing the synthetic bytes off as Beken's bootloader.
+DEMO_BOOTLOADER = Bootloader(0x08D47718, "bkbench demo bootloader (synthetic)", "BK7231N", Dialect.FULL, "demo")
+BOOTLOADERS[DEMO_BOOTLOADER.crc] = DEMO_BOOTLOADER
+
 # CRC-32 of 257 zero bytes: the bootloader CRC a chip reports when all flash reads return zeros
 # (strap / boot-mode problem, bk7231tools issue 30).
 ZERO_FLASH_BOOT_CRC = 0xB7BFA0CE

@@ -29,8 +29,8 @@ def config_dir() -> Path:
 def fixtures_dir() -> Path | None:
     """The shared fixtures (real dumps, logs) when present beside a source checkout."""
     env = os.environ.get("BKBENCH_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared")
+    # An explicit BKBENCH_SHARED is the only place looked at (so a run without fixtures can be tried).
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parent.parent.parent / "shared"]
     for cand in candidates:
         if (cand / "fixtures").is_dir():
             return cand / "fixtures"

@@ -15,24 +15,54 @@ if SIM_PACKAGE not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append(SIM_PACKAGE)
 
 
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path("/proc", str(pid), "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"process {pid} ({cmd[:60]})" if cmd else f"process {pid}"
+
+
+def _lock_holder(device: str) -> int | None:
+    """The pid owning the flock on `device` (pyserial's exclusive=True), from /proc/locks."""
+    try:
+        st = os.stat(device)
+        want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            # "1: FLOCK  ADVISORY  WRITE 1234 00:05:87 0 EOF"; blocked waiters are marked "->".
+            fields = line.split()
+            if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+                continue
+            if fields[5] == want and fields[4].isdigit():
+                return int(fields[4])
+    except OSError:
+        pass
+    return None
+
+
 def _holder_of(device: str) -> str:
-    """Name the process holding a device open, where /proc tells (Linux)."""
+    """Name the process holding a device open, where /proc tells (Linux).
+
+    The lock's owner comes first: scanning open fds alone names whichever process comes first in
+    /proc (often the shell or terminal that merely has the tty open, or a parent that inherited it)."""
+    pid = _lock_holder(device)
+    if pid is not None:
+        return _describe(pid)
     try:
         target = os.path.realpath(device)
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit() or int(pid) == os.getpid():
+        holders = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
                 continue
-            fd_dir = Path("/proc", pid, "fd")
             try:
-                for fd in fd_dir.iterdir():
-                    if os.path.realpath(fd) == target:
-                        cmd = Path("/proc", pid, "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-                        return f"process {pid} ({cmd[:60]})"
+                if any(os.path.realpath(fd) == target for fd in Path("/proc", entry, "fd").iterdir()):
+                    holders.append(int(entry))
             except OSError:
                 continue
     except OSError:
-        pass
-    return ""
+        return ""
+    # Children inherit their parents' fds: the newest process (highest pid) is usually the real user.
+    return _describe(max(holders)) if holders else ""
 
 
 def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bool = True) -> serial.SerialBase:

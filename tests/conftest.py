@@ -1,4 +1,10 @@
-"""Shared pytest fixtures: where the read-only ground truth (../shared) lives."""
+"""Shared pytest fixtures: where the read-only ground truth (../shared) lives.
+
+Tests that need the real fixtures (dumps, OTA files, boot logs) are marked `fixtures`: automatically when
+they use the `shared_dir`/`fixtures_dir`/`obk_images` fixtures, explicitly (or via NEEDS_FIXTURES below)
+when they reach them another way. Without ../shared they are skipped with one summary line; under CI
+(CI=true) a missing ../shared is an error, so CI always runs them.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,57 @@ from pathlib import Path
 
 import pytest
 
+SHARED = Path(os.environ.get("BKBENCH_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
+FIXTURE_ARGS = {"shared_dir", "fixtures_dir", "obk_images"}
+# Modules and tests that reach the fixtures without the fixtures above: module-level paths, snapshots drawn
+# from the real dump, and tests whose byte counts or diagnoses come from the real dump / boot log the
+# simulator loads by default (found by running the suite with BKBENCH_SHARED=/nonexistent).
+NEEDS_FIXTURES = {
+    "test_tui_snapshots", "test_tui_snapshots_more",
+    "test_properties.py::test_recognize_mutated_real_images", "test_properties.py::test_read_vault_on_damaged_vault",
+    "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
+    "test_doctor.py::test_link_failure_prints_the_diagnosis",
+}
+_skipped: list[str] = []
+
+
+def _fixtures_present() -> bool:
+    return (SHARED / "fixtures" / "dumps").is_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fixtures: needs the real fixtures in ../shared/fixtures")
+    if not _fixtures_present() and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise pytest.UsageError(
+            f"CI needs the real fixtures, but {SHARED / 'fixtures'} does not exist: put the shared directory "
+            "beside the clone (../shared) or set BKBENCH_SHARED")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    present = _fixtures_present()
+    skip = pytest.mark.skip(reason=f"needs the real fixtures ({SHARED / 'fixtures'} not found)")
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        test_id = item.nodeid.rsplit("/", 1)[-1]
+        listed = module in NEEDS_FIXTURES or any("::" in n and test_id.startswith(n) for n in NEEDS_FIXTURES)
+        if FIXTURE_ARGS & set(getattr(item, "fixturenames", ())) or listed:
+            item.add_marker("fixtures")
+        if not present and item.get_closest_marker("fixtures"):
+            item.add_marker(skip)
+            _skipped.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _skipped:
+        terminalreporter.write_line(
+            f"{len(_skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
+            f"at {SHARED / 'fixtures'}; put ../shared beside the clone or set BKBENCH_SHARED=DIR to run them "
+            "(CI requires them).", yellow=True, bold=True)
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    return Path(os.environ.get("BKBENCH_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
+    return SHARED
 
 
 @pytest.fixture(scope="session")

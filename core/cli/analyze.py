@@ -12,11 +12,22 @@ from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
 from ..errors import BkError
-from .common import add_port_args, session_for
+from .common import HelpFormatter, add_port_args, read_input_file, session_for
+
+MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything bigger is not one
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="identify chip, firmware, MAC, Tuya config and OpenBK pins of a dump")
+    p = sub.add_parser(
+        "analyze", help="identify chip, firmware, MAC, Tuya config and OpenBK pins of a dump",
+        formatter_class=HelpFormatter,
+        description="Say what is in a flash dump or a UART boot log: chip, bootloader, firmware (stock Tuya "
+        "SDK or OpenBK), MAC, the decrypted Tuya KV storage, and the OpenBK pins and template derived from "
+        "Tuya's user_param_key. With --port the whole chip is read first (and kept as a backup).",
+        epilog="examples:\n  bkbench analyze BACKUP.bin\n  bkbench analyze boot.log\n"
+        "  bkbench analyze BACKUP.bin --json      (includes the OpenBK template)\n"
+        "  bkbench analyze -p /dev/ttyUSB0",
+    )
     p.add_argument("file", nargs="?", help="flash dump (.bin) or UART boot log (.log/.txt)")
     add_port_args(p, required=False)
     p.add_argument("--library", help="backup library directory (a live analysis saves a full backup)")
@@ -31,11 +42,9 @@ def _is_text(data: bytes) -> bool:
 
 def analyze_file(path: str | Path, show_secrets: bool = False) -> dict[str, Any]:
     """The JSON report for a dump or boot log file."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise BkError(f"Cannot read {p}: {e.strerror}.") from None
+    data = read_input_file(Path(path), "flash dump or boot log", MAX_INPUT)
+    if not data:
+        raise BkError(f"{path} is empty")
     if _is_text(data):
         log = parse_boot_log(data)
         out: dict[str, Any] = {"source": "bootlog", **log.to_json()}

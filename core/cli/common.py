@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
+import stat
 import sys
 import threading
 from contextlib import contextmanager
@@ -15,9 +18,30 @@ from ..ops.events import CancelToken
 from ..session import Session
 from .render import make_renderer
 
+# Rates a BK7231 bootloader and common USB adapters take (the baud ladder's rungs and two round ones).
+# Checked before anything else: a rate the chip cannot take would be tried, fail and be remembered.
+SUPPORTED_BAUDS = (115200, 230400, 460800, 500000, 921600, 1000000, 1500000, 2000000, 3000000)
+MAX_FLASH = 0x400000  # the largest BK7231 flash: no offset or length beyond it means anything
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal; keeps the `examples:` epilog line by line."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (`bkbench: error: ...`) instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"bkbench: error: {message} (see `{self.prog} --help`)\n")
+
 
 def parse_int(text: str) -> int:
-    """Accept 0x11000, 69632, 1M, 64K."""
+    """Accept 0x11000, 69632, 1M, 64K: a flash offset or length, never negative or beyond 4 MiB."""
     t = text.strip().lower().replace("_", "")
     mult = 1
     if t.endswith("k"):
@@ -25,17 +49,90 @@ def parse_int(text: str) -> int:
     elif t.endswith("m"):
         mult, t = 1024 * 1024, t[:-1]
     try:
-        return int(t, 0) * mult
+        value = int(t, 0) * mult
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (use e.g. 0x11000, 4096, 64K)") from None
+    if not 0 <= value <= MAX_FLASH:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the flash (0 to 0x{MAX_FLASH:X})")
+    return value
+
+
+def baud_rate(text: str) -> int:
+    """A --baud value: one of SUPPORTED_BAUDS."""
+    try:
+        value = int(text.strip().replace("_", ""), 0)
+    except ValueError:
+        value = None
+    if value not in SUPPORTED_BAUDS:
+        rates = ", ".join(str(b) for b in SUPPORTED_BAUDS)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a supported baud rate (use one of {rates})")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A duration: finite and above zero (nan, inf and negatives would wait forever or not at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or value > 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration in seconds (a number above 0, e.g. 20)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count between 1 and 1000")
+    return value
+
+
+def read_input_file(path: str | os.PathLike, what: str = "file", max_size: int = MAX_FLASH) -> bytes:
+    """Read a user-named input file, refusing before opening it what would hang or exhaust memory:
+    directories, FIFOs, devices (/dev/zero), and anything larger than a BK7231 flash."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise BkError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BkError(f"{p} is a directory, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise BkError(f"{p} is not a regular file (a pipe or device); give a {what} saved on disk")
+    if st.st_size > max_size:
+        raise BkError(f"{p} is {st.st_size:,} bytes, larger than any {what} ({max_size:,} bytes at most)")
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(max_size + 1)[: max_size]
+    except OSError as exc:
+        raise BkError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an output that cannot be written, before any chip or file work is done."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise BkError(f"{p} is a directory; give a file name for the output (-o DIR/name.bin)")
+    if os.path.lexists(p) and not overwrite:
+        raise BkError(f"{p} exists; bkbench never overwrites it (choose another --output)")
+    parent = os.path.dirname(os.path.abspath(p))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise BkError(f"cannot write {p}: {parent} is not a directory")
+    if os.path.isdir(parent) and not os.access(parent, os.W_OK):
+        raise BkError(f"cannot write {p}: no write permission in {parent}")
 
 
 def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--port", "-p", required=required, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
-    p.add_argument("--baud", "-b", type=int, default=921600, help="transfer baud rate (link is always 115200)")
+    p.add_argument("--baud", "-b", type=baud_rate, default=921600,
+                   help="transfer baud rate (link is always 115200; default 921600, steps down if the adapter fails)")
     p.add_argument("--reset", default="auto",
                    help="reset method: auto, manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the chip to answer")
+    p.add_argument("--timeout", type=positive_seconds, default=20.0,
+                   help="seconds to wait for the chip to answer (default 20)")
     p.add_argument("--flash-size", type=parse_int, default=None,
                    help="flash size (e.g. 2M) when the chip's flash ID is unknown or disagrees with the flash")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")

@@ -12,27 +12,59 @@ from ..analysis.obk_config import ObkConfig, parse_assignment
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
-from .common import add_port_args, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, read_input_file, session_for
+
+RAW = HelpFormatter
+
+
+def _chip(text: str) -> str:
+    return text.upper()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="show or edit the OpenBK configuration sector")
-    csub = p.add_subparsers(dest="config_cmd", required=True)
-    s = csub.add_parser("show", help="show a config sector or the config inside a full dump")
-    s.add_argument("file", nargs="?")
+    p = sub.add_parser("config", help="show or edit the OpenBK configuration sector", formatter_class=RAW,
+                       description="The OpenBK configuration (Wi-Fi, MQTT, pins, flags) lives in one 4 KiB "
+                       "sector (0x1D1000 on a BK7231N, 0x1E1000 on a BK7231T). Read it from a dump or a chip, "
+                       "edit it offline into a new file, then write only that sector.",
+                       epilog="examples:\n  bkbench config show BACKUP.bin\n"
+                       "  bkbench config set BACKUP.bin ssid=MyWifi pass=secret -o cfg.bin\n"
+                       "  bkbench config write cfg.bin -p /dev/ttyUSB0")
+    csub = p.add_subparsers(dest="config_cmd", required=True, metavar="show|set|write")
+    s = csub.add_parser("show", help="show a config sector or the config inside a full dump", formatter_class=RAW,
+                        description="Print the OpenBK configuration of a 4 KiB config sector, of a full dump, "
+                        "or of the chip on --port (read only). Passwords are masked unless --show-secrets.",
+                        epilog="examples:\n  bkbench config show BACKUP.bin\n  bkbench config show cfg.bin --json"
+                        "\n  bkbench config show -p /dev/ttyUSB0")
+    s.add_argument("file", nargs="?", help="config sector (4 KiB) or full dump; omit with --port")
     add_port_args(s, required=False)
-    s.add_argument("--show-secrets", action="store_true")
+    s.add_argument("--chip", type=_chip, choices=sorted(OBK_CONFIG_OFFSET),
+                   help="chip of a full dump when its bootloader is not recognised")
+    s.add_argument("--show-secrets", action="store_true", help="show Wi-Fi and MQTT passwords")
     s.set_defaults(func=run_show)
-    e = csub.add_parser("set", help="edit key=value pairs into a new file (sector or full dump)")
-    e.add_argument("file")
-    e.add_argument("assignments", nargs="+", metavar="key=value")
-    e.add_argument("--output", "-o", required=True)
-    e.add_argument("--chip", choices=sorted(OBK_CONFIG_OFFSET), help="chip of a full dump (else detected)")
-    e.add_argument("--new", action="store_true", help="start from a default config when none exists")
+    e = csub.add_parser("set", help="edit key=value pairs into a new file (sector or full dump)",
+                        formatter_class=RAW,
+                        description="Copy FILE to --output with the OpenBK config edited; only the config "
+                        "sector differs. A dump without an OpenBK config (stock Tuya firmware) gets a new one "
+                        "with OpenBK's defaults and the chip's MAC, and the command says so. The input is never "
+                        "modified. Keys: ssid, pass, mqtt_host, mqtt_port, mqtt_user, mqtt_pass, name, startup, "
+                        "pin.N=ROLE;CHANNEL (e.g. pin.26=Rel;1), flag.N=0|1, or any field `config show` lists.",
+                        epilog="examples:\n  bkbench config set BACKUP.bin ssid=MyWifi pass=secret -o obk.bin\n"
+                        "  bkbench config set BACKUP.bin --from-tuya ssid=MyWifi -o obk.bin\n"
+                        "  bkbench config set cfg.bin mqtt_host=192.168.1.10 -o cfg2.bin")
+    e.add_argument("file", help="config sector (4 KiB) or full dump")
+    e.add_argument("assignments", nargs="+", metavar="key=value", help="fields to set")
+    e.add_argument("--output", "-o", required=True, help="new file to write (a library backup is never changed)")
+    e.add_argument("--chip", type=_chip, choices=sorted(OBK_CONFIG_OFFSET),
+                   help="chip of a full dump (else detected)")
+    e.add_argument("--new", action="store_true", help=argparse.SUPPRESS)  # old spelling; now automatic
     e.add_argument("--from-tuya", action="store_true", help="set pins/startup from the dump's Tuya config")
     e.set_defaults(func=run_set)
-    w = csub.add_parser("write", help="write a config sector to the chip")
-    w.add_argument("file", help="a config sector (4 KiB, from `config set`)")
+    w = csub.add_parser("write", help="write a config sector to the chip", formatter_class=RAW,
+                        description="Write one OpenBK config sector (from `config set`) to the chip, after a "
+                        "full backup; nothing else on the flash is touched. Verified by CRC.",
+                        epilog="examples:\n  bkbench config write cfg.bin -p /dev/ttyUSB0\n"
+                        "  bkbench config write obk.bin -p /dev/ttyUSB0   (the sector is taken from the dump)")
+    w.add_argument("file", help="a config sector (4 KiB, from `config set`) or a 2 MiB dump holding one")
     add_port_args(w)
     w.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
     w.add_argument("--library", help="backup library directory")
@@ -48,7 +80,8 @@ def load_config(
     if chip is None:
         chip = _detect_chip(data)
     if chip not in OBK_CONFIG_OFFSET:
-        raise BkError("Cannot tell the chip of this dump; pass --chip.")
+        raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
+                      "--chip BK7231T.")
     off = OBK_CONFIG_OFFSET[chip]
     sector = data[off : off + SECTOR]
     if new_if_missing and sector[:3] != b"CFG":
@@ -84,22 +117,44 @@ def run_show(args: argparse.Namespace) -> int:
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
     else:
-        cfg, _, _ = load_config(Path(args.file).read_bytes())
+        data = read_input_file(args.file, "config sector or flash dump")
+        try:
+            cfg, off, chip = load_config(data, args.chip)
+        except BkError as exc:
+            if len(data) > SECTOR * 2 and ("CFG" in str(exc) or "erased" in str(exc)):
+                raise BkError(f"{args.file} holds no OpenBK config (stock firmware?); "
+                              f"`bkbench config set {args.file} ssid=... -o NEW.bin` creates one") from None
+            raise
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
         print(json.dumps(j, indent=2))
     else:
         for k, v in j.items():
             if k != "pins":
-                print(f"{k:<34} {v}")
+                if isinstance(v, list):
+                    v = ", ".join(str(x) for x in v) or "none"
+                print(f"{k:<34} {'-' if v in ('', None) else v}")
         for g, p in j["pins"].items():
-            print(f"P{g:<3} {p['role']:<14} channel {p['channel']} {p['channel2'] or ''}")
+            second = f", {p['channel2']}" if p["channel2"] else ""
+            print(f"P{g:<3} {p['role']:<14} channel {p['channel']}{second}")
     return 0
 
 
+def _inside_library(path: Path) -> bool:
+    root = BackupLibrary().root.resolve()
+    return root == path.resolve().parent or root in path.resolve().parents
+
+
 def run_set(args: argparse.Namespace) -> int:
-    data = Path(args.file).read_bytes()
-    cfg, off, chip = load_config(data, args.chip, new_if_missing=args.new)
+    out_path = Path(args.output)
+    check_output_path(out_path, overwrite=True)
+    if _inside_library(out_path):
+        raise BkError(f"{out_path} is inside the backup library; write the edited copy elsewhere")
+    if out_path.exists() and Path(args.file).exists() and out_path.resolve() == Path(args.file).resolve():
+        raise BkError("--output is the input file; bkbench writes the edit to a new file")
+    data = read_input_file(args.file, "config sector or flash dump")
+    cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
+    created = off is not None and data[off : off + 3] != b"CFG"
     if args.from_tuya:
         a = analyze_dump(data)
         if a.mapping is None:
@@ -112,19 +167,32 @@ def run_set(args: argparse.Namespace) -> int:
         out = sector
     else:
         out = data[:off] + sector + data[off + SECTOR :]
-    BackupLibrary().refuse_output(args.output)  # a library image is never rewritten in place
-    atomic_write(Path(args.output), out, mode=0o600, overwrite=True)
-    print(f"Wrote {args.output}" + (f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""))
+    BackupLibrary().refuse_output(out_path)  # a library image is never rewritten in place
+    atomic_write(out_path, out, mode=0o600, overwrite=True)
+    where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
+    note = " The dump had no OpenBK config: a new one was created with OpenBK's defaults and the chip's MAC." \
+        if created else ""
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": True, "path": str(out_path), "offset": off, "chip": chip, "created": created,
+                          "set": list(args.assignments), "from_tuya": bool(args.from_tuya)}, indent=2))
+    else:
+        print(f"Wrote {out_path}{where}.{note}")
     return 0
 
 
 def run_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        raise BkError(f"{path}: no such file")
-    blob = path.read_bytes()
+    blob = read_input_file(path, "config sector or flash dump")
     if len(blob) not in (SECTOR, 0x200000):
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
+    # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
+    chip = None if len(blob) == SECTOR else _detect_chip(blob)
+    if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
+        off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
+        try:
+            ObkConfig.parse(blob[off : off + SECTOR])
+        except BkError as exc:
+            raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
         info = s.connect()
         off = OBK_CONFIG_OFFSET[info.chip]
@@ -132,5 +200,9 @@ def run_write(args: argparse.Namespace) -> int:
         s.backup_first = not args.no_backup
         s.backup_library = BackupLibrary(args.library)
         write_config_to_chip(s, info.chip, sector)
-    print(f"OpenBK config written to 0x{OBK_CONFIG_OFFSET[info.chip]:06X} ({info.chip}) and verified by CRC")
+    off = OBK_CONFIG_OFFSET[info.chip]
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": True, "chip": info.chip, "offset": off, "length": SECTOR}))
+    else:
+        print(f"OpenBK config written to 0x{off:06X} ({info.chip}) and verified by CRC")
     return 0

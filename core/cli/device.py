@@ -6,36 +6,62 @@ import argparse
 from pathlib import Path
 
 from ..backups import BackupLibrary, atomic_write
-from ..errors import BkError
+from ..errors import BkError, ImageError
 from ..ops.events import Notice
 from ..ports import list_ports
-from .common import add_port_args, emit, parse_int, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, emit, parse_int, session_for
 from .image import read_image_file
+
+RAW = HelpFormatter
+
+
+def _cmd(sub: argparse._SubParsersAction, name: str, summary: str, description: str, examples: list[str]):
+    return sub.add_parser(name, help=summary, description=description, formatter_class=RAW,
+                          epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ports", help="list serial ports with adapter names")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p = _cmd(sub, "ports", "list serial ports with adapter names",
+             "List serial ports: USB adapters by name (CH340, CP2102, FT232, PL2303), VID:PID, the stable "
+             "/dev/serial/by-id path, the Raspberry Pi's own UARTs, and whether another program holds them.",
+             ["bkbench ports", "bkbench ports --json"])
     p.set_defaults(func=cmd_ports)
 
-    p = sub.add_parser("info", help="link, identify chip, bootloader, flash and MAC")
+    p = _cmd(sub, "info", "link, identify chip, bootloader, flash and MAC",
+             "Link to the chip's bootloader (reset it as asked), then say which chip, bootloader, flash and MAC "
+             "it has. Reads a few bytes only; never writes.",
+             ["bkbench info -p /dev/ttyUSB0", "bkbench info -p /dev/ttyUSB0 --reset manual",
+              "bkbench info -p sim://bk7231n --json"])
     add_port_args(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("read", help="read flash (whole chip by default) verified by CRC")
+    p = _cmd(sub, "read", "read flash (whole chip by default) verified by CRC",
+             "Read the flash, every block verified against the chip's own CRC. The whole chip goes into the "
+             "backup library (0600 files, JSON sidecar); a part or an --output goes to a new file "
+             "(never overwritten).",
+             ["bkbench read -p /dev/ttyUSB0", "bkbench read -p /dev/ttyUSB0 -o plug.bin",
+              "bkbench read -p /dev/ttyUSB0 --start 0x1D0000 --length 8K -o rf-and-config.bin"])
     add_port_args(p)
     p.add_argument("--output", "-o", help="file to write (default: into the backup library)")
-    p.add_argument("--start", type=parse_int, default=0)
-    p.add_argument("--length", type=parse_int, default=None)
-    p.add_argument("--library", help="backup library directory")
+    p.add_argument("--start", type=parse_int, default=0, help="first flash address (default 0)")
+    p.add_argument("--length", type=parse_int, default=None, help="bytes to read (default: to the end of flash)")
+    p.add_argument("--library", help="backup library directory (default: DATA_DIR/backups)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--efuse", action="store_true", help="read the 32 eFuse bytes instead (BK7231N family)")
     what.add_argument("--rom", action="store_true", help="read the 16 KiB mask ROM instead (BK7231N family)")
     p.set_defaults(func=cmd_read)
 
-    p = sub.add_parser("write", help="write an image (recognised by content) with a backup first")
+    p = _cmd(sub, "write", "write an image (recognised by content) with a backup first",
+             "Write a firmware file where its content says it belongs (QIO/UA at 0x11000, a full dump as a "
+             "restore, raw data at --start). A full verified backup is taken first unless this chip already "
+             "has one; only sectors that differ are written; everything is verified by CRC; then the chip is "
+             "rebooted and its boot banner checked. The file is checked before the chip is touched.",
+             ["bkbench write -p /dev/ttyUSB0 OpenBK7231N_QIO_1.18.219.bin",
+              "bkbench image convert OpenBeken-v1.18.219_bk7231n.ug.bin -o obk.bin && "
+              "bkbench write -p /dev/ttyUSB0 obk.bin",
+              "bkbench write -p /dev/ttyUSB0 --start 0x1D1000 cfg.bin"])
     add_port_args(p)
-    p.add_argument("file")
+    p.add_argument("file", help="QIO or UA image, full dump, or raw data with --start")
     p.add_argument("--start", type=parse_int, default=None, help="flash offset (raw files only)")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
     p.add_argument("--replace-bootloader", action="store_true", help="also write the bootloader (QIO/dumps)")
@@ -46,11 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--other-device", action="store_true",
                    help="allow writing a full dump of another device (another MAC) onto this chip")
     p.add_argument("--full", action="store_true", help="rewrite every sector, not only those that differ")
-    p.add_argument("--no-reboot", action="store_true")
-    p.add_argument("--library", help="backup library directory")
+    p.add_argument("--no-reboot", action="store_true", help="leave the chip in its bootloader afterwards")
+    p.add_argument("--library", help="backup library directory (default: DATA_DIR/backups)")
     p.set_defaults(func=cmd_write)
 
-    p = sub.add_parser("restore", help="write a full backup back (RF calibration kept from the chip)")
+    p = _cmd(sub, "restore", "write a full backup back (RF calibration kept from the chip)",
+             "Put a full dump (e.g. from the backup library) back on the chip: everything above the bootloader, "
+             "except the RF calibration / MAC sector, which the chip keeps. Differential and CRC-verified.",
+             ["bkbench restore -p /dev/ttyUSB0 ~/.local/share/bkbench/backups/BK7231N-....bin",
+              "bkbench backups     (to find the file)"])
     add_port_args(p)
     p.add_argument("file", help="a full dump, e.g. from the backup library")
     p.add_argument("--bootloader", action="store_true", help="also restore the bootloader (BK7231N only is safe)")
@@ -59,16 +89,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--other-device", action="store_true",
                    help="allow restoring a dump of another device (another MAC) onto this chip")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
-    p.add_argument("--library", help="backup library directory")
+    p.add_argument("--library", help="backup library directory (default: DATA_DIR/backups)")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("verify", help="compare the chip with a file by CRC")
+    p = _cmd(sub, "verify", "compare the chip with a file by CRC",
+             "Compare the chip with a file, 4 KiB at a time, by the chip's CRC (no full read); lists the "
+             "ranges that differ. Exit code 2 when they differ.",
+             ["bkbench verify -p /dev/ttyUSB0 BACKUP.bin", "bkbench verify -p /dev/ttyUSB0 --start 0x11000 app.bin"])
     add_port_args(p)
-    p.add_argument("file")
-    p.add_argument("--start", type=parse_int, default=0)
+    p.add_argument("file", help="the file to compare with")
+    p.add_argument("--start", type=parse_int, default=0, help="flash address of the file's first byte (default 0)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("reboot", help="reboot the chip into its firmware")
+    p = _cmd(sub, "reboot", "reboot the chip into its firmware",
+             "Link, then tell the bootloader to start the firmware.", ["bkbench reboot -p /dev/ttyUSB0"])
     add_port_args(p)
     p.set_defaults(func=cmd_reboot)
 
@@ -82,9 +116,26 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size_text(n: int) -> str:
+    return f"{n // 0x100000} MiB" if n % 0x100000 == 0 else f"{n // 1024} KiB"
+
+
 def _info_text(info) -> str:
+    """`bkbench info` for a person: labelled lines, sizes in MiB, warnings one per line."""
     j = info.to_json()
-    return "\n".join(f"{k:<13} {v}" for k, v in j.items() if v not in (None, [], ""))
+    rows = [("chip", j["chip"] + (f" (chip ID {j['chip_id']})" if j.get("chip_id") else ""))]
+    boot = j.get("bootloader") or "not recognised"
+    rows.append(("bootloader", f"{boot}, CRC {j['boot_crc']}" + (f", version {j['boot_version']}"
+                                                                   if j.get("boot_version") else "")))
+    flash = _size_text(j["flash_size"])
+    if j.get("flash_id"):
+        flash += f", ID {j['flash_id']}" + (f" ({j['flash_name']})" if j.get("flash_name") else "")
+    rows.append(("flash", flash))
+    rows.append(("MAC", j.get("mac") or "not found (no RF/TLV sector?)"))
+    rows.append(("link", f"{j['baud']:,} baud ({j['dialect']} protocol)"))
+    lines = [f"{k:<11} {v}" for k, v in rows]
+    lines += [f"warning     {w}" for w in j.get("warnings") or []]
+    return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -103,6 +154,12 @@ def cmd_read(args: argparse.Namespace) -> int:
         from ..efuse import cmd_read_registers
 
         return cmd_read_registers(args)
+    if args.output:
+        check_output_path(args.output)  # before linking: a refusal after a 3-minute read helps nobody
+    if args.length == 0:
+        raise BkError("--length 0 reads nothing; give a length in bytes (e.g. 64K) or leave it out")
+    if args.start % 0x1000 or (args.length or 0) % 0x1000:
+        raise BkError("reads go by 4 KiB sectors: --start and --length must be multiples of 0x1000 (4K)")
     if args.output is None and args.start == 0 and args.length is None:
         BackupLibrary(args.library).check_space()  # before the chip is touched
     elif args.output:
@@ -124,13 +181,43 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rehint(exc: ImageError, info, name: str, chip: str | None) -> ImageError:
+    """The engine's refusal with a hint naming the right file and flag for what this file is."""
+    fmt = info.format
+    if fmt in ("rbl", "ug"):
+        exc.hint = f"convert it to a UART image first: bkbench image convert {name} -o {Path(name).stem}-uart.bin"
+    elif fmt == "dump" and chip and info.chip and info.chip != chip:
+        exc.hint = (f"this dump is of a {info.chip}: to restore this {chip}, use one of its own backups "
+                    f"(bkbench backups); for OpenBK use the {chip} build (bkbench fetch --chip {chip.lower()})")
+    elif fmt == "raw" and "offset" in str(exc):
+        exc.hint = "add --start ADDRESS (e.g. --start 0x1D1000) to write raw data, or check the file with " \
+                   f"bkbench image {name}"
+    return exc
+
+
+def check_file_offline(data: bytes, name: str, start: int | None, replace_bootloader: bool):
+    """Everything about the file that needs no chip, before linking: its kind, size and placement."""
+    from ..images.recognize import plan_write, recognize
+
+    info = recognize(data, name)
+    chip = info.chip or "BK7231N"  # placement is the same on both; the family is checked after linking
+    try:
+        plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
+    except ImageError as exc:
+        raise _rehint(exc, info, name, None) from None
+    return info
+
+
 def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_bootloader: bool):
     """What to write where, decided by the file's content (images.recognize)."""
     from ..images.recognize import check_compatible, plan_write, recognize
 
     info = recognize(data, name)
-    check_compatible(info, chip)
-    plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
+    try:
+        check_compatible(info, chip)
+        plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
+    except ImageError as exc:
+        raise _rehint(exc, info, name, chip) from None
     return info, plan
 
 
@@ -138,6 +225,7 @@ def cmd_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
+    check_file_offline(data, path.name, args.start, args.replace_bootloader)
     with session_for(args) as s:
         chip = s.connect().chip
         image, plan = plan_for_file(data, path.name, chip, args.start, args.replace_bootloader)
@@ -185,6 +273,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     if args.bootloader and not args.yes:
         raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
+    from ..images.recognize import recognize
+
+    kind = recognize(data, path.name)
+    if kind.format != "dump":
+        raise BkError(f"{path.name} is {kind.description[:1].lower() + kind.description[1:]}, not a full flash "
+                      "dump; restore takes a backup", hint=f"to write firmware: bkbench write -p PORT {path.name}")
     with session_for(args) as s:
         info = s.connect()
         from ..analysis.dump import identify_bootloader

@@ -8,19 +8,27 @@ from pathlib import Path
 from ..errors import BkError
 from ..link.baud import adapter_key, forget, remembered
 from ..link.doctor import diagnose
-from .common import emit
+from .common import HelpFormatter, emit, positive_seconds
 from .render import make_renderer
 
 EXIT_PROBLEM = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="diagnose the link to a chip and say what to do next (never writes)")
+    p = sub.add_parser(
+        "doctor", help="diagnose the link to a chip and say what to do next (never writes)",
+        formatter_class=HelpFormatter,
+        description="Listen to the port, reset the chip and try to link, then say why it does (not) answer: "
+        "nothing on RX (wiring, GND, supply), an application log (reset at the wrong moment), answers that "
+        "come and go (something loads RX1/TX1), garbage (baud or noise), our own bytes echoed (TX/RX "
+        "shorted). Exit code 2 when there is a problem. Never writes the chip.",
+        epilog="examples:\n  bkbench doctor -p /dev/ttyUSB0\n  bkbench doctor -p /dev/ttyUSB0 --reset manual "
+        "--seconds 30\n  bkbench doctor -p /dev/ttyUSB0 --dump BACKUP.bin   (names what is on P10/P11)")
     p.add_argument("--port", "-p", required=True, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
     p.add_argument("--reset", default="auto",
                    help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17[,power=GPIO27] "
                    "or a sequence like R1|W0.1|R0")
-    p.add_argument("--seconds", type=float, default=10.0, help="how long to listen and link (default 10)")
+    p.add_argument("--seconds", type=positive_seconds, default=10.0, help="how long to listen and link (default 10)")
     p.add_argument("--dump", help="a flash dump of this device: names what its config puts on P10/P11")
     p.add_argument("--forget-baud", action="store_true",
                    help="forget the baud rates remembered for this adapter, then diagnose")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import BkError
 from ..images.releases import ReleaseClient, atomic_write
+from .common import HelpFormatter, check_output_path, positive_int
 
 CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
 
@@ -48,6 +49,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return _list(client, args, as_json)
     if not args.chip:
         raise BkError("Say which chip the image is for: --chip bk7231n or --chip bk7231t.")
+    if args.output:
+        check_output_path(args.output, overwrite=True)
 
     def progress(done: int, total: int) -> None:
         if not as_json and sys.stderr.isatty():
@@ -75,12 +78,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fetch", help="download an OpenBK release image for a chip (cached)")
+    p = sub.add_parser(
+        "fetch", help="download an OpenBK release image for a chip (cached)",
+        formatter_class=HelpFormatter,
+        description="Download the OpenBK UART image for a chip from the project's GitHub releases (the QIO file "
+        "for a BK7231N, UA for a BK7231T) into the cache, and print its path. Cached files are used offline.",
+        epilog="examples:\n  bkbench fetch --chip bk7231n\n  bkbench fetch --chip bk7231t --version 1.18.219 "
+        "-o obk.bin\n  bkbench fetch --list --count 3\n  bkbench fetch --chip bk7231n --offline")
     p.add_argument("--version", help="release tag (default: the latest release)")
     p.add_argument("--chip", type=str.lower, choices=sorted(CHIPS), help="chip family the image is for")
     p.add_argument("--variant", help="build variant (e.g. berry, tuyaMCU); default: the plain build")
     p.add_argument("--list", action="store_true", help="list releases and their files instead")
-    p.add_argument("--count", type=int, default=10, help="how many releases --list shows")
+    p.add_argument("--count", type=positive_int, default=10, help="how many releases --list shows")
     p.add_argument("--output", "-o", help="also copy the image to this file")
     p.add_argument("--refresh", action="store_true", help="download again even if cached")
     p.add_argument("--offline", action="store_true", help="use only the cache")

@@ -9,6 +9,7 @@ SIGUSR1 (reset) and SIGUSR2 (power-cycle) for scripts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -73,7 +74,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BkError(str(exc)) from None
     bridge = PtyBridge(dev).start()
-    print(bridge.path, flush=True)
+    if getattr(args, "json", False):  # still one line, so tools reading the first line keep working
+        print(json.dumps({"path": bridge.path, "chip": dev.chip, "scenario": args.scenario,
+                          "realistic": bool(args.realistic)}), flush=True)
+    else:
+        print(bridge.path, flush=True)
     mode = "realistic: running its firmware" if args.realistic else f"scenario {dev.scenario}"
     print(f"simulating {dev.variant} ({dev.dialect.value}, bootloader {dev.boot_version or 'unknown'}), {mode}; "
           f"keys r=reset p=power-cycle q=quit; SIGUSR1=reset SIGUSR2=power-cycle", file=sys.stderr, flush=True)
