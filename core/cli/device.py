@@ -130,6 +130,8 @@ def _info_text(info) -> str:
     flash = _size_text(j["flash_size"])
     if j.get("flash_id"):
         flash += f", ID {j['flash_id']}" + (f" ({j['flash_name']})" if j.get("flash_name") else "")
+    if not j.get("size_trusted", True):
+        flash += " (NOT confirmed: writes are refused until --flash-size is given)"
     rows.append(("flash", flash))
     rows.append(("MAC", j.get("mac") or "not found (no RF/TLV sector?)"))
     rows.append(("link", f"{j['baud']:,} baud ({j['dialect']} protocol)"))
@@ -144,7 +146,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     with session_for(args) as s:
         info = s.connect()
         extra = efuse_summary(s.client, info)
-    text = _info_text(info) + "".join(f"\n{k:<13} {v}" for k, v in extra.items())
+    labels = {"efuse_key": "eFuse key", "variant": "variant"}
+    text = _info_text(info) + "".join(f"\n{labels.get(k, k):<11} {v}" for k, v in extra.items())
     emit(args, {"ok": True, **info.to_json(), **extra}, text)
     return 0
 
