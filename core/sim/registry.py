@@ -84,6 +84,10 @@ def load_identity(chip: str | None, dump: str | Path | None) -> SimIdentity:
     found = default_dump(family)
     if found is not None:
         return identify(found.read_bytes(), want or family, source=str(found))
+    if family == "BK7231N":  # no fixtures (a pipx install): the built-in demo plug, a whole stock device
+        from ..demo_image import demo_flash
+
+        return identify(demo_flash(), want or family, source="built-in demo plug")
     return identify(synth_flash(family), want or family, source="synthetic image")
 
 
