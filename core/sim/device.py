@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..chips import BOOTLOADERS, CHIP_ID_REGISTER, Dialect
+from ..chips import BOOTLOADERS, FAMILIES, Dialect
 from ..protocol import (
     ERASE_4K,
     ERASE_64K,
@@ -30,6 +30,7 @@ from ..protocol import (
 from . import bootlog
 from .faults import FaultInjector, FaultPlan
 from .flash import NorFlash
+from .synth import efuse_bytes, efuse_register_write, identity_registers
 from .timing import Timing
 
 SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo")
@@ -39,7 +40,6 @@ T_REFUSE_BELOW = 0x11000
 STATUS_REFUSED = 6
 N_STOCK_SR = 0x4004  # BP0 + CMP, as read from a stock TH25Q16HB (PROTOCOL-DETAILS.md 5.1)
 T_PROTECT_SR = 0x001C
-CHIP_IDS = {"BK7231N": 0x7231C, "BK7231T": 0x7231A}
 DEFAULT_JEDEC = {0x200000: (0xEB, 0x60, 0x15), 0x400000: (0xC8, 0x40, 0x16), 0x100000: (0x85, 0x60, 0x14)}
 
 
@@ -55,7 +55,8 @@ def detect_dialect(flash: bytes, chip: str) -> tuple[Dialect, str | None]:
         bl = BOOTLOADERS.get(zlib.crc32(flash[:n]))
         if bl and (n == 257) == (bl.dialect is Dialect.FULL):
             return bl.dialect, bl.version
-    return (Dialect.FULL if chip == "BK7231N" else Dialect.BASIC_TUYA), None
+    fam = FAMILIES.get(chip)
+    return (fam.dialect if fam else Dialect.FULL), None
 
 
 def garble(data: bytes, sent_baud: int, seen_baud: int, rng: random.Random) -> bytes:
@@ -117,7 +118,8 @@ class SimDevice:
         self._busy = 0.0
         self._last_rx = 0.0
         self.marked = False  # T bootloader's belief that flash is protected (PROTOCOL-DETAILS.md 5.2)
-        self.registers: dict[int, int] = {CHIP_ID_REGISTER: CHIP_IDS.get(chip, 0)}
+        self.registers: dict[int, int] = identity_registers(chip)  # chip ID from core/chips.py
+        self.efuse = efuse_bytes(chip)
         self.lines = {"dtr": False, "rts": False}
         self.cen_low = False
         self.powered = True
@@ -403,6 +405,7 @@ class SimDevice:
         elif code == Cmd.WRITE_REG and self._full() and len(p) >= 8:
             addr, value = struct.unpack_from("<II", p)
             self.registers[addr] = value
+            efuse_register_write(self.registers, self.efuse, addr, value)
             self._send(encode_response(Cmd.WRITE_REG, p[:8]), t)
         elif code == Cmd.REBOOT and p[:1] == b"\xa5":
             self._enter_reset(t, hold=False)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from ..layout import RF_OFFSET
+from ..chips import FAMILIES
 from ..paths import fixtures_dir
 from .device import SimDevice
 from .faults import FaultPlan
+from .synth import synth_flash
 from .timing import Timing
 
-CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
+CHIPS = {name.lower(): name for name in FAMILIES}  # every family of core/chips.py
 DEFAULT_DUMPS = {
     "BK7231N": "bk7231n-lspa9-clone-bl0937-plug.bin",
     "BK7231T": "bk7231t-feit-br30-rgbw-bulb.bin",
@@ -28,25 +27,10 @@ def default_dump(chip: str) -> Path | None:
     fx = fixtures_dir()
     if fx is None:
         return None
+    if chip not in DEFAULT_DUMPS:
+        return None
     path = fx / "dumps" / DEFAULT_DUMPS[chip]
     return path if path.is_file() else None
-
-
-def synth_flash(chip: str, size: int = 0x200000, seed: int = 1) -> bytes:
-    """A plausible flash image when no real dump is at hand: random code, a TLV sector, blank rest."""
-    buf = bytearray(b"\xff" * size)
-    stream = bytearray()
-    counter = 0
-    while len(stream) < 0x80000:
-        stream += hashlib.sha256(struct.pack("<II", seed, counter)).digest()
-        counter += 1
-    buf[0:0x11000] = stream[:0x11000]
-    buf[0x11000:0x80000] = stream[0x11000:0x80000]
-    rf = RF_OFFSET[chip]
-    mac = bytes([0xC8, 0x47, 0x8C, 0x10 + seed % 0xE0, 0x22, 0x33])
-    tlv = b"TLV\x00" + struct.pack("<I", 0x30) + bytes(0x14) + struct.pack("<II", 0x11111102, 6) + mac
-    buf[rf : rf + len(tlv)] = tlv
-    return bytes(buf)
 
 
 def load_flash(chip: str, dump: str | Path | None) -> bytes:
@@ -70,8 +54,8 @@ def create_device(
     **kwargs: object,
 ) -> SimDevice:
     chip = CHIPS.get(chip.lower(), chip.upper())
-    if chip not in DEFAULT_DUMPS:
-        raise ValueError(f"the simulator knows BK7231N and BK7231T, not {chip}")
+    if chip not in FAMILIES:
+        raise ValueError(f"the simulator knows {', '.join(FAMILIES)}, not {chip}")
     t = timing if isinstance(timing, Timing) else Timing(enabled=bool(timing))
     return SimDevice(
         load_flash(chip, dump), chip=chip, scenario=scenario, wiring=wiring, timing=t, faults=faults,
