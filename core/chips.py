@@ -242,8 +242,20 @@ def boot_crc_length(dialect: Dialect) -> int:
     return 257 if dialect.crc_end_inclusive else 256
 
 
-def families_for_key(key: Key) -> list[str]:
-    return [f.name for f in FAMILIES.values() if f.code_key == key]
+def key_matches(code_key: Key | None, key: tuple[int, ...]) -> bool:
+    """`key` is the whole code key or its first words (as far as it was read)."""
+    return code_key is not None and 0 < len(key) <= 4 and code_key[: len(key)] == tuple(key)
+
+
+def key_name(key: tuple[int, ...]) -> str:
+    for full, name in KEY_NAMES.items():
+        if key_matches(full, key):
+            return name if len(key) == 4 else f"{name} (first {4 * len(key)} bytes read)"
+    return "non-standard key " + " ".join(f"{w:08x}" for w in key)
+
+
+def families_for_key(key: tuple[int, ...]) -> list[str]:
+    return [f.name for f in FAMILIES.values() if key_matches(f.code_key, key)]
 
 
 # --- identification from evidence -------------------------------------------------------------
@@ -294,7 +306,7 @@ def resolve(evidence: list[tuple[str, list[str]]]) -> Identity:
 def identify(
     bootloader: Bootloader | None = None,
     chip_id: int | None = None,
-    key: Key | None = None,
+    key: tuple[int, ...] | None = None,
     boot_version: str | None = None,
     flash_size: int | None = None,
 ) -> Identity:
@@ -311,8 +323,8 @@ def identify(
     if key is not None and ident.disagreement is None:
         twins = [c for c in ident.candidates if FAMILIES.get(c) and FAMILIES[c].key_tells_family]
         if twins:
-            by_key = [c for c in twins if FAMILIES[c].code_key == key]
-            name = f"eFuse key ({KEY_NAMES.get(key, 'non-standard key')})"
+            by_key = [c for c in twins if key_matches(FAMILIES[c].code_key, key)]
+            name = f"eFuse key ({key_name(key)})"
             ident = resolve(evidence + [(name, by_key or ["a chip with a non-standard key"])])
     if ident.chip is None and ident.disagreement is None and flash_size and len(ident.candidates) > 1:
         by_size = [c for c in ident.candidates if FAMILIES.get(c) and FAMILIES[c].default_flash == flash_size]

@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..chips import SUPPORTED_CHIPS
 from ..errors import BkError
 from ..images.releases import ReleaseClient, atomic_write
 
-CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
+CHIPS = {name.lower(): name for name in SUPPORTED_CHIPS}  # families with a known layout (core/chips.py)
 
 
 def _list(client: ReleaseClient, args: argparse.Namespace, as_json: bool) -> int:
@@ -47,7 +48,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.list:
         return _list(client, args, as_json)
     if not args.chip:
-        raise BkError("Say which chip the image is for: --chip bk7231n or --chip bk7231t.")
+        raise BkError(f"Say which chip the image is for: --chip {' / '.join(CHIPS)}.")
 
     def progress(done: int, total: int) -> None:
         if not as_json and sys.stderr.isatty():

@@ -9,13 +9,13 @@ import threading
 
 from ..sim.device import SCENARIOS, WIRINGS
 from ..sim.pty_bridge import PtyBridge
-from ..sim.registry import create_device
+from ..sim.registry import CHIPS, create_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="serve a simulated BK7231 on a pty (prints its path first)")
-    p.add_argument("--chip", default="bk7231n", choices=("bk7231n", "bk7231t"))
-    p.add_argument("--dump", help="2 MiB flash dump to load (default: a real fixture dump if present)")
+    p = sub.add_parser("simulate", help="serve a simulated Beken chip on a pty (prints its path first)")
+    p.add_argument("--chip", default="bk7231n", choices=sorted(CHIPS), help="chip family (core/chips.py)")
+    p.add_argument("--dump", help="flash dump to load (default: a real fixture dump if present, else synthesised)")
     p.add_argument("--scenario", default="bootloader", choices=SCENARIOS,
                    help="bootloader (default: waits as after a well-timed reset), or a failure to play")
     p.add_argument("--wiring", default="none", choices=WIRINGS)
