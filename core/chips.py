@@ -127,7 +127,8 @@ FAMILIES: dict[str, Family] = {
             verified="bootloader CRCs 0xF42F8C32 (T1 2.0.0) and 0x6BEB0924 (1.0.14), chip ID 0x7238: bk7231tools "
             "tables and peers against the simulator; RF 0x1E0000 / config 0x1E1000: GUI; stock T1 RF at "
             "0x1E3000 and app/download partitions: LibreTiny beken-7238-tuya",
-            assumed="zero code key from the bk7231tools bootloader comment (the GUI reads only 4 eFuse bytes)",
+            assumed="zero code key from the bk7231tools bootloader comment (the GUI reads only 4 eFuse bytes); "
+            "the Tuya download partition (to 0x1E1000) overlaps the RF sector OpenBK uses: it is cut at 0x1E0000",
             modules=("T1-2S", "T1-3S", "T1-U", "CB3S (T1)"),
         ),
         Family(

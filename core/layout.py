@@ -64,12 +64,17 @@ def _t_layout() -> tuple[Partition, ...]:
 
 
 def _fill(parts: list[Partition], end: int) -> tuple[Partition, ...]:
-    """Sort, drop overlaps (first one wins) and name the gaps "Free"."""
+    """Sort, clip a partition where a protected one begins, drop other overlaps (first one wins) and
+    name the gaps "Free"."""
     out: list[Partition] = []
     pos = 0
+    guards = sorted(p.start for p in parts if p.protected)
     for p in sorted(parts, key=lambda p: (p.start, not p.protected)):
         if p.start < pos:
             continue
+        stop = next((g for g in guards if p.start < g < p.end), None)
+        if stop is not None and not p.protected:
+            p = Partition(p.name, p.kind, p.start, stop - p.start, p.protected)
         if p.start > pos:
             out.append(Partition("Free", "free", pos, p.start - pos))
         out.append(p)
