@@ -344,9 +344,16 @@ class Session:
             raise BkError(f"the backup is {len(image)} bytes but this chip's flash is {info.flash_size}")
         if expected_chip and expected_chip != info.chip:
             raise BkError(f"the backup is of a {expected_chip}, but this chip is a {info.chip}")
-        rf = RF_OFFSET.get(info.chip, 0x1D0000)
+        # Keep every calibration sector of the family (core/layout.py), not only the main RF sector.
         start = 0 if include_bootloader else 0x11000
-        spans = [(start, rf), (rf + SECTOR, info.flash_size)] if keep_rf else [(start, info.flash_size)]
+        keep = sorted(r for r in protected_ranges(info.chip) if r[0] >= 0x11000 and r[1] <= info.flash_size)
+        spans, pos = [], start
+        for a, b in keep if keep_rf else []:
+            if a > pos:
+                spans.append((pos, a))
+            pos = max(pos, b)
+        if pos < info.flash_size:
+            spans.append((pos, info.flash_size))
         total = WriteReport()
         first = True
         for a, b in spans:

@@ -209,3 +209,19 @@ def test_twins_without_a_banner_are_told_apart_by_the_code_key():
     check_compatible(info, "BK7231M")
     with pytest.raises(ImageError, match="fits"):
         check_compatible(info, "BK7231N")
+
+
+def test_restore_keeps_every_calibration_sector_of_the_family():
+    """BK7238: both the RF sector OpenBK uses (0x1E0000) and the stock T1 one (0x1E3000) stay."""
+    with sim_url("BK7238") as (url, dev):
+        before = bytes(dev.flash.data)
+        backup = bytearray(before)
+        for off in (0x1E0000, 0x1E3000, 0x150000):
+            backup[off : off + 16] = b"\x5a" * 16  # a backup of "another" chip: different calibration
+        with Session(url, baud=921600) as s:
+            s.connect()
+            s.restore(bytes(backup), backup_first=False)
+        after = bytes(dev.flash.data)
+    assert after[0x1E0000:0x1E1000] == before[0x1E0000:0x1E1000]
+    assert after[0x1E3000:0x1E4000] == before[0x1E3000:0x1E4000]
+    assert after[0x150000:0x150010] == b"\x5a" * 16  # the rest was restored
