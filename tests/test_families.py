@@ -225,3 +225,12 @@ def test_restore_keeps_every_calibration_sector_of_the_family():
     assert after[0x1E0000:0x1E1000] == before[0x1E0000:0x1E1000]
     assert after[0x1E3000:0x1E4000] == before[0x1E3000:0x1E4000]
     assert after[0x150000:0x150010] == b"\x5a" * 16  # the rest was restored
+
+
+@pytest.mark.parametrize("chip", ["BK7231Q", "unknown"])
+def test_no_openbk_image_is_planned_for_a_chip_without_a_family(chip):
+    kind, image = family_image("BK7231N")
+    info = recognize(image)
+    info.chip = None  # not even the family check would stop it
+    with pytest.raises(ImageError, match="no app layout"):
+        plan_write(info, image, chip)

@@ -507,6 +507,8 @@ def plan_write(
         )
     check_compatible(info, chip)
     fam = family(chip)
+    if fam is None and info.format in ("qio", "ua"):
+        raise ImageError(f"The chip is {chip}: bkbench knows no app layout for it, so it writes no OpenBK image.")
     if fam is not None and not fam.writable and info.format != "raw":
         raise ImageError(
             f"bkbench knows how to identify and back up {chip} but its flash layout is not public: "
