@@ -10,6 +10,7 @@ import struct
 import time
 
 from .backups import BackupEntry, BackupLibrary
+from .chips import FAMILIES
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import BkError, LinkError, LinkLost, PortError, ProtocolError, UnsafeWriteError
 from .layout import RF_OFFSET, SECTOR, protected_ranges
@@ -166,7 +167,9 @@ class Session:
         if self.baud != LINK_BAUD or self.port.baudrate != LINK_BAUD:
             self._switch_baud(cancel)
         try:
-            info.mac = parse_mac(client.read_4k(RF_OFFSET.get(info.chip, 0x1D0000)))
+            fam = FAMILIES.get(info.chip)
+            for rf in (RF_OFFSET.get(info.chip, 0x1D0000), *(fam.extra_rf if fam else ())):
+                info.mac = info.mac or parse_mac(client.read_4k(rf))  # stock T1 keeps it at 0x1E3000
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")
         self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))

@@ -234,3 +234,19 @@ def test_no_openbk_image_is_planned_for_a_chip_without_a_family(chip):
     info.chip = None  # not even the family check would stop it
     with pytest.raises(ImageError, match="no app layout"):
         plan_write(info, image, chip)
+
+
+def test_stock_t1_mac_is_found_in_its_own_rf_sector():
+    """Stock Tuya T1 firmware keeps the TLV/MAC at 0x1E3000 (0x1E0000 blank): chip and analysis find it."""
+    from bkbench.core.analysis.dump import analyze_dump
+
+    flash = bytearray(create_device("BK7238").flash.data)
+    flash[0x1E3000:0x1E4000] = flash[0x1E0000:0x1E1000]
+    flash[0x1E3000 + 0x24 : 0x1E3000 + 0x2A] = bytes.fromhex("d8fc922d2222")
+    flash[0x1E0000:0x1E1000] = b"\xff" * 0x1000
+    with sim_url("BK7238", bytes(flash)) as (url, _):
+        with Session(url) as s:
+            assert s.connect().mac.lower() == "d8:fc:92:2d:22:22"
+    assert analyze_dump(bytes(flash)).mac == "d8:fc:92:2d:22:22"
+    info = recognize(bytes(flash))
+    assert info.chip == "BK7238" and not any("TLV" in w for w in info.warnings)

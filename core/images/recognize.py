@@ -19,7 +19,7 @@ from typing import Any
 from ..analysis.beken_code import PHYS_BLOCK, crc16_bad_blocks, decrypt_physical
 from ..chips import BOOTLOADERS, FAMILIES, KEY_NAMES, Key, family, resolve
 from ..errors import ImageError
-from ..layout import BOOTLOADER_END, FLASH_2M, RF_OFFSET, SECTOR, app_partition
+from ..layout import BOOTLOADER_END, FLASH_2M, SECTOR, app_partition
 from . import rbl as rblmod
 
 UA_SIGNATURE = bytes.fromhex("2F07B59435FF2A9B")  # OpenBK app start encrypted for 0x10000 (both chips)
@@ -188,8 +188,9 @@ def _version_from_name(name: str) -> str | None:
 
 
 def _chips_from_rf(data: bytes) -> list[str]:
-    """Families whose RF/TLV sector position holds a TLV header."""
-    return [chip for chip, off in RF_OFFSET.items() if data[off : off + 4] == b"TLV\x00"]
+    """Families whose RF/TLV sector position (or stock calibration sector) holds a TLV header."""
+    return [name for name, fam in FAMILIES.items()
+            if any(data[off : off + 4] == b"TLV\x00" for off in (fam.rf_offset, *fam.extra_rf))]
 
 
 def _app_limit(chip: str | None) -> int:
