@@ -18,9 +18,16 @@ from .chips import (
     BOOTLOADERS,
     CHIP_ID_REGISTER,
     CHIP_IDS,
+    DEVICE_ID_REGISTER,
+    EFUSE_CTRL,
+    EFUSE_OPTR,
+    FAMILIES,
     ZERO_FLASH_BOOT_CRC,
     Bootloader,
     Dialect,
+    families_for_id,
+    identify,
+    key_name,
 )
 from .errors import BkError, LinkLost, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
@@ -81,6 +88,7 @@ class ChipInfo:
     baud: int = LINK_BAUD
     size_trusted: bool = True  # flash ID in the table and confirmed by the wrap-around probe
     warnings: list[str] = field(default_factory=list)
+    code_key: str | None = None  # eFuse code key as read (N / M twins only)
 
     def to_json(self) -> dict:
         return {
@@ -97,6 +105,7 @@ class ChipInfo:
             "mac": self.mac,
             "baud": self.baud,
             "warnings": list(self.warnings),
+            "code_key": self.code_key,
         }
 
 
@@ -358,6 +367,12 @@ class BkClient:
             raise ProtocolError(f"ReadReg 0x{addr:08X}: echo mismatch")
         return struct.unpack_from("<I", r.payload, 4)[0]
 
+    def write_reg(self, addr: int, value: int) -> None:
+        payload = struct.pack("<II", addr, value & 0xFFFFFFFF)
+        r = self.command(Cmd.WRITE_REG, payload)
+        if r.payload[:8] != payload:
+            raise ProtocolError(f"WriteReg 0x{addr:08X}: echo mismatch")
+
     def boot_version(self) -> str | None:
         try:
             r = self.command(Cmd.BOOT_VERSION, timeout=0.3)
@@ -454,12 +469,20 @@ class BkClient:
             info.chip = bl.chip
         if dialect.crc_locks_protection:
             self.relink()
+        key: tuple[int, ...] | None = None
         if dialect.has_registers:
             try:
                 info.chip_id = self.read_reg(CHIP_ID_REGISTER)
-                info.chip = CHIP_IDS.get(info.chip_id, info.chip)
+                if info.chip_id not in CHIP_IDS:  # BK7236 / BK7258 answer on their device-ID register
+                    alt = self.read_reg(DEVICE_ID_REGISTER)
+                    info.chip_id = alt if alt in CHIP_IDS else info.chip_id
             except ProtocolError:
                 warnings.append("chip ID register did not answer")
+            if info.chip_id is not None and any(
+                FAMILIES[c].key_tells_family for c in families_for_id(info.chip_id) if c in FAMILIES
+            ):
+                key = self.read_code_key()
+                info.code_key = key_name(key) if key else "unreadable"
             mid = self.trusted_flash_mid()
             info.flash_id = mid
             if mid == (0, 0, 0):
@@ -477,9 +500,17 @@ class BkClient:
                                 f"(assumed {info.flash_size // 1024} KiB)")
         else:
             info.boot_version = self.boot_version()
-            if info.chip == "unknown" and info.boot_version and info.boot_version.startswith("BK7231S"):
-                info.chip = "BK7231T"
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
+        ident = identify(bl, info.chip_id, key, info.boot_version, info.flash_size)
+        if ident.disagreement:
+            warnings.append(ident.disagreement)
+        elif ident.chip is None and info.chip_id is not None and ident.candidates:
+            warnings.append(f"chip ID 0x{info.chip_id:X} fits {' or '.join(ident.candidates)}: chip unknown")
+        elif ident.chip is None and info.chip_id is not None:
+            warnings.append(f"unknown chip ID 0x{info.chip_id:X}")
+        info.chip = ident.chip or "unknown"
+        if bl is not None and bl.synthetic:
+            warnings.append(f"bootloader {bl.name}: a simulator-only entry, not a real chip's")
         if flash_size is not None:
             if flash_size != info.flash_size:
                 warnings.append(f"flash size {flash_size // 1024} KiB given by the user (the chip's ID says "
@@ -496,6 +527,26 @@ class BkClient:
         self.flash_size = info.flash_size
         self.bypass = True
         return info
+
+    def read_code_key(self, words: int = 1) -> tuple[int, ...] | None:
+        """The first `words` LE words of the eFuse code key via the eFuse controller (PROTOCOL-DETAILS
+        4.7). One word already tells Tuya's key from the all-zero one and costs 12 round trips."""
+        try:
+            ctrl = self.read_reg(EFUSE_CTRL) & ~0x1F02
+            raw = bytearray()
+            for i in range(4 * words):
+                self.write_reg(EFUSE_CTRL, ctrl | (i << 8) | 1)
+                deadline = time.monotonic() + 1.0
+                while self.read_reg(EFUSE_CTRL) & 1:
+                    if time.monotonic() > deadline:
+                        return None
+                value = self.read_reg(EFUSE_OPTR)
+                if not value & 0x100:
+                    return None
+                raw.append(value & 0xFF)
+        except ProtocolError:
+            return None
+        return struct.unpack(f"<{words}I", bytes(raw))
 
     def _probe_dialect(self) -> Dialect:
         """Unknown bootloader: an inclusive-end CRC over 0x11000..0x11100 matches 257 read-back bytes."""

@@ -1,8 +1,16 @@
-"""Flash layout of 2 MiB Tuya BK7231 parts (PROTOCOL.md section 7, PROTOCOL-DETAILS.md 8.1)."""
+"""Flash layouts per chip family (PROTOCOL.md section 7, PROTOCOL-DETAILS.md 8.1), built from core/chips.py.
+
+BK7231N/M and BK7231T keep their hand-checked maps (verified on fixture dumps). The other families
+get a map derived from their table row: bootloader, app, OTA, RF/TLV, OpenBK config, the sector
+after it, OpenBK flash vars (two sectors after that, as OpenBK's flash-vars code places them) and
+the Tuya storage. Protected: the bootloader and every RF/calibration sector the family may use.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .chips import FAMILIES, Family, family
 
 SECTOR = 0x1000
 BLOCK = 0x10000
@@ -55,14 +63,73 @@ def _t_layout() -> tuple[Partition, ...]:
     )
 
 
-LAYOUTS: dict[str, tuple[Partition, ...]] = {"BK7231N": _n_layout(), "BK7231T": _t_layout()}
-RF_OFFSET = {"BK7231N": 0x1D0000, "BK7231T": 0x1E0000}
-OBK_CONFIG_OFFSET = {"BK7231N": 0x1D1000, "BK7231T": 0x1E1000}
+def _fill(parts: list[Partition], end: int) -> tuple[Partition, ...]:
+    """Sort, clip a partition where a protected one begins, drop other overlaps (first one wins) and
+    name the gaps "Free"."""
+    out: list[Partition] = []
+    pos = 0
+    guards = sorted(p.start for p in parts if p.protected)
+    for p in sorted(parts, key=lambda p: (p.start, not p.protected)):
+        if p.start < pos:
+            continue
+        stop = next((g for g in guards if p.start < g < p.end), None)
+        if stop is not None and not p.protected:
+            p = Partition(p.name, p.kind, p.start, stop - p.start, p.protected)
+        if p.start > pos:
+            out.append(Partition("Free", "free", pos, p.start - pos))
+        out.append(p)
+        pos = p.end
+    if pos < end:
+        out.append(Partition("Free", "free", pos, end - pos))
+    return tuple(out)
+
+
+def _derived_layout(f: Family) -> tuple[Partition, ...]:
+    boot_end = f.bootloader_end
+    parts = [Partition("Bootloader", "bootloader", 0, boot_end, protected=True)]
+    if f.writable:
+        parts += [Partition("Application", "app", *f.app), Partition("OTA download", "ota", *f.ota)]
+    else:
+        parts.append(Partition("Application (layout not public)", "app", boot_end, FLASH_2M - boot_end - SECTOR))
+    parts.append(Partition("RF calibration / TLV", "rf", f.rf_offset, SECTOR, protected=True))
+    for extra in f.extra_rf:
+        parts.append(Partition("Stock RF calibration", "rf", extra, SECTOR, protected=True))
+    if f.obk_config_offset is not None:
+        cfg = f.obk_config_offset
+        parts += [
+            Partition("OpenBK config", "obk_config", cfg, SECTOR),
+            Partition("Net", "net", cfg + SECTOR, SECTOR),
+            Partition("OpenBK flash vars", "obk_vars", cfg + 2 * SECTOR, 2 * SECTOR),
+        ]
+    if f.tuya_kv is not None:
+        parts.append(Partition("Tuya KV storage", "tuya_kv", *f.tuya_kv))
+    end = max(max(p.end for p in parts), FLASH_2M)
+    return _fill(parts, end)
+
+
+def _build() -> dict[str, tuple[Partition, ...]]:
+    out: dict[str, tuple[Partition, ...]] = {}
+    for name, fam in FAMILIES.items():
+        if name in ("BK7231N", "BK7231M"):
+            out[name] = _n_layout()
+        elif name == "BK7231T":
+            out[name] = _t_layout()
+        else:
+            out[name] = _derived_layout(fam)
+    return out
+
+
+LAYOUTS: dict[str, tuple[Partition, ...]] = _build()
+RF_OFFSET: dict[str, int] = {n: f.rf_offset for n, f in FAMILIES.items()}
+OBK_CONFIG_OFFSET: dict[str, int] = {
+    n: f.obk_config_offset for n, f in FAMILIES.items() if f.obk_config_offset is not None
+}
 TUYA_KV_OFFSET = 0x1ED000
 
 
-def layout_for(chip: str) -> tuple[Partition, ...]:
-    return LAYOUTS.get(chip, LAYOUTS["BK7231N"])
+def layout_for(chip: str | None) -> tuple[Partition, ...]:
+    fam = family(chip)
+    return LAYOUTS[fam.name] if fam else LAYOUTS["BK7231N"]
 
 
 def partition_at(chip: str, addr: int) -> Partition | None:
@@ -70,6 +137,10 @@ def partition_at(chip: str, addr: int) -> Partition | None:
         if part.contains(addr):
             return part
     return None
+
+
+def app_partition(chip: str | None) -> Partition:
+    return next(p for p in layout_for(chip) if p.kind == "app")
 
 
 def protected_ranges(chip: str) -> list[tuple[int, int]]:

@@ -13,6 +13,7 @@ import zlib
 from typing import Iterable
 
 from .backups import BackupEntry, BackupLibrary, block_crcs
+from .chips import FAMILIES
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
@@ -23,7 +24,7 @@ from .errors import (
     ProtocolError,
     UnsafeWriteError,
 )
-from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for
+from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protected_ranges
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
@@ -213,7 +214,9 @@ class Session:
         if self.baud != LINK_BAUD or self.port.baudrate != LINK_BAUD:
             self._switch_baud(cancel)
         try:
-            info.mac = parse_mac(client.read_4k(RF_OFFSET.get(info.chip, 0x1D0000)))
+            fam = FAMILIES.get(info.chip)
+            for rf in (RF_OFFSET.get(info.chip, 0x1D0000), *(fam.extra_rf if fam else ())):
+                info.mac = info.mac or parse_mac(client.read_4k(rf))  # stock T1 keeps it at 0x1E3000
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")
         self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))
@@ -594,9 +597,16 @@ class Session:
         dumps put in flash order; another chip family, another device or non-dump data refused)."""
         client, info = self._require()
         image = check_restore_image(image, info, expected_chip, accept_other_device, self.sink)
-        rf = RF_OFFSET.get(info.chip, 0x1D0000)
+        # Keep every calibration sector of the family (core/layout.py), not only the main RF sector.
         start = 0 if include_bootloader else BOOTLOADER_END
-        wanted = [(start, rf), (rf + SECTOR, info.flash_size)] if keep_rf else [(start, info.flash_size)]
+        keep = sorted(r for r in protected_ranges(info.chip) if r[0] >= BOOTLOADER_END and r[1] <= info.flash_size)
+        wanted, pos = [], start
+        for a, b in keep if keep_rf else []:
+            if a > pos:
+                wanted.append((pos, a))
+            pos = max(pos, b)
+        if pos < info.flash_size:
+            wanted.append((pos, info.flash_size))
         allowed = {"rf"} if not keep_rf else set()
         if include_bootloader:
             allowed.add("bootloader")

@@ -85,4 +85,4 @@ def test_builder_refusals(obk_images: dict) -> None:
     with pytest.raises(ImageError, match="0x11000"):
         builders.build_qio(app, b"\x00" * 100, "BK7231N")
     with pytest.raises(ImageError, match="No QIO layout"):
-        builders.build_qio(app, b"\x00" * 0x11000, "BK7238")
+        builders.build_qio(app, b"\x00" * 0x11000, "BK7236")

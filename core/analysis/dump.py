@@ -8,10 +8,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chips import boot_crc_length, bootloader_by_crc
-from ..errors import BkError
+from ..chips import FAMILIES, boot_crc_length, bootloader_by_crc
+from ..errors import BkError, ImageError
 from ..layout import BOOTLOADER_END, OBK_CONFIG_OFFSET, RF_OFFSET, layout_for
 from . import beken_code, tuya_kv, tuya_pins
+from .app_config import AppConfig, find_app_config
 from .obk_config import ObkConfig
 
 TLV_MAGIC = b"TLV\0"
@@ -35,12 +36,21 @@ class DumpAnalysis:
     vault: tuya_kv.TuyaVault | None = None
     mapping: tuya_pins.PinMapping | None = None
     obk_config: ObkConfig | None = None
+    app_config: AppConfig | None = None  # user_param_key compiled into the app image
+    image: dict[str, Any] | None = None  # what `bkbench image` says about the same file
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self, show_secrets: bool = False) -> dict[str, Any]:
         tuya = None
         if self.vault is not None:
             tuya = self.vault.to_json(show_secrets)
+        if self.app_config is not None:
+            upk = self.app_config.user_param_key
+            tuya = dict(tuya or {"keys": [], "baud_cfg": None})
+            tuya["user_param_key"] = upk if show_secrets else tuya_kv.mask_value("user_param_key", upk)
+            tuya["user_param_key_source"] = f"app image (offset 0x{self.app_config.offset:X} of the decrypted app)"
+        elif tuya is not None and tuya.get("user_param_key") is not None:
+            tuya["user_param_key_source"] = "Tuya KV storage"
         openbk: dict[str, Any] = {"pins": {}, "config": None}
         if self.mapping is not None:
             m = self.mapping.to_json()
@@ -58,6 +68,7 @@ class DumpAnalysis:
             "partitions": self.partitions,
             "tuya": tuya or {"keys": [], "user_param_key": None, "baud_cfg": None},
             "openbk": openbk,
+            "image": self.image,
             "warnings": list(self.warnings),
         }
 
@@ -119,10 +130,12 @@ def identify_firmware(plain: bytes) -> dict[str, Any]:
     return {"kind": "unknown"}
 
 
-def _decrypt_app(data: bytes, start: int, size: int) -> bytes:
+def _decrypt_app(data: bytes, start: int, size: int, chip: str | None = None) -> bytes:
     phys = data[start : start + size]
     phys = phys[: len(phys) // beken_code.PHYS_BLOCK * beken_code.PHYS_BLOCK]
-    return beken_code.decrypt_physical(phys, start)
+    fam = FAMILIES.get(chip or "")
+    key = (fam.code_key if fam else None) or beken_code.TUYA_COEFFS
+    return beken_code.decrypt_physical(phys, start, key)
 
 
 def unrotate(data: bytes) -> bytes:
@@ -132,34 +145,74 @@ def unrotate(data: bytes) -> bytes:
     return _unrotate(data, BOOTLOADER_END)
 
 
+def _image_firmware(info: Any) -> dict[str, Any]:
+    if info.version and (info.chip_source in ("banner", "device-name", "mqtt-group") or info.format in ("ug", "rbl")):
+        target = info.chip[2:] if info.chip else "?"
+        return {"kind": "openbk", "name": f"OpenBK{target}", "version": info.version, "build": info.format.upper()}
+    return {"kind": "unknown"}
+
+
 def analyze_dump(data: bytes) -> DumpAnalysis:
-    """Analyse a full flash dump (2 MiB, possibly rotated) or a Tuya KV region alone."""
+    """Analyse a full flash dump (possibly rotated), a Tuya KV region alone, or a firmware file
+    (QIO / UA / OTA: then chip and firmware are what `bkbench image` says about it)."""
     if not data:
         raise BkError("The file is empty.")
+    from ..images.recognize import recognize
+    from ..images.recognize import unrotate as _unrotate
+
     res = DumpAnalysis(size=len(data))
-    full = len(data) >= 0x100000 and len(data) % 0x1000 == 0
+    try:
+        info = recognize(data)
+    except ImageError:
+        info = None
+    if info is not None and info.format != "raw":
+        res.image = {"format": info.format, "chip_source": info.chip_source, "description": info.description,
+                     "candidates": list(info.candidates)}
+    if info is not None and info.format in ("ug", "rbl", "qio", "ua"):
+        res.chip = info.chip
+        res.firmware = _image_firmware(info)
+        res.warnings += info.warnings
+        if info.format in ("qio", "ua"):
+            off = BOOTLOADER_END if info.format == "qio" else 0
+            phys = data[off:]
+            fam = FAMILIES.get(info.chip or "")
+            key = (fam.code_key if fam else None) or beken_code.TUYA_COEFFS
+            phys = phys[: len(phys) // beken_code.PHYS_BLOCK * beken_code.PHYS_BLOCK]
+            plain = beken_code.decrypt_physical(phys, BOOTLOADER_END, key)
+            fw = identify_firmware(plain)
+            if fw["kind"] != "unknown":
+                res.firmware = fw
+            _app_user_param_key(res, plain)
+        return res
+
+    full = info is not None and info.format == "dump"
     if full:
-        found = identify_bootloader(data)
-        if found is None and identify_bootloader(data[-BOOTLOADER_END:]) is not None:
-            data = unrotate(data)
-            found = identify_bootloader(data)
-            res.rotated = BOOTLOADER_END
-            res.warnings.append("dump starts at 0x11000 and wraps around (bootloader at the end); "
+        if info.rotation:
+            data = _unrotate(data, info.rotation)
+            res.rotated = info.rotation
+            res.warnings.append(f"dump starts at 0x{info.rotation:X} and wraps around (bootloader at the end); "
                                 "analysed in flash order")
+        found = identify_bootloader(data)
         if found is not None:
-            res.chip, res.bootloader = found
+            res.bootloader = found[1]
         else:
             res.warnings.append("unknown bootloader (CRC not in the table)")
-            # Fall back on where the RF/TLV sector sits.
-            for chip, off in RF_OFFSET.items():
-                if data[off : off + 4] == TLV_MAGIC:
-                    res.chip = chip
+        # The same decision as `bkbench image`: bootloader, banner, RF sector, code key.
+        res.chip = info.chip
+        if info.chip is None:
+            res.warnings += [w for w in info.warnings if "chip unknown" in w]
+            if info.candidates:
+                res.warnings.append("chip is one of " + ", ".join(info.candidates))
         res.flash_size = len(data)
 
     chip = res.chip
     if full and chip in RF_OFFSET:
         rf = RF_OFFSET[chip]
         res.mac = parse_tlv_mac(data[rf : rf + 0x1000])
+        fam = FAMILIES[chip]
+        for extra in fam.extra_rf:  # stock firmware may keep the calibration elsewhere (T1: 0x1E3000)
+            if res.mac is None:
+                res.mac = parse_tlv_mac(data[extra : extra + 0x1000])
         if res.mac is None:
             res.warnings.append(f"no TLV/MAC at 0x{rf:06X}")
 
@@ -177,15 +230,20 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
 
     if full and chip is not None:
         for part in layout_for(chip):
+            if part.start >= len(data):
+                continue
             chunk = data[part.start : part.end]
             status = _region_status(chunk)
             entry = {"name": part.name, "kind": part.kind, "start": part.start, "size": part.size,
                      "status": status}
             if part.kind == "app" and status == "data":
-                res.firmware = identify_firmware(_decrypt_app(data, part.start, part.size))
+                plain = _decrypt_app(data, part.start, part.size, chip)
+                res.firmware = identify_firmware(plain)
+                if res.vault is None or res.vault.user_param_key is None:
+                    _app_user_param_key(res, plain)
                 names = {"openbk": "OpenBK app", "tuya": "Tuya app"}
                 entry["status"] = names.get(res.firmware["kind"], "data")
-            elif part.kind == "rf" and res.mac:
+            elif part.kind == "rf" and res.mac and part.start == RF_OFFSET[chip]:
                 entry["status"] = f"TLV, MAC {res.mac}"
             elif part.kind == "obk_config" and res.obk_config is not None:
                 entry["status"] = f"OpenBK config v{res.obk_config.version}"
@@ -196,3 +254,13 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
                                                     for p in res.partitions):
             res.firmware = {"kind": "empty"}
     return res
+
+
+def _app_user_param_key(res: DumpAnalysis, plain: bytes) -> None:
+    """Tuya configuration compiled into the app: found and mapped like the vault's."""
+    found = find_app_config(plain)
+    if found is None:
+        return
+    res.app_config = found
+    baud = res.vault.baud_cfg if res.vault is not None else None
+    res.mapping = tuya_pins.map_user_param_key(found.user_param_key, baud)

@@ -67,8 +67,13 @@ def _human(r: dict[str, Any]) -> str:
             lines.append(f"Firmware: Tuya SDK {r['sdk_version']} {app}")
     else:
         bl = r.get("bootloader") or {}
-        lines.append(f"Chip: {r.get('chip') or 'unknown'}   Bootloader: {bl.get('name', 'unknown')}   "
-                     f"MAC: {r.get('mac') or '?'}   Size: {r['size']:,} bytes")
+        image = r.get("image") or {}
+        if image.get("format") not in (None, "dump"):  # a firmware file: no bootloader or MAC to show
+            lines.append(f"Chip: {r.get('chip') or 'unknown'}   File: {image['description']}   "
+                         f"Size: {r['size']:,} bytes")
+        else:
+            lines.append(f"Chip: {r.get('chip') or 'unknown'}   Bootloader: {bl.get('name', 'unknown')}   "
+                         f"MAC: {r.get('mac') or '?'}   Size: {r['size']:,} bytes")
         if r.get("rotated"):
             lines.append("Dump was read from 0x11000 with wrap-around; analysed in flash order.")
         fw = r["firmware"]
@@ -84,6 +89,8 @@ def _human(r: dict[str, Any]) -> str:
     tuya = r.get("tuya") or {}
     if tuya.get("keys"):
         lines.append("Tuya keys: " + ", ".join(tuya["keys"]))
+    if tuya.get("user_param_key_source"):
+        lines.append(f"Tuya user_param_key from the {tuya['user_param_key_source']}")
     ob = r.get("openbk") or {}
     m = ob.get("mapping")
     if m:
@@ -97,7 +104,7 @@ def _human(r: dict[str, Any]) -> str:
             lines.append(f"Warning: {w}")
     for w in r.get("warnings", []):
         lines.append(f"Warning: {w}")
-    return "\n".join(lines)
+    return "\n".join(dict.fromkeys(lines))  # a fact reached two ways is said once
 
 
 def run(args: argparse.Namespace) -> int:

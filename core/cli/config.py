@@ -93,6 +93,12 @@ def load_config(
     return ObkConfig.parse(sector), off, chip
 
 
+def _config_offset(chip: str) -> int:
+    if chip not in OBK_CONFIG_OFFSET:
+        raise BkError(f"OpenBK's config location on {chip} is not known: bkbench does not edit it there.")
+    return OBK_CONFIG_OFFSET[chip]
+
+
 def _detect_chip(data: bytes) -> str | None:
     from ..analysis.dump import identify_bootloader
 
@@ -112,7 +118,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.port:
         with session_for(args) as s:
             info = s.connect()
-            sector = s.read(OBK_CONFIG_OFFSET[info.chip], SECTOR)
+            sector = s.read(_config_offset(info.chip), SECTOR)
         cfg, _, _ = load_config(sector)
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
@@ -195,7 +201,7 @@ def run_write(args: argparse.Namespace) -> int:
             raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
         info = s.connect()
-        off = OBK_CONFIG_OFFSET[info.chip]
+        off = _config_offset(info.chip)
         sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
         s.backup_first = not args.no_backup
         s.backup_library = BackupLibrary(args.library)

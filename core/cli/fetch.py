@@ -7,11 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from ..chips import SUPPORTED_CHIPS
 from ..errors import BkError
 from ..images.releases import ReleaseClient, atomic_write
 from .common import HelpFormatter, check_output_path, positive_int
 
-CHIPS = {"bk7231n": "BK7231N", "bk7231t": "BK7231T"}
+CHIPS = {name.lower(): name for name in SUPPORTED_CHIPS}  # families with a known layout (core/chips.py)
 
 
 def _list(client: ReleaseClient, args: argparse.Namespace, as_json: bool) -> int:
@@ -48,7 +49,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.list:
         return _list(client, args, as_json)
     if not args.chip:
-        raise BkError("Say which chip the image is for: --chip bk7231n or --chip bk7231t.")
+        raise BkError(f"Say which chip the image is for: --chip {' / '.join(CHIPS)}.")
     if args.output:
         check_output_path(args.output, overwrite=True)
 

@@ -29,8 +29,10 @@ def format_info(info: ImageInfo, name: str = "") -> str:
     """Human text for `bkbench image`."""
     lines = [f"{name}: {info.description}" if name else info.description]
     lines.append(f"  format   {info.format}")
-    chip = info.chip or "unknown"
+    chip = info.chip or ("one of " + ", ".join(info.candidates) if info.candidates else "unknown")
     lines.append(f"  chip     {chip}" + (f" (from {info.chip_source})" if info.chip_source else ""))
+    if info.code_key:
+        lines.append(f"  key      {info.code_key}")
     if info.version:
         lines.append(f"  version  {info.version}")
     if info.bootloader:

@@ -19,14 +19,14 @@ import time
 from ..errors import BkError
 from ..sim.device import SCENARIOS, WIRINGS, SimDevice
 from ..sim.pty_bridge import PtyBridge
-from ..sim.registry import create_device
+from ..sim.registry import CHIPS, create_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="serve a simulated BK7231 on a pty (prints its path first)")
-    p.add_argument("--chip", default=None, choices=("bk7231n", "bk7231m", "bk7231t"),
-                   help="only for images whose bootloader is not known (the dump says otherwise)")
-    p.add_argument("--dump", help="full flash dump to load (default: a real fixture dump if present)")
+    p = sub.add_parser("simulate", help="serve a simulated Beken chip on a pty (prints its path first)")
+    p.add_argument("--chip", default=None, choices=sorted(CHIPS),
+                   help="chip family (core/chips.py); only needed for images whose bootloader is not known")
+    p.add_argument("--dump", help="flash dump to load (default: a real fixture dump if present, else synthesised)")
     p.add_argument("--scenario", default="bootloader", choices=SCENARIOS,
                    help="bootloader (default: waits as after a well-timed reset), or a failure to play")
     p.add_argument("--realistic", action="store_true",

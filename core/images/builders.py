@@ -101,7 +101,13 @@ def build_qio(app: bytes, bootloader: bytes, chip: str) -> bytes:
         if BOOTLOADER_END + len(ua) > OBK_T_QIO_SIZE:
             raise ImageError("App too large for a 1 MiB BK7231T QIO image.")
         return bootloader + ua + b"\xff" * (OBK_T_QIO_SIZE - BOOTLOADER_END - len(ua))
-    raise ImageError(f"No QIO layout known for {chip}.")
+    from ..chips import family
+
+    fam = family(chip)
+    if fam is None or not fam.writable or fam.code_key is None:
+        raise ImageError(f"No QIO layout known for {chip}.")
+    # Other families: bootloader + the app stored with the family's code key (no container padding).
+    return bootloader + build_ua(app, coeffs=fam.code_key)
 
 
 def build_from_ota(

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.beken_code import PHYS_BLOCK, crc16_bad_blocks, decrypt_physical
-from ..chips import BOOTLOADERS, SUPPORTED_CHIPS
+from ..chips import BOOTLOADERS, FAMILIES, KEY_NAMES, Key, family, resolve
 from ..errors import ImageError
-from ..layout import BOOTLOADER_END, FLASH_2M, RF_OFFSET, SECTOR, layout_for
+from ..layout import BOOTLOADER_END, FLASH_2M, SECTOR, app_partition
 from . import rbl as rblmod
 
 UA_SIGNATURE = bytes.fromhex("2F07B59435FF2A9B")  # OpenBK app start encrypted for 0x10000 (both chips)
@@ -33,7 +33,16 @@ _CHECK_BLOCKS = 8  # CRC16 blocks checked to call a region "stored code"
 _BANNER = re.compile(
     rb"OpenBK(7231[NTUM]|72[0-9]{2}[A-Z]?) ([0-9][0-9A-Za-z._+-]{0,40}) [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{4}"
 )
-_BANNER_LOOSE = re.compile(rb"OpenBK(7231[NT]) ([0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z._+-]{0,30})\x00")
+_BANNER_LOOSE = re.compile(rb"OpenBK(7231[NTUM]|72[0-9]{2}N?) ([0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z._+-]{0,30})\x00")
+# Weaker content hints, for builds without the version banner (older OpenBK generations):
+# the default device name "OpenBK7231N_%02X...", the MQTT group, the "Built on ... version" line.
+_DEVICE_NAME = re.compile(rb"OpenBK(7231[NTUM]|72[0-9]{2}N?)_%")
+_MQTT_GROUP = re.compile(rb"\x00(bekens_[0-9a-z]{1,3})\x00")
+MQTT_GROUPS = {b"bekens_n": "7231N", b"bekens_t": "7231T", b"bekens_u": "7231U", b"bekens_8s": "7238",
+               b"bekens_52s": "7252", b"bekens_52n": "7252N"}  # OpenBK src/new_common.h DEF_MQTT_GROUP
+_BUILT = re.compile(rb"Buil[dt] on [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{4} [0-9:]{8} version ([0-9][0-9A-Za-z._+-]{0,40})")
+_NAME_CHIP = re.compile(r"bk(7231[ntum]|7236|7238|7252n?|7258)(?![0-9a-z])", re.IGNORECASE)
+CODE_KEYS: tuple[Key, ...] = tuple(dict.fromkeys(f.code_key for f in FAMILIES.values() if f.code_key))
 
 FORMATS = ("qio", "ua", "rbl", "ug", "dump", "raw")
 
@@ -49,7 +58,9 @@ class ImageInfo:
     size: int = 0  # file size
     description: str = ""
     warnings: list[str] = field(default_factory=list)
-    chip_source: str | None = None  # bootloader, banner, size, rf-sector, name
+    chip_source: str | None = None  # bootloader, banner, size, rf-sector, app key, device-name, mqtt-group, name
+    candidates: list[str] = field(default_factory=list)  # families the content allows (when not one)
+    code_key: str | None = None  # the key the stored code decrypts with
     bootloader: str | None = None  # bootloader name from the CRC table
     rotation: int = 0  # dumps read from `rotation` with wrap-around (the file starts at that address)
 
@@ -71,6 +82,8 @@ class ImageInfo:
             "chip_source": self.chip_source,
             "bootloader": self.bootloader,
             "rotation": self.rotation,
+            "candidates": list(self.candidates),
+            "code_key": self.code_key,
         }
 
     def summary(self) -> str:
@@ -123,14 +136,22 @@ def _starts_with_bootloader(data: bytes) -> bool:
     return _bootloader_at(data) is not None or (_code_ok(data) and not _is_encrypted_app(data))
 
 
-def _is_encrypted_app(data: bytes) -> bool:
-    """Stored app code for logical 0x10000: valid CRC16s and ARM vectors after decryption."""
-    if data[:8] == UA_SIGNATURE:
-        return _code_ok(data, 2)
+def app_key(data: bytes) -> Key | None:
+    """The code key under which `data` is stored app code for logical 0x10000 (valid CRC16s and ARM
+    vectors after decryption), or None."""
     if not _code_ok(data, 2):
-        return False
-    plain = decrypt_physical(data[:PHYS_BLOCK], BOOTLOADER_END)
-    return plain[3] == 0xEA and plain[4:8] == PLAIN_APP_SIGNATURE[4:8]
+        return None
+    if data[:8] == UA_SIGNATURE:
+        return CODE_KEYS[0]
+    for key in CODE_KEYS:
+        plain = decrypt_physical(data[:PHYS_BLOCK], BOOTLOADER_END, key)
+        if plain[3] == 0xEA and plain[4:8] == PLAIN_APP_SIGNATURE[4:8]:
+            return key
+    return None
+
+
+def _is_encrypted_app(data: bytes) -> bool:
+    return app_key(data) is not None
 
 
 def find_banner(plain: bytes) -> tuple[str, str] | None:
@@ -141,18 +162,24 @@ def find_banner(plain: bytes) -> tuple[str, str] | None:
     return "BK" + m.group(1).decode(), m.group(2).decode("ascii", "replace")
 
 
-def _banner_of_stored_app(stored: bytes) -> tuple[str, str] | None:
+def _banner_of_stored_app(stored: bytes, key: Key | None = None) -> tuple[str, str] | None:
     """Decrypt stored code that starts at flash 0x11000 and look for the banner."""
     stored = stored[: len(stored) - len(stored) % PHYS_BLOCK]
     if not stored:
         return None
-    return find_banner(decrypt_physical(stored, BOOTLOADER_END))
+    return find_banner(decrypt_physical(stored, BOOTLOADER_END, key or CODE_KEYS[0]))
+
+
+def families_for_target(chip: str) -> list[str]:
+    """Families an OpenBK build for `chip` (as its banner names it) runs on: BK7231N builds also
+    make the BK7231M images (same target, zero-key code)."""
+    target = chip[2:] if chip.upper().startswith("BK") else chip
+    return [n for n, f in FAMILIES.items() if f.openbk_target == target] or [chip]
 
 
 def _chip_from_name(name: str) -> str | None:
-    low = name.lower()
-    hits = [c for c in SUPPORTED_CHIPS if c.lower() in low or f"openbk{c[2:].lower()}" in low]
-    return hits[0] if len(hits) == 1 else None
+    hits = {"BK" + m.group(1).upper() for m in _NAME_CHIP.finditer(name)}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _version_from_name(name: str) -> str | None:
@@ -160,36 +187,52 @@ def _version_from_name(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _chip_from_rf(data: bytes) -> str | None:
-    hits = [chip for chip, off in RF_OFFSET.items() if data[off : off + 4] == b"TLV\x00"]
-    return hits[0] if len(hits) == 1 else None
+def _chips_from_rf(data: bytes) -> list[str]:
+    """Families whose RF/TLV sector position (or stock calibration sector) holds a TLV header."""
+    return [name for name, fam in FAMILIES.items()
+            if any(data[off : off + 4] == b"TLV\x00" for off in (fam.rf_offset, *fam.extra_rf))]
 
 
 def _app_limit(chip: str | None) -> int:
-    """End of the app partition (N stops at 0x12A000, T at 0x132000)."""
-    for part in layout_for(chip or "BK7231N"):
-        if part.kind == "app":
-            return part.end
-    return 0x12A000
+    """End of the family's app partition (N stops at 0x12A000, T at 0x132000)."""
+    return app_partition(chip or "BK7231N").end
 
 
-def _set_chip(info: ImageInfo, banner: tuple[str, str] | None, chip: str | None, source: str | None) -> None:
-    """Combine the chip seen in the bootloader/size with the one in the banner; flag conflicts."""
+def _key_evidence(key: Key | None) -> tuple[str, list[str]]:
+    return ("app key", [n for n, f in FAMILIES.items() if key is not None and f.code_key == key])
+
+
+def _decide(info: ImageInfo, evidence: list[tuple[str, list[str]]], banner: tuple[str, str] | None = None) -> None:
+    """Set chip / chip_source / candidates from the evidence (strongest first); say disagreements."""
     if banner is not None:
-        bchip, version = banner
-        info.version = version
-        if chip is not None and bchip != chip:
-            info.warnings.append(
-                f"the app says it is built for {bchip} but the {source} says {chip}: chip unknown"
-            )
-            info.chip, info.chip_source = None, None
-            return
-        if chip is None:
-            chip, source = bchip, "banner"
-    info.chip, info.chip_source = chip, source
+        info.version = banner[1]
+    ident = resolve(evidence)
+    if ident.disagreement:
+        info.warnings.append(ident.disagreement)
+        info.chip, info.chip_source, info.candidates = None, None, []
+        return
+    info.chip, info.chip_source = ident.chip, ident.source if ident.chip else None
+    info.candidates = [] if ident.chip else ident.candidates
 
 
 # --- recognisers -----------------------------------------------------------------------------
+
+
+def ota_app_chip(app: bytes) -> tuple[str | None, str | None, str | None]:
+    """(chip, version, source) of a plain OpenBK app, content only: the version banner first, then
+    the default device name, then the MQTT group (older generations lack the banner)."""
+    banner = find_banner(app)
+    built = _BUILT.search(app)
+    version = banner[1] if banner else (built.group(1).decode("ascii", "replace") if built else None)
+    if banner:
+        return banner[0], version, "banner"
+    names = {m.group(1).decode() for m in _DEVICE_NAME.finditer(app)}
+    if len(names) == 1:
+        return "BK" + names.pop(), version, "device-name"
+    groups = {MQTT_GROUPS[m.group(1)] for m in _MQTT_GROUP.finditer(app) if m.group(1) in MQTT_GROUPS}
+    if len(groups) == 1:
+        return "BK" + groups.pop(), version, "mqtt-group"
+    return None, version, None
 
 
 def _recognize_ota(data: bytes, info: ImageInfo) -> ImageInfo:
@@ -204,7 +247,8 @@ def _recognize_ota(data: bytes, info: ImageInfo) -> ImageInfo:
         info.warnings += [str(exc), note]
         return info
     info.warnings += pkg.warnings
-    _set_chip(info, find_banner(app), None, None)
+    # The OTA app is plain: it names its build target (BK7231N builds also serve BK7231M).
+    info.chip, info.version, info.chip_source = ota_app_chip(app)
     if info.version is None and pkg.version:
         info.version = pkg.version
     info.description = f"{kind}, {pkg.rbl.algorithm_text}, app of {len(app)} bytes"
@@ -240,78 +284,102 @@ def _recognize_dump(data: bytes, info: ImageInfo) -> ImageInfo | None:
     flash = unrotate(data, rotation) if rotation else data
     has_boot = entry is not None or _code_ok(flash)
     app_ok = _code_ok(flash[BOOTLOADER_END:], 2)
-    rf_chip = _chip_from_rf(flash)
-    if not (has_boot or app_ok or rf_chip):
+    rf_chips = _chips_from_rf(flash)
+    if not (has_boot or app_ok or rf_chips):
         return None
     info.format = "dump"
     info.rotation = rotation
-    chip, source = None, None
+    evidence: list[tuple[str, list[str]]] = []
     if entry is not None:
         info.bootloader = entry.name
-        chip, source = entry.chip, "bootloader"
-    elif rf_chip:
-        chip, source = rf_chip, "rf-sector"
+        evidence.append(("bootloader", [entry.chip]))
+    banner = None
+    key = app_key(flash[BOOTLOADER_END:]) if app_ok else None
     if app_ok:
-        banner = _banner_of_stored_app(flash[BOOTLOADER_END : _app_limit(chip or rf_chip)])
-        _set_chip(info, banner, chip, source)
-    else:
-        info.chip, info.chip_source = chip, source
-    if info.chip is not None and info.chip not in SUPPORTED_CHIPS:
-        info.warnings.append(f"{info.chip} is not a supported chip")
+        limit = max(_app_limit(c) for c in (entry.chip if entry else None, *rf_chips))
+        banner = _banner_of_stored_app(flash[BOOTLOADER_END:limit], key)
+        if banner:
+            evidence.append(("app banner", families_for_target(banner[0])))
+    evidence.append(("rf-sector", rf_chips))
+    evidence.append(_key_evidence(key))
+    _decide(info, evidence, banner)
+    info.code_key = KEY_NAMES.get(key) if key else None
+    fam = family(info.chip)
+    if info.chip is not None and (fam is None or not fam.writable):
+        info.warnings.append(f"{info.chip} is not a supported chip for writes")
     if entry is None:
         info.warnings.append("bootloader not in the known table (or missing)")
+    elif entry.synthetic:
+        info.warnings.append(f"bootloader {entry.name}: a simulator-only table entry")
     if rotation:
         info.warnings.append(
             f"rotated dump: read starting at 0x{rotation:X} with wrap-around; "
             "it is put back in order before use"
         )
-    if rf_chip is None:
+    if not rf_chips:
         info.warnings.append("no RF calibration (TLV) sector where expected")
     info.write_offset, info.skip, info.length = BOOTLOADER_END, BOOTLOADER_END, len(data) - BOOTLOADER_END
     what = f"full {len(data) // 0x100000} MiB flash dump"
     info.description = (
-        f"{what} ({info.chip or 'unknown chip'}{', bootloader ' + entry.name if entry else ''}): a restore; "
+        f"{what} ({info.chip or _fits(info)}{', bootloader ' + entry.name if entry else ''}): a restore; "
         "the bootloader is only written when explicitly requested"
     )
     return info
 
 
+def _fits(info: ImageInfo, article: str = "") -> str:
+    if info.candidates:
+        return "one of " + ", ".join(info.candidates)
+    return f"{article}unknown chip"
+
+
+QIO_SIZES = {N_QIO_SIZE: ["BK7231N", "BK7231M"], T_QIO_SIZE: ["BK7231T"]}
+
+
 def _recognize_qio(data: bytes, info: ImageInfo) -> ImageInfo | None:
-    if len(data) <= BOOTLOADER_END or not _is_encrypted_app(data[BOOTLOADER_END:]):
+    key = app_key(data[BOOTLOADER_END:]) if len(data) > BOOTLOADER_END else None
+    if key is None:
         return None
     entry = _bootloader_at(data, 0)
     if entry is None and not _code_ok(data):
         return None
     info.format = "qio"
-    chip, source = None, None
+    evidence: list[tuple[str, list[str]]] = []
     if entry is not None:
         info.bootloader = entry.name
-        chip, source = entry.chip, "bootloader"
-    elif len(data) == N_QIO_SIZE:
-        chip, source = "BK7231N", "size"
-    elif len(data) == T_QIO_SIZE:
-        chip, source = "BK7231T", "size"
+        evidence.append(("bootloader", [entry.chip]))
     else:
         info.warnings.append("bootloader not in the known table")
-    _set_chip(info, _banner_of_stored_app(data[BOOTLOADER_END : _app_limit(chip)]), chip, source)
+    evidence.append(("size", QIO_SIZES.get(len(data), [])))
+    limit = _app_limit(entry.chip if entry else None)
+    banner = _banner_of_stored_app(data[BOOTLOADER_END : max(limit, 0x132000)], key)
+    if banner:
+        evidence.append(("banner", families_for_target(banner[0])))
+    evidence.append(_key_evidence(key))
+    _decide(info, evidence, banner)
+    info.code_key = KEY_NAMES.get(key)
     info.write_offset, info.skip = BOOTLOADER_END, BOOTLOADER_END
     info.length = len(data) - BOOTLOADER_END
     info.description = (
-        f"QIO image (bootloader + app) for {info.chip or 'an unknown chip'}"
+        f"QIO image (bootloader + app) for {info.chip or _fits(info, 'an ')}"
         f"{' OpenBK ' + info.version if info.version else ''}"
     )
     return info
 
 
 def _recognize_ua(data: bytes, info: ImageInfo) -> ImageInfo | None:
-    if not _is_encrypted_app(data):
+    key = app_key(data)
+    if key is None:
         return None
     info.format = "ua"
-    _set_chip(info, _banner_of_stored_app(data[:0x121000]), None, None)
+    banner = _banner_of_stored_app(data[:0x121000], key)
+    evidence = [("banner", families_for_target(banner[0]))] if banner else []
+    _decide(info, evidence + [_key_evidence(key)], banner)
+    info.code_key = KEY_NAMES.get(key)
     info.write_offset, info.skip, info.length = BOOTLOADER_END, 0, len(data)
     obk = f" OpenBK {info.version}" if info.version else ""
-    info.description = f"UA app image for {info.chip or 'an unknown chip'}{obk}"
-    if info.chip is None:
+    info.description = f"UA app image for {info.chip or _fits(info, 'an ')}{obk}"
+    if banner is None:
         info.warnings.append("no OpenBK version banner found: the chip family cannot be checked")
     return info
 
@@ -333,8 +401,8 @@ def _recognize(data: bytes, name: str) -> ImageInfo:
         info.warnings.append("the file is empty")
         return info
     if len(data) > MAX_IMAGE_SIZE:
-        info.description = f"{len(data)} bytes: larger than any BK7231 flash"
-        info.warnings.append("too large to be a BK7231 image")
+        info.description = f"{len(data)} bytes: larger than any supported Beken flash"
+        info.warnings.append("too large to be a Beken flash image")
         return info
     result: ImageInfo | None
     if rblmod.is_ug(data) or rblmod.is_rbl(data):
@@ -347,14 +415,24 @@ def _recognize(data: bytes, name: str) -> ImageInfo:
         result = _recognize_ua(data, info)
     if result is None:
         result = _recognize_raw(data, info)
-    if result.chip is None and name:
-        guess = _chip_from_name(name)
-        if guess and result.format in ("qio", "ua", "dump"):
-            result.chip, result.chip_source = guess, "name"
-            result.warnings.append(f"chip {guess} taken from the file name only")
+    _name_hint(result, name)
     if result.version is None and name and result.format != "raw":
         result.version = _version_from_name(name)
     return result
+
+
+def _name_hint(info: ImageInfo, name: str) -> None:
+    """The file name is the last hint: used only when the content names no chip, and said."""
+    guess = _chip_from_name(name) if name else None
+    if info.chip is not None or guess is None or info.format == "raw":
+        return
+    if any("chip unknown" in w for w in info.warnings):
+        return  # the content contradicts itself: a name does not settle that
+    if info.candidates and guess not in info.candidates:
+        info.warnings.append(f"the file name says {guess} but the content fits {', '.join(info.candidates)}")
+        return
+    info.chip, info.chip_source, info.candidates = guess, "name", []
+    info.warnings.append(f"chip {guess} taken from the file name only")
 
 
 def _recognize_raw(data: bytes, info: ImageInfo) -> ImageInfo:
@@ -386,13 +464,26 @@ def _norm_chip(chip: str) -> str:
 def check_compatible(info: ImageInfo, chip: str) -> None:
     """Raise ImageError when the image is known to be for another chip family than `chip`."""
     chip = _norm_chip(chip)
+    what = {"qio": "QIO image", "ua": "UA app", "dump": "flash dump", "rbl": "OTA file", "ug": "OTA file"}
     if info.chip is not None and info.chip != chip:
-        what = {"qio": "QIO image", "ua": "UA app", "dump": "flash dump", "rbl": "OTA file", "ug": "OTA file"}
         raise ImageError(
             f"This {what.get(info.format, 'image')} is for {info.chip} (from its {info.chip_source}) "
             f"but the chip is {chip}: writing it would leave the device unbootable.",
             hint=f"Use the {chip} build of OpenBK (bkbench fetch --chip {chip.lower()}).",
         )
+    if info.chip is None and info.candidates and chip not in info.candidates:
+        raise ImageError(
+            f"This {what.get(info.format, 'image')} fits {' or '.join(info.candidates)} (from its code key) "
+            f"but the chip is {chip}: writing it would leave the device unbootable.",
+            hint=f"Use the {chip} build of OpenBK (bkbench fetch --chip {chip.lower()}).",
+        )
+
+
+def _uart_file_hint(chip: str) -> str:
+    fam = family(chip)
+    if fam is None:
+        return "the QIO or UA release file"
+    return f"the OpenBK{fam.openbk_target}_{fam.image_kind}_ release file"
 
 
 def plan_write(
@@ -405,18 +496,28 @@ def plan_write(
 ) -> WritePlan:
     """The bytes to put at which flash address for `data` (recognised as `info`) on `chip`.
 
-    Never below 0x11000 unless `replace_bootloader`; OTA packages are refused; raw data needs
-    an explicit `offset`. The chip family must match (check_compatible).
+    Never below the family's bootloader end unless `replace_bootloader`; OTA packages are refused;
+    raw data needs an explicit `offset`. The chip family must match (check_compatible) and be one
+    whose layout is known.
     """
     chip = _norm_chip(chip)
     if info.format in ("rbl", "ug"):
         raise ImageError(
             "This is an OTA package (RBL/UG): it is for over-the-air updates and must never be flashed "
-            "over UART. Use the QIO (BK7231N) or UA (BK7231T) release file instead."
+            f"over UART. Use {_uart_file_hint(chip)} instead."
         )
     check_compatible(info, chip)
+    fam = family(chip)
+    if fam is None and info.format in ("qio", "ua"):
+        raise ImageError(f"The chip is {chip}: bkbench knows no app layout for it, so it writes no OpenBK image.")
+    if fam is not None and not fam.writable and info.format != "raw":
+        raise ImageError(
+            f"bkbench knows how to identify and back up {chip} but its flash layout is not public: "
+            "it plans no image writes for it."
+        )
     if len(data) != info.size:
         raise ImageError("The data does not match the recognised file (size differs).")
+    boot_end = fam.bootloader_end if fam else BOOTLOADER_END
     includes_boot = False
     if info.format == "dump":
         flash = unrotate(data, info.rotation)
@@ -424,17 +525,17 @@ def plan_write(
             raise ImageError(f"The dump is {len(flash)} bytes but the flash has only {flash_size}.")
         if info.chip is None and replace_bootloader:
             raise ImageError("The dump's chip is unknown: its bootloader will not be restored.")
-        start = 0 if replace_bootloader else BOOTLOADER_END
+        start = 0 if replace_bootloader else boot_end
         payload = flash[start:]
         includes_boot = replace_bootloader
         desc = f"restore of a full dump from 0x{start:06X}"
     elif info.format == "qio":
-        start = 0 if replace_bootloader else BOOTLOADER_END
+        start = 0 if replace_bootloader else boot_end
         payload = data[start:]
         includes_boot = replace_bootloader
         desc = "QIO image, " + ("bootloader included" if replace_bootloader else "app part (bootloader kept)")
     elif info.format == "ua":
-        start, payload = BOOTLOADER_END, bytes(data)
+        start, payload = boot_end, bytes(data)
         desc = "UA app"
     else:
         if offset is None:
@@ -444,8 +545,10 @@ def plan_write(
         raise ImageError(
             f"A {info.format} image goes to 0x{start:06X}; refusing the custom offset 0x{offset:06X}."
         )
-    if start < BOOTLOADER_END and not replace_bootloader:
-        raise ImageError("This write would overwrite the bootloader (below 0x11000) and was not requested.")
+    if start < boot_end and not replace_bootloader:
+        raise ImageError(
+            f"This write would overwrite the bootloader (below 0x{boot_end:X}) and was not requested."
+        )
     if start % SECTOR:
         raise ImageError(f"Write start 0x{start:X} is not on a 4 KiB sector boundary.")
     end = start + len(payload)

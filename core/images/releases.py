@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backups import atomic_write as _atomic_write
+from ..chips import FAMILIES
 from ..errors import BkError, ImageError
 from .recognize import ImageInfo, check_compatible, recognize
 
@@ -36,9 +37,14 @@ DEFAULT_REPO = "openshwprojects/OpenBK7231T_App"
 USER_AGENT = "bkbench (+https://github.com/openshwprojects/OpenBK7231T_App releases)"
 MAX_ASSET_SIZE = 0x400000
 
-# Which release file each chip takes, best first (PROTOCOL.md 8): N writes the QIO, T the UA.
-PREFERRED_KINDS = {"BK7231N": ("QIO", "UA"), "BK7231T": ("UA", "QIO")}
-_ASSET_RE = re.compile(r"^OpenBK(7231[NT])_(QIO|UA)_([0-9][^_]*?)(?:_(.+))?\.bin$")
+# Which release file each family takes, best first (core/chips.py `image_kind`; PROTOCOL-DETAILS 8.2):
+# QIO for N, M, BK7238, BK7252N; UA for T, U, BK7252. Families without a public layout get none.
+PREFERRED_KINDS = {
+    name: (fam.image_kind, "UA" if fam.image_kind == "QIO" else "QIO")
+    for name, fam in FAMILIES.items()
+    if fam.writable
+}
+_ASSET_RE = re.compile(r"^OpenBK(7231[NTUM]|7236|7238|7252N?|7258)_(QIO|UA)_([0-9][^_]*?)(?:_(.+))?\.bin$")
 _NEVER = ("_ug_", "_ota", "_gz", ".rbl", ".zip", "cloudcutter", "_alt_")
 
 
@@ -291,7 +297,7 @@ class ReleaseClient:
         expected = resp.headers.get("Content-Length")
         want = int(expected) if expected and expected.isdigit() else None
         if want is not None and want > limit:
-            raise ReleaseError(f"{url} is {want} bytes, larger than any BK7231 image.")
+            raise ReleaseError(f"{url} is {want} bytes, larger than any Beken image.")
         chunks, got = [], 0
         while True:
             try:
@@ -303,7 +309,7 @@ class ReleaseClient:
             chunks.append(chunk)
             got += len(chunk)
             if got > limit:
-                raise ReleaseError(f"{url} is larger than any BK7231 image.")
+                raise ReleaseError(f"{url} is larger than any Beken image.")
             if progress:
                 progress(got, want or 0)
         if want is not None and got != want:

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ..chips import CHIP_ID_REGISTER, Dialect
+from ..chips import CHIP_ID_REGISTER, FAMILIES, Dialect
 from ..protocol import (
     ERASE_4K,
     ERASE_64K,
@@ -31,8 +31,9 @@ from . import bootlog
 from .efuse import EFUSE_CTRL, EFUSE_OPTR, Efuse, default_efuse
 from .faults import FaultInjector, FaultPlan
 from .flash import NorFlash
-from .identity import DEFAULT_DIALECT, bootloader_at, chip_id_of
+from .identity import DEFAULT_DIALECT, bootloader_at
 from .rom import Rom
+from .synth import identity_registers
 from .timing import Timing
 
 SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo")
@@ -63,7 +64,8 @@ def detect_dialect(flash: bytes, chip: str) -> tuple[Dialect, str | None]:
     bl = bootloader_at(flash)
     if bl is not None:
         return bl.dialect, bl.version
-    return DEFAULT_DIALECT.get(chip, Dialect.BASIC_TUYA), None
+    fam = FAMILIES.get(chip)
+    return DEFAULT_DIALECT.get(chip, fam.dialect if fam else Dialect.BASIC_TUYA), None
 
 
 def garble(data: bytes, sent_baud: int, seen_baud: int, rng: random.Random) -> bytes:
@@ -130,7 +132,8 @@ class SimDevice:
         self._busy = 0.0
         self._last_rx = 0.0
         self.marked = False  # T bootloader's belief that flash is protected (PROTOCOL-DETAILS.md 5.2)
-        self.registers: dict[int, int] = {CHIP_ID_REGISTER: chip_id_of(chip)}
+        self.registers: dict[int, int] = identity_registers(chip)  # chip ID from core/chips.py
+        self.id_registers = frozenset(self.registers) | {CHIP_ID_REGISTER}
         self.lines = {"dtr": False, "rts": False}
         self.cen_low = False
         self.powered = True
@@ -466,7 +469,7 @@ class SimDevice:
     def _write_reg(self, addr: int, value: int) -> None:
         if addr == EFUSE_CTRL:
             self.efuse.write_ctrl(value)
-        elif self.rom.covers(addr) or addr == CHIP_ID_REGISTER:
+        elif self.rom.covers(addr) or addr in self.id_registers:
             pass  # read-only
         else:
             self.registers[addr] = value
