@@ -217,7 +217,8 @@ DEFAULT_BOOTLOADER: dict[str, int] = {
 }
 # The built-in demo plug's bootloader (core/demo_image.py): synthetic text, on no real chip. Registered so
 # the demo analyses like a real dump without passing the synthetic bytes off as Beken's bootloader.
-DEMO_BOOTLOADER = Bootloader(0x08D47718, "bkbench demo bootloader (synthetic)", "BK7231N", Dialect.FULL, "demo")
+DEMO_BOOTLOADER = Bootloader(0x08D47718, "bkbench demo bootloader (synthetic)", "BK7231N", Dialect.FULL, "demo",
+                             synthetic=True)
 BOOTLOADERS[DEMO_BOOTLOADER.crc] = DEMO_BOOTLOADER
 
 # CRC-32 of 257 zero bytes: the bootloader CRC a chip reports when all flash reads return zeros

@@ -19,6 +19,7 @@ from bkbench.core.errors import ImageError
 from bkbench.core.images.recognize import check_compatible, plan_write, recognize
 from bkbench.core.layout import layout_for, protected_ranges
 from bkbench.core.session import Session
+from bkbench.core.sim.efuse import Efuse
 from bkbench.core.sim.registry import create_device
 from familyhelpers import WRITABLE, family_image
 from simhelpers import sim_url
@@ -133,7 +134,7 @@ def test_sim_family_is_identified_through_the_protocol(chip):
 def test_n_bootloader_on_a_zero_key_chip_is_reported_as_a_disagreement():
     flash = bytes(create_device("BK7231N").flash.data)
     with sim_url("BK7231N", flash) as (url, sim):
-        sim.efuse = bytes(32)  # what an M answers, here behind an N (Tuya-key) bootloader
+        sim.efuse = Efuse(bytes(32))  # what an M answers, here behind an N (Tuya-key) bootloader
         with Session(url) as s:
             info = s.connect()
     assert info.chip == "unknown"

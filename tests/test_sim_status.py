@@ -7,6 +7,7 @@ import time
 
 import pytest
 from bkbench.core.client import BkClient
+from bkbench.core.errors import UnsafeWriteError
 from bkbench.core.protocol import LongCmd
 from bkbench.core.session import Session
 from bkbench.core.sim.identity import ImageIdentityError
@@ -123,6 +124,11 @@ def test_unknown_flash_id_still_plays_and_is_reported(fixtures_dir):
     try:
         with Session("sim://@unk", baud=115200, reset="manual", link_timeout=5) as s:
             info = s.connect()
+            # An ID not in the table: its size is not certain, so writes wait for the user's --flash-size.
+            with pytest.raises(UnsafeWriteError, match="flash size is not certain"):
+                s.write(b"\x77" * 0x1000, 0x12A000, backup_first=False)
+        with Session("sim://@unk", baud=115200, reset="manual", link_timeout=5, flash_size=0x200000) as s:
+            s.connect()
             s.write(b"\x77" * 0x1000, 0x12A000)  # two-byte SR assumed; the write is verified by CRC
     finally:
         unregister("unk")

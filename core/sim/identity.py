@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..chips import BOOTLOADERS, CHIP_IDS, Bootloader, Dialect, boot_crc_length
 
 SECTOR = 0x1000
-FLASH_SIZES = (0x100000, 0x200000, 0x400000)
+FLASH_SIZES = (0x100000, 0x200000, 0x400000, 0x800000, 0x1000000)
 # Variants that share another chip's silicon identity and differ only in eFuse (GUI `doGenericSetup`).
 VARIANT_OF = {"BK7231M": "BK7231N"}
 # Dialect of a chip whose bootloader is not in the table (what the chip's own ROM/bootloader speaks).
@@ -82,7 +82,7 @@ def identify(data: bytes, chip: str | None = None, source: str = "image") -> Sim
     """Identity of a full flash image; `chip` is a hint that must agree with the image."""
     if len(data) not in FLASH_SIZES:
         raise ImageIdentityError(
-            f"{source}: {len(data)} bytes is not a full flash image (1, 2 or 4 MiB)")
+            f"{source}: {len(data)} bytes is not a full flash image (1, 2, 4, 8 or 16 MiB)")
     want = normalise_chip(chip)
     family = VARIANT_OF.get(want, want) if want else None
     bl = bootloader_at(data)
@@ -93,7 +93,7 @@ def identify(data: bytes, chip: str | None = None, source: str = "image") -> Sim
             rotation, bl = found
             data = unrotate(data, rotation)
     if bl is not None:
-        if family is not None and family != bl.chip:
+        if family is not None and bl.chip not in (family, want):
             raise ImageIdentityError(
                 f"{source} holds a {bl.chip} bootloader ({bl.name}) but the chip asked for is {want}")
         return SimIdentity(bl.chip, want or bl.chip, bl.dialect, bl, rotation, bytes(data))

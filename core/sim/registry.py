@@ -62,10 +62,11 @@ def load_identity(chip: str | None, dump: str | Path | None) -> SimIdentity:
     want = normalise_chip(chip)
     if dump is not None:  # any chip whose bootloader core/chips.py knows can be played from its dump
         return identify(read_dump(dump), want, source=str(dump))
-    if want is not None and want not in ("BK7231N", "BK7231T", "BK7231M"):
+    if want is not None and want not in ("BK7231N", "BK7231T"):
+        # An M's flash is encrypted with its all-zero key, so an N dump (Tuya key) cannot be an M's:
         # No fixture dumps of the other families: a flash synthesised from their table row (core/sim/synth.py).
         return identify(synth_flash(want), want, source=f"synthetic {want} image")
-    family = "BK7231N" if want in (None, "BK7231M") else want
+    family = want or "BK7231N"
     found = default_dump(family)
     if found is not None:
         return identify(found.read_bytes(), want or family, source=str(found))
