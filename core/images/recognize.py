@@ -486,6 +486,27 @@ def _uart_file_hint(chip: str) -> str:
     return f"the OpenBK{fam.openbk_target}_{fam.image_kind}_ release file"
 
 
+def _check_whole_app(info: ImageInfo, app: bytes, explicit: bool = False) -> None:
+    """Refuse an app that is cut short: the stored app is a run of 34-byte blocks (32 bytes + CRC16),
+    so an image cut anywhere else ends inside a block, and its last block must carry a valid CRC16.
+    An OpenBK app also carries its version banner; without it the file may be a slice of something
+    else (the first 1 MiB of a dump looks like a QIO image too) or cut before the banner."""
+    used = len(app.rstrip(b"\xff"))
+    whole = -(-used // PHYS_BLOCK) * PHYS_BLOCK
+    if used == 0:
+        raise ImageError("The image holds no app (only 0xFF after the bootloader).")
+    if whole > len(app) or crc16_bad_blocks(app[whole - PHYS_BLOCK: whole]):
+        raise ImageError(f"The {info.format.upper()} image is cut short: its app ends inside a 34-byte block "
+                         f"(0x{used:X} bytes), so the file is truncated or damaged.",
+                         hint="download or build the image again")
+    if info.version is None and not explicit:
+        raise ImageError(f"No OpenBK version banner in this {info.format.upper()} image: it may be truncated, a "
+                         "slice of a dump, or not OpenBK; bkbench writes UA/QIO images only when it can tell what "
+                         "they are.",
+                         hint=f"to put back a whole backup use `bkbench restore`; if you know this app is whole, "
+                              f"give its address explicitly (--start 0x{BOOTLOADER_END:X})")
+
+
 def plan_write(
     info: ImageInfo,
     data: bytes,
@@ -554,6 +575,8 @@ def plan_write(
     end = start + len(payload)
     if end > flash_size:
         raise ImageError(f"The image ends at 0x{end:X}, past the end of the 0x{flash_size:X}-byte flash.")
+    if info.format in ("qio", "ua"):
+        _check_whole_app(info, data[boot_end:] if info.format == "qio" else bytes(data), explicit=offset is not None)
     if info.format in ("qio", "ua") and end > _app_limit(chip):
         raise ImageError(
             f"The app image ends at 0x{end:X}, past the {chip} app partition (ends 0x{_app_limit(chip):X})."
