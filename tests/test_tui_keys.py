@@ -38,7 +38,7 @@ async def test_footer_shows_what_applies_now(size, fixtures_dir: Path, tmp_path:
         while not footer_keys(app) and time.monotonic() < end:
             await pilot.pause(0.1)
         keys = footer_keys(app)
-        for k in ("c", "o", "b", "w", "e", "l", "question_mark", "ctrl+q"):
+        for k in ("c", "o", "b", "w", "e", "l", "question_mark"):
             assert k in keys, (k, keys)
         assert "x" not in keys and "d" not in keys  # nothing to cancel, no session to release
         status = str(app.query_one("#statusline").render()) if app.narrow else str(

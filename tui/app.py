@@ -70,7 +70,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
         Binding("ctrl+n", "next_pane", "Next pane", show=False, priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # in `?` and the status line: room
     ]
     # Shown in the footer only while they apply (check_action hides the rest).
     _CHIP_ACTIONS = {"connect", "doctor", "backup", "write", "verify", "config", "analyze", "library", "release"}
@@ -154,8 +154,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
     # -- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Footer: show what applies now; hide what does not (the keys still answer with a message)."""
-        if not isinstance(self.screen, MainScreen):
-            return True
+        if not isinstance(self.screen, MainScreen):  # a dialog is open: its keys, not the workbench's
+            return action not in self._CHIP_ACTIONS and action not in ("cancel_op", "log", "pane")
         if action == "cancel_op":
             return self.busy
         if action in self._CHIP_ACTIONS and self.busy:

@@ -135,13 +135,11 @@ class MainLayoutMixin:
             text = f"{self.op_name}: {st.stage} {pct} {rate} ETA {clock(st.eta)}  [x cancel]"
         elif self.session is not None:
             chip = getattr(self.chip_info, "chip", "the chip")
-            text = f"{chip} waits in its bootloader · b backup · w write · e config · d release · ? keys"
-            if self.last_outcome:
-                text = f"last: {self.last_outcome[1]} · " + text
+            text = f"{chip} waits in its bootloader · b backup · w write · d release · ? keys · ^q quit"
         elif self.last_outcome:
-            text = f"last: {self.last_outcome[1]} · ? keys"
+            text = f"? keys · ^q quit · last: {self.last_outcome[1]}"
         else:
-            text = "Not connected · c connect (reset the chip when asked) · o doctor · w pick firmware · ? keys"
+            text = "Not connected · c connect · o link doctor · w pick firmware · ? keys · ^q quit"
         self.query_one("#statusline", Static).update(text)
 
     def _main_attached(self) -> bool:

@@ -83,16 +83,16 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
     """Dismisses with a WriteRequest (Continue) or None (Cancel)."""
 
     DEFAULT_CSS = """
-    WriteScreen { align: center middle; }
-    WriteScreen > #write-dialog {
-        width: 100%; height: 100%; max-width: 140; max-height: 40;
-        border: thick $primary; background: $panel; padding: 0 1;
-    }
+    WriteScreen { layout: vertical; }
+    WriteScreen > #write-dialog { width: 100%; height: 1fr; background: $panel; padding: 0 1; }
     WriteScreen #write-title { text-style: bold; width: 1fr; height: 1; }
     WriteScreen #write-body { height: 1fr; }
-    WriteScreen #write-left { width: 2fr; min-width: 30; }
-    WriteScreen #write-right { width: 3fr; padding-left: 1; }
-    WriteScreen #write-quick { height: auto; max-height: 6; border: none; padding: 0; }
+    WriteScreen #write-left { width: 1fr; }
+    WriteScreen #write-right { width: 1fr; padding-left: 1; }
+    WriteScreen.-narrow #write-body { layout: vertical; }
+    WriteScreen.-narrow #write-left { height: 1fr; }
+    WriteScreen.-narrow #write-right { height: 11; padding-left: 0; border-top: solid $primary 50%; }
+    WriteScreen #write-quick { height: auto; max-height: 5; border: none; padding: 0; }
     WriteScreen #write-tree { height: 1fr; border: none; padding: 0; }
     WriteScreen #write-path { height: 1; border: none; padding: 0 1; }
     WriteScreen #write-info-box { height: 1fr; }
@@ -157,15 +157,13 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
                     with Horizontal(id="write-buttons"):
                         yield Button("Cancel [ctrl+g]", id="cancel", compact=True)
                         yield Button("Write it [ctrl+o]", id="go", variant="warning", disabled=True, compact=True)
-            yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def _intro(self) -> str:
         return (f"Folder: {self.start_dir}\n"
-                "Move with the arrow keys: each file says what it is; greyed files cannot be written to "
-                f"this {self.chip}. Enter picks a file (OTA/UG packages are converted to a UART image), "
-                "ctrl+o writes it.\n"
-                "f: latest OpenBK for this chip · u/backspace: parent folder · a: analyse a file · "
-                "e: edit the OpenBK config in a file · Esc: back")
+                "Arrow keys move; each file says what it is, greyed ones cannot go on this "
+                f"{self.chip}. Enter picks a file (UG/RBL packages are converted), ctrl+o writes it.\n"
+                "f latest OpenBK · u parent folder · a analyse · e edit its OpenBK config · Esc back")
 
     def _quick_options(self) -> list[Option]:
         opts = [Option(f"⬇ Latest OpenBK for {self.chip} [f]", id="fetch")]
@@ -189,7 +187,11 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
         except OSError:
             return []
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "-narrow")  # tree above the details on a small terminal
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 110, "-narrow")
         self.query_one("#write-tree", FirmwareTree).focus()
         if self.initial_path:
             self.check()
@@ -220,7 +222,8 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
             return
         verdict = self.verdicts.get(path)
         if verdict is not None and path != self.selected:
-            self._show_text("\n".join(verdict.lines) + "\n\nEnter picks this file.")
+            tail = "\n\nEnter picks this file." if verdict.writable else ""
+            self._show_text("\n".join(verdict.lines) + tail)
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
