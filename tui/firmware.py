@@ -95,8 +95,8 @@ def assess(path: Path, chip: str, flash_size: int, offset: int | None = None, re
         except Exception as exc:
             lines.append(f"Cannot convert this OTA package: {exc}")
             return Verdict(path, tag, False, lines)
-        converted = (f"converted on the spot: the {tag} OTA package was unpacked and its app re-encrypted as "
-                     f"a UA image for 0x11000 ({len(data) // 1024} KiB); this chip's bootloader is kept")
+        converted = (f"converted: {tag} package unpacked, its app re-encrypted as a UA image for 0x11000 "
+                     f"({len(data) // 1024} KiB); the chip's bootloader is kept")
         lines.append(converted)
         tag += " → UA"
     else:
@@ -113,7 +113,7 @@ def assess(path: Path, chip: str, flash_size: int, offset: int | None = None, re
         hint = hint.replace(f"(bkbench fetch --chip {chip.lower()})", "(f in this picker fetches it)")
         lines.append(f"Cannot write: {exc}" + (f" {hint}" if hint else ""))
         return Verdict(path, tag, False, lines, converted=converted)
-    desc = plan.description + (" converted from an OTA package" if converted else "")
+    desc = plan.description + (" (converted from the OTA package)" if converted else "")
     req = WriteRequest(path, plan.start, plan.payload, desc, plan.includes_bootloader,
                        [w for w in info.warnings if "never for UART" not in w])
     return Verdict(path, tag, True, lines + _where(req, chip), req, converted)

@@ -46,6 +46,14 @@ def parse_offset(text: str) -> int | None:
     return int(text, 0)
 
 
+def pretty_path(path: Path) -> str:
+    """`path` with the home folder shown as ~."""
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 class FirmwareTree(DirectoryTree):
     """A DirectoryTree that hides dot files and shows each file's verdict (greyed when not writable)."""
 
@@ -87,11 +95,11 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
     WriteScreen > #write-dialog { width: 100%; height: 1fr; background: $panel; padding: 0 1; }
     WriteScreen #write-title { text-style: bold; width: 1fr; height: 1; }
     WriteScreen #write-body { height: 1fr; }
-    WriteScreen #write-left { width: 1fr; }
-    WriteScreen #write-right { width: 1fr; padding-left: 1; }
+    WriteScreen #write-left { width: 3fr; }
+    WriteScreen #write-right { width: 2fr; padding-left: 1; }
     WriteScreen.-narrow #write-body { layout: vertical; }
-    WriteScreen.-narrow #write-left { height: 1fr; }
-    WriteScreen.-narrow #write-right { height: 11; padding-left: 0; border-top: solid $primary 50%; }
+    WriteScreen.-narrow #write-left { height: 1fr; width: 100%; }
+    WriteScreen.-narrow #write-right { height: 13; width: 100%; padding-left: 0; border-top: solid $primary 50%; }
     WriteScreen #write-quick { height: auto; max-height: 5; border: none; padding: 0; }
     WriteScreen #write-tree { height: 1fr; border: none; padding: 0; }
     WriteScreen #write-path { height: 1; border: none; padding: 0 1; }
@@ -160,7 +168,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
         yield Footer(compact=True, show_command_palette=False)
 
     def _intro(self) -> str:
-        return (f"Folder: {self.start_dir}\n"
+        return (f"Folder: {pretty_path(self.start_dir)}\n"
                 "Arrow keys move; each file says what it is, greyed ones cannot go on this "
                 f"{self.chip}. Enter picks a file (UG/RBL packages are converted), ctrl+o writes it.\n"
                 "f latest OpenBK · u parent folder · a analyse · e edit its OpenBK config · Esc back")
@@ -239,7 +247,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
 
     def pick(self, path: Path) -> None:
         """Judge `path` fully (converting an OTA package) and offer the write."""
-        self.query_one("#write-path", Input).value = str(path)
+        self.query_one("#write-path", Input).value = pretty_path(path)
         self.check()
 
     def check(self) -> None:
@@ -334,7 +342,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
         parent = Path(tree.path).expanduser().resolve().parent
         tree.path = parent
         self.start_dir = parent
-        self.notify(f"Folder: {parent}", timeout=2)
+        self.notify(f"Folder: {pretty_path(parent)}", timeout=2)
 
     def _highlighted(self) -> Path | None:
         tree = self.query_one("#write-tree", FirmwareTree)
