@@ -73,11 +73,15 @@ class ReflowLog(RichLog):
         else:  # hidden (another tab): its width is 0, so wrap at the width it will have (full screen)
             self.write(text, width=max(self.min_width, self.app.size.width - 4))
 
+    def clear(self) -> ReflowLog:
+        self.texts.clear()
+        return super().clear()
+
     def on_resize(self) -> None:
         width = self.scrollable_content_region.width
         if width > 0 and width != self._drawn_width:
             self._drawn_width = width
-            self.clear()
+            super().clear()
             for text in self.texts:
                 self.write(text)
 
