@@ -92,8 +92,8 @@ def test_demo_pick_ug_write_and_see_openbk_boot_in_tmux(tmp_path: Path, fixtures
         keys("w")
         _wait_for(session, "UG BK7231N 1.18.219", 90)  # the picker says what the file is
         keys("Down", "Enter")
-        _wait_for(session, "ctrl+o writes it", 120)
-        assert "converted" in _capture(session)
+        screen = _wait_for(session, "a confirmation comes first", 120)  # judged, converted, writable
+        assert "converted: UG BK7231N 1.18.219 package unpacked" in screen
         keys("C-o")
         _wait_for(session, "Write this image?", 10)
         keys("y")
