@@ -111,7 +111,7 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
     # 4. the firmware picker on a folder holding the UG packages tuya-cloudcutter ships (the N one is picked
     # and converted to a UA image on the spot; the T one is greyed out), then the write finished
     url = device(f"shot-write-{tag}")
-    app = BkBenchApp(url=url, data_dir=data / "write", ports_source=lambda: PORTS, poll_ports=0)
+    app = BkBenchApp(url=url, data_dir=data / f"write-{tag}", ports_source=lambda: PORTS, poll_ports=0)
     home = data / f"home-{tag}"
     folder = home / "firmware"
     n_ug = "OpenBeken-v1.18.219_bk7231n.ug.bin"

@@ -169,6 +169,12 @@ async def test_offline_analysis_and_config_edit_from_a_file(fixtures_dir: Path, 
         await pilot.press("a")
         await wait(pilot, lambda: isinstance(app.screen, AnalysisScreen), 60, "analysis")
         assert "BK7231N" in app.screen.text and "Tuya configuration" in app.screen.text
+        await pilot.press("t")  # the OpenBK template: saved and copied
+        await pilot.pause(0.2)
+        saved = app.base_dir / "templates" / f"{dump.stem}-openbk-template.json"
+        template = json.loads(saved.read_text())
+        assert template == app.screen.template and template
+        assert "26" in json.dumps(template)  # the relay pin of this plug
         await pilot.press("escape")
         await wait(pilot, lambda: isinstance(app.screen, WriteScreen), 5, "back in the picker")
         await pilot.press("e")

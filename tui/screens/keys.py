@@ -41,6 +41,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("f", "latest OpenBK for this chip (cached for offline use)"),
         ("u / backspace", "parent folder"),
         ("a / e", "analyse the file / edit the OpenBK config in it (no chip needed)"),
+        ("t (analysis)", "save the OpenBK template and copy it to the clipboard"),
         ("ctrl+o", "write the picked file"),
     )),
     ("App", (

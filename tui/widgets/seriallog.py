@@ -363,13 +363,14 @@ class SerialLogPane(Vertical):
     """
 
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause log"),
-        Binding("h", "toggle_hex", "Hex"),
-        Binding("ctrl+f,slash", "search", "Search"),
+        # Not in the footer (it has room for the chip's actions at 80 columns): `?` lists them.
+        Binding("p", "toggle_pause", "Pause log", show=False),
+        Binding("h", "toggle_hex", "Hex", show=False),
+        Binding("ctrl+f,slash", "search", "Search", show=False),
         Binding("n", "find_next", "Next match", show=False),
         Binding("N", "find_prev", "Prev match", show=False),
-        Binding("ctrl+l", "clear", "Clear log"),
-        Binding("ctrl+s", "save", "Save log"),
+        Binding("ctrl+l", "clear", "Clear log", show=False),
+        Binding("ctrl+s", "save", "Save log", show=False),
     ]
 
     def __init__(
