@@ -91,7 +91,7 @@ async def test_help_screen_and_palette_keys_close_with_escape(fixtures_dir: Path
         await pilot.press("question_mark")
         await pilot.pause(0.1)
         assert isinstance(app.screen, KeysScreen)
-        text = str(app.screen.query_one("#keys-text").render())
+        text = app.screen.text
         for needle in ("connect", "Escape", "latest OpenBK", "ctrl+q"):
             assert needle in text
         await pilot.press("escape")

@@ -71,7 +71,7 @@ class OperationsMixin:
             outcome = "failed"
             diag = getattr(exc, "diagnosis", None)
             if diag is not None:  # title and advice are shown as a list in the Operation pane
-                message = str(exc).replace(f": {diag.title}", "") + " (the link doctor's advice is shown)"
+                message = str(exc).replace(f": {diag.title}", "") + " (see the link doctor's advice)"
                 self.call_from_thread(self._show_final_diagnosis, diag)
             else:
                 message = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -51,15 +52,22 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def keys_text() -> Text:
-    width = max(len(key) for _section, rows in KEYS for key, _what in rows) + 2
-    out = Text()
+def keys_table() -> Table:
+    """Sections of key / what rows; long descriptions wrap inside their column."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
     for i, (section, rows) in enumerate(KEYS):
-        out.append(("\n" if i else "") + section + "\n", "bold underline")
+        if i:
+            table.add_row("", "")
+        table.add_row(Text(section, "bold underline"), "")
         for key, what in rows:
-            out.append(f"{key:<{width}}", "bold")
-            out.append(what + "\n")
-    return out
+            table.add_row(key, what)
+    return table
+
+
+def keys_plain() -> str:
+    return "\n".join(f"{section}\n" + "\n".join(f"{k}  {w}" for k, w in rows) for section, rows in KEYS)
 
 
 class KeysScreen(ModalScreen[None]):
@@ -77,10 +85,14 @@ class KeysScreen(ModalScreen[None]):
         box = VerticalScroll(id="keys-box")
         box.border_title = "Keys (Escape closes)"
         with box:
-            yield Static(keys_text(), id="keys-text")
+            yield Static(keys_table(), id="keys-text")
 
     def on_mount(self) -> None:
         self.query_one("#keys-box").focus()
+
+    @property
+    def text(self) -> str:
+        return keys_plain()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -276,7 +276,7 @@ class OperationPane(Vertical):
     def refresh_stats(self) -> None:
         st = self.state
         stage = st.stage + (f": {st.message}" if st.message else "")
-        if st.link_attempts and st.stage in ("", "link"):
+        if st.link_attempts and st.stage in ("", "link") and self.running:
             stage += f"  (link attempt {st.link_attempts})"
         self.query_one("#op-stage", Label).update(stage)
         linking = self.running and st.stage in ("", "link", "doctor")
