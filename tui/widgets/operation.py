@@ -65,13 +65,15 @@ class ReflowLog(RichLog):
         self.texts: deque[str] = deque(maxlen=self.max_lines or 400)
         self._drawn_width = 0
 
+    def _width(self) -> int:
+        """The wrap width: the pane's, or while it is hidden (width 0) the full screen's (narrow layout).
+        Always explicit: RichLog would otherwise measure against the console (80 columns in tests)."""
+        width = self.scrollable_content_region.width
+        return width if width > 0 else max(self.min_width, self.app.size.width - 4)
+
     def add(self, text: str) -> None:
         self.texts.append(text)
-        width = self.scrollable_content_region.width
-        if width > 0:
-            self.write(text)
-        else:  # hidden (another tab): its width is 0, so wrap at the width it will have (full screen)
-            self.write(text, width=max(self.min_width, self.app.size.width - 4))
+        self.write(text, width=self._width())
 
     def clear(self) -> ReflowLog:
         self.texts.clear()
@@ -83,7 +85,7 @@ class ReflowLog(RichLog):
             self._drawn_width = width
             super().clear()
             for text in self.texts:
-                self.write(text)
+                self.write(text, width=width)
 
 
 def clock(seconds: float | None) -> str:
