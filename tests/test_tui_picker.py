@@ -13,6 +13,7 @@ from bkbench.tui.screens.analysis import AnalysisScreen
 from bkbench.tui.screens.config import ConfigScreen
 from bkbench.tui.screens.confirm import ConfirmScreen
 from bkbench.tui.screens.write import FirmwareTree, WriteScreen
+from test_releases import gh  # noqa: F401 (fixture: a fake GitHub releases API)
 from test_tui_app import SIZES, make_app, make_device, settle, sync
 
 N_DUMP = "bk7231n-lspa9-clone-bl0937-plug.bin"
@@ -220,3 +221,25 @@ async def test_picker_escape_leaves_the_path_field_first(fixtures_dir: Path, tmp
         await pilot.press("escape")
         await pilot.pause(0.05)
         assert not isinstance(app.screen, WriteScreen)
+
+
+@sync
+async def test_latest_openbk_downloaded_with_progress_then_cached(fixtures_dir: Path, tmp_path: Path, obk_images,
+                                                                   gh, monkeypatch):  # noqa: F811
+    """f against a fake GitHub: the QIO is downloaded with a progress bar, checked, cached and picked."""
+    from bkbench.core.images.releases import default_cache_dir
+
+    monkeypatch.setenv("BKBENCH_GITHUB_API", gh.base)
+    monkeypatch.chdir(tmp_path)
+    qio = obk_images["BK7231N"]["qio"]
+    name, dev = make_device(fixtures_dir)
+    app = make_app(name, tmp_path / "data")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_picker(app, pilot)
+        await pilot.press("f")
+        await wait(pilot, lambda: screen.request is not None, 90, "downloaded and judged")
+        assert screen.query_one("#write-fetch-bar").total == len(qio)  # progress counted the real size
+        assert screen.request.payload == qio[0x11000:]
+        cached = default_cache_dir() / "1.18.219" / "OpenBK7231N_QIO_1.18.219.bin"
+        assert cached.read_bytes() == qio and screen.selected.resolve() == cached.resolve()
+        assert any("/download/" in path for path, _ in gh.requests)
