@@ -148,6 +148,8 @@ async def test_manual_reset_keeps_trying_until_the_chip_is_reset(size, tmp_path:
             live = str(app.op_pane.query_one("#op-hint").render())
             assert "link attempt" in live and "RX " in live and "until you cancel with x" in live
             assert "--reset" not in live and "for a second" not in live
+            stage = str(app.op_pane.query_one("#op-stage").render())
+            assert "for a second" not in stage  # one instruction: the same duration everywhere
             dev.reset()  # the person shorts CEN to GND
             await settle(app, pilot)
             assert app.last_outcome[0] == "ok", app.last_outcome
@@ -169,6 +171,7 @@ async def test_manual_reset_cancel_stops_the_endless_link(tmp_path: Path):
         await pilot.press("x")
         await settle(app, pilot, timeout=10)
         assert app.last_outcome[0] == "cancelled"
+        assert "between sectors" not in app.last_outcome[1]  # a link has no sectors
 
 
 @sync

@@ -127,6 +127,8 @@ class OperationsMixin:
             at = f"0x{left[0][0]:06X}" if left else "the end"
             return (f"cancelled between sectors: {done // 1024} of {record.length // 1024} KiB read and kept; "
                     f"b resumes at {at}")
+        if record is None:  # nothing sector-wise was running (a link, a doctor run)
+            return f"cancelled ({exc})"
         return f"cancelled between sectors ({exc})"
 
     def _ensure_session(self, cancel: CancelToken) -> Any:

@@ -280,7 +280,7 @@ class OperationPane(Vertical):
         stage = st.stage + (f": {st.message}" if st.message else "")
         if st.link_attempts and st.stage in ("", "link") and self.running:
             stage += f"  (link attempt {st.link_attempts})"
-        self.query_one("#op-stage", Label).update(stage)
+        self.query_one("#op-stage", Label).update(for_tui(stage))
         linking = self.running and st.stage in ("", "link", "doctor")
         hint: str | Text = ""
         if self.diagnosis is not None and (self.diagnosis_final or linking):
