@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -107,31 +108,55 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         await pilot.press("x")
         await wait_idle(app, pilot)
 
-    # 4. write finished (an image built from the real OpenBK release, when the fixtures are there)
+    # 4. the firmware picker on a folder holding the UG packages tuya-cloudcutter ships (the N one is picked
+    # and converted to a UA image on the spot; the T one is greyed out), then the write finished
     url = device(f"shot-write-{tag}")
-    app = BkBenchApp(url=url, data_dir=data / "write", ports_source=lambda: PORTS, poll_ports=0, monitor=False)
-    image = data / "OpenBK7231N_1.18.219_UA.bin"
-    if fixtures is not None and not image.exists():
-        from bkbench.core.images.builders import build_from_ota
+    app = BkBenchApp(url=url, data_dir=data / f"write-{tag}", ports_source=lambda: PORTS, poll_ports=0)
+    home = data / f"home-{tag}"
+    folder = home / "firmware"
+    n_ug = "OpenBeken-v1.18.219_bk7231n.ug.bin"
+    if fixtures is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (n_ug, "OpenBeken-v1.18.219_bk7231t.ug.bin"):
+            shutil.copyfile(fixtures / "firmware" / name, folder / name)
+    if (folder / n_ug).exists():
+        old_home, old_cwd = os.environ.get("HOME"), os.getcwd()
+        os.environ["HOME"] = str(home)  # the picker shows the folder as ~/firmware
+        os.chdir(folder)
+        try:
+            async with app.run_test(size=size) as pilot:
+                from bkbench.tui.screens.write import WriteScreen
 
-        ota = (fixtures / "firmware" / "OpenBeken-v1.18.219_bk7231n.ug.bin").read_bytes()
-        image.write_bytes(build_from_ota(ota)["ua"])
-    if image.exists():
-        async with app.run_test(size=size) as pilot:
-            await pilot.press("w")
-            await pilot.pause(0.2)
-            app.screen.query_one("#write-path").value = str(image)
-            await pilot.press("enter")
-            await pilot.pause(0.2)
-            save(app, "4a-write-dialog")
-            await pilot.press("ctrl+o")
-            await pilot.pause(0.2)
-            await pilot.press("y")
-            await wait_idle(app, pilot)
-            if w < 100:
-                await pilot.press("4")
-            await pilot.pause(0.3)
-            save(app, "4-write-finished")
+                await pilot.press("c")
+                await wait_idle(app, pilot)
+                await pilot.press("w")
+                await wait_for(pilot, lambda: isinstance(app.screen, WriteScreen))
+                screen = app.screen
+                await wait_for(pilot, lambda: len(screen.verdicts) == 2, timeout=120)
+                for _ in range(4):  # arrow down to the N package, Enter: converted on the spot
+                    node = screen.query_one("#write-tree").cursor_node
+                    if node is not None and node.data is not None and node.data.path.name == n_ug:
+                        break
+                    await pilot.press("down")
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: screen.request is not None, timeout=120)
+                screen.query_one("#write-tree").focus()
+                await pilot.pause(0.3)
+                save(app, "4a-write-dialog")
+                await pilot.press("ctrl+o")
+                await pilot.pause(0.2)
+                await pilot.press("y")
+                await wait_idle(app, pilot)
+                if w < 100:
+                    await pilot.press("2")  # the chip boots OpenBK: its banner in the log
+                await pilot.pause(1.0)
+                save(app, "4-write-finished")
+        finally:
+            os.chdir(old_cwd)
+            if old_home is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = old_home
 
     # 5. a realistic failure: Connect on a chip running its firmware, no reset wiring (auto reset cannot
     # reach CEN): the link doctor says what it saw and what to do

@@ -62,6 +62,21 @@ async def settle(app: BkBenchApp, pilot, timeout: float = 60.0) -> None:
     await pilot.pause(0.1)
 
 
+async def pick_file(app: BkBenchApp, pilot, path: Path, timeout: float = 60.0) -> None:
+    """In the firmware picker: type the path into its field, Enter, wait for the verdict."""
+    screen = app.screen
+    assert isinstance(screen, WriteScreen)
+    field = screen.query_one("#write-path")
+    field.focus()
+    field.value = str(path)
+    await pilot.press("enter")
+    end = time.monotonic() + timeout
+    while screen.verdict is None and time.monotonic() < end:
+        await pilot.pause(0.05)
+    assert screen.verdict is not None, "the picker did not judge the file in time"
+    await pilot.pause(0.05)
+
+
 def op_title(app: BkBenchApp) -> str:
     return str(app.op_pane.query_one("#op-title").render())
 
@@ -111,9 +126,7 @@ async def test_write_image_backs_up_first_verifies_and_reboots(fixtures_dir: Pat
         await pilot.press("w")
         await pilot.pause(0.1)
         assert isinstance(app.screen, WriteScreen)
-        app.screen.query_one("#write-path").value = str(image)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
+        await pick_file(app, pilot, image)
         info = str(app.screen.query_one("#write-info").render())
         assert "0x011000" in info and "Application" in info  # what it is and where it goes
         await pilot.press("ctrl+o")
@@ -228,9 +241,7 @@ async def test_cancel_write_reports_what_the_engine_did_not_write(fixtures_dir: 
         dev.timing.enabled = True  # a real UART's pace: the write takes long enough to cancel it
         await pilot.press("w")
         await pilot.pause(0.1)
-        app.screen.query_one("#write-path").value = str(image)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
+        await pick_file(app, pilot, image)
         await pilot.press("ctrl+o")
         await pilot.pause(0.1)
         await pilot.press("y")

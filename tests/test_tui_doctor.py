@@ -19,9 +19,9 @@ def demo_device(scenario: str, wiring: str) -> str:
     return f"sim://bk7231n?scenario={scenario}&wiring={wiring}"
 
 
-def make_app(url: str, data_dir: Path, reset: str = "auto") -> BkBenchApp:
+def make_app(url: str, data_dir: Path, reset: str = "auto", keep_trying: bool = True) -> BkBenchApp:
     return BkBenchApp(url=url, data_dir=data_dir, ports_source=lambda: [], monitor=False, poll_ports=0,
-                      reset=reset, link_timeout=2.5, doctor_seconds=2.0)
+                      reset=reset, link_timeout=2.5, doctor_seconds=2.0, keep_trying=keep_trying)
 
 
 def shown_diagnosis(app: BkBenchApp) -> str:
@@ -75,7 +75,8 @@ async def test_connect_silent_chip_says_check_wiring(tmp_path: Path):
 
 @sync
 async def test_manual_reset_shows_what_to_do_with_a_live_counter(tmp_path: Path):
-    app = make_app(demo_device("app-running", "none"), tmp_path, reset="manual")
+    # "keep trying" off: the link gives up after link_timeout and the final diagnosis stays
+    app = make_app(demo_device("app-running", "none"), tmp_path, reset="manual", keep_trying=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("c")
         seen: list[str] = []
@@ -132,6 +133,7 @@ async def test_doctor_action_key_and_palette(tmp_path: Path):
         await settle(app, pilot)
         assert app.op_pane.diagnosis.kind == "app-running"
         assert "Doctor: app-running" in app.last_outcome[1]
+        assert app.last_outcome[0] == "failed"  # a diagnosis that found a problem is no "Doctor ok"
         assert "running a Tuya application" in shown_diagnosis(app)
     app = make_app(demo_device("bootloader", "none"), tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:

@@ -67,3 +67,42 @@ def test_demo_backup_in_tmux(tmp_path: Path):
             raise AssertionError("the app did not quit on ctrl+q:\n" + _capture(session))
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_demo_pick_ug_write_and_see_openbk_boot_in_tmux(tmp_path: Path, fixtures_dir: Path):
+    """80x24, keys only: w opens the picker in the folder the app was started from, the UG package is
+    converted on the spot, written (after the automatic backup), and the chip boots OpenBK in the log."""
+    folder = tmp_path / "firmware"
+    folder.mkdir()
+    ug = "OpenBeken-v1.18.219_bk7231n.ug.bin"
+    shutil.copyfile(fixtures_dir / "firmware" / ug, folder / ug)
+    data = tmp_path / "data"
+    session = f"bkbench-{uuid.uuid4().hex[:8]}"
+    cmd = (f"cd '{folder}' && env BKBENCH_DATA_DIR='{data}' BKBENCH_DEMO_TIMING=0 "
+           + " ".join(f"'{c}'" for c in _command()))
+    env = dict(os.environ, TERM="xterm-256color")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], env=env, check=True)
+
+    def keys(*k: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, *k], check=True)
+
+    try:
+        _wait_for(session, "Not connected", 30)  # first start: the state and the next key
+        keys("w")
+        _wait_for(session, "UG BK7231N 1.18.219", 90)  # the picker says what the file is
+        keys("Down", "Enter")
+        screen = _wait_for(session, "a confirmation comes first", 120)  # judged, converted, writable
+        assert "converted: UG BK7231N 1.18.219 package unpacked" in screen
+        keys("C-o")
+        _wait_for(session, "Write this image?", 10)
+        keys("y")
+        screen = _wait_for(session, "rebooted", 180)
+        assert "verified" in screen
+        keys("2")
+        _wait_for(session, "OpenBK7231N 1.18.219", 30)  # the OpenBK banner from the rebooted chip
+        backups = list((data / "backups").glob("*.bin"))
+        assert len(backups) == 1  # the stock firmware was backed up before the write
+        keys("C-q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from bkbench.core.ops.events import CancelToken
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Checkbox, Input, Select
 
 from .commands import OperationsProvider
 from .demo import DEMO_NAME, DEMO_URL, _hardware_present, setup_demo
@@ -25,6 +27,7 @@ from .operations import OperationsMixin
 from .pump import EventPump, PumpMixin, coalesce
 from .ranges import ranges_text, subtract_ranges
 from .screens.confirm import ConfirmScreen
+from .screens.keys import KeysScreen
 from .screens.main import NARROW_WIDTH, PANE_TITLES, PANES, MainLayoutMixin, MainScreen
 from .widgets.flashmap import FlashMapModel
 from .widgets.seriallog import LogBuffer, RawLog
@@ -45,15 +48,17 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
 
     BINDINGS = [
         Binding("c", "connect", "Connect"),
-        Binding("o", "doctor", "Doctor", show=False),
-        Binding("a", "analyze", "Analyze", show=False),
-        Binding("e", "config", "Config", show=False),
+        Binding("o", "doctor", "Doctor"),
         Binding("b", "backup", "Backup"),
         Binding("w", "write", "Write"),
-        Binding("v", "verify", "Verify", show=False),
-        Binding("l", "library", "Backups"),
-        Binding("x", "cancel_op", "Cancel op"),
-        Binding("d", "release", "Release", show=False),
+        Binding("v", "verify", "Verify"),
+        Binding("e", "config", "Config"),
+        Binding("a", "analyze", "Analyze"),
+        Binding("l", "library", "Library"),
+        Binding("d", "release", "Release"),
+        Binding("x", "cancel_op", "Cancel"),
+        Binding("question_mark", "keys", "Keys"),
+        Binding("escape", "leave_field", "Leave field", show=False),
         Binding("p", "log('toggle_pause')", "Pause log", show=False),
         Binding("h", "log('toggle_hex')", "Hex", show=False),
         Binding("ctrl+f,slash", "log('search')", "Search log", show=False),
@@ -65,8 +70,10 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
         Binding("ctrl+n", "next_pane", "Next pane", show=False, priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # in `?` and the status line: room
     ]
+    # Shown in the footer only while they apply (check_action hides the rest).
+    _CHIP_ACTIONS = {"connect", "doctor", "backup", "write", "verify", "config", "analyze", "library", "release"}
 
     def __init__(
         self,
@@ -81,6 +88,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         reset: str = "auto",
         link_timeout: float = 20.0,
         doctor_seconds: float = 10.0,
+        keep_trying: bool = True,
     ) -> None:
         super().__init__()
         self.demo = demo
@@ -89,6 +97,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.reset = reset
         self.link_timeout = link_timeout
         self.doctor_seconds = doctor_seconds
+        self.keep_trying = keep_trying  # a manual-reset link waits until cancelled (no fixed give-up)
         self._linking: Any = None  # the Session while it links (its .diagnosis is polled)
         self._prefer_log = False  # the user asked for the log while a diagnosis is shown (wide layout)
         self.data_dir = Path(data_dir) if data_dir else None
@@ -110,6 +119,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._library: Any = None
         self.last_analysis: Any = None
         self.last_cancel_record: Any = None
+        self.last_written: Any = None  # (name, segments, WriteRequest) of the last write: what `v` compares
         self._main_screen: Any = None
         self._map_phase = ""
     # -- paths and engine objects ----------------------------------------------------------------
@@ -141,6 +151,64 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._update_statusline()
         if self.use_monitor and self.url:
             self.start_monitor(self.url)
+    # -- keys ------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer: show what applies now; hide what does not (the keys still answer with a message)."""
+        if not isinstance(self.screen, MainScreen):  # a dialog is open: its keys, not the workbench's
+            return action not in self._CHIP_ACTIONS and action not in ("cancel_op", "log", "pane")
+        if action == "cancel_op":
+            return self.busy
+        if action in self._CHIP_ACTIONS and self.busy:
+            return False
+        if action in ("connect", "doctor"):  # the link works while connected: no doctor needed
+            return self.session is None
+        if action == "release":
+            return self.session is not None
+        if action in ("analyze", "verify"):
+            return self._has_backup() or (action == "verify" and self.last_written is not None)
+        return True
+
+    def _has_backup(self) -> bool:
+        try:
+            return bool(self.library.list())
+        except Exception:
+            return False
+
+    def action_keys(self) -> None:
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen())
+
+    def action_leave_field(self) -> None:
+        """Escape in a field: give the keys back (focus the pane's list or log)."""
+        focused = self.focused
+        if isinstance(focused, (Input, Select, Checkbox)) or (focused is not None and
+                                                               focused.__class__.__name__ == "SelectOverlay"):
+            target = {"ports": "#ports-table", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}
+            pane = "ports" if focused.id in ("port-url", "reset", "baud", "keep-trying") else self.active_pane
+            try:
+                self.query_one(target[pane]).focus()
+            except Exception:
+                self.set_focus(None)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for cmd in super().get_system_commands(screen):
+            if cmd.title == "Keys":
+                yield SystemCommand("Keys", "Every key of the workbench (Escape closes it)", self.action_keys)
+            elif cmd.title == "Screenshot":
+                yield SystemCommand("Screenshot", "Save an SVG picture of the screen in the logs folder",
+                                    lambda: self.set_timer(0.1, self.take_screenshot))
+            else:
+                yield cmd
+
+    def take_screenshot(self) -> None:
+        try:
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            path = self.save_screenshot(path=str(self.logs_dir))
+        except OSError as exc:
+            self.notify(f"Screenshot not saved: {exc}", severity="error")
+            return
+        self.notify(f"Screenshot saved: {path}", timeout=8)
+
     # -- shutdown --------------------------------------------------------------------------------
     async def action_quit(self) -> None:
         if not self.busy:
@@ -154,13 +222,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
                 self._wait_then_quit()
 
         self.push_screen(
-            ConfirmScreen(
-                "Quit during an operation?",
-                f"{self.op_name} is running. Quitting cancels it between sectors; a cancelled write leaves "
-                "part of the flash old and part new. The summary is shown before the app exits.",
-                yes="Cancel and quit [y]",
-                no="Keep running [n]",
-            ),
+            ConfirmScreen("Quit during an operation?", quit_text(self.op_name),
+                          yes="Cancel and quit [y]", no="Keep running [n]"),
             answered,
         )
 
@@ -184,6 +247,19 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             raw.close()
         self.call_from_thread(self.exit, 0)
 
+def quit_text(op_name: str) -> str:
+    """What quitting does to the running operation (the quit dialog's body)."""
+    if op_name in ("Write", "Restore", "Write config"):
+        what = ("a cancelled write leaves the sectors written so far new and the rest old: the chip may not "
+                "boot until the write is done (a re-run writes only what is left).")
+    elif op_name == "Backup":
+        what = "nothing is stored in the library and the chip's flash is untouched (a backup only reads)."
+    else:
+        what = "the chip's flash is untouched."
+    return (f"{op_name} is running. Quitting cancels it between sectors: {what} "
+            "What was done is printed when the app exits.")
+
+
 def run(port: str | None = None, demo: bool = False, baud: int = 921600, data_dir: str | None = None) -> int:
     """Run the workbench; returns the process exit code."""
     if data_dir:
@@ -193,4 +269,7 @@ def run(port: str | None = None, demo: bool = False, baud: int = 921600, data_di
         port = setup_demo()
     app = BkBenchApp(url=port, baud=baud, demo=demo, data_dir=data_dir)
     result = app.run()
+    if app.last_outcome is not None:  # the quit summary: the screen is gone, the terminal keeps this
+        outcome, text = app.last_outcome
+        print(f"bkbench: last operation {outcome}: {text}")
     return int(result or 0)

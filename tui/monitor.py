@@ -20,7 +20,9 @@ class MonitorMixin:
     def on_ports_pane_chosen(self, message: PortsPane.Chosen) -> None:
         changed = message.url != self.url
         self.url, self.baud, self.reset = message.url, message.baud, message.reset
-        self.sub_title = self.url
+        self.keep_trying = message.keep_trying
+        if changed:
+            self.sub_title = self.url
         if changed and self.session is None and not self.busy and self.use_monitor:
             self.start_monitor(self.url)
 

@@ -25,6 +25,7 @@ class OperationsMixin:
         if self.busy:
             self.notify(f"{self.op_name} is still running; cancel it first (x).", severity="warning")
             return False
+        self._sync_ports()
         if not self.url:
             self.notify("Choose a port first (Ports pane: type a URL and press Enter).", severity="warning")
             return False
@@ -38,7 +39,21 @@ class OperationsMixin:
         if self.narrow and self.active_pane not in ("op", "flash"):
             self.show_pane("op")
         self._operation_worker(name, body, self.cancel_token, release_after, needs_chip)
+        self.refresh_bindings()
         return True
+
+    def _sync_ports(self) -> None:
+        """What the Ports pane shows is what the operation uses (a URL typed without Enter included)."""
+        try:
+            ports = self.ports_pane
+        except Exception:
+            return
+        if ports.url and ports.url != self.url:
+            self.url = ports.url
+            self.sub_title = self.url
+            if self.session is None and self.use_monitor:
+                self.start_monitor(self.url)
+        self.baud, self.reset, self.keep_trying = ports.baud, ports.reset, ports.keep_trying
 
     @work(thread=True, exclusive=True, group="operation", exit_on_error=False)
     def _operation_worker(self, name: str, body: Callable[[Any, CancelToken], str], cancel: CancelToken,
@@ -56,7 +71,7 @@ class OperationsMixin:
             outcome = "failed"
             diag = getattr(exc, "diagnosis", None)
             if diag is not None:  # title and advice are shown as a list in the Operation pane
-                message = str(exc).replace(f": {diag.title}", "") + " (link doctor below)"
+                message = str(exc).replace(f": {diag.title}", "") + " (see the link doctor's advice)"
                 self.call_from_thread(self._show_final_diagnosis, diag)
             else:
                 message = str(exc) + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")
@@ -83,9 +98,12 @@ class OperationsMixin:
         self.cancel_token = None
         self.op_pane.finish(outcome, message)
         self.last_outcome = (outcome, f"{name}: {message}")
+        self.refresh_bindings()
         severity = {"ok": "information", "cancelled": "warning"}.get(outcome, "error")
         self.notify(message, title=f"{name} {outcome}", severity=severity, timeout=8)
         self._update_statusline()
+
+    _written_mac: Any = None
 
     def _cancel_message(self, name: str, exc: BaseException) -> str:
         """What a cancelled write did and did not do: from the engine's OperationRecord when it has one
@@ -103,6 +121,14 @@ class OperationsMixin:
                 if record is not None:  # cancelled during the backup taken first: nothing was written
                     written, left = "none (cancelled during the backup first)", "everything"
             return f"cancelled between sectors. Written and verified: {written}; not written: {left}"
+        if name == "Backup" and record is not None and getattr(record, "kind", "") == "read":
+            done = sum(e - s for s, e in record.done)
+            left = record.remaining()
+            at = f"0x{left[0][0]:06X}" if left else "the end"
+            return (f"cancelled between sectors: {done // 1024} of {record.length // 1024} KiB read and kept; "
+                    f"b resumes at {at}")
+        if record is None:  # nothing sector-wise was running (a link, a doctor run)
+            return f"cancelled ({exc})"
         return f"cancelled between sectors ({exc})"
 
     def _ensure_session(self, cancel: CancelToken) -> Any:
@@ -115,6 +141,9 @@ class OperationsMixin:
         session = Session(self.url, baud=self.baud, on_event=self.pump.sink, reset=self.reset,
                           link_timeout=self.link_timeout)
         session.open()
+        if self.keep_trying and self._manual_reset(session):
+            session.link_timeout = float("inf")  # a person with a CEN wire in hand: wait until cancelled
+            self.call_from_thread(setattr, self.op_pane, "endless", True)
         self._linking = session
         try:
             info = session.connect(cancel=cancel)
@@ -127,7 +156,18 @@ class OperationsMixin:
         self.call_from_thread(self._connected, info)
         return session
 
+    def _manual_reset(self, session: Any) -> bool:
+        try:
+            from bkbench.core.link.reset import for_port
+
+            return bool(for_port(self.reset, session.port)[0].manual)
+        except Exception:
+            return self.reset == "manual"
+
     def _connected(self, info: Any) -> None:
+        if self.last_written is not None and getattr(info, "mac", None) != self._written_mac:
+            self.last_written = None  # another chip: `v` compares with its backup again
+        self._written_mac = getattr(info, "mac", None)
         size = getattr(info, "flash_size", 0) or 0x200000
         chip = getattr(info, "chip", "BK7231N") or "BK7231N"
         if (chip, size) != (self.flash_model.chip, self.flash_model.flash_size):
@@ -143,6 +183,7 @@ class OperationsMixin:
             parts.append(f"MAC {info.mac}")
         self.sub_title = " · ".join(parts)
         self.op_pane.log_line("connected: " + ", ".join(parts))
+        self.refresh_bindings()
 
     def _release_session(self, reboot: bool) -> None:
         """Worker thread: reboot the chip (runs its firmware) and close the port."""

@@ -86,6 +86,9 @@ class PumpMixin:
         strategy = getattr(doctor, "strategy", None)
         if strategy is not None:
             self.op_pane.reset_method = strategy.describe()
+        rx = getattr(doctor, "rx_total", None)
+        if isinstance(rx, int):
+            self.op_pane.rx_bytes = rx
         if diag is not self.op_pane.diagnosis:
             self.op_pane.show_diagnosis(diag)
             self._apply_layout()

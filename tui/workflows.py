@@ -20,6 +20,10 @@ from .screens.write import WriteRequest, WriteScreen
 from .widgets.flashmap import FlashMapModel
 
 
+class DoctorFound(BkError):
+    """The link doctor ran to the end and found a problem (its diagnosis is shown in the pane)."""
+
+
 class WorkflowsMixin:
     """BkBenchApp's workflows, started from key bindings, the command palette and the backups library."""
 
@@ -49,22 +53,63 @@ class WorkflowsMixin:
             diag = diagnose(self.url, reset=self.reset, seconds=self.doctor_seconds, sink=self.pump.sink,
                             dump=dump, cancel=cancel)
             self.call_from_thread(self._show_final_diagnosis, diag)
+            if diag.kind != "ok":  # a diagnosis that found a problem is not an "ok" toast
+                raise DoctorFound(f"{diag.kind}: {diag.title}")
             return f"{diag.kind}: {diag.title}"
 
         self.start_operation("Doctor", body, needs_chip=False)
 
     def action_backup(self) -> None:
-        def body(session: Any, cancel: CancelToken) -> str:
-            self.call_from_thread(self.flash_model.reset)
-            try:
-                entry = session.backup(library=self.library, cancel=cancel)
-            except BkError as exc:
-                if getattr(exc, "data", None) is not None:  # read and verified, but the library refused it
-                    self.call_from_thread(self.offer_save_retry, exc)
-                raise
-            return f"saved {Path(entry.path).name} in the library"
+        self.start_operation("Backup", self._do_backup)
 
-        self.start_operation("Backup", body)
+    _partial_backup: Any = None  # (chip key, OperationRecord, buffer) of a cancelled backup
+
+    def _do_backup(self, session: Any, cancel: CancelToken) -> str:
+        """Read the whole flash (resuming a cancelled backup of this chip), then store it unless the library
+        already holds the same content."""
+        import hashlib
+
+        from bkbench.core.errors import OperationCancelled
+        from bkbench.core.ops.events import Notice, OperationRecord
+        from bkbench.core.ops.flash_ops import read_flash
+
+        info = session.info
+        key = (info.chip, getattr(info, "mac", None), info.flash_size)
+        partial = self._partial_backup if self._partial_backup and self._partial_backup[0] == key else None
+        record, buf = (partial[1], partial[2]) if partial else (OperationRecord("read", 0, info.flash_size),
+                                                                bytearray(info.flash_size))
+        self.library.check_space(info.flash_size)  # before the chip is read: a full disk is said first
+        self.call_from_thread(self.flash_model.reset)
+        if partial:
+            done = sum(e - s for s, e in record.done)
+            self.pump.sink(Notice("info", f"resuming the cancelled backup: {done // 1024} KiB already read"))
+            for s, e in record.done:
+                self.pump.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
+
+        def run(client: Any) -> bytes:
+            return read_flash(client, 0, info.flash_size, self.pump.sink, cancel, record=record, into=buf)
+
+        try:
+            resuming = getattr(session, "_resuming", None)
+            data = bytes(resuming("read", record, run) if resuming else run(session.client))
+        except OperationCancelled as exc:
+            exc.record = getattr(exc, "record", None) or record  # type: ignore[attr-defined]
+            self._partial_backup = (key, record, buf)
+            raise
+        self._partial_backup = None
+        digest = hashlib.sha256(data).hexdigest()
+        for entry in self.backups_for_chip():
+            if entry.meta.get("sha256") == digest:
+                return (f"identical to {Path(entry.path).name} ({entry.meta.get('time', 'earlier')}): "
+                        "not stored again")
+        try:
+            entry = self.library.save(data, session.backup_meta())
+        except BkError as exc:
+            if getattr(exc, "data", None) is not None:  # read and verified, but the library refused it
+                self.call_from_thread(self.offer_save_retry, exc)
+            raise
+        self.pump.sink(Notice("info", f"backup saved: {entry.path}"))
+        return f"saved {Path(entry.path).name} in the library"
 
     def offer_save_retry(self, exc: Any) -> None:
         """A verified dump the library could not take (StorageError): say where it was rescued, offer a retry."""
@@ -91,7 +136,8 @@ class WorkflowsMixin:
             return
         chip = getattr(self.chip_info, "chip", None) or self.flash_model.chip
         size = getattr(self.chip_info, "flash_size", None) or self.flash_model.flash_size
-        self.push_screen(WriteScreen(chip, size, self.chip_info is not None), self._write_chosen)
+        self.push_screen(WriteScreen(chip, size, self.chip_info is not None, data_dir=self.base_dir),
+                         self._write_chosen)
 
     def _write_chosen(self, request: WriteRequest | None) -> None:
         if request is None:
@@ -136,6 +182,7 @@ class WorkflowsMixin:
             parts.append(f"backup first: {Path(backup.path).name}")
         for s, e in segments:
             verify = session.verify(request.payload[s - request.start:e - request.start], s, cancel)
+            self.last_written = (request.path.name, segments, request)
             if not verify.ok:
                 for ms, me in verify.mismatched:
                     self.pump.sink(SectorUpdate(ms, SectorState.FAILED, me - ms))
@@ -145,6 +192,9 @@ class WorkflowsMixin:
         return ", ".join(parts)
 
     def action_verify(self) -> None:
+        if self.last_written is not None:
+            self.verify_written(*self.last_written)  # right after a write: compare with what was written
+            return
         try:
             match = self.backups_for_chip()
         except Exception as exc:
@@ -167,6 +217,23 @@ class WorkflowsMixin:
             for s, e in report.mismatched:
                 self.pump.sink(SectorUpdate(s, SectorState.FAILED, e - s))
             raise BkError(f"the chip differs from {Path(entry.path).name} in {ranges_text(report.mismatched)}")
+
+        self.start_operation("Verify", body)
+
+    def verify_written(self, name: str, segments: list[tuple[int, int]], request: Any) -> None:
+        def body(session: Any, cancel: CancelToken) -> str:
+            self.call_from_thread(self.flash_model.reset)
+            bad: list[tuple[int, int]] = []
+            for s, e in segments:
+                report = session.verify(request.payload[s - request.start:e - request.start], s, cancel)
+                if report.ok:
+                    self.pump.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
+                bad.extend(report.mismatched)
+            if bad:
+                for s, e in bad:
+                    self.pump.sink(SectorUpdate(s, SectorState.FAILED, e - s))
+                raise BkError(f"the chip differs from the written {name} in {ranges_text(bad)}")
+            return f"the chip matches the written {name} ({ranges_text(segments)})"
 
         self.start_operation("Verify", body)
 
@@ -237,6 +304,19 @@ class WorkflowsMixin:
             return
         self.call_from_thread(self._show_analysis, analysis, result, name)
 
+    @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
+    def analyze_file(self, path: Path) -> None:
+        """Analyze any file off the UI thread (no chip needed): a dump, a Tuya KV region, an image."""
+        from bkbench.core.analysis.dump import analyze_dump
+
+        try:
+            analysis = analyze_dump(Path(path).read_bytes())
+            result = analysis.to_json()
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"Cannot analyze {Path(path).name}: {exc}", severity="error")
+            return
+        self.call_from_thread(self._show_analysis, analysis, result, str(path))
+
     def _show_analysis(self, analysis: Any, result: dict, source: str) -> None:
         self.last_analysis = analysis
         self._label_partitions(result)
@@ -288,6 +368,30 @@ class WorkflowsMixin:
             return f"config sector 0x{offset:06X} read"
 
         self.start_operation("Read config", body)
+
+    def edit_config_file(self, path: Path) -> None:
+        """Edit the OpenBK config in a file (a 4 KiB config sector or a full dump) and save a copy."""
+        from bkbench.tui.configfile import load_config_file
+
+        try:
+            loaded = load_config_file(Path(path), self.flash_model.chip)
+        except (OSError, BkError) as exc:
+            self.notify(f"Cannot edit {Path(path).name}: {exc}", severity="error")
+            return
+
+        def saved(new_cfg: Any) -> None:
+            if new_cfg is None:
+                return
+            try:
+                out = loaded.save(new_cfg)
+            except (OSError, BkError) as exc:
+                self.notify(f"Not saved: {exc}", severity="error")
+                return
+            self.notify(f"Saved the edited config in {out} (the original file is unchanged).", timeout=10)
+            self.op_pane.log_line(f"config saved: {out}")
+
+        self.push_screen(ConfigScreen(loaded.config, loaded.mapping, loaded.note, loaded.chip, loaded.offset,
+                                      save_label="Save to file"), saved)
 
     def _tuya_mapping(self) -> Any:
         """Worker thread: the Tuya pin mapping from the newest backup of this chip (None without one)."""

@@ -7,6 +7,7 @@ with its warnings (P10/P11 = RX1/TX1 carry the flashing UART) and any OpenBK con
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from rich.text import Text
@@ -128,6 +129,7 @@ class AnalysisScreen(Screen[Optional[str]]):
 
     BINDINGS = [
         Binding("e", "edit", "Edit config"),
+        Binding("t", "template", "Save OpenBK template"),
         Binding("ctrl+g,escape,q", "back", "Back"),
     ]
 
@@ -152,6 +154,32 @@ class AnalysisScreen(Screen[Optional[str]]):
 
     def action_edit(self) -> None:
         self.dismiss("edit")
+
+    @property
+    def template(self) -> dict[str, Any] | None:
+        return ((self.result.get("openbk") or {}).get("template")) or None
+
+    def action_template(self) -> None:
+        """Save the OpenBK device template (the web app's import JSON) and copy it to the clipboard."""
+        import json
+
+        template = self.template
+        if not template:
+            self.notify("No OpenBK template: this dump has no Tuya pin configuration.", severity="warning")
+            return
+        blob = json.dumps(template, indent=1)
+        folder = getattr(self.app, "base_dir", Path.home()) / "templates"
+        stem = Path(self.source).stem if self.source else "device"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{stem}-openbk-template.json"
+            path.write_text(blob + "\n", encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"Template not saved: {exc}", severity="error")
+            return
+        self.app.copy_to_clipboard(blob)
+        self.notify(f"OpenBK template saved to {path} and copied to the clipboard (paste it in OpenBK's web app).",
+                    timeout=10)
 
     def action_back(self) -> None:
         self.dismiss(None)

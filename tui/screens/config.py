@@ -71,15 +71,19 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
         Binding("ctrl+t", "tuya_pins", "Pins from Tuya config"),
         Binding("ctrl+g,escape", "cancel", "Cancel"),
     ]
+    save_label = "Save"
 
     def __init__(self, config: ObkConfig, mapping: Any = None, source: str = "", chip: str = "",
-                 offset: int | None = None) -> None:
+                 offset: int | None = None, save_label: str = "") -> None:
         super().__init__()
+        if save_label:
+            self.save_label = save_label
         self.config = ObkConfig(bytes(config.raw))  # edit a copy: Cancel leaves the original alone
         self.mapping = mapping
         self.source = source
         self.chip = chip
         self.sector_offset = offset
+        self._original = bytes(self.config.raw)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cfg-dialog"):
@@ -95,7 +99,7 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                 yield Static(pins_text(self.config), id="cfg-pins", markup=False)
             yield Static("", id="cfg-error", markup=False)
             with Horizontal(id="cfg-buttons"):
-                yield Button("Save [ctrl+o]", id="cfg-save", variant="primary", compact=True)
+                yield Button(f"{self.save_label} [ctrl+o]", id="cfg-save", variant="primary", compact=True)
                 yield Button("Pins from Tuya [ctrl+t]", id="cfg-tuya", compact=True,
                              disabled=self.mapping is None or not getattr(self.mapping, "pins", None))
                 yield Button("Cancel [ctrl+g]", id="cfg-cancel", compact=True)
@@ -134,5 +138,25 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
             return
         self.dismiss(self.config)
 
+    def edited(self) -> bool:
+        """Any field or pin differs from what the editor opened with."""
+        probe = ObkConfig(bytes(self.config.raw))
+        try:
+            for _label, field, _secret in FIELDS:
+                probe.set(field, self.value(field))
+        except BkError:
+            return True  # an invalid value was typed: that is an edit too
+        return bytes(probe.raw) != self._original
+
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if not self.edited():
+            self.dismiss(None)
+            return
+        from .confirm import ConfirmScreen
+
+        def answered(drop: bool | None) -> None:
+            if drop:
+                self.dismiss(None)
+
+        self.app.push_screen(ConfirmScreen("Drop your edits?", "The config was changed and not saved.",
+                                           yes="Drop them [y]", no="Keep editing [n]"), answered)

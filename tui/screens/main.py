@@ -43,7 +43,8 @@ class MainLayoutMixin:
 
                 extra = [PortInfo(DEMO_URL, "simulated BK7231N", adapter="demo chip", kind="sim")]
             ports = PortsPane(self.url, self.baud, source=self.ports_source, extra=extra,
-                              poll=self.poll_ports, reset=self.reset, id="pane-ports")
+                              poll=self.poll_ports, reset=self.reset, keep_trying=self.keep_trying,
+                              id="pane-ports")
             ports.border_title = "1 Ports"
             yield ports
             flash = FlashMapPane(self.flash_model, id="pane-flash")
@@ -56,7 +57,7 @@ class MainLayoutMixin:
             log.border_title = "2 Serial log"
             yield log
         yield Static("", id="statusline", markup=False)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
     def get_default_screen(self) -> Screen:
         return MainScreen(id="_default")
 
@@ -97,6 +98,7 @@ class MainLayoutMixin:
         self.active_pane = pane
         self._apply_layout()
 
+
     def action_pane(self, pane: str) -> None:
         if pane == "log":
             self._prefer_log = True
@@ -131,10 +133,13 @@ class MainLayoutMixin:
             pct = f"{100 * st.done // st.total}%" if st.total else ""
             rate = f"{human_bytes(st.rate)}/s" if st.rate else ""
             text = f"{self.op_name}: {st.stage} {pct} {rate} ETA {clock(st.eta)}  [x cancel]"
+        elif self.session is not None:
+            chip = getattr(self.chip_info, "chip", "the chip")
+            text = f"{chip} waits in its bootloader · b backup · w write · d release · ? keys · ^q quit"
         elif self.last_outcome:
-            text = f"last: {self.last_outcome[1]}"
+            text = f"? keys · ^q quit · last: {self.last_outcome[1]}"
         else:
-            text = "c connect · o doctor · b backup · w write · l backups · ctrl+p commands"
+            text = "Not connected · c connect · o link doctor · w pick firmware · ? keys · ^q quit"
         if text != getattr(self, "_statusline_text", None):  # an unchanged update still re-lays it out
             self._statusline_text = text
             self.query_one("#statusline", Static).update(text)

@@ -17,6 +17,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
 
+from ..advice import for_tui
+
 
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB"):
@@ -26,23 +28,64 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} MiB"
 
 
+IDLE_TEXT = ("Not connected. Press c to connect (reset the chip when asked), o to diagnose the link, "
+             "w to pick firmware, ? for every key.")
+
+
 def diagnosis_text(diag: Any, live: bool = False, attempts: int = 0, elapsed: float | None = None,
-                   method: str = "") -> Text:
-    """A Diagnosis (kind, title, advice) as text: status line, bold title, one bullet per advice."""
+                   method: str = "", rx_bytes: int | None = None, endless: bool = False) -> Text:
+    """A Diagnosis (kind, title, advice) as text: status line, bold title, one bullet per advice (phrased
+    for the workbench: keys, not CLI flags)."""
     text = Text()
     if live:
         bits = [f"link attempt {attempts}" if attempts else "linking"]
         if elapsed is not None:
             bits.append(f"{elapsed:.0f} s")
+        if rx_bytes is not None:
+            bits.append(f"RX {rx_bytes} bytes")
         if method:
             bits.append(f"reset: {method}")
         text.append("Link doctor (live): " + " · ".join(bits) + "\n", "italic")
+        if endless:
+            text.append("Keeps trying until you cancel with x.\n", "italic")
     else:
         text.append(f"Link doctor: {getattr(diag, 'kind', '?')}\n", "italic")
-    text.append(str(getattr(diag, "title", "") or ""), "bold")
+    text.append(for_tui(str(getattr(diag, "title", "") or "")), "bold")
     for item in getattr(diag, "advice", None) or []:
-        text.append(f"\n • {item}")
+        text.append(f"\n • {for_tui(item)}")
     return text
+
+
+class ReflowLog(RichLog):
+    """A RichLog that re-wraps its lines when its width changes: lines written while the pane was hidden
+    (width 0) would otherwise stay wrapped at min_width."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.texts: deque[str] = deque(maxlen=self.max_lines or 400)
+        self._drawn_width = 0
+
+    def _width(self) -> int:
+        """The wrap width: the pane's, or while it is hidden (width 0) the full screen's (narrow layout).
+        Always explicit: RichLog would otherwise measure against the console (80 columns in tests)."""
+        width = self.scrollable_content_region.width
+        return width if width > 0 else max(self.min_width, self.app.size.width - 4)
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+        self.write(text, width=self._width())
+
+    def clear(self) -> ReflowLog:
+        self.texts.clear()
+        return super().clear()
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width > 0 and width != self._drawn_width:
+            self._drawn_width = width
+            super().clear()
+            for text in self.texts:
+                self.write(text, width=width)
 
 
 def clock(seconds: float | None) -> str:
@@ -128,7 +171,10 @@ class OperationPane(Vertical):
     OperationPane.diag-ok #op-hint { color: $success; }
     OperationPane.diag-final #op-hint { color: $error; }
     OperationPane.diag-final.diag-ok #op-hint { color: $success; }
-    OperationPane #op-bar-row { height: 1; }
+    OperationPane #op-bar-row { height: 1; display: none; }
+    OperationPane.-bar #op-bar-row { display: block; }
+    OperationPane #op-cancel { display: none; }
+    OperationPane.-running #op-cancel { display: block; }
     OperationPane ProgressBar { width: 1fr; }
     OperationPane ProgressBar Bar { width: 1fr; }
     OperationPane #op-stats { height: auto; color: $text-muted; }
@@ -147,9 +193,12 @@ class OperationPane(Vertical):
         self.diagnosis: Any = None  # the Diagnosis shown (live while linking, or the final one)
         self.diagnosis_final = False
         self.reset_method = ""  # how the running link resets the chip (ResetStrategy.describe())
+        self.rx_bytes: int | None = None  # bytes the link doctor saw on RX while linking
+        self.endless = False  # the running link keeps trying until cancelled
+        self._hints_logged: set[str] = set()
 
     def compose(self) -> ComposeResult:
-        yield Static("No operation yet", id="op-title", markup=False)
+        yield Static(IDLE_TEXT, id="op-title", markup=False)
         yield Label("", id="op-stage")
         with VerticalScroll(id="op-diag-box"):
             yield Static("", id="op-hint", markup=False)
@@ -157,21 +206,23 @@ class OperationPane(Vertical):
             yield ProgressBar(total=100, show_eta=False, id="op-bar")
             yield Button("Cancel [x]", id="op-cancel", variant="error", disabled=True, compact=True)
         yield Static("", id="op-stats")
-        yield RichLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
+        yield ReflowLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
 
     def on_mount(self) -> None:
         self._shown: dict[str, str] = {}
         self.set_interval(0.5, self.refresh_stats)
 
     @property
-    def event_log(self) -> RichLog:
-        return self.query_one("#op-log", RichLog)
+    def event_log(self) -> ReflowLog:
+        return self.query_one("#op-log", ReflowLog)
 
     def begin(self, name: str) -> None:
         self.state = OperationState(name)
         self.running = True
         self.remove_class("ok", "failed", "cancelled", "has-hint", "diag-ok", "diag-final")
         self.diagnosis, self.diagnosis_final, self.reset_method = None, False, ""
+        self.rx_bytes, self.endless, self._hints_logged = None, False, set()
+        self.add_class("-running")
         self.query_one("#op-title", Static).update(f"{name}: running")
         self._update_if_changed("#op-hint", "")
         self.query_one("#op-bar", ProgressBar).update(total=100, progress=0)
@@ -184,6 +235,8 @@ class OperationPane(Vertical):
         self.state.outcome = outcome
         self.state.finished = time.monotonic()
         self.add_class(outcome)
+        self.remove_class("-running")
+        self.state.stage, self.state.message = "", ""  # no stale "reading 0x…" after the end
         self.query_one("#op-title", Static).update(f"{self.state.name}: {message}")
         self.query_one("#op-cancel", Button).disabled = True
         if outcome == "ok" and self.state.total:
@@ -205,7 +258,7 @@ class OperationPane(Vertical):
         return self.has_class("has-hint")
 
     def log_line(self, text: str) -> None:
-        self.event_log.write(time.strftime("%H:%M:%S ") + text)
+        self.event_log.add(time.strftime("%H:%M:%S ") + for_tui(text))
 
     def apply(self, events: list[object]) -> None:
         """Apply a batch of (already coalesced) events from the pump."""
@@ -217,29 +270,33 @@ class OperationPane(Vertical):
                 self.log_line(f"{event.level}: {event.message}")
             elif isinstance(event, Retry):
                 self.log_line(f"retry #{event.attempt} at 0x{event.addr:06X}: {event.reason}")
-            elif isinstance(event, LinkAttempt) and event.hint:
-                self.log_line(f"link attempt {event.attempt} ({event.elapsed:.0f}s): {event.hint}")
+            elif isinstance(event, LinkAttempt) and event.hint and event.hint not in self._hints_logged:
+                self._hints_logged.add(event.hint)  # each finding once, without its advice (shown live above)
+                finding = event.hint.split(". ", 1)[0].rstrip(".") + "."
+                self.log_line(f"link attempt {event.attempt} ({event.elapsed:.0f}s): {finding}")
         self.refresh_stats()
 
     def refresh_stats(self) -> None:
         st = self.state
         stage = st.stage + (f": {st.message}" if st.message else "")
-        if st.link_attempts and st.stage in ("", "link"):
+        if st.link_attempts and st.stage in ("", "link") and self.running:
             stage += f"  (link attempt {st.link_attempts})"
-        self._update_if_changed("#op-stage", stage)
+        self._update_if_changed("#op-stage", for_tui(stage))
         linking = self.running and st.stage in ("", "link", "doctor")
         hint: str | Text = ""
         if self.diagnosis is not None and (self.diagnosis_final or linking):
             hint = diagnosis_text(self.diagnosis, live=not self.diagnosis_final, attempts=st.link_attempts,
-                                  elapsed=st.link_elapsed, method=self.reset_method)
+                                  elapsed=st.link_elapsed, method=self.reset_method, rx_bytes=self.rx_bytes,
+                                  endless=self.endless)
         elif linking and st.hint:
-            hint = st.hint
+            hint = for_tui(st.hint)
         self._update_if_changed("#op-hint", hint)
         self.set_class(bool(hint), "has-hint")
         self.set_class(self.diagnosis_final, "diag-final")
         self.set_class(getattr(self.diagnosis, "kind", "") == "ok", "diag-ok")
         if st.total:
             self.query_one("#op-bar", ProgressBar).update(total=st.total, progress=st.done)
+        self.set_class(bool(st.total), "-bar")  # no 0 % bar for a connect or a doctor run
         self._update_if_changed("#op-stats", st.summary() if st.name else "")
 
     def _update_if_changed(self, selector: str, content: str | Text) -> None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.suggester import SuggestFromList
-from textual.widgets import DataTable, Input, Label, Select
+from textual.widgets import Checkbox, DataTable, Input, Label, Select
 from textual.worker import get_current_worker
 
 BAUDS = (115200, 230400, 460800, 921600, 1500000, 2000000, 3000000)
@@ -46,17 +46,20 @@ class PortsPane(Vertical):
     PortsPane #port-url { width: 1fr; }
     PortsPane #baud { width: 16; }
     PortsPane #reset { width: 1fr; }
+    PortsPane #port-url, PortsPane #reset, PortsPane #baud > SelectCurrent { border-title-color: $text-muted; }
+    PortsPane #keep-trying { height: 1; border: none; padding: 0; }
     PortsPane #ports-empty { color: $text-muted; height: auto; }
     """
 
     class Chosen(Message):
         """The user picked or typed a port URL (Enter), or changed the baud or the reset method."""
 
-        def __init__(self, url: str, baud: int, reset: str = "auto") -> None:
+        def __init__(self, url: str, baud: int, reset: str = "auto", keep_trying: bool = True) -> None:
             super().__init__()
             self.url = url
             self.baud = baud
             self.reset = reset
+            self.keep_trying = keep_trying
 
     def __init__(
         self,
@@ -66,9 +69,11 @@ class PortsPane(Vertical):
         extra: Sequence[Any] = (),
         poll: float = 1.5,
         reset: str = "auto",
+        keep_trying: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self._initial_keep = keep_trying
         self._initial_url = url
         self._initial_reset = reset
         self._initial_baud = baud if baud in BAUDS else 921600
@@ -84,15 +89,24 @@ class PortsPane(Vertical):
         yield Label("", id="ports-empty")
         yield table
         with Horizontal(id="port-row"):
-            yield Input(self._initial_url, placeholder="port or URL: /dev/ttyUSB0, rfc2217://, sim://", id="port-url")
+            url = Input(self._initial_url, placeholder="/dev/ttyUSB0, rfc2217://host:port, sim://", id="port-url")
+            url.border_title = "Port or URL"
+            yield url
         with Horizontal(id="link-row"):
-            yield Select([(str(b), b) for b in BAUDS], value=self._initial_baud, allow_blank=False, id="baud")
-            reset = Input(self._initial_reset, placeholder="reset: auto, manual, dtr-rts, R1|W0.1|R0, gpio:GPIO17",
+            baud = Select([(str(b), b) for b in BAUDS], value=self._initial_baud, allow_blank=False, id="baud")
+            baud.tooltip = "Flashing baud rate (the link itself always starts at 115200)"
+            yield baud
+            reset = Input(self._initial_reset, placeholder="auto, manual, dtr-rts, R1|W0.1|R0, gpio:GPIO17",
                           suggester=SuggestFromList(RESET_CHOICES, case_sensitive=False), id="reset")
+            reset.border_title = "Reset"
             reset.tooltip = "Reset method: " + ", ".join(RESET_CHOICES[:7]) + ", a DTR/RTS sequence or gpio:LINE"
             yield reset
+        keep = Checkbox("manual reset: keep trying until x", self._initial_keep, compact=True, id="keep-trying")
+        keep.tooltip = "Off: a link gives up after 20 s. On: it waits for your reset until you cancel (x)."
+        yield keep
 
     def on_mount(self) -> None:
+        self.query_one("#baud", Select).query_one("SelectCurrent").border_title = "Baud"
         self.show_ports(list(self.extra) + self._safe_list())
         if self.poll > 0:
             self.watch_ports()
@@ -109,6 +123,13 @@ class PortsPane(Vertical):
     @property
     def reset(self) -> str:
         return self.query_one("#reset", Input).value.strip() or "auto"
+
+    @property
+    def keep_trying(self) -> bool:
+        return self.query_one("#keep-trying", Checkbox).value
+
+    def chosen(self) -> PortsPane.Chosen:
+        return self.Chosen(self.url, self.baud, self.reset, self.keep_trying)
 
     def set_url(self, url: str) -> None:
         self.query_one("#port-url", Input).value = url
@@ -154,16 +175,24 @@ class PortsPane(Vertical):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.set_url(str(event.row_key.value))
-            self.post_message(self.Chosen(self.url, self.baud, self.reset))
+            self.post_message(self.chosen())
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id in ("port-url", "reset"):
-            self.post_message(self.Chosen(self.url, self.baud, self.reset))
+            self.post_message(self.chosen())
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "reset":  # takes effect at the next Connect, no Enter needed
-            self.post_message(self.Chosen(self.url, self.baud, self.reset))
+            self.post_message(self.chosen())
+
+    def on_input_blurred(self, event: Input.Blurred) -> None:
+        """A URL typed without Enter is the one Connect uses (fields commit when they lose focus)."""
+        if event.input.id in ("port-url", "reset"):
+            self.post_message(self.chosen())
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self.post_message(self.chosen())
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "baud":
-            self.post_message(self.Chosen(self.url, self.baud, self.reset))
+            self.post_message(self.chosen())

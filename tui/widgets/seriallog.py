@@ -262,6 +262,7 @@ class SerialLog(ScrollView, can_focus=True):
         self.show_time = show_time
         self.search = ""
         self._max_width = 0
+        self.following = True  # at the tail; kept while the pane is hidden (its size is 0 then)
 
     # -- data ------------------------------------------------------------------------------------
     def add_lines(self, lines: list[LogLine]) -> None:
@@ -270,7 +271,9 @@ class SerialLog(ScrollView, can_focus=True):
         if self.paused:
             self.held.extend(lines)
             return
-        follow = self.scroll_y >= self.max_scroll_y - 1
+        if self.size.height > 0:
+            self.following = self.scroll_y >= self.max_scroll_y - 1
+        follow = self.following
         self.lines.extend(lines)
         for line in lines:
             self._max_width = max(self._max_width, len(line.text) + 14)
@@ -282,6 +285,11 @@ class SerialLog(ScrollView, can_focus=True):
 
     def _follow_tail(self) -> None:
         self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+
+    def on_resize(self) -> None:
+        # Shown again after a tab switch (or the terminal resized): keep following the tail.
+        if self.following:
+            self.call_after_refresh(self._follow_tail)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -370,13 +378,14 @@ class SerialLogPane(Vertical):
     """
 
     BINDINGS = [
-        Binding("p", "toggle_pause", "Pause log"),
-        Binding("h", "toggle_hex", "Hex"),
-        Binding("ctrl+f,slash", "search", "Search"),
+        # Not in the footer (it has room for the chip's actions at 80 columns): `?` lists them.
+        Binding("p", "toggle_pause", "Pause log", show=False),
+        Binding("h", "toggle_hex", "Hex", show=False),
+        Binding("ctrl+f,slash", "search", "Search", show=False),
         Binding("n", "find_next", "Next match", show=False),
         Binding("N", "find_prev", "Prev match", show=False),
-        Binding("ctrl+l", "clear", "Clear log"),
-        Binding("ctrl+s", "save", "Save log"),
+        Binding("ctrl+l", "clear", "Clear log", show=False),
+        Binding("ctrl+s", "save", "Save log", show=False),
     ]
 
     def __init__(
