@@ -165,18 +165,14 @@ class WorkflowsMixin:
         if keep_protected:
             segments = subtract_ranges(segments, protected_ranges(chip))
         self.call_from_thread(self.flash_model.reset)
-        written = skipped = 0
-        backup = None
-        for i, (s, e) in enumerate(segments):
-            chunk = request.payload[s - request.start:e - request.start]
-            report = session.write(
-                chunk, s, cancel,
-                allow_protected=request.includes_bootloader and not keep_protected,
-                backup_library=self.library, backup_first=(i == 0),
-            )
-            written += report.written
-            skipped += report.skipped
-            backup = backup or getattr(report, "backup", None)
+        # One guarded operation for all segments: one backup check, one outside check, one record. Only
+        # the bootloader is unlocked by an image that carries one, never the RF calibration.
+        spans = [(s, request.payload[s - request.start:e - request.start]) for s, e in segments]
+        allowed = {"bootloader"} if request.includes_bootloader and not keep_protected else set()
+        report = session.write_spans(spans, cancel, allow_regions=allowed, backup_library=self.library,
+                                     backup_first=True)
+        written, skipped = report.written, report.skipped
+        backup = getattr(report, "backup", None)
         parts = [f"{written} sectors written, {skipped} identical"]
         if backup is not None:
             parts.append(f"backup first: {Path(backup.path).name}")
@@ -275,6 +271,10 @@ class WorkflowsMixin:
         chip = getattr(self.chip_info, "chip", None) or entry.meta.get("chip") or "BK7231N"
         size = getattr(self.chip_info, "flash_size", None) or len(data)
         plan = plan_write(recognize(data, Path(entry.path).name), data, chip, flash_size=size)
+        # The engine's restore checks the dump against the chip (family, size, another device's MAC).
+        from bkbench.core.restore_check import check_restore_image
+
+        check_restore_image(data, session.info, entry.meta.get("chip"), sink=self.pump.sink)
         request = WriteRequest(Path(entry.path), plan.start, plan.payload, plan.description)
         return self._do_write(session, cancel, request, keep_protected=True)
 
