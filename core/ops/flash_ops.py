@@ -157,9 +157,9 @@ def read_flash(
 ) -> bytes:
     """Read [start, start+length) verified by chip CRC. `into` lets a resumed read fill a buffer.
 
-    Per 64 KiB group: the chip's CRC first; a group that hashes as erased is vouched by the second
-    check (`_vouch_blank`) and never crosses the wire; any other group is transferred and must match
-    the CRC taken before the transfer, else it is settled sector by sector (`_settle_group`)."""
+    Per 64 KiB group (`_read_group`, module docstring): erased flash is vouched by the strong check
+    (`_vouch_blank`) and never crosses the wire; everything else is transferred and must match a chip
+    CRC taken before the transfer, else it is settled sector by sector (`_settle_group`)."""
     if start % SECTOR or length % SECTOR:
         raise BkError("reads must start and end on a 4 KiB boundary")
     record = record or OperationRecord("read", start, length)
