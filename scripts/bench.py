@@ -2,7 +2,7 @@
 """Benchmark bkbench against bk7231tools and ltchiptool on the simulator with its wire-timing model on.
 
     python scripts/bench.py              # N and T, 115200 .. 3M, full 2 MiB, peers, CPU, Pi quota, TUI (long)
-    python scripts/bench.py --quick      # N and T at 921600 and 2M, 256 KiB ranges (smoke run, a few minutes)
+    python scripts/bench.py --quick      # N and T at 921600 and 2M, 512 KiB read, 256 KiB write (a few minutes)
     python scripts/bench.py --chips N --bauds 921600,2000000 --output scripts/bench_results.md
 
 Every tool talks to a fresh simulated chip (BK7231N and BK7231T rows) loaded with the same real stock
@@ -63,6 +63,7 @@ CHIPS = {
 }
 FULL_BAUDS = (115200, 921600, 1500000, 2000000, 3000000)
 QUICK_BAUDS = (921600, 2000000)
+QUICK_READ = (0x100000, 0x80000)
 # Raspberry Pi Zero 2 W stand-in: 4x Cortex-A53 at 1 GHz. CPython on one A53 core at 1 GHz runs roughly
 # 8x slower than on one core of this class of x86 server, so the quota is 1/8 of one core, handed out in
 # a 10 ms period (a 100 ms period would stall the process for 87 ms at a time, which no Pi does).
@@ -104,10 +105,10 @@ def blank_group_bytes(flash: bytes, start: int, length: int) -> int:
     return out
 
 
-def limit_read(flash: bytes, length: int, baud: int, t: Timing, crc_link: bool) -> float:
+def limit_read(flash: bytes, start: int, length: int, baud: int, t: Timing, crc_link: bool) -> float:
     """Every non-erased sector crosses once and the chip hashes every byte once: a CRC per 64 KiB group
     for the data, and for erased flash the pieces of the strong check (one per sector, flash_ops.py)."""
-    blanks = blank_sectors(flash, 0, length)
+    blanks = blank_sectors(flash, start, length)
     crcs = -(-length // BLOCK) + blanks
     x = CRC_X + (LINK_X if crc_link else 0)
     return wire((length // SECTOR - blanks) * READ_X + crcs * x, baud) + t.crc(length)
@@ -211,14 +212,14 @@ def bt_connect(path: str, baud: int):
     return s
 
 
-def bt_read(dev: Device, baud: int, length: int) -> tuple[float | None, bool]:
+def bt_read(dev: Device, baud: int, start: int, length: int) -> tuple[float | None, bool]:
     s = bt_connect(dev.pty(), baud)
     try:
-        t, data = timed(lambda: s.flash_read_bytes(0, length, crc_check=True))
+        t, data = timed(lambda: s.flash_read_bytes(start, length, crc_check=True))
     finally:
         s.close()
     dev.reset()
-    return t, data == dev.flash(0, length)
+    return t, data == dev.flash(start, length)
 
 
 def bt_write(dev: Device, baud: int, image: bytes) -> float:
@@ -252,8 +253,8 @@ def lt_run(dev: Device, args: list[str]) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------- one baud
-def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, length: int, timing: Timing, peers: bool,
-               lib_dir: Path) -> list[Row]:
+def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, start: int, length: int, timing: Timing,
+               peers: bool, lib_dir: Path) -> list[Row]:
     rows = {op: Row(chip, baud, op) for op in ("read", "verify", "write", "rewrite")}
     after = bytearray(stock)
     after[APP_START : APP_START + len(image)] = image
@@ -276,17 +277,17 @@ def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, length: int, ti
         for op in rows:
             n0 = len(retries)
             if op == "read":
-                if length == len(stock):
+                if (start, length) == (0, len(stock)):
                     t, entry = timed(lambda: s.backup(lib))
                     data = lib.load(entry)
                 else:
-                    t, data = timed(lambda: s.read(0, length))
-                rows[op].ours, rows[op].limit = t, limit_read(stock, length, baud, timing, crc_link)
-                ok.append(data == stock[:length])
+                    t, data = timed(lambda: s.read(start, length))
+                rows[op].ours, rows[op].limit = t, limit_read(stock, start, length, baud, timing, crc_link)
+                ok.append(data == stock[start : start + length])
             elif op == "verify":
-                t, rep = timed(lambda d=data: s.verify(d, 0))
+                t, rep = timed(lambda d=data: s.verify(d, start))
                 rows[op].ours = t
-                rows[op].limit = limit_crc_pass(length, baud, timing, blank_group_bytes(stock, 0, length))
+                rows[op].limit = limit_crc_pass(length, baud, timing, blank_group_bytes(stock, start, length))
                 ok.append(rep.ok)
             elif op == "write":
                 t, rep = timed(lambda: s.write(image, APP_START, backup_first=False))
@@ -310,7 +311,7 @@ def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, length: int, ti
     # bk7231tools (Python API over the pty bridge)
     dev = Device(chip, stock, timing)
     try:
-        t, good = bt_read(dev, baud, length)
+        t, good = bt_read(dev, baud, start, length)
         rows["read"].bk7231tools = t
         rows["read"].ok += "" if good else " bt:WRONG"
         rows["write"].bk7231tools = bt_write(dev, baud, image)
@@ -329,9 +330,9 @@ def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, length: int, ti
         out, img = tmp / "read.bin", tmp / "ua.bin"
         img.write_bytes(image)
         b = str(baud)
-        rows["read"].ltchiptool = lt_run(dev, ["flash", "read", "-b", b, "-s", "0", "-l", hex(length), family,
-                                               str(out)])
-        if out.exists() and out.read_bytes() != stock[:length]:
+        rows["read"].ltchiptool = lt_run(dev, ["flash", "read", "-b", b, "-s", hex(start), "-l", hex(length),
+                                               family, str(out)])
+        if out.exists() and out.read_bytes() != stock[start : start + length]:
             rows["read"].ok += " lt:WRONG"
         wargs = ["flash", "write", "-b", b, "-f", family, "-s", hex(APP_START), str(img)]
         rows["write"].ltchiptool = lt_run(dev, wargs)
@@ -466,7 +467,8 @@ def child_main(args: list[str]) -> int:
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         if kind == "read":
-            data = s.read(0, int(args[3], 0))
+            a, n = (int(x, 0) for x in args[3].split(":"))
+            data = s.read(a, n)
             result = {"crc": zlib.crc32(data)}
         else:
             image = Path(args[3]).read_bytes()
@@ -539,14 +541,15 @@ def asyncio_run_tui(mode: str, seconds: float) -> dict:
     return out
 
 
-def bench_host(chip: str, stock: bytes, image: bytes, length: int, timing: Timing, pi: bool) -> list[tuple[str, str]]:
+def bench_host(chip: str, stock: bytes, image: bytes, start: int, length: int, timing: Timing,
+               pi: bool) -> list[tuple[str, str]]:
     """CPU seconds per MiB at 2M; the read at 921600 and the TUI under the Pi quota."""
     out: list[tuple[str, str]] = []
     mib = length / 2**20
     with tempfile.TemporaryDirectory(prefix="bkbench-host-") as tmp:
         img = Path(tmp) / "ua.bin"
         img.write_bytes(image)
-        for kind, arg, n in (("read", hex(length), mib), ("write", str(img), len(image) / 2**20)):
+        for kind, arg, n in (("read", f"{start:#x}:{length:#x}", mib), ("write", str(img), len(image) / 2**20)):
             dev = Device(chip, stock, timing)
             try:
                 r = run_child([kind, dev.pty(), "2000000", arg])
@@ -568,14 +571,14 @@ def bench_host(chip: str, stock: bytes, image: bytes, length: int, timing: Timin
         out.append(("Pi quota", f"{PI_QUOTA[0] / PI_QUOTA[1]:.1%} of one core: {how}"))
         dev = Device(chip, stock, timing)
         try:
-            r = run_child(["read", dev.pty(), "921600", hex(length)], cg)
+            r = run_child(["read", dev.pty(), "921600", f"{start:#x}:{length:#x}"], cg)
         finally:
             dev.close()
         if "error" in r:
             out.append((f"{chip} read at 921600 under the Pi quota", f"failed: {r['error']}"))
         else:
-            lim = limit_read(stock, length, 921600, timing, chip != "BK7231N")
-            good = r["crc"] == zlib.crc32(stock[:length])
+            lim = limit_read(stock, start, length, 921600, timing, chip != "BK7231N")
+            good = r["crc"] == zlib.crc32(stock[start : start + length])
             out.append((f"{chip} read at 921600 under the Pi quota",
                         f"{r['wall']:.2f} s, limit {lim:.2f} s = {lim / r['wall']:.0%} of limit, "
                         f"{r['cpu']:.2f} CPU s{'' if good else ', WRONG DATA'}"))
@@ -646,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="921600 and 2M, 256 KiB ranges, short TUI probes (smoke run, a few minutes)")
+                    help="921600 and 2M, 512 KiB read, 256 KiB write, short TUI probes (a few minutes)")
     ap.add_argument("--bauds", help="comma-separated baud rates (default 115200,921600,1500000,2000000,3000000)")
     ap.add_argument("--chips", default="N,T", help="N, T or N,T (default)")
     ap.add_argument("--no-peers", action="store_true", help="skip bk7231tools and ltchiptool")
@@ -674,23 +677,24 @@ def main(argv: list[str] | None = None) -> int:
         stock = (fx / "dumps" / dump).read_bytes()
         image = build_from_ota((fx / "firmware" / ota).read_bytes(), stock, chip)["ua"]
         image += b"\xff" * (-len(image) % SECTOR)
-        length = 0x40000 if args.quick else len(stock)
+        # --quick reads 512 KiB where application data meets the erased OTA area, so it shows both.
+        start, length = (QUICK_READ if args.quick else (0, len(stock)))
         if args.quick:
             image = image[:0x40000]
-        inputs[chip] = (stock, image, length)
-        blank[chip] = blank_sectors(stock, 0, length) * SECTOR / length
+        inputs[chip] = (stock, image, start, length)
+        blank[chip] = blank_sectors(stock, start, length) * SECTOR / length
         head.append(f"{chip}: simulated, stock dump {dump} ({blank[chip]:.0%} of the read range erased); "
-                    f"read/verify range {length // 1024} KiB; write = OpenBK {ota} as UA ({len(image)} bytes) "
-                    f"at 0x{APP_START:X}")
+                    f"read/verify range 0x{start:X}+{length // 1024} KiB; write = OpenBK {ota} as UA "
+                    f"({len(image)} bytes) at 0x{APP_START:X}")
     head.append("")
     print("\n".join(head + timing_lines(timing)), flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
         for chip in chips:
-            stock, image, length = inputs[chip]
+            stock, image, start, length = inputs[chip]
             for baud in bauds:
                 print(f"\n... {chip} at {baud} baud", file=sys.stderr, flush=True)
-                new = bench_baud(chip, baud, stock, image, length, timing, not args.no_peers, Path(lib_dir))
+                new = bench_baud(chip, baud, stock, image, start, length, timing, not args.no_peers, Path(lib_dir))
                 rows += new
                 print("\n".join(table_lines(new, blank)[2:]), flush=True)
     table = table_lines(rows, blank)
@@ -698,9 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[tuple[str, str]] = []
     if not args.no_host:
         for chip in chips:
-            stock, image, length = inputs[chip]
+            stock, image, start, length = inputs[chip]
             print(f"\n... host CPU and Pi quota, {chip}", file=sys.stderr, flush=True)
-            extra += bench_host(chip, stock, image, length, timing, pi=True)
+            extra += bench_host(chip, stock, image, start, length, timing, pi=True)
     if not args.no_tui:
         print("\n... TUI", file=sys.stderr, flush=True)
         extra += bench_tui_processes(pi=True, seconds=3.0 if args.quick else 10.0)

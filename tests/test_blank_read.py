@@ -223,6 +223,9 @@ def test_verify_vouches_erased_ranges_and_finds_a_written_one(chip, fixtures_dir
             s.connect()
             assert s.verify(bytes(stock)).ok
             assert set(range(blank, blank + BLOCK, SECTOR)) <= _states(events, SectorState.BLANK)
+            assert s.verify(b"\xff" * 0x1800, blank).ok  # a file that ends inside a sector
             dev.flash.data[blank + 0x3000 + 17] = 0x00
             report = s.verify(bytes(stock))
             assert report.mismatched == [(blank + 0x3000, blank + 0x4000)]
+            dev.flash.data[blank + 0x1700] = 0x7F
+            assert s.verify(b"\xff" * 0x1800, blank).mismatched == [(blank + 0x1000, blank + 0x1800)]

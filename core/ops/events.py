@@ -21,7 +21,7 @@ class SectorState(str, enum.Enum):
     WRITTEN = "written"
     SKIPPED = "skipped"  # already identical on the chip
     FAILED = "failed"
-    BLANK = "blank"  # erased, vouched by two chip CRCs without transferring it (flash_ops.py)
+    BLANK = "blank"  # erased, vouched by chip CRCs without transferring it (flash_ops.py, strong check)
 
 
 @dataclass(frozen=True)

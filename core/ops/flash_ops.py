@@ -3,14 +3,15 @@
 Read, blank-aware. Per 64 KiB group the chip's CRC comes first. A group whose CRC is that of 64 KiB
 of 0xFF is an erased candidate: the strong check below vouches for it and it is recorded as erased
 (SectorState.BLANK) without crossing the wire (35-48 % of the sectors in real stock dumps). Inside a
-run of erased groups the strong check goes first and alone (its pieces tile the group, so they imply
-the group CRC): erased flash is then hashed once, and the run's end costs one wasted hash. Any other
+run of erased flash (the previous group ends erased) the strong check goes first and alone (its pieces
+tile the group, so they imply the group CRC): erased flash is hashed once, and where the run ends the
+rest of that group goes sector by sector (a CRC each, then the transfer or the halves). Any other
 group is transferred and must match the CRC taken *before* the transfer. If it does not (data damaged
 on the way, or the flash changed meanwhile, e.g. a sector erased during the backup) every sector is
 compared with a fresh chip CRC and the differing ones are read again (or vouched as erased): nothing
 is kept that a chip CRC did not vouch for, and a change during the read is reported, never silent.
-Mixed groups (data and erased sectors, 2-6 of 32 in the stock dumps) are transferred whole: telling
-their erased sectors apart costs a second hash of the group, about what it saves at 2 Mbaud.
+A group with data that does not follow erased flash is transferred whole, erased tail and all: only
+sector CRCs could tell its sectors apart, 15 more round trips for what is mostly a full group.
 
 How far a CRC-32 match can be trusted. The chip's CheckCRC is CRC-32/IEEE (zlib). For a fixed length
 it is affine over GF(2): two contents of equal length share a CRC iff their difference e (as a
@@ -157,9 +158,9 @@ def read_flash(
 ) -> bytes:
     """Read [start, start+length) verified by chip CRC. `into` lets a resumed read fill a buffer.
 
-    Per 64 KiB group: the chip's CRC first; a group that hashes as erased is vouched by the second
-    check (`_vouch_blank`) and never crosses the wire; any other group is transferred and must match
-    the CRC taken before the transfer, else it is settled sector by sector (`_settle_group`)."""
+    Per 64 KiB group (`_read_group`, module docstring): erased flash is vouched by the strong check
+    (`_vouch_blank`) and never crosses the wire; everything else is transferred and must match a chip
+    CRC taken before the transfer, else it is settled sector by sector (`_settle_group`)."""
     if start % SECTOR or length % SECTOR:
         raise BkError("reads must start and end on a 4 KiB boundary")
     record = record or OperationRecord("read", start, length)
@@ -168,11 +169,11 @@ def read_flash(
     done_bytes = sum(e - s for s, e in record.done)
     try:
         for seg_start, seg_end in record.remaining():
-            in_blank_run = False
+            after_erased = False
             for g_start, g_end in _groups(seg_start, seg_end):
                 _check_cancel(cancel, record)
                 known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
-                in_blank_run = _read_group(client, buf, start, g_start, g_end, sink, record, in_blank_run, known)
+                after_erased = _read_group(client, buf, start, g_start, g_end, sink, record, after_erased, known)
                 record.mark_done(g_start, g_end)
                 done_bytes += g_end - g_start
                 sink(Progress(done_bytes, length))
@@ -231,8 +232,17 @@ def _blank_pieces(s: int, e: int) -> list[tuple[int, int]]:
 
 def _vouch_blank(client: BkClient, s: int, e: int, sink: EventSink, record: OperationRecord) -> bool:
     """The strong check that [s, e) is erased: CRCs over pieces cut inside every sector, each of which
-    must be the CRC of that many 0xFF bytes. Stops at the first piece that is not."""
-    return all(_hash(client, a, b - a, sink, record) == blank_crc(b - a) for a, b in _blank_pieces(s, e))
+    must be the CRC of that many 0xFF bytes."""
+    return _vouched_prefix(client, s, e, sink, record) == e
+
+
+def _vouched_prefix(client: BkClient, s: int, e: int, sink: EventSink, record: OperationRecord) -> int:
+    """The strong check piece by piece, stopping at the first piece that is not erased: returns where
+    the sectors it vouched for end (e: all of them). A failing piece starts inside the sector it spoils."""
+    for a, b in _blank_pieces(s, e):
+        if _hash(client, a, b - a, sink, record) != blank_crc(b - a):
+            return max(s, a - a % SECTOR)
+    return e
 
 
 def _mark_blank(buf: bytearray, base: int, s: int, e: int, sink: EventSink) -> None:
@@ -242,27 +252,31 @@ def _mark_blank(buf: bytearray, base: int, s: int, e: int, sink: EventSink) -> N
 
 
 def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
-                record: OperationRecord, in_blank_run: bool = False, known: int | None = None) -> bool:
-    """Read one group; True when it was vouched erased (so the next one is probably erased too).
+                record: OperationRecord, after_erased: bool = False, known: int | None = None) -> bool:
+    """Read one group; returns whether its last sector is erased (the next group then likely starts so).
     `known`: the chip's CRC of this group taken just before (the session's block CRCs), saving a hash."""
     sectors = range(g_start, g_end, SECTOR)
-    if known is None and in_blank_run and _vouch_blank(client, g_start, g_end, sink, record):
-        # Inside an erased run the pieces go first: they imply the group CRC (they tile the group), so
-        # the group is hashed once instead of twice. The run's end costs one wasted hash.
-        _mark_blank(buf, base, g_start, g_end, sink)
-        return True
+    if after_erased and known is None:
+        # Next to erased flash the strong check goes first and alone: its pieces tile the group, so
+        # they imply the group CRC and erased flash is hashed once. Where it stops (the erased run
+        # ends) the rest of the group goes sector by sector: a CRC each, then the transfer.
+        upto = _vouched_prefix(client, g_start, g_end, sink, record)
+        _mark_blank(buf, base, g_start, upto, sink)
+        for addr in range(upto, g_end, SECTOR):
+            _read_sector(client, buf, base, addr, sink, record)
+        return _last_erased(buf, base, g_end)
     before = known if known is not None else _hash(client, g_start, g_end - g_start, sink, record)
     if before == blank_crc(g_end - g_start):
         if _vouch_blank(client, g_start, g_end, sink, record):
             _mark_blank(buf, base, g_start, g_end, sink)
             return True
         # A CRC command damaged on the line, or a sector whose CRC collides with an erased one: look
-        # at each sector on its own (transferring any the second check does not vouch for).
+        # at each sector on its own (transferring any the strong check does not vouch for).
         record.retries += 1
         sink(Retry(g_start, 1, "erased-looking range not confirmed by the second check"))
         for addr in sectors:
             _read_sector(client, buf, base, addr, sink, record)
-        return False
+        return _last_erased(buf, base, g_end)
     for addr in sectors:
         data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES, client)
         buf[addr - base : addr - base + SECTOR] = data
@@ -270,9 +284,13 @@ def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end
     if zlib.crc32(buf[g_start - base : g_end - base]) == before:
         for addr in sectors:
             sink(SectorUpdate(addr, SectorState.VERIFIED))
-        return False
-    _settle_group(client, buf, base, g_start, g_end, sink, record)
-    return False
+    else:
+        _settle_group(client, buf, base, g_start, g_end, sink, record)
+    return _last_erased(buf, base, g_end)
+
+
+def _last_erased(buf: bytearray, base: int, g_end: int) -> bool:
+    return _is_blank(buf[g_end - SECTOR - base : g_end - base])
 
 
 def _settle_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end: int, sink: EventSink,
