@@ -276,8 +276,9 @@ class Session:
                 strategy, _ = for_port(self.reset, self.port)
                 if not isinstance(exc.__cause__, LinkLost) or stalled >= 3 or strategy.manual:
                     raise
-                self.sink(Notice("warning", f"{exc.__cause__}: resetting the chip and resuming the {what} "
-                                            f"at 0x{record.remaining()[0][0]:06X}"))
+                rem = record.remaining()  # empty when the chip was lost in the final check
+                self.sink(Notice("warning", f"{exc.__cause__}: resetting the chip and resuming the {what} " + (
+                    f"at 0x{rem[0][0]:06X}" if rem else "with its final check")))
                 if not self._reconnect():
                     raise
 

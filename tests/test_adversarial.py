@@ -169,6 +169,16 @@ def test_write_with_damaged_length_does_not_spill_into_the_next_sector(tmp_path:
     assert out.cls == "OK", out.detail
 
 
+def test_chip_lost_at_the_last_crc_is_resumed_without_a_traceback(tmp_path: Path) -> None:
+    """The last CheckCRC's length 0x09 -> 0x19: the chip eats the following link checks, the link is
+    lost with every sector done; the resume used to index an empty 'still to do' list (IndexError)."""
+    dry = run("write", "BK7231T", [], tmp_path)
+    last = sum(1 for t in dry.trace if t == (H2C, "crc"))
+    out = run("write", "BK7231T", [Flip(H2C, "crc", "len", 4, nth=last)], tmp_path)
+    assert out.hits
+    assert out.cls == "OK", (out.cls, out.detail)
+
+
 def test_adversarial_summary() -> None:
     """Runs last (file order): the counts per outcome class, for the README."""
     total = sum(TALLY.values())
