@@ -24,7 +24,7 @@ from ..errors import BkError
 STEP = re.compile(r"^(?:(D|R)([01])|W(\d+(?:\.\d+)?))$")
 REBOOT_TEXT = b"reboot\n"
 
-MANUAL_TEXT = ("reset the chip now: short CEN to GND for a second, or power-cycle the module "
+MANUAL_TEXT = ("reset the chip now: short CEN to GND for about a quarter second, or power-cycle the module "
                "(keep TX, RX and GND connected)")
 
 
