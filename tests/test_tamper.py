@@ -31,10 +31,11 @@ def test_without_flips_every_byte_passes_and_every_frame_is_traced() -> None:
 
 def test_reply_flip_hits_only_the_chosen_frame() -> None:
     with sim_url("BK7231N") as (url, _):
-        client, tamper = _client(url, [Flip(C2H, "mid", "flash_id", 16, nth=2)])
-        assert client.flash_mid() == (0xEB, 0x60, 0x14)  # the second FlashGetMID reply (identify asked first)
+        # identify asks FlashGetMID twice (two agreeing replies), so the third reply is the first one here.
+        client, tamper = _client(url, [Flip(C2H, "mid", "flash_id", 16, nth=3)])
+        assert client.flash_mid() == (0xEB, 0x60, 0x14)
         assert client.flash_mid() == (0xEB, 0x60, 0x15)
-        assert tamper.hits == [Flip(C2H, "mid", "flash_id", 16, nth=2)]
+        assert tamper.hits == [Flip(C2H, "mid", "flash_id", 16, nth=3)]
 
 
 def test_command_flip_reaches_the_chip() -> None:

@@ -27,10 +27,11 @@ def setup_demo() -> str:
         dump = None if os.environ.get("BKBENCH_DEMO_IMAGE") == "builtin" else registry.default_dump("BK7231N")
         if dump is None:
             # No real fixture dumps (an installed copy): the built-in synthetic plug and its boot log.
-            from bkbench.core.demo_image import demo_boot_log_path, demo_dump_path
+            # Its boot log is synthesised from its flash like any simulated chip's (core/sim/bootlog.py); no
+            # process-wide BKBENCH_BOOTLOG, which would give every other simulated chip the demo's log.
+            from bkbench.core.demo_image import demo_dump_path
 
             dump = demo_dump_path()
-            os.environ.setdefault("BKBENCH_BOOTLOG", str(demo_boot_log_path()))
         # Real wire and flash timing by default, so the demo shows honest progress (0 turns it off).
         timing = os.environ.get("BKBENCH_DEMO_TIMING", "1") != "0"
         device = registry.create_device(chip="BK7231N", dump=dump, scenario="app-running", wiring="rts",
