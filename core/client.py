@@ -215,6 +215,15 @@ class BkClient:
         (Read4K 0x09 -> Erase4K 0x0B, Erase 0x0F -> Erase4K / Write4K with the address bytes shifted)
         and the chip executed it at the address it echoes. Name the sectors it may have changed."""
         for frame in self.scanner.skipped:
+            if (frame.long and frame.code == LongCmd.FLASH_ERASE_ALL and sent != LongCmd.FLASH_ERASE_ALL
+                    and len(frame.payload) == 2 and not frame.status):
+                # FlashGetMID 0x0E -> EraseAll 0x0A is one bit: the chip erased everything it could.
+                self.scanner.skipped.clear()
+                size = self.flash_size or 0x200000
+                raise UnsentCommandExecuted(
+                    "a command damaged on the line made the chip run EraseAll: the whole flash "
+                    f"(0x000000-0x{size - 1:06X}) may have been erased; nothing read from it now is the original",
+                    0, size)
             if not frame.long or DESTRUCTIVE_REPLY_LEN.get(frame.code) != len(frame.payload) or frame.status:
                 continue
             if frame.code == LongCmd.FLASH_ERASE:
@@ -626,22 +635,25 @@ class BkClient:
             raise ProtocolError(f"status register write refused (status {r.status})")
 
     def reprotect(self) -> str | None:
-        """Leave the block protection as found before `unprotect` (FULL dialect), so a command turned
-        into an erase by a line error later cannot touch the flash."""
+        """Leave the status register as found before `unprotect` (FULL dialect), so a command turned
+        into an erase by a line error later cannot touch the flash. Every bit is compared (WIP/WEL
+        aside): a damaged WriteSR could set SRP or clear QE, which the protect mask alone would miss."""
         if self.sr_found is None or self.dialect is not Dialect.FULL:
             return None
         nbytes = self.part.sr_bytes if self.part else 2
-        mask = self.part.protect_mask if self.part else 0x407C
-        want = self.sr_found
-        now = self._stable_sr(nbytes)
-        target = (now & ~mask) | (want & mask)
-        if now == target:
-            return None
-        self.write_sr(target, min(nbytes, 2))
+        want = self.sr_found & ~0x0003
         got = self._stable_sr(nbytes)
-        if got & mask != want & mask:
-            raise ProtocolError(f"putting the flash protection back failed: wrote 0x{target:04X}, read 0x{got:04X}")
-        return f"flash protection restored (SR 0x{got:04X})"
+        if (got ^ want) & ~0x0003 == 0:
+            return None
+        for _ in range(3):
+            try:
+                self.write_sr(want, min(nbytes, 2))
+            except ProtocolError:
+                self.recover()  # a damaged exchange: the register is read back below either way
+            got = self._stable_sr(nbytes)
+            if (got ^ want) & ~0x0003 == 0:
+                return f"flash protection restored (SR 0x{got & ~0x0003:04X})"
+        raise ProtocolError(f"putting the flash protection back failed: wrote 0x{want:04X}, read 0x{got:04X}")
 
     def unprotect(self) -> str:
         """Clear the SR block-protect bits (FULL dialect); BASIC bootloaders unprotect on erase."""

@@ -480,13 +480,23 @@ class Session:
             self._retry_lost("check outside the write", lambda c: guard.check(
                 c, repair, self.sink, rewrite=lambda a, d: write_flash(c, a, d, self.sink, None, differential=False),
                 only=only))
-        finally:
+        except BaseException:
             try:
-                note = client.reprotect()
-                if note:
-                    self.sink(Notice("info", note))
-            except BkError as exc:
-                self.sink(Notice("warning", f"could not put the flash protection back: {exc}"))
+                client.reprotect()
+            except BkError:
+                pass  # the first error is the one to report
+            raise
+        try:
+            note = client.reprotect()
+        except BkError as exc:
+            err = BkError(f"the {kind} completed and was verified, but the flash protection (status register) "
+                          f"could not be put back as found: {exc}",
+                          hint="power-cycle the module (a status register locked by a damaged command unlocks "
+                               "at power-up), then run the same command again: it skips what is written")
+            err.restated = True  # type: ignore[attr-defined]
+            raise err from exc
+        if note:
+            self.sink(Notice("info", note))
         self._active = None
         total.backup = backup
         total.covering = covering  # type: ignore[attr-defined]

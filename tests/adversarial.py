@@ -16,6 +16,7 @@ Outcome classes:
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -179,8 +180,12 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -
                       sr=(sr_before, dev.flash.sr), flash=bytes(dev.flash.data))
         out.cls, out.detail = judge(scn, dev, lib, preexisting, result, exc, hung)
         if out.cls != "CRASH" and (dev.flash.sr ^ sr_before) & ~SR_PROTECT_BITS:
-            out.cls, out.detail = "SILENT-DAMAGE", (f"status register 0x{sr_before:04X} -> 0x{dev.flash.sr:04X}: bits "
-                                                    "other than block protection changed")
+            changed = f"status register 0x{sr_before:04X} -> 0x{dev.flash.sr:04X}: bits other than block protection"
+            if isinstance(exc, BkError) and "status register" in str(exc):
+                # Said, not hidden: a damaged WriteSR can set SRP1, which locks the register until power-off.
+                out.cls, out.detail = "REPORTED-DAMAGE", f"{changed} changed; the error says so: {exc}"
+            else:
+                out.cls, out.detail = "SILENT-DAMAGE", f"{changed} changed"
         return out
     finally:
         registry.unregister(name)
@@ -226,7 +231,9 @@ def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc,
             return "SILENT-DAMAGE", (f"error {exc} reports as done sectors {', '.join(hex(a) for a in lied[:6])} "
                                      "that are wrong")
     if outside:
-        unnamed = [a for a in outside if f"{a:06X}" not in text]
+        # Named one by one, or inside a range the error names ("0x000000-0x1FFFFF").
+        spans = [(int(a, 16), int(b, 16)) for a, b in re.findall(r"0X([0-9A-F]{6})-0X([0-9A-F]{6})", text)]
+        unnamed = [a for a in outside if f"{a:06X}" not in text and not any(lo <= a <= hi for lo, hi in spans)]
         if unnamed:
             return "SILENT-DAMAGE", (f"error '{exc}' but sectors {', '.join(hex(a) for a in unnamed[:6])} outside "
                                      "the range changed and are not named")

@@ -186,3 +186,20 @@ def test_adversarial_summary() -> None:
     for line in SILENT[:40]:
         print("  " + line)
     assert total > 0, "no adversarial run happened"
+
+
+def test_flash_id_command_turned_erase_all_is_reported_never_saved(tmp_path: Path) -> None:
+    """FlashGetMID 0x0E -> EraseAll 0x0A (one bit): an unprotected chip erases everything. The backup
+    must not save the erased flash as this chip's, and the error must say the whole flash is hit."""
+    out = run("backup", "BK7231N", [Flip(H2C, "mid", "code", 2)], tmp_path)
+    assert out.hits
+    assert out.cls == "REPORTED-DAMAGE", (out.cls, out.detail)
+    assert "EraseAll" in out.detail
+
+
+def test_damaged_sr_write_that_locks_the_register_is_reported(tmp_path: Path) -> None:
+    """WriteSR bit 8 (SRP1) set by a line error: the register locks until power-off and cannot be put
+    back as found. The error must say so (status register), never a silent success."""
+    out = run("write", "BK7231N", [Flip(H2C, "write_sr", "sr", 8, nth=2)], tmp_path)
+    assert out.hits
+    assert out.cls == "REPORTED-DAMAGE", (out.cls, out.detail)
