@@ -637,23 +637,29 @@ class BkClient:
     def reprotect(self) -> str | None:
         """Leave the status register as found before `unprotect` (FULL dialect), so a command turned
         into an erase by a line error later cannot touch the flash. Every bit is compared (WIP/WEL
-        aside): a damaged WriteSR could set SRP or clear QE, which the protect mask alone would miss."""
+        aside): a damaged WriteSR could set SRP or clear QE, which the protect mask alone would miss.
+        A damaged exchange is retried; a register that will not take the value (locked) raises."""
         if self.sr_found is None or self.dialect is not Dialect.FULL:
             return None
         nbytes = self.part.sr_bytes if self.part else 2
         want = self.sr_found & ~0x0003
-        got = self._stable_sr(nbytes)
-        if (got ^ want) & ~0x0003 == 0:
-            return None
-        for _ in range(3):
+        last: ProtocolError | None = None
+        for _ in range(4):
             try:
+                got = self._stable_sr(nbytes)
+                if (got ^ want) & ~0x0003 == 0:
+                    return None if last is None else f"flash protection restored (SR 0x{got & ~0x0003:04X})"
                 self.write_sr(want, min(nbytes, 2))
-            except ProtocolError:
-                self.recover()  # a damaged exchange: the register is read back below either way
-            got = self._stable_sr(nbytes)
-            if (got ^ want) & ~0x0003 == 0:
-                return f"flash protection restored (SR 0x{got & ~0x0003:04X})"
-        raise ProtocolError(f"putting the flash protection back failed: wrote 0x{want:04X}, read 0x{got:04X}")
+                got = self._stable_sr(nbytes)
+                if (got ^ want) & ~0x0003 == 0:
+                    return f"flash protection restored (SR 0x{got & ~0x0003:04X})"
+                last = ProtocolError(f"putting the flash protection back failed: wrote 0x{want:04X}, "
+                                     f"read 0x{got:04X}")
+            except ProtocolError as exc:
+                last = exc
+                self.recover()
+        assert last is not None
+        raise last
 
     def unprotect(self) -> str:
         """Clear the SR block-protect bits (FULL dialect); BASIC bootloaders unprotect on erase."""
