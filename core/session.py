@@ -332,13 +332,7 @@ class Session:
     def chip_block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
         """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention)."""
         client, info = self._require()
-        cancel = cancel or self.cancel_token
-        out = []
-        for addr in range(0, info.flash_size, BLOCK):
-            if cancel is not None and cancel.cancelled:
-                raise OperationCancelled("cancelled while asking the chip for its block CRCs")
-            out.append(client.crc(addr, min(BLOCK, info.flash_size - addr)))
-        return out
+        return self._block_crcs(client, info, cancel or self.cancel_token)
 
     def ensure_backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
                       crcs: list[int] | None = None) -> tuple[BackupEntry, bool]:
