@@ -105,7 +105,10 @@ def efuse_summary(client: BkClient | None, info) -> dict[str, str]:
     except (ProtocolError, BkError) as exc:
         info.warnings.append(f"eFuse not readable: {exc}")
         return {}
-    return {"efuse_key": key_text(efuse), "variant": variant_of(efuse)}
+    out = {"efuse_key": key_text(efuse)}
+    if info.chip in ("BK7231N", "BK7231M", "unknown"):  # the key tells N from M; other families have no M
+        out["variant"] = variant_of(efuse)
+    return out
 
 
 def cmd_read_registers(args) -> int:

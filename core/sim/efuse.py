@@ -31,7 +31,11 @@ KEYS = {"BK7231N": TUYA_CODE_KEY, "BK7231M": bytes(16)}
 
 def default_efuse(variant: str) -> bytes:
     """32 eFuse bytes for a chip variant: its code key, the rest unprogrammed (zeros)."""
-    return KEYS.get(variant, bytes(16)) + bytes(EFUSE_SIZE - 16)
+    if variant in KEYS:
+        return KEYS[variant] + bytes(EFUSE_SIZE - 16)
+    from .synth import efuse_bytes  # other families: their code key from core/chips.py
+
+    return efuse_bytes(variant)[:16] + bytes(EFUSE_SIZE - 16)
 
 
 def parse_efuse(text_or_bytes: bytes | str, source: str = "eFuse value") -> bytes:
