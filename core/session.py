@@ -332,7 +332,13 @@ class Session:
     def chip_block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
         """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention)."""
         client, info = self._require()
-        return self._block_crcs(client, info, cancel or self.cancel_token)
+        cancel = cancel or self.cancel_token
+        out = []
+        for addr in range(0, info.flash_size, BLOCK):
+            if cancel is not None and cancel.cancelled:
+                raise OperationCancelled("cancelled while asking the chip for its block CRCs")
+            out.append(client.crc(addr, min(BLOCK, info.flash_size - addr)))
+        return out
 
     def ensure_backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
                       crcs: list[int] | None = None) -> tuple[BackupEntry, bool]:
@@ -488,6 +494,7 @@ class Session:
                           hint="power-cycle the module (a status register locked by a damaged command unlocks "
                                "at power-up), then run the same command again: it skips what is written")
             err.restated = True  # type: ignore[attr-defined]
+            err.record = overall  # type: ignore[attr-defined]  # nothing of the data is left to write
             raise err from exc
         if note:
             self.sink(Notice("info", note))
