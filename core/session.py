@@ -407,7 +407,7 @@ class Session:
         for gap in _gaps(ranges):
             overall.mark_done(*gap)  # not part of this operation: never "still to do"
         try:
-            return self._write_spans(client, info, spans, ranges, overall, cancel, allow_protected=allow_protected,
+            return self._write_spans(client, info, spans, ranges, overall, cancel,
                                      backup_library=backup_library, backup_first=backup_first,
                                      differential=differential, kind=kind)
         except OutsideDamage as exc:
@@ -421,7 +421,7 @@ class Session:
             self._active = None
 
     def _write_spans(self, client: BkClient, info: ChipInfo, spans, ranges, overall: OperationRecord,
-                     cancel: CancelToken | None, *, allow_protected: bool, backup_library: BackupLibrary | None,
+                     cancel: CancelToken | None, *, backup_library: BackupLibrary | None,
                      backup_first: bool | None, differential: bool, kind: str) -> WriteReport:
         cancel = cancel or self.cancel_token
         backup_first = self.backup_first if backup_first is None else backup_first

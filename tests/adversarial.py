@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from bkbench.core.layout import OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR, layout_for
 from bkbench.core.session import Session, parse_mac
 from bkbench.core.sim import registry
 from bkbench.core.sim.tamper import C2H, H2C, Flip, LineTamper, fields_of
+from simhelpers import run_with_deadline
 
 OPS = ("backup", "write", "restore", "config")
 CHIPS = ("BK7231N", "BK7231T")
@@ -121,18 +121,8 @@ def _library(scn: Scenario, root: Path) -> BackupLibrary:
 
 
 def _guarded(fn):
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - classified by the caller
-            box["exc"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    th.join(RUN_TIMEOUT)
-    return box.get("result"), box.get("exc"), th.is_alive()
+    """Run fn in a thread; (result, exception, hung)."""
+    return run_with_deadline(fn, RUN_TIMEOUT)
 
 
 def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -> Outcome:

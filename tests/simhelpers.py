@@ -66,3 +66,21 @@ def temp_env(**env: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_with_deadline(fn, timeout: float):
+    """Run fn in a daemon thread: (result, exception, still running after `timeout` s, i.e. hung)."""
+    import threading
+
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - classified by the caller
+            box["exc"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout)
+    return box.get("result"), box.get("exc"), th.is_alive()

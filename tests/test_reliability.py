@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from bkbench.core.errors import BkError
 from bkbench.core.session import Session
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultInjector, FaultPlan
+from simhelpers import run_with_deadline
 
 SECTOR = 0x1000
 OPS = ("read", "backup", "write", "verify", "restore")
@@ -177,18 +177,7 @@ def run_op(case: Case, url: str, lib: BackupLibrary, faults: FaultPlan | None, d
 
 def guarded(fn):
     """Run fn in a thread; (result, exception, hung)."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - classified by the caller
-            box["exc"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    th.join(RUN_TIMEOUT)
-    return box.get("result"), box.get("exc"), th.is_alive()
+    return run_with_deadline(fn, RUN_TIMEOUT)
 
 
 def check_library(lib: BackupLibrary) -> list[str]:
