@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, Input, Select
 
 from .commands import OperationsProvider
-from .demo import DEMO_NAME, DEMO_URL, _hardware_present, setup_demo
+from .demo import DEMO_NAME, DEMO_URL, _hardware_present, demo_cache_dir, seed_demo_openbk, setup_demo, setup_demo_chips
 from .monitor import MONITOR_BAUD, MonitorMixin
 from .operations import OperationsMixin
 from .pump import EventPump, PumpMixin, coalesce
@@ -29,6 +29,7 @@ from .ranges import ranges_text, subtract_ranges
 from .screens.confirm import ConfirmScreen
 from .screens.keys import KeysScreen
 from .screens.main import NARROW_WIDTH, PANE_TITLES, PANES, MainLayoutMixin, MainScreen
+from .station_ops import StationMixin
 from .widgets.flashmap import FlashMapModel
 from .widgets.seriallog import LogBuffer, RawLog
 from .workflows import WorkflowsMixin
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, WorkflowsMixin, App[int]):
+class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, WorkflowsMixin, StationMixin, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "bkbench"
     COMMANDS = App.COMMANDS | {OperationsProvider}
@@ -56,6 +57,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("a", "analyze", "Analyze"),
         Binding("l", "library", "Library"),
         Binding("d", "release", "Release"),
+        Binding("m", "station", "Multi-port"),
         Binding("x", "cancel_op", "Cancel"),
         Binding("question_mark", "keys", "Keys"),
         Binding("escape", "leave_field", "Leave field", show=False),
@@ -89,8 +91,10 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         link_timeout: float = 20.0,
         doctor_seconds: float = 10.0,
         keep_trying: bool = True,
+        ports: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.station_ports = list(ports or [])  # several ports: the app opens on the multi-port view
         self.demo = demo
         self.url = url or (DEMO_URL if demo else "")
         self.baud = baud
@@ -151,11 +155,14 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._update_statusline()
         if self.use_monitor and self.url:
             self.start_monitor(self.url)
+        if len(self.station_ports) > 1:
+            self.action_station()
     # -- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Footer: show what applies now; hide what does not (the keys still answer with a message)."""
         if not isinstance(self.screen, MainScreen):  # a dialog is open: its keys, not the workbench's
-            return action not in self._CHIP_ACTIONS and action not in ("cancel_op", "log", "pane")
+            return action not in self._CHIP_ACTIONS and action not in ("cancel_op", "log", "pane", "station",
+                                                                       "next_pane")
         if action == "cancel_op":
             return self.busy
         if action in self._CHIP_ACTIONS and self.busy:
@@ -211,7 +218,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
 
     # -- shutdown --------------------------------------------------------------------------------
     async def action_quit(self) -> None:
-        if not self.busy:
+        station = self._station.running() if self._station is not None else []
+        if not self.busy and not station:
             self._quit_worker()
             return
 
@@ -219,17 +227,21 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             if yes:
                 if self.cancel_token is not None:
                     self.cancel_token.cancel()
+                self.cancel_station(station)
                 self._wait_then_quit()
 
+        name = self.op_name if self.busy else ("Write" if any(r.what != "backup" for r in station) else "Backup")
+        body = quit_text(name)
+        if station:
+            body = f"{len(station)} port(s) of the multi-port view are running. " + body
         self.push_screen(
-            ConfirmScreen("Quit during an operation?", quit_text(self.op_name),
-                          yes="Cancel and quit [y]", no="Keep running [n]"),
+            ConfirmScreen("Quit during an operation?", body, yes="Cancel and quit [y]", no="Keep running [n]"),
             answered,
         )
 
     def _wait_then_quit(self) -> None:
         def check() -> None:
-            if not self.busy:
+            if not self.busy and not (self._station is not None and self._station.busy):
                 timer.stop()
                 self._quit_worker()
 
@@ -260,14 +272,22 @@ def quit_text(op_name: str) -> str:
             "What was done is printed when the app exits.")
 
 
-def run(port: str | None = None, demo: bool = False, baud: int = 921600, data_dir: str | None = None) -> int:
-    """Run the workbench; returns the process exit code."""
+def run(port: str | None = None, demo: bool = False, baud: int = 921600, data_dir: str | None = None,
+        ports: list[str] | None = None, chips: int = 1) -> int:
+    """Run the workbench; returns the process exit code. Several `ports` (or `chips` > 1 demo plugs) open
+    it on the multi-port view."""
     if data_dir:
         os.environ["BKBENCH_DATA_DIR"] = str(data_dir)
-    if demo or (port is None and not _hardware_present()):
+    if demo or (port is None and not ports and not _hardware_present()):
         demo = True
+        os.environ["BKBENCH_CACHE_DIR"] = str(demo_cache_dir())
+        ports = setup_demo_chips(chips) if chips > 1 else []
         port = setup_demo()
-    app = BkBenchApp(url=port, baud=baud, demo=demo, data_dir=data_dir)
+        try:
+            seed_demo_openbk()  # "backup then write OpenBK" works offline on the demo plugs
+        except Exception as exc:  # without it the demo still backs up; a write says no OpenBK is cached
+            print(f"bkbench: demo OpenBK images not prepared: {exc}")
+    app = BkBenchApp(url=port, baud=baud, demo=demo, data_dir=data_dir, ports=ports)
     result = app.run()
     if app.last_outcome is not None:  # the quit summary: the screen is gone, the terminal keeps this
         outcome, text = app.last_outcome

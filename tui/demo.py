@@ -38,3 +38,111 @@ def setup_demo() -> str:
                                         timing=timing)
         registry.register(DEMO_NAME, device)
     return DEMO_URL
+
+
+# Several plugs (`bkbench --demo 3`): real dumps of other devices when ../shared is there (N and T
+# mixed, so each chip gets its own family's OpenBK), else the built-in plug with another MAC each.
+EXTRA_DUMPS = ("bk7231t-feit-br30-rgbw-bulb.bin", "bk7231n-mirabella-genio-i003632-plug.bin",
+               "bk7231t-globe-37783-rgbct-bulb.bin", "bk7231n-ap-smt-breaker02-relay.bin",
+               "bk7231n-elegrp-dpr10-tuyamcu-dimmer.bin")
+
+
+def setup_demo_chips(count: int) -> list[str]:
+    """Register `count` simulated plugs (the demo chip first) and return their URLs."""
+    from bkbench.core.paths import fixtures_dir
+    from bkbench.core.sim import registry
+
+    urls = [setup_demo()]
+    fixtures = None if os.environ.get("BKBENCH_DEMO_IMAGE") == "builtin" else fixtures_dir()
+    timing = os.environ.get("BKBENCH_DEMO_TIMING", "1") != "0"
+    for i in range(2, count + 1):
+        name = f"{DEMO_NAME}{i}"
+        try:
+            registry.get(name)
+        except KeyError:
+            dump = fixtures / "dumps" / EXTRA_DUMPS[(i - 2) % len(EXTRA_DUMPS)] if fixtures else None
+            if dump is None or not dump.is_file():
+                dump = _builtin_variant(i)
+            device = registry.create_device(dump=dump, scenario="app-running", wiring="rts", timing=timing)
+            registry.register(name, device)
+        urls.append(f"sim://@{name}")
+    return urls
+
+
+def _builtin_variant(i: int):
+    """The built-in plug with a MAC of its own (another device, so another backup), as a cached file."""
+    import hashlib
+
+    from bkbench.core import demo_image
+    from bkbench.core.backups import atomic_write
+    from bkbench.core.layout import RF_OFFSET
+    from bkbench.core.paths import cache_dir
+
+    flash = bytearray(demo_image.demo_flash())
+    rf = RF_OFFSET[demo_image.CHIP]
+    flash[rf:rf + 0x1000] = demo_image.rf_sector(demo_image.DEMO_MAC[:-2] + f"{0x30 + i:02x}")
+    data = bytes(flash)
+    path = cache_dir() / f"demo-{demo_image.CHIP.lower()}-{hashlib.sha256(data).hexdigest()[:12]}.bin"
+    if not path.is_file() or path.read_bytes() != data:
+        atomic_write(path, data, mode=0o644, overwrite=True)
+    return path
+
+
+DEMO_RELEASE_NOTE = "demo cache: OpenBK built by bkbench --demo, not downloaded"
+
+
+def demo_cache_dir():
+    """The demo's own cache (releases, demo dumps): its OpenBK files never mix with the user's real cache,
+    so a write on real hardware never picks a file the demo made."""
+    from bkbench.core.paths import cache_dir
+
+    base = cache_dir()
+    return base if base.name == "demo" else base / "demo"
+
+
+def seed_demo_openbk() -> list[str]:
+    """Offline OpenBK for the demo plugs, in the (demo) release cache: the real OpenBK OTA packages of
+    ../shared turned into QIO images with each family's bootloader; without them a stand-in app for
+    BK7231N made here (it boots as "OpenBK (version unknown)" on the simulator). Returns the asset names."""
+    import json
+
+    from bkbench.core.images.builders import bootloader_from_dump, build_from_ota, build_qio
+    from bkbench.core.images.releases import default_cache_dir, sha256_of
+    from bkbench.core.paths import fixtures_dir
+    from bkbench.core.sim import registry
+
+    builds: dict[str, bytes] = {}
+    fixtures = None if os.environ.get("BKBENCH_DEMO_IMAGE") == "builtin" else fixtures_dir()
+    tag = "1.18.219"
+    for chip in ("BK7231N", "BK7231T"):
+        ota = fixtures / "firmware" / f"OpenBeken-v{tag}_{chip.lower()}.ug.bin" if fixtures else None
+        dump = registry.default_dump(chip) if fixtures else None
+        if ota is not None and ota.is_file() and dump is not None:
+            builds[chip] = build_from_ota(ota.read_bytes(), dump.read_bytes(), chip)["qio"]
+    if not builds:
+        from bkbench.core import demo_image
+
+        tag = "0.0.0-demo"
+        app = bytearray(demo_image.app())
+        text = b"\0OpenBK stand-in app for the bkbench demo (no real code)\0"
+        app[0x8000:0x8000 + len(text)] = text
+        boot = bootloader_from_dump(demo_image.demo_flash())
+        builds["BK7231N"] = build_qio(bytes(app), boot, "BK7231N")
+    cache = default_cache_dir()
+    names = [f"OpenBK{chip[2:]}_QIO_{tag}.bin" for chip in builds]
+    rel = {"tag_name": tag, "name": f"{tag} ({DEMO_RELEASE_NOTE})", "published_at": "2025-11-25T18:10:00Z",
+           "prerelease": False, "assets": [
+               {"name": name, "size": len(data), "browser_download_url": f"file:///demo/{name}"}
+               for name, data in zip(names, builds.values())]}
+    folder = cache / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in zip(names, builds.values()):
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != data:
+            path.write_bytes(data)
+            (folder / f"{name}.sha256").write_text(f"{sha256_of(data)}  {name}\n")
+    blob = json.dumps(rel, indent=1)
+    (folder / "release.json").write_text(blob)
+    if not (cache / "latest.json").is_file():
+        (cache / "latest.json").write_text(blob)
+    return names

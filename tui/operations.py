@@ -29,6 +29,9 @@ class OperationsMixin:
         if not self.url:
             self.notify("Choose a port first (Ports pane: type a URL and press Enter).", severity="warning")
             return False
+        if self.station_busy_on(self.url):
+            self.notify(f"The multi-port view is running on {self.url} (m shows it).", severity="warning")
+            return False
         self.busy = True
         self.op_name = name
         self.cancel_token = CancelToken()

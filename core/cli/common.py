@@ -69,6 +69,17 @@ def baud_rate(text: str) -> int:
     return value
 
 
+def demo_count(text: str) -> int:
+    """--demo N: how many simulated plugs (1 to 8)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of simulated plugs (1 to 8)")
+    return value
+
+
 def positive_seconds(text: str) -> float:
     """A duration: finite and above zero (nan, inf and negatives would wait forever or not at all)."""
     try:

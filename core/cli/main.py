@@ -10,7 +10,7 @@ import sys
 
 from .. import __version__
 from ..errors import BkError
-from .common import HelpFormatter, OneLineParser, baud_rate
+from .common import HelpFormatter, OneLineParser, baud_rate, demo_count
 
 # Command groups, each a module with register(subparsers); optional ones may be absent.
 COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups")
@@ -18,6 +18,7 @@ COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", 
 
 EPILOG = """examples:
   bkbench --demo                              the workbench on the built-in simulated plug
+  bkbench --demo 3                            three simulated plugs in the multi-port view
   bkbench ports                               which serial adapters are plugged in
   bkbench read -p /dev/ttyUSB0                full verified backup into the library
   bkbench write -p /dev/ttyUSB0 OpenBK.bin    backup first, then write and verify
@@ -34,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bkbench {__version__}")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--port", "-p", help="serial port or URL for the workbench")
-    parser.add_argument("--demo", action="store_true", help="open the workbench on a simulated chip")
+    parser.add_argument("--port", "-p", action="append", help="serial port or URL for the workbench; "
+                        "repeated (--port A --port B), it opens on the multi-port view")
+    parser.add_argument("--demo", nargs="?", const=1, default=0, type=demo_count, metavar="N",
+                        help="open the workbench on a simulated chip; --demo 3: three simulated plugs in the "
+                        "multi-port view")
     parser.add_argument("--baud", "-b", type=baud_rate, default=921600, help="transfer baud rate for the workbench")
     parser.add_argument("--data-dir", help="where backups and logs go, for the workbench and every command "
                         "(default: $XDG_DATA_HOME/bkbench)")
@@ -96,7 +100,9 @@ def _add_global_flags(p: argparse.ArgumentParser) -> None:
 def run_tui(args: argparse.Namespace) -> int:
     # Imported lazily: the engine and the CLI must work without loading Textual.
     tui = importlib.import_module("bkbench.tui.app")
-    return int(tui.run(port=args.port, demo=args.demo, baud=args.baud, data_dir=args.data_dir) or 0)
+    ports = args.port or []
+    return int(tui.run(port=ports[0] if ports else None, demo=bool(args.demo), baud=args.baud,
+                       data_dir=args.data_dir, ports=ports, chips=args.demo or 1) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

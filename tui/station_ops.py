@@ -1,0 +1,141 @@
+"""Running several ports at once from the workbench: one Textual thread worker per port, each calling the
+engine's `core.station.run_port` with its own CancelToken and event pump (tui/station.py).
+
+The workers belong to the App, not to the multi-port screen, so leaving the screen (Escape) does not stop
+them; the App's 10 Hz timer drains their events whether the screen is shown or not. A port the
+single-port view is using (its serial log, a held session) is handed over first and given back after.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bkbench.core.ops.events import CancelToken
+
+from .station import PortRun, StationModel
+
+PLANS = {  # key -> (what the port does, Plan fields)
+    "openbk": ("backup + OpenBK", {"backup": True, "openbk": True}),
+    "backup": ("backup", {"backup": True}),
+}
+
+
+class StationMixin:
+    """BkBenchApp's multi-port runner; the screen is tui/screens/station.py."""
+
+    station_ports: list[str] = []  # ports given on the command line (--port A --port B, --demo N)
+    _station: StationModel | None = None
+
+    @property
+    def station(self) -> StationModel:
+        if self._station is None:
+            self._station = StationModel()
+            self._station_timer = self.set_interval(0.1, self.drain_station)
+        return self._station
+
+    def action_station(self) -> None:
+        from .screens.station import StationScreen
+
+        if not isinstance(self.screen, StationScreen):
+            self.push_screen(StationScreen())
+
+    def station_populate(self, rescan: bool = False) -> None:
+        """The ports the view lists: those given on the command line (or the demo's plugs), the one the
+        single-port view uses, and the adapters found now. Runs on the UI thread: listing ports is a sysfs
+        read (what the Ports pane polls), no serial I/O."""
+        model = self.station
+        if len(model) and not rescan:
+            return
+        for url in self.station_ports:
+            model.add(url, "demo plug" if url.startswith("sim://@demo") else "")
+        if self.url:
+            model.add(self.url, "demo plug" if self.demo and self.url.startswith("sim://@demo") else "")
+        from .widgets.ports import default_ports_source
+
+        try:
+            found = list((self.ports_source or default_ports_source)())
+        except Exception:  # a flaky sysfs read must not keep the view from opening
+            found = []
+        for p in found:
+            model.add(p.device, str(getattr(p, "adapter", "") or ""))
+
+    def drain_station(self) -> None:
+        if self._station is None:
+            return
+        changed = self._station.drain()
+        if changed:
+            self._station_changed(changed)
+
+    def _station_changed(self, runs: list[PortRun]) -> None:
+        from .screens.station import StationScreen
+
+        screen = self.screen
+        if isinstance(screen, StationScreen):
+            screen.show_runs(runs)
+
+    def station_busy_on(self, url: str) -> bool:
+        run = self._station.get(url) if self._station is not None else None
+        return bool(run and run.running)
+
+    def start_station(self, runs: list[PortRun], kind: str) -> list[PortRun]:
+        """Start `kind` ("openbk", "backup") on each idle port of `runs`; the ports started."""
+        what, fields = PLANS[kind]
+        started = []
+        for run in runs:
+            if run.running:
+                continue
+            if run.url == self.url and self.busy:
+                run.log(f"not started: the single-port view is running {self.op_name} on this port")
+                run.state, run.error = "failed", f"busy: {self.op_name} runs on it in the single-port view"
+                continue
+            cancel = CancelToken()
+            run.begin(what, cancel)
+            self.run_worker(lambda r=run, c=cancel: self._station_worker(r, fields, c), thread=True,
+                            group=f"station:{run.url}", name=f"{what} on {run.url}", exit_on_error=False)
+            started.append(run)
+        if started:
+            self.refresh_bindings()
+        return started
+
+    def _station_worker(self, run: PortRun, fields: dict[str, Any], cancel: CancelToken) -> None:
+        """Worker thread: one port's plan from link to reboot. Never raises: the outcome is its ChipResult."""
+        started = time.monotonic()
+        shared = run.url == self.url
+        try:
+            from bkbench.core.station import ChipResult, Plan, run_port
+
+            if shared:  # the single-port view's log (or a held session) owns this port: take it over
+                self._drop_session()
+                self._pause_monitor("multi-port")
+            result = run_port(run.url, Plan(**fields), baud=self.baud, library=self.library, reset=self.reset,
+                              on_event=run.pump.sink, cancel=cancel, link_timeout=self.link_timeout)
+        except Exception as exc:  # a bug must end as one failed port, not a stuck row
+            from bkbench.core.station import ChipResult
+
+            result = ChipResult(run.url, "failed", error=f"unexpected error: {exc!r}",
+                                seconds=time.monotonic() - started)
+        finally:
+            if shared:
+                self._resume_monitor()
+        self.call_from_thread(self._station_port_done, run, result)
+
+    def _station_port_done(self, run: PortRun, result: Any) -> None:
+        run.finish(result)
+        self._station_changed([run])
+        self.refresh_bindings()
+        if self._station is not None and not self._station.busy:
+            summary = self._station.summary()
+            self.last_outcome = ("finished", f"multi-port: {summary}")
+            failed = any(r.state == "failed" for r in self._station)
+            self.notify(summary, title="Multi-port run finished", severity="error" if failed else "information",
+                        timeout=8)
+
+    def cancel_station(self, runs: list[PortRun]) -> int:
+        n = 0
+        for run in runs:
+            if run.running and run.cancel is not None and not run.cancel.cancelled:
+                run.cancel.cancel()
+                run.log("cancel requested: stopping after the current sector")
+                n += 1
+        return n
