@@ -405,6 +405,7 @@ class Station:
         self.states: dict[str, str] = {p: "waiting" for p in self.ports}
         self.results: dict[str, ChipResult] = {}
         self.sessions: dict[str, Session] = {}
+        self.chips: dict[str, str] = {}  # port -> chip family, once identified
         self.cancel: CancelToken | None = None
         self._lock = threading.Lock()
 
@@ -418,6 +419,8 @@ class Station:
     def _event(self, port: str, ev: object) -> None:
         with self._lock:
             self.states[port] = port_state(ev, self.states[port])
+            if isinstance(ev, Stage) and ev.name == "connected":
+                self.chips[port] = ev.message.split(" ", 1)[0]
         if self.on_event is not None:
             self.on_event(port, ev)
 
