@@ -136,8 +136,16 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
         raise BkError(f"cannot write {p}: no write permission in {parent}")
 
 
-def add_port_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--port", "-p", required=required, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
+def add_port_args(p: argparse.ArgumentParser, required: bool = True, multi: bool = False) -> None:
+    if multi:  # several chips at once (core/station.py); one --port keeps the single-chip behaviour
+        p.add_argument("--port", "-p", action="append", metavar="PORT",
+                       help="serial port, by-id path or pyserial URL (sim://bk7231n); give it several times "
+                            "to work on several chips at once")
+        p.add_argument("--ports-file", metavar="FILE",
+                       help="a file naming the ports, one per line (# starts a comment)")
+    else:
+        p.add_argument("--port", "-p", required=required,
+                       help="serial port, by-id path or pyserial URL (sim://bk7231n)")
     p.add_argument("--baud", "-b", type=baud_rate, default=921600,
                    help="transfer baud rate (link is always 115200; default 921600, steps down if the adapter fails)")
     p.add_argument("--reset", default="auto",

@@ -9,8 +9,10 @@ from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError, ImageError
 from ..ops.events import Notice
 from ..ports import list_ports
+from ..station import Plan
 from .common import HelpFormatter, add_port_args, check_output_path, emit, parse_int, session_for
 from .image import read_image_file
+from .station import ports_of, refuse_single_only, run_station, single
 
 RAW = HelpFormatter
 
@@ -40,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
              "backup library (0600 files, JSON sidecar); a part or an --output goes to a new file "
              "(never overwritten).",
              ["bkbench read -p /dev/ttyUSB0", "bkbench read -p /dev/ttyUSB0 -o plug.bin",
-              "bkbench read -p /dev/ttyUSB0 --start 0x1D0000 --length 8K -o rf-and-config.bin"])
-    add_port_args(p)
+              "bkbench read -p /dev/ttyUSB0 --start 0x1D0000 --length 8K -o rf-and-config.bin",
+              "bkbench read -p /dev/ttyUSB0 -p /dev/ttyUSB1 -p /dev/ttyUSB2   (several chips at once)"])
+    add_port_args(p, multi=True)
     p.add_argument("--output", "-o", help="file to write (default: into the backup library)")
     p.add_argument("--start", type=parse_int, default=0, help="first flash address (default 0)")
     p.add_argument("--length", type=parse_int, default=None, help="bytes to read (default: to the end of flash)")
@@ -59,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
              ["bkbench write -p /dev/ttyUSB0 OpenBK7231N_QIO_1.18.219.bin",
               "bkbench image convert OpenBeken-v1.18.219_bk7231n.ug.bin -o obk.bin && "
               "bkbench write -p /dev/ttyUSB0 obk.bin",
-              "bkbench write -p /dev/ttyUSB0 --start 0x1D1000 cfg.bin"])
-    add_port_args(p)
+              "bkbench write -p /dev/ttyUSB0 --start 0x1D1000 cfg.bin",
+              "bkbench write --ports-file bench.txt OpenBK7231N_QIO_1.18.219.bin   (several chips at once)"])
+    add_port_args(p, multi=True)
     p.add_argument("file", help="QIO or UA image, full dump, or raw data with --start")
     p.add_argument("--start", type=parse_int, default=None, help="flash offset (raw files only)")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
@@ -153,6 +157,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    ports = ports_of(args)
+    if not single(args, ports):
+        refuse_single_only(args, {"--output": args.output, "--start": args.start or None,
+                                  "--length": args.length, "--efuse": args.efuse, "--rom": args.rom})
+        return run_station(args, ports, Plan(backup=True, fresh_backup=True))
     if args.efuse or args.rom:
         from ..efuse import cmd_read_registers
 
@@ -225,6 +234,14 @@ def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_
 
 
 def cmd_write(args: argparse.Namespace) -> int:
+    ports = ports_of(args)
+    if not single(args, ports):
+        refuse_single_only(args, {"--start": args.start, "--replace-bootloader": args.replace_bootloader,
+                                  "--replace-rf": args.replace_rf, "--allow-protected": args.allow_protected,
+                                  "--other-device": args.other_device})
+        # As with one port: the write verifies every sector by CRC; no second compare pass.
+        return run_station(args, ports, Plan(backup=not args.no_backup, image=Path(args.file), verify=False,
+                                             reboot=not args.no_reboot, differential=not args.full))
     path = Path(args.file)
     data = read_image_file(path)
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused

@@ -1,0 +1,472 @@
+"""Several chips at once: one Session per port, each in its own thread, with its own log and record.
+
+`run_port` does a `Plan` (backup, then optionally write one image or the cached OpenBK for the chip's
+family, verify, reboot) on one port and never raises a BkError: a port that fails or is cancelled comes
+back as a `ChipResult` with one line saying why, so the other ports are never disturbed. `Station` runs
+`run_port` on every port in parallel; `port_state` turns the ordinary events into a short state
+("backing up 43 %") for a live line or a table column. The CLI (`--port` given several times,
+`bkbench station`) and the workbench drive the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import stat
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .backups import BackupLibrary
+from .errors import BkError, ImageError, OperationCancelled
+from .logmask import mask_secrets
+from .ops.events import CancelToken, LinkAttempt, Notice, Progress, Retry, Stage
+from .paths import data_dir, private_dir
+from .session import Session
+
+MAX_PORTS = 64  # more threads than any USB hub holds adapters; a longer list is a mistake
+MAX_PORTS_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do on each port, in this order."""
+
+    backup: bool = True  # full verified backup into the library (reused if it already covers the chip)
+    image: Path | None = None  # one firmware file for every chip (refused per port if it does not fit)
+    openbk: bool = False  # instead of `image`: the newest cached OpenBK release for each chip's family
+    verify: bool = True  # after a write, compare the whole written range with the image by CRC once more
+    reboot: bool = True  # after a write, start the firmware and watch for its banner
+    fresh_backup: bool = False  # always take a new backup (`bkbench read`), even if one covers the chip
+    differential: bool = True  # write only the sectors that differ
+    boot_check: float = 5.0  # seconds to watch for the firmware's banner after the reboot (0: do not)
+
+    @property
+    def writes(self) -> bool:
+        return self.image is not None or self.openbk
+
+    def describe(self) -> str:
+        steps = ["backup"] if self.backup else []
+        if self.writes:
+            steps.append("write " + ("OpenBK" if self.openbk else Path(self.image or "").name))
+            steps += ["verify"] if self.verify else []
+            steps += ["reboot"] if self.reboot else []
+        return " then ".join(steps) or "link only"
+
+
+@dataclass
+class ChipResult:
+    port: str
+    state: str  # "done" | "failed" | "cancelled"
+    chip: str = ""
+    mac: str = ""
+    backup: str = ""  # library image that covers the chip (taken now or found)
+    wrote: str = ""  # what was written, with the sector counts
+    error: str = ""  # one line: why it failed, or what a cancel left undone
+    seconds: float = 0.0
+    hint: str = ""
+    log: str = ""  # this port's log file
+    backup_taken: bool = False  # the backup was read now (False: an existing one covers the chip)
+    notes: list[str] = field(default_factory=list)  # warnings on the way (e.g. no boot banner seen)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "done"
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ok"] = self.ok
+        out["seconds"] = round(self.seconds, 2)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- ports
+
+def port_key(port: str) -> str:
+    """What makes two port arguments the same adapter: the device behind symlinks (by-id, by-path,
+    serial0), or the URL itself."""
+    if "://" in port:
+        return port.strip()
+    return os.path.realpath(os.path.expanduser(port))
+
+
+def check_ports(ports: list[str]) -> list[str]:
+    """The ports as given, refusing an empty list, blank entries and the same adapter twice (one line)."""
+    ports = [p.strip() for p in ports]
+    if not ports:
+        raise BkError("no port given")
+    if any(not p for p in ports):
+        raise BkError("an empty port name was given")
+    if len(ports) > MAX_PORTS:
+        raise BkError(f"{len(ports)} ports given; at most {MAX_PORTS} at once")
+    seen: dict[str, str] = {}
+    for p in ports:
+        key = port_key(p)
+        if key in seen:
+            same = "" if seen[key] == p else f" (the same device as {seen[key]})"
+            raise BkError(f"port {p} is given twice{same}; each adapter can carry one chip",
+                          hint="list every adapter once")
+        seen[key] = p
+    return ports
+
+
+def read_ports_file(path: str | os.PathLike) -> list[str]:
+    """One port or URL per line; `#` starts a comment (at the line start or after a space)."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise BkError(f"ports file {p}: {(exc.strerror or str(exc)).lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BkError(f"ports file {p} is a directory, not a list of ports")
+    if not stat.S_ISREG(st.st_mode):
+        raise BkError(f"ports file {p} is not a regular file")
+    if st.st_size > MAX_PORTS_FILE:
+        raise BkError(f"ports file {p} is {st.st_size:,} bytes: not a list of ports (one per line)")
+    try:
+        with open(p, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise BkError(f"ports file {p} is not text (one port per line)") from None
+    except OSError as exc:
+        raise BkError(f"cannot read ports file {p}: {exc.strerror or exc}") from None
+    ports = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
+        if not line:
+            continue
+        if "\0" in line or any(c.isspace() for c in line):
+            raise BkError(f"ports file {p}, line {n}: {line[:40]!r} is not one port name (one per line)")
+        ports.append(line)
+    if not ports:
+        raise BkError(f"ports file {p} names no port (one port or URL per line, # for comments)")
+    return ports
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+_PHASES = {
+    "link": "linking", "identify": "identifying", "connected": "connected", "identity": "checking backups",
+    "guard": "checking", "read": "backing up", "backup": "saving backup", "unprotect": "unprotecting",
+    "erase": "writing", "write": "writing", "verify": "verifying", "reboot": "rebooting", "done": "finishing",
+}
+
+
+def port_state(event: object, current: str) -> str:
+    """A short state for a live line or a table column, from the ordinary core events."""
+    base = re.sub(r" \d+ %$| \d+\.\d s$", "", current)
+    if isinstance(event, Stage):
+        return _PHASES.get(event.name, event.name)
+    if isinstance(event, Progress) and event.total:
+        return f"{base or 'working'} {min(100, event.done * 100 // event.total)} %"
+    if isinstance(event, LinkAttempt):
+        return f"linking {event.elapsed:.1f} s"
+    return current
+
+
+# ---------------------------------------------------------------------------------------------- log
+
+class PortLog:
+    """This port's own log: stages, notices, retries and progress every 10 %, secrets masked, 0600."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh: TextIO | None = None
+        self._pct = -10
+        if path is not None:
+            private_dir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            self._fh = os.fdopen(fd, "a", encoding="utf-8")
+
+    def line(self, text: str) -> None:
+        if self._fh is not None:
+            self._fh.write(time.strftime("%H:%M:%S ") + mask_secrets(text) + "\n")
+            self._fh.flush()
+
+    def event(self, ev: object) -> None:
+        if isinstance(ev, Stage):
+            self._pct = -10
+            self.line(f"[{ev.name}] {ev.message}")
+        elif isinstance(ev, Notice):
+            self.line(f"{ev.level}: {ev.message}")
+        elif isinstance(ev, Retry):
+            self.line(f"retry 0x{ev.addr:06X} (attempt {ev.attempt}): {ev.reason}")
+        elif isinstance(ev, Progress) and ev.total:
+            pct = ev.done * 100 // ev.total
+            if pct >= self._pct + 10 or ev.done == ev.total:
+                self._pct = pct
+                self.line(f"  {pct:3d} % {ev.done}/{ev.total} bytes")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def log_name(port: str) -> str:
+    """A file name for a port: /dev/serial/by-id/usb-1a86_...-port0 -> usb-1a86_...-port0.log."""
+    tail = port.split("://", 1)[-1].rstrip("/").rsplit("/", 1)[-1] or port
+    return re.sub(r"[^A-Za-z0-9_.@-]", "_", tail)[:80] + ".log"
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+@dataclass(frozen=True)
+class Firmware:
+    name: str
+    data: bytes
+    note: str = ""  # where it came from / how it was converted
+
+
+def load_image(path: Path) -> Firmware:
+    """The file of `Plan.image`, checked once before any chip is touched: readable, a firmware image
+    (an OTA package is converted to a UA image as the workbench's picker does), never a full dump
+    (a dump belongs to one device) and never a damaged library image."""
+    from .cli.common import read_input_file
+    from .images.recognize import recognize
+
+    data = read_input_file(path, "firmware file")
+    BackupLibrary().verify_file(path)  # raises DamagedBackup for a damaged library image
+    info = recognize(data, path.name)
+    if info.format == "dump":
+        raise ImageError(f"{path.name} is a full flash dump of one device; it is not written to several chips",
+                         hint="restore a dump with one --port: bkbench restore -p PORT FILE")
+    return _as_uart(Firmware(path.name, data), info)
+
+
+def _as_uart(fw: Firmware, info) -> Firmware:
+    from .images.recognize import recognize
+
+    if info.format not in ("rbl", "ug"):
+        if info.format == "raw":
+            raise ImageError(f"{fw.name} is not a recognised firmware image (raw data needs a flash address; "
+                             "write it with one --port and --start)")
+        return fw
+    from .images.builders import build_from_ota
+
+    try:
+        ua = build_from_ota(fw.data)["ua"]
+    except BkError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged package is one line, not a traceback
+        raise ImageError(f"{fw.name}: cannot convert this OTA package to a UART image ({exc})") from None
+    stem = Path(fw.name).stem
+    recognize(ua, stem + "_UA.bin")
+    return Firmware(stem + "_UA.bin", ua, f"{fw.name} converted from its {info.format.upper()} package to a UA image")
+
+
+_openbk_lock = threading.Lock()
+
+
+def openbk_for(chip: str) -> Firmware:
+    """The newest cached OpenBK release's image for `chip`'s family (offline; nothing is downloaded)."""
+    from .images.recognize import recognize
+    from .images.releases import ReleaseClient, ReleaseError
+
+    with _openbk_lock:  # several ports of one family ask at once: one reader of the cache at a time
+        try:
+            result = ReleaseClient(offline=True).fetch(chip)
+        except ReleaseError as exc:
+            raise ImageError(f"no cached OpenBK release for {chip} ({str(exc).rstrip('.')})",
+                             hint=f"download it once: bkbench fetch --chip {chip.lower()}") from None
+        data = result.path.read_bytes()
+    fw = Firmware(result.asset.name, data, f"OpenBK {result.release.tag} from the cache")
+    return _as_uart(fw, recognize(data, fw.name))
+
+
+# ---------------------------------------------------------------------------------------------- one port
+
+def _own_library(library: BackupLibrary) -> BackupLibrary:
+    """A per-thread handle on the same library: `problems` is per call, the files are shared safely."""
+    lib = copy.copy(library)
+    lib.problems = []
+    return lib
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset: str = "auto",
+             on_event: Callable[[object], None] | None = None, cancel: CancelToken | None = None,
+             log: Path | None = None, firmware: Firmware | None = None, session_hook=None,
+             **session_kwargs) -> ChipResult:
+    """Do `plan` on one port with its own Session; blocking. Never raises a BkError: a failure comes back
+    as state "failed" with one line, a cancel as "cancelled" with what is left undone.
+
+    `log` is this port's log file; `firmware` the already loaded `plan.image` (loaded here otherwise);
+    `session_hook(session)` is called once the session exists (a Station keeps it for Ctrl-C reports)."""
+    t0 = time.monotonic()
+    result = ChipResult(port, "failed", log=str(log) if log else "")
+    plog = PortLog(log)
+
+    def sink(ev: object) -> None:
+        plog.event(ev)
+        if isinstance(ev, Notice) and ev.level == "warning":
+            result.notes.append(ev.message)
+        if on_event is not None:
+            on_event(ev)
+
+    session: Session | None = None
+    plog.line(f"bkbench station on {port}: {plan.describe()} at {baud} baud")
+    try:
+        lib = _own_library(library)
+        if plan.writes and firmware is None and plan.image is not None:
+            firmware = load_image(Path(plan.image))
+        session = Session(port, baud=baud, on_event=sink, reset=reset, **session_kwargs)
+        session.cancel_token = cancel
+        session.backup_library = lib
+        if session_hook is not None:
+            session_hook(session)
+        if plan.backup:
+            lib.check_space()  # before the chip is touched
+        info = session.connect(cancel)
+        result.chip, result.mac = info.chip, info.mac or ""
+        write = None
+        if plan.writes:  # decided before any long work: an image that does not fit fails in a second
+            fw = firmware if firmware is not None else openbk_for(info.chip)
+            write = _write_plan(fw, info.chip, info.flash_size)
+            if fw.note:
+                sink(Notice("info", fw.note))
+            sink(Notice("info", f"{fw.name}: {write.description}"))
+        if plan.backup and (plan.fresh_backup or write is None):
+            if plan.fresh_backup:
+                entry, taken = session.backup(lib, cancel), True
+            else:
+                entry, taken = session.ensure_backup(lib, cancel)
+            result.backup, result.backup_taken = str(entry.path), taken
+        if write is not None:
+            # The write's own guard asks the block CRCs and takes (or finds) the backup first.
+            report = session.write(write.payload, write.start, cancel, backup_library=lib,
+                                   backup_first=plan.backup, differential=plan.differential)
+            covering = getattr(report, "covering", None)
+            if covering is not None:
+                result.backup = result.backup or str(covering.path)
+                result.backup_taken = result.backup_taken or report.backup is not None
+            result.wrote = f"{fw.name}: {report.summary()}"
+            if plan.verify:
+                check = session.verify(write.payload, write.start, cancel)
+                if not check.ok:
+                    raise BkError(f"the written image differs from the chip after the write: {check.summary()}")
+            if plan.reboot:
+                session.reboot()
+                if plan.boot_check > 0:
+                    session.confirm_boot(plan.boot_check)
+        result.state = "done"
+    except OperationCancelled as exc:
+        result.state = "cancelled"
+        result.error = _one_line(str(exc))
+    except BkError as exc:
+        result.state = "cancelled" if cancel is not None and cancel.cancelled else "failed"
+        result.error, result.hint = _one_line(str(exc)), _one_line(exc.hint)
+    except Exception as exc:  # noqa: BLE001 - one port's bug must not take the others down
+        result.error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+    finally:
+        if session is not None:
+            session.close()
+        result.seconds = time.monotonic() - t0
+        plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
+                  + (f" (hint: {result.hint})" if result.hint else ""))
+        plog.close()
+    return result
+
+
+def _write_plan(fw: Firmware, chip: str, flash_size: int):
+    from .images.recognize import check_compatible, plan_write, recognize
+
+    info = recognize(fw.data, fw.name)
+    check_compatible(info, chip)  # ImageError: this chip's family cannot take it
+    return plan_write(info, fw.data, chip, flash_size=flash_size)
+
+
+# ---------------------------------------------------------------------------------------------- station
+
+class Station:
+    """Several ports in parallel (a thread per port), each with its own Session, log and record."""
+
+    def __init__(self, ports: list[str], plan: Plan, *, baud: int, library: BackupLibrary, reset: str = "auto",
+                 on_event: Callable[[str, object], None] | None = None, log_dir: Path | None = None,
+                 **session_kwargs) -> None:
+        self.ports = check_ports(list(ports))
+        self.plan = plan
+        self.baud = baud
+        self.library = library
+        self.reset = reset
+        self.on_event = on_event
+        self.session_kwargs = session_kwargs
+        # The image is read and judged once, before any chip is touched (bad input: one line, no port busy).
+        self.firmware = load_image(Path(plan.image)) if plan.image is not None else None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}"
+        self.states: dict[str, str] = {p: "waiting" for p in self.ports}
+        self.results: dict[str, ChipResult] = {}
+        self.sessions: dict[str, Session] = {}
+        self.chips: dict[str, str] = {}  # port -> chip family, once identified
+        self.cancel: CancelToken | None = None
+        self._lock = threading.Lock()
+
+    def log_path(self, port: str) -> Path:
+        name = log_name(port)
+        clash = [p for p in self.ports if log_name(p) == name]
+        if len(clash) > 1:  # two ports whose tails look alike: keep both logs apart
+            name = f"{clash.index(port) + 1}-{name}"
+        return self.log_dir / name
+
+    def _event(self, port: str, ev: object) -> None:
+        with self._lock:
+            self.states[port] = port_state(ev, self.states[port])
+            if isinstance(ev, Stage) and ev.name == "connected":
+                self.chips[port] = ev.message.split(" ", 1)[0]
+        if self.on_event is not None:
+            self.on_event(port, ev)
+
+    def _run_one(self, port: str, cancel: CancelToken) -> None:
+        def keep(session: Session) -> None:
+            with self._lock:
+                self.sessions[port] = session
+
+        try:
+            res = run_port(port, self.plan, baud=self.baud, library=self.library, reset=self.reset,
+                           on_event=lambda ev: self._event(port, ev), cancel=cancel, log=self.log_path(port),
+                           firmware=self.firmware, session_hook=keep, **self.session_kwargs)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the log folder cannot be made: still a result
+            res = ChipResult(port, "failed", error=f"{type(exc).__name__}: {_one_line(str(exc))}")
+        with self._lock:
+            self.results[port] = res
+            self.states[port] = res.state
+
+    def start(self, cancel: CancelToken | None = None) -> list[threading.Thread]:
+        """Start a worker per port and return the threads (daemon: a second Ctrl-C may end the process)."""
+        self.cancel = cancel = cancel or CancelToken()
+        threads = [threading.Thread(target=self._run_one, args=(p, cancel), name=f"station {p}", daemon=True)
+                   for p in self.ports]
+        for t in threads:
+            t.start()
+        return threads
+
+    def run(self, cancel: CancelToken | None = None, poll: Callable[[], None] | None = None,
+            interval: float = 0.2) -> list[ChipResult]:
+        """Run the plan on every port in parallel; the results in the order of `ports`. `poll()` is called
+        every `interval` seconds while the ports work (a live display)."""
+        threads = self.start(cancel)
+        for t in threads:
+            while t.is_alive():
+                t.join(interval)
+                if poll is not None:
+                    poll()
+        return [self.results[p] for p in self.ports]
+
+    def unfinished(self) -> dict[str, str]:
+        """What an abort right now leaves undone on each port that was writing (a sector may be erased)."""
+        with self._lock:
+            sessions = dict(self.sessions)
+        out = {}
+        for port, s in sessions.items():
+            left = s.unfinished()
+            if left and port not in self.results:
+                out[port] = left
+        return out
