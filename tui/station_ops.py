@@ -109,7 +109,8 @@ class StationMixin:
                 self._drop_session()
                 self._pause_monitor("multi-port")
             result = run_port(run.url, Plan(**fields), baud=self.baud, library=self.library, reset=self.reset,
-                              on_event=run.pump.sink, cancel=cancel, link_timeout=self.link_timeout)
+                              on_event=run.pump.sink, cancel=cancel, log=self._station_log(run.url),
+                              link_timeout=self.link_timeout)
         except Exception as exc:  # a bug must end as one failed port, not a stuck row
             from bkbench.core.station import ChipResult
 
@@ -119,6 +120,18 @@ class StationMixin:
             if shared:
                 self._resume_monitor()
         self.call_from_thread(self._station_port_done, run, result)
+
+    def _station_log(self, url: str):
+        """This port's own log file (0600, secrets masked by the engine): one folder per app run."""
+        from bkbench.core.station import log_name
+
+        if getattr(self, "_station_log_dir", None) is None:
+            self._station_log_dir = self.logs_dir / f"station-{time.strftime('%Y%m%dT%H%M%S')}"
+        names = [log_name(r.url) for r in self.station]
+        name = log_name(url)
+        if names.count(name) > 1:  # two ports whose tails look alike: keep their logs apart
+            name = f"{list(self.station.ports).index(url) + 1}-{name}"
+        return self._station_log_dir / name
 
     def _station_port_done(self, run: PortRun, result: Any) -> None:
         run.finish(result)

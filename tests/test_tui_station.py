@@ -1,0 +1,142 @@
+"""The multi-port view: several simulated chips at once, judged against their flash and the backup library."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from pathlib import Path
+
+from bkbench.core.images.releases import default_cache_dir, sha256_of
+from bkbench.core.sim import registry
+from bkbench.core.sim.faults import FaultPlan
+from bkbench.tui.app import BkBenchApp
+from bkbench.tui.screens.confirm import ConfirmScreen
+from bkbench.tui.screens.station import StationScreen
+from test_tui_app import sync
+
+N_DUMP = "bk7231n-lspa9-clone-bl0937-plug.bin"
+T_DUMP = "bk7231t-feit-br30-rgbw-bulb.bin"
+_names = itertools.count()
+
+
+def plug(fixtures_dir: Path, dump: str, **kw) -> tuple[str, object]:
+    name = f"st{next(_names)}"
+    dev = registry.create_device(dump=fixtures_dir / "dumps" / dump, scenario="app-running", wiring="rts", **kw)
+    registry.register(name, dev)
+    return f"sim://@{name}", dev
+
+
+def cache_openbk(obk_images: dict, chips=("BK7231N", "BK7231T"), tag: str = "1.18.219") -> dict[str, bytes]:
+    """The release cache as `bkbench fetch` leaves it, offline: one QIO image per family."""
+    cache = default_cache_dir()
+    (cache / tag).mkdir(parents=True, exist_ok=True)
+    images = {chip: obk_images[chip]["qio"] for chip in chips}
+    names = {chip: f"OpenBK{chip[2:]}_QIO_{tag}.bin" for chip in chips}
+    rel = {"tag_name": tag, "name": tag, "published_at": "2025-11-25T18:10:00Z", "prerelease": False,
+           "assets": [{"name": names[c], "size": len(images[c]), "browser_download_url": "http://127.0.0.1:9/x"}
+                      for c in chips]}
+    for chip in chips:
+        (cache / tag / names[chip]).write_bytes(images[chip])
+        (cache / tag / f"{names[chip]}.sha256").write_text(f"{sha256_of(images[chip])}  {names[chip]}\n")
+    (cache / tag / "release.json").write_text(json.dumps(rel))
+    (cache / "latest.json").write_text(json.dumps(rel))
+    return images
+
+
+def make_app(ports: list[str], data: Path) -> BkBenchApp:
+    return BkBenchApp(url=ports[0], ports=ports, data_dir=data, ports_source=lambda: [], monitor=False,
+                      poll_ports=0, baud=921600)
+
+
+async def until(pilot, cond, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        await pilot.pause(0.1)
+    assert cond(), f"{what}: not reached in {timeout} s"
+
+
+def library_shas(app: BkBenchApp) -> set[str]:
+    return {hashlib.sha256(Path(e.path).read_bytes()).hexdigest() for e in app.library.list()}
+
+
+@sync
+async def test_two_ports_backup_then_openbk(fixtures_dir: Path, obk_images, tmp_path: Path, monkeypatch):
+    """Select both ports with space, o, y: each chip is backed up into the library and gets its own
+    family's OpenBK (N and T), app partition only; bootloader and RF calibration untouched."""
+    monkeypatch.setenv("BKBENCH_GITHUB_API", "http://127.0.0.1:9")  # nothing listens: offline
+    images = cache_openbk(obk_images)
+    n_url, n_dev = plug(fixtures_dir, N_DUMP)
+    t_url, t_dev = plug(fixtures_dir, T_DUMP)
+    before = {n_url: bytes(n_dev.flash.data), t_url: bytes(t_dev.flash.data)}
+    app = make_app([n_url, t_url], tmp_path / "data")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            screen = app.screen
+            await pilot.press("space", "down", "space")
+            assert [r.url for r in app.station.selected()] == [n_url, t_url]
+            await pilot.press("o")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
+            await pilot.press("y")
+            seen: set[str] = set()
+
+            def states() -> bool:
+                seen.update(r.state for r in app.station)
+                return all(r.result for r in app.station)
+
+            await until(pilot, states, 240, "both ports finish")
+            await pilot.pause(0.3)
+            runs = {r.url: r for r in app.station}
+            assert {u: r.state for u, r in runs.items()} == {n_url: "done", t_url: "done"}, \
+                [(r.state, r.error) for r in runs.values()]
+            assert any(s.startswith("backing up") for s in seen) and any(s.startswith("writing") for s in seen)
+            # The table shows it too, and the detail follows the highlighted (second) port.
+            assert "done" in str(screen.query_one("#st-table").get_row(t_url)[3])
+            assert screen._shown_url == t_url and "OpenBK" in str(screen.query_one("#st-record").render())
+    finally:
+        registry.unregister(n_url[7:])
+        registry.unregister(t_url[7:])
+    for url, dev, chip in ((n_url, n_dev, "BK7231N"), (t_url, t_dev, "BK7231T")):
+        flash, old, app_part = bytes(dev.flash.data), before[url], images[chip][0x11000:]
+        assert flash[0x11000:0x11000 + len(app_part)] == app_part, f"{chip}: OpenBK app not on the chip"
+        assert flash[:0x11000] == old[:0x11000], f"{chip}: bootloader touched"
+        rf = 0x1D0000 if chip == "BK7231N" else 0x1E0000
+        assert flash[rf:rf + 0x1000] == old[rf:rf + 0x1000], f"{chip}: RF calibration touched"
+        assert runs[url].result.chip == chip
+    # Both original flashes are in the library, each complete and intact (nothing lost).
+    assert {hashlib.sha256(b).hexdigest() for b in before.values()} <= library_shas(app)
+    # Each port has its own log file, private.
+    for r in runs.values():
+        log = Path(r.result.log)
+        assert log.is_file() and log.stat().st_mode & 0o077 == 0
+    assert len({r.result.log for r in runs.values()}) == 2
+
+
+@sync
+async def test_unplugged_port_fails_alone(fixtures_dir: Path, tmp_path: Path):
+    """Backup only (b) on two ports; one adapter vanishes mid-read: that port says failed with one line,
+    the other's backup completes and is in the library, and no partial dump is stored."""
+    good_url, good = plug(fixtures_dir, N_DUMP)
+    bad_url, bad = plug(fixtures_dir, T_DUMP, faults=FaultPlan(disconnect_after=600_000))
+    app = make_app([good_url, bad_url], tmp_path / "data")
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            await pilot.press("a", "b")  # all, backup: no confirmation (a backup only reads)
+            await until(pilot, lambda: all(r.result for r in app.station), 240, "both ports finish")
+            await pilot.pause(0.3)
+            runs = {r.url: r for r in app.station}
+            row = str(app.screen.query_one("#st-table").get_row(bad_url)[3])
+    finally:
+        registry.unregister(good_url[7:])
+        registry.unregister(bad_url[7:])
+    assert bad.disconnected
+    assert runs[good_url].state == "done", runs[good_url].error
+    assert runs[bad_url].state == "failed" and "\n" not in runs[bad_url].error
+    assert "unplugged" in runs[bad_url].error and "still to do" in runs[bad_url].error
+    assert row.startswith("failed")
+    entries = app.library.list()
+    assert library_shas(app) == {hashlib.sha256(bytes(good.flash.data)).hexdigest()}
+    assert all(e.meta.get("chip") == "BK7231N" for e in entries)  # nothing of the unplugged T stored
