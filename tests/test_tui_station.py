@@ -140,3 +140,32 @@ async def test_unplugged_port_fails_alone(fixtures_dir: Path, tmp_path: Path):
     entries = app.library.list()
     assert library_shas(app) == {hashlib.sha256(bytes(good.flash.data)).hexdigest()}
     assert all(e.meta.get("chip") == "BK7231N" for e in entries)  # nothing of the unplugged T stored
+
+
+@sync
+async def test_cancel_one_port_then_all(fixtures_dir: Path, tmp_path: Path):
+    """x cancels the highlighted port only, X the rest; a cancelled backup stores nothing and the chips'
+    flash is untouched (the simulators keep wire timing so the backups are still running when cancelled)."""
+    from bkbench.core.sim.timing import Timing
+
+    a_url, a = plug(fixtures_dir, N_DUMP, timing=Timing(enabled=True))
+    b_url, b = plug(fixtures_dir, T_DUMP, timing=Timing(enabled=True))
+    before = (bytes(a.flash.data), bytes(b.flash.data))
+    app = make_app([a_url, b_url], tmp_path / "data")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            await pilot.press("a", "b")
+            runs = list(app.station)
+            await until(pilot, lambda: all(r.state.startswith("backing up") for r in runs), 60, "both reading")
+            await pilot.press("x")  # the highlighted (first) port
+            await until(pilot, lambda: runs[0].result is not None, 30, "the first port stops")
+            assert runs[0].state == "cancelled" and runs[1].running
+            await pilot.press("X")
+            await until(pilot, lambda: runs[1].result is not None, 30, "the second port stops")
+    finally:
+        registry.unregister(a_url[7:])
+        registry.unregister(b_url[7:])
+    assert [r.state for r in runs] == ["cancelled", "cancelled"]
+    assert app.library.list() == []
+    assert (bytes(a.flash.data), bytes(b.flash.data)) == before

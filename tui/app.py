@@ -292,4 +292,6 @@ def run(port: str | None = None, demo: bool = False, baud: int = 921600, data_di
     if app.last_outcome is not None:  # the quit summary: the screen is gone, the terminal keeps this
         outcome, text = app.last_outcome
         print(f"bkbench: last operation {outcome}: {text}")
+    for line in app.station_report():  # each port of the multi-port view: what it did or left undone
+        print(f"bkbench: {line}")
     return int(result or 0)

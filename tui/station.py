@@ -68,7 +68,7 @@ class PortRun:
         self.op.finished = time.monotonic()
         self.op.outcome = self.state
         self.op.stage, self.op.message = "", ""
-        self.log(f"{self.state}: " + "; ".join(record_lines(result)))
+        self.log(f"{self.state}: " + "; ".join(record_lines(result, with_log=False)))
 
     @property
     def state_text(self) -> str:
@@ -115,23 +115,24 @@ class PortRun:
                 self.flash = FlashMapModel(chip, self.flash.flash_size)
 
 
-def record_lines(result: Any) -> list[str]:
+def record_lines(result: Any, with_log: bool = True) -> list[str]:
     """A ChipResult as short lines (the record under the log, and the log's last line)."""
     if result is None:
         return []
     out = []
     chip = " ".join(x for x in (getattr(result, "chip", ""), getattr(result, "mac", "")) if x)
-    if chip:
-        out.append(chip)
-    if getattr(result, "backup", ""):
-        out.append(f"backup {_name(result.backup)}")
-    if getattr(result, "wrote", ""):
-        out.append(f"wrote {_name(result.wrote)}")
-    if getattr(result, "error", ""):
-        out.append(str(result.error))
     seconds = getattr(result, "seconds", 0.0) or 0.0
-    if seconds:
-        out.append(f"{seconds:.0f} s")
+    if chip or seconds:
+        out.append(" · ".join(x for x in (chip, f"{seconds:.0f} s" if seconds else "") if x))
+    if getattr(result, "backup", ""):
+        taken = "taken now" if getattr(result, "backup_taken", False) else "already in the library"
+        out.append(f"backup: {_name(result.backup)} ({taken})")
+    if getattr(result, "wrote", ""):
+        out.append(f"wrote: {result.wrote}")
+    if getattr(result, "error", ""):
+        out.append(str(result.error) + (f" ({result.hint})" if getattr(result, "hint", "") else ""))
+    if with_log and getattr(result, "log", ""):
+        out.append(f"log: {result.log}")
     return out or [str(getattr(result, "state", ""))]
 
 

@@ -48,9 +48,9 @@ class StationMixin:
         if len(model) and not rescan:
             return
         for url in self.station_ports:
-            model.add(url, "demo plug" if url.startswith("sim://@demo") else "")
+            model.add(url, "simulated" if url.startswith("sim://@demo") else "")
         if self.url:
-            model.add(self.url, "demo plug" if self.demo and self.url.startswith("sim://@demo") else "")
+            model.add(self.url, "simulated" if self.demo and self.url.startswith("sim://@demo") else "")
         from .widgets.ports import default_ports_source
 
         try:
@@ -143,6 +143,11 @@ class StationMixin:
             failed = any(r.state == "failed" for r in self._station)
             self.notify(summary, title="Multi-port run finished", severity="error" if failed else "information",
                         timeout=8)
+
+    def station_report(self) -> list[str]:
+        if self._station is None:
+            return []
+        return [f"{r.url}: {r.state}" + (f": {r.error}" if r.error else "") for r in self._station if r.result]
 
     def cancel_station(self, runs: list[PortRun]) -> int:
         n = 0

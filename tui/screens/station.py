@@ -30,7 +30,7 @@ STATE_STYLE = {"done": "bold green", "failed": "bold red", "cancelled": "yellow"
 class StationScreen(Screen):
     DEFAULT_CSS = """
     StationScreen #st-main {
-        layout: grid; grid-size: 2 2; grid-columns: 46 1fr; grid-rows: auto 1fr; height: 1fr;
+        layout: grid; grid-size: 2 2; grid-columns: 44 1fr; grid-rows: auto 1fr; height: 1fr;
     }
     StationScreen #st-main > * { border: round $primary 50%; border-title-color: $text; border-title-style: bold; }
     StationScreen #st-main > *:focus-within { border: round $accent; }
@@ -39,7 +39,7 @@ class StationScreen(Screen):
     StationScreen #st-add { height: 1; margin-top: 1; }
     StationScreen #st-flash { height: auto; }
     StationScreen #st-detail { height: 1fr; }
-    StationScreen #st-record { height: auto; max-height: 4; }
+    StationScreen #st-record { height: auto; max-height: 6; }
     StationScreen #st-log { height: 1fr; min-height: 2; background: $surface; }
     StationScreen #st-status { height: 1; background: $boost; color: $text; padding: 0 1; }
     StationScreen.-narrow #st-main { layout: vertical; }
@@ -113,6 +113,23 @@ class StationScreen(Screen):
     def _apply_layout(self) -> None:
         size = self.app.size
         self.set_class(size.width < NARROW_WIDTH or size.height < NARROW_HEIGHT, "-narrow")
+        self.call_after_refresh(self._fit_columns)
+
+    def _fit_columns(self) -> None:
+        """The port column as wide as the longest port (within reason), the state column the rest: a table
+        wider than its pane would scroll sideways and hide the state, the one column that matters."""
+        table = self.query_one("#st-table", DataTable)
+        width = table.scrollable_content_region.width
+        if width <= 0:
+            return
+        longest = max((len(r.url) for r in self.model), default=12)
+        port = max(11, min(longest, width - 34))
+        state = max(12, width - port - 7 - 1 - 2 * 4)  # four columns, two cells of padding each
+        for key, w in (("port", port), ("state", state)):
+            column = table.columns[key]
+            if column.width != w or column.auto_width:
+                column.width, column.auto_width = w, False
+                table.refresh(layout=True)
 
     @property
     def model(self):
@@ -136,8 +153,7 @@ class StationScreen(Screen):
     def _row(self, run: PortRun) -> tuple:
         mark = Text("●", "bold") if run.selected else Text("·", "dim")
         style = STATE_STYLE.get(run.state, "bold cyan" if run.running else "")
-        port = run.url if not run.label else f"{run.url} {run.label}"
-        return (mark, port, run.chip or "-", Text(run.state_text, style))
+        return (mark, run.url, run.chip or "-", Text(run.state_text, style))
 
     def show_runs(self, runs: list[PortRun]) -> None:
         """Redraw the rows of `runs` (adding new ports) and the detail when the highlighted port is one."""
@@ -149,7 +165,7 @@ class StationScreen(Screen):
                 table.add_row(*row, key=run.url)
             elif self._rows[run.url] != key:
                 for col, value in zip(("sel", "port", "chip", "state"), row):
-                    table.update_cell(run.url, col, value, update_width=col == "state")
+                    table.update_cell(run.url, col, value)
             self._rows[run.url] = key
         current = self.highlighted()
         if current is not None and (current.url != self._shown_url or current in runs):
@@ -162,7 +178,7 @@ class StationScreen(Screen):
         if run.url != self._shown_url:
             self._shown_url = run.url
             flash.border_title = f"Flash map: {run.url}"
-            self.query_one("#st-detail").border_title = f"Log: {run.url}"
+            self.query_one("#st-detail").border_title = f"Log: {run.url}" + (f" ({run.label})" if run.label else "")
             log.clear()
             self._lines_drawn = 0
             flash.set_model(run.flash)
@@ -190,7 +206,7 @@ class StationScreen(Screen):
             parts.append(f"elapsed {clock(st.elapsed())}")
             return head + "\n" + "  ".join(parts)
         if run.result is not None:
-            return f"{run.what}: {run.state}\n" + " · ".join(record_lines(run.result))
+            return f"{run.what}: {run.state}\n" + "\n".join(record_lines(run.result))
         return "idle: space selects, o backs up then writes OpenBK, b backs up"
 
     def _tick(self) -> None:
