@@ -7,7 +7,7 @@ the live SerialMonitor, the failure is a real Connect on a chip that runs its fi
 wiring (the link doctor's diagnosis). The only sample data is the adapter list of the idle picture, and
 that picture says so in its title.
 
-    python scripts/screenshots.py [--out screenshots] [--sizes 120x36,80x24]
+    python scripts/screenshots.py [--out screenshots] [--sizes 120x36,80x24] [--only multi-port]
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ async def wait_for(pilot, cond, timeout: float = 15) -> None:
         await pilot.pause(0.1)
 
 
-async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | None) -> list[Path]:
+async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | None,
+                only: str | None = None) -> list[Path]:
     w, h = size
     tag = f"{w}x{h}"
     made: list[Path] = []
@@ -66,6 +67,11 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         path = out / f"{name}-{tag}.svg"
         app.save_screenshot(filename=path.name, path=str(out))
         made.append(path)
+
+    if only == "multi-port":
+        if fixtures is not None:
+            await shoot_station(app_size=size, data=data / f"station-{tag}", fixtures=fixtures, save=save, tag=tag)
+        return made
 
     # 1. idle with ports: the adapter rows are sample data, and the title says so
     url = device(f"shot-idle-{tag}")
@@ -195,7 +201,55 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         await pilot.press("ctrl+t")
         await pilot.pause(0.3)
         save(app, "7-config-editor")
+
+    # 8. the multi-port view mid-run: one plug already writing OpenBK, two backing up (started later),
+    # one whose adapter was unplugged mid-read (failed), each with its own map and log
+    if fixtures is not None:
+        await shoot_station(app_size=size, data=data / f"station-{tag}", fixtures=fixtures, save=save, tag=tag)
     return made
+
+
+async def shoot_station(app_size: tuple[int, int], data: Path, fixtures: Path, save, tag: str) -> None:
+    from bkbench.core.sim.faults import FaultPlan
+    from bkbench.tui.demo import seed_demo_openbk
+    from bkbench.tui.screens.confirm import ConfirmScreen
+    from bkbench.tui.screens.station import StationScreen
+
+    os.environ["BKBENCH_CACHE_DIR"] = str(data / "cache")  # the demo's offline OpenBK, not the user's cache
+    seed_demo_openbk()
+    urls = []
+    for i, (dump, faults) in enumerate((
+        ("bk7231n-lspa9-clone-bl0937-plug.bin", None),
+        ("bk7231t-feit-br30-rgbw-bulb.bin", None),
+        ("bk7231n-mirabella-genio-i003632-plug.bin", None),
+        ("bk7231t-globe-37783-rgbct-bulb.bin", FaultPlan(disconnect_after=700_000)),
+    )):
+        dev = registry.create_device(dump=fixtures / "dumps" / dump, scenario="app-running", wiring="rts",
+                                     timing=Timing(enabled=True), faults=faults)
+        registry.unregister(f"plug{i + 1}")  # the previous size's plugs
+        registry.register(f"plug{i + 1}", dev)
+        urls.append(f"sim://@plug{i + 1}")
+    app = BkBenchApp(url=urls[0], ports=urls, data_dir=data, ports_source=lambda: [], poll_ports=0, monitor=False)
+    async with app.run_test(size=app_size) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StationScreen))
+        runs = list(app.station)
+
+        async def run_openbk() -> None:
+            await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, StationScreen))
+
+        await run_openbk()  # nothing selected: the highlighted (first) port
+        await wait_for(pilot, lambda: runs[0].op.done > 0x100000 and runs[0].state.startswith("backing"), 90)
+        await pilot.press("down", "space", "down", "space", "down", "space", "up", "up", "up")
+        await run_openbk()
+        await wait_for(pilot, lambda: runs[0].state.startswith("writing") and runs[0].op.done > 0x30000
+                       and runs[3].state.startswith("failed"), 120)
+        await pilot.pause(0.5)
+        save(app, "8-multi-port")
+        await pilot.press("X")
+        await wait_for(pilot, lambda: not app.station.busy, 60)
 
 
 def to_png(svgs: list[Path]) -> int:
@@ -212,6 +266,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "screenshots"))
     ap.add_argument("--sizes", default="120x36,80x24")
+    ap.add_argument("--only", choices=["multi-port"], help="make only this picture")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,7 +277,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.sizes.split(","):
             w, h = (int(x) for x in spec.split("x"))
-            made += asyncio.run(shoot(out, (w, h), Path(tmp), fixtures))
+            made += asyncio.run(shoot(out, (w, h), Path(tmp), fixtures, args.only))
     pngs = to_png(made)
     print(f"{len(made)} SVG, {pngs} PNG in {out}")
     return 0

@@ -94,7 +94,7 @@ async def test_two_ports_backup_then_openbk(fixtures_dir: Path, obk_images, tmp_
             assert any(s.startswith("backing up") for s in seen) and any(s.startswith("writing") for s in seen)
             # The table shows it too, and the detail follows the highlighted (second) port.
             assert "done" in str(screen.query_one("#st-table").get_row(t_url)[3])
-            assert screen._shown_url == t_url and "OpenBK" in str(screen.query_one("#st-record").render())
+            assert screen._shown_url == t_url and "OpenBK" in str(screen.query_one("#st-record-wide").render())
     finally:
         registry.unregister(n_url[7:])
         registry.unregister(t_url[7:])

@@ -57,7 +57,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("a", "analyze", "Analyze"),
         Binding("l", "library", "Library"),
         Binding("d", "release", "Release"),
-        Binding("m", "station", "Multi-port"),
+        Binding("m", "station", "Multi-port", show=False),  # in `?` and the palette: the footer is full
         Binding("x", "cancel_op", "Cancel"),
         Binding("question_mark", "keys", "Keys"),
         Binding("escape", "leave_field", "Leave field", show=False),

@@ -21,6 +21,8 @@ class OperationsProvider(Provider):
         ("Backups library (verify / restore)", "library", "Browse backups and their metadata"),
         ("Release port (reboot chip, resume log)", "release", "Hand the port back to the serial log"),
         ("Cancel the running operation", "cancel_op", "Stops between sectors"),
+        ("Multi-port view: several chips at once", "station",
+         "A state per port; backup then OpenBK on every selected port (m)"),
         ("Serial log: pause / resume", "log('toggle_pause')", ""),
         ("Serial log: hex view", "log('toggle_hex')", ""),
         ("Serial log: search", "log('search')", ""),

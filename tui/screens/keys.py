@@ -22,6 +22,15 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("l", "backups library: analyse, verify, restore"),
         ("d", "release: reboot the chip and hand the port back to the log"),
         ("x", "cancel the running operation (between sectors)"),
+        ("m", "multi-port view: several chips at once (bkbench --port A --port B, --demo 3)"),
+    )),
+    ("Multi-port view (m)", (
+        ("space / a", "select the port / all ports (with none selected, keys act on the highlighted one)"),
+        ("o", "back up, then write each chip's own family's newest cached OpenBK, on every selected port"),
+        ("b", "back up every selected port"),
+        ("x / X", "cancel the highlighted port / all ports (between sectors)"),
+        ("n, t, r", "add a port by URL, map or log (small terminal), rescan the adapters"),
+        ("Escape", "back to the single-port view (the ports keep running)"),
     )),
     ("Panes and fields", (
         ("1 2 3 4", "ports, serial log, flash map, operation"),

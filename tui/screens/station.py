@@ -30,24 +30,28 @@ STATE_STYLE = {"done": "bold green", "failed": "bold red", "cancelled": "yellow"
 class StationScreen(Screen):
     DEFAULT_CSS = """
     StationScreen #st-main {
-        layout: grid; grid-size: 2 2; grid-columns: 44 1fr; grid-rows: auto 1fr; height: 1fr;
+        layout: grid; grid-size: 2 2; grid-columns: 76 1fr; grid-rows: auto 1fr; height: 1fr;
     }
     StationScreen #st-main > * { border: round $primary 50%; border-title-color: $text; border-title-style: bold; }
     StationScreen #st-main > *:focus-within { border: round $accent; }
-    StationScreen #st-ports { row-span: 2; height: 1fr; }
-    StationScreen #st-table { height: 1fr; min-height: 3; }
-    StationScreen #st-add { height: 1; margin-top: 1; }
+    StationScreen #st-ports { column-span: 2; height: auto; max-height: 12; }
+    StationScreen #st-table { height: auto; max-height: 9; }
+    StationScreen #st-add { height: 1; }
+    StationScreen #st-left { height: 1fr; }
     StationScreen #st-flash { height: auto; }
     StationScreen #st-detail { height: 1fr; }
-    StationScreen #st-record { height: auto; max-height: 6; }
+    StationScreen .st-record { height: auto; max-height: 7; color: $text; }
+    StationScreen #st-record-wide { margin-top: 1; }
+    StationScreen #st-record { display: none; }
     StationScreen #st-log { height: 1fr; min-height: 2; background: $surface; }
     StationScreen #st-status { height: 1; background: $boost; color: $text; padding: 0 1; }
     StationScreen.-narrow #st-main { layout: vertical; }
-    StationScreen.-narrow #st-ports { height: auto; max-height: 9; }
-    StationScreen.-narrow #st-table { height: auto; max-height: 6; }
-    StationScreen.-narrow #st-add { margin-top: 0; }
-    StationScreen.-narrow #st-flash, StationScreen.-narrow #st-detail { height: 1fr; }
-    StationScreen.-narrow.-show-log #st-flash { display: none; }
+    StationScreen.-narrow #st-ports { max-height: 9; }
+    StationScreen.-narrow #st-table { max-height: 6; }
+    StationScreen.-narrow #st-left, StationScreen.-narrow #st-detail { height: 1fr; }
+    StationScreen.-narrow #st-record-wide { display: none; }
+    StationScreen.-narrow #st-record { display: block; }
+    StationScreen.-narrow.-show-log #st-left { display: none; }
     StationScreen.-narrow.-show-map #st-detail { display: none; }
     """
 
@@ -61,7 +65,7 @@ class StationScreen(Screen):
         Binding("t", "toggle_detail", "Map/log"),
         Binding("n", "add_port", "Add port", show=False),
         Binding("r", "rescan", "Rescan", show=False),
-        Binding("escape", "back", "Single port"),
+        Binding("escape", "back", "Back"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -84,12 +88,13 @@ class StationScreen(Screen):
                 yield table
                 add = Input(placeholder="n: add a port or URL, Enter", id="st-add", compact=True)
                 yield add
-            flash = FlashMapPane(id="st-flash")
-            flash.border_title = "Flash map"
-            yield flash
+            with Vertical(id="st-left") as left:
+                left.border_title = "Flash map"
+                yield FlashMapPane(id="st-flash")
+                yield Static("", id="st-record-wide", classes="st-record", markup=False)
             with Vertical(id="st-detail") as detail:
                 detail.border_title = "Log"
-                yield Static("", id="st-record", markup=False)
+                yield Static("", id="st-record", classes="st-record", markup=False)
                 yield ReflowLog(id="st-log", max_lines=400, wrap=True, markup=False, min_width=20)
         yield Static("", id="st-status", markup=False)
         yield Footer(compact=True, show_command_palette=False)
@@ -122,9 +127,10 @@ class StationScreen(Screen):
         width = table.scrollable_content_region.width
         if width <= 0:
             return
+        fixed = 1 + 7 + 2 * 4  # the mark and chip columns, two cells of padding per column
         longest = max((len(r.url) for r in self.model), default=12)
-        port = max(11, min(longest, width - 34))
-        state = max(12, width - port - 7 - 1 - 2 * 4)  # four columns, two cells of padding each
+        port = max(8, min(longest, width - fixed - 16))  # the whole port name first, 16 cells of state
+        state = max(8, width - fixed - port)
         for key, w in (("port", port), ("state", state)):
             column = table.columns[key]
             if column.width != w or column.auto_width:
@@ -177,7 +183,7 @@ class StationScreen(Screen):
         log = self.query_one("#st-log", ReflowLog)
         if run.url != self._shown_url:
             self._shown_url = run.url
-            flash.border_title = f"Flash map: {run.url}"
+            self.query_one("#st-left").border_title = f"Flash map: {run.url}"
             self.query_one("#st-detail").border_title = f"Log: {run.url}" + (f" ({run.label})" if run.label else "")
             log.clear()
             self._lines_drawn = 0
@@ -192,7 +198,12 @@ class StationScreen(Screen):
         for text in lines[self._lines_drawn:]:
             log.add(text)
         self._lines_drawn = len(lines)
-        self.query_one("#st-record", Static).update(self._record_text(run))
+        self._show_record(run)
+
+    def _show_record(self, run: PortRun) -> None:
+        text = self._record_text(run)
+        for record in self.query(".st-record").results(Static):
+            record.update(text)
 
     def _record_text(self, run: PortRun) -> str:
         st = run.op
@@ -213,7 +224,7 @@ class StationScreen(Screen):
         """Twice a second: elapsed times and rates move even without events."""
         run = self.highlighted()
         if run is not None and run.running:
-            self.query_one("#st-record", Static).update(self._record_text(run))
+            self._show_record(run)
         self._update_status()
 
     def _update_status(self) -> None:
