@@ -115,31 +115,40 @@ async def test_two_ports_backup_then_openbk(fixtures_dir: Path, obk_images, tmp_
 
 
 @sync
-async def test_unplugged_port_fails_alone(fixtures_dir: Path, tmp_path: Path):
-    """Backup only (b) on two ports; one adapter vanishes mid-read: that port says failed with one line,
-    the other's backup completes and is in the library, and no partial dump is stored."""
-    good_url, good = plug(fixtures_dir, N_DUMP)
-    bad_url, bad = plug(fixtures_dir, T_DUMP, faults=FaultPlan(disconnect_after=600_000))
-    app = make_app([good_url, bad_url], tmp_path / "data")
+async def test_failing_ports_fail_alone(fixtures_dir: Path, obk_images, tmp_path: Path, monkeypatch):
+    """Three ports, o on all: a T with no OpenBK for its family cached fails with one line before anything
+    is read or written; an N's adapter vanishes mid-backup and fails with one line; the other N is backed
+    up and written. Nothing of the failed chips is stored, their flash is untouched."""
+    monkeypatch.setenv("BKBENCH_GITHUB_API", "http://127.0.0.1:9")
+    images = cache_openbk(obk_images, chips=("BK7231N",))
+    n_url, n_dev = plug(fixtures_dir, N_DUMP)
+    t_url, t_dev = plug(fixtures_dir, T_DUMP)
+    u_url, u_dev = plug(fixtures_dir, "bk7231n-mirabella-genio-i003632-plug.bin",
+                        faults=FaultPlan(disconnect_after=600_000))
+    t_before, n_before = bytes(t_dev.flash.data), bytes(n_dev.flash.data)
+    app = make_app([n_url, t_url, u_url], tmp_path / "data")
     try:
         async with app.run_test(size=(120, 36)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
-            await pilot.press("a", "b")  # all, backup: no confirmation (a backup only reads)
-            await until(pilot, lambda: all(r.result for r in app.station), 240, "both ports finish")
+            await pilot.press("a", "o")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: all(r.result for r in app.station), 240, "all ports finish")
             await pilot.pause(0.3)
             runs = {r.url: r for r in app.station}
-            row = str(app.screen.query_one("#st-table").get_row(bad_url)[3])
+            rows = {u: str(app.screen.query_one("#st-table").get_row(u)[3]) for u in (t_url, u_url)}
     finally:
-        registry.unregister(good_url[7:])
-        registry.unregister(bad_url[7:])
-    assert bad.disconnected
-    assert runs[good_url].state == "done", runs[good_url].error
-    assert runs[bad_url].state == "failed" and "\n" not in runs[bad_url].error
-    assert "unplugged" in runs[bad_url].error and "still to do" in runs[bad_url].error
-    assert row.startswith("failed")
-    entries = app.library.list()
-    assert library_shas(app) == {hashlib.sha256(bytes(good.flash.data)).hexdigest()}
-    assert all(e.meta.get("chip") == "BK7231N" for e in entries)  # nothing of the unplugged T stored
+        for url in (n_url, t_url, u_url):
+            registry.unregister(url[7:])
+    assert runs[n_url].state == "done", runs[n_url].error
+    assert n_dev.flash.read(0x11000, 0x1000) == images["BK7231N"][0x11000:0x12000]
+    for url in (t_url, u_url):
+        assert runs[url].state == "failed" and "\n" not in runs[url].error and rows[url].startswith("failed")
+    assert "no cached OpenBK release for BK7231T" in runs[t_url].error
+    assert u_dev.disconnected and "unplugged" in runs[u_url].error
+    assert bytes(t_dev.flash.data) == t_before
+    # Only the written N's original flash is in the library: nothing of the two failed chips.
+    assert library_shas(app) == {hashlib.sha256(n_before).hexdigest()}
 
 
 @sync
@@ -158,6 +167,14 @@ async def test_cancel_one_port_then_all(fixtures_dir: Path, tmp_path: Path):
             await pilot.press("a", "b")
             runs = list(app.station)
             await until(pilot, lambda: all(r.state.startswith("backing up") for r in runs), 60, "both reading")
+            await pilot.press("escape")  # the single-port view: the ports keep running
+            await until(pilot, lambda: not isinstance(app.screen, StationScreen), 5, "back to one port")
+            assert all(r.running for r in runs)
+            await pilot.press("b")  # the single-port view refuses the port the multi-port view is using
+            await pilot.pause(0.2)
+            assert not app.busy
+            await pilot.press("m")
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 5, "the multi-port view again")
             await pilot.press("x")  # the highlighted (first) port
             await until(pilot, lambda: runs[0].result is not None, 30, "the first port stops")
             assert runs[0].state == "cancelled" and runs[1].running

@@ -8,6 +8,7 @@ timer. The engine side is core/station.py: `run_port` runs one port's Plan and n
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -72,9 +73,13 @@ class PortRun:
 
     @property
     def state_text(self) -> str:
-        """The state column: the state, and for a failure its error's first clause."""
+        """The state column: the state, and for a failure the gist of its error (the record has all of it)."""
         if self.state == "failed" and self.error:
-            return f"failed: {self.error}"
+            gist, previous = self.error, ""
+            while gist != previous:  # nested parentheses: innermost first
+                previous, gist = gist, re.sub(r" ?\([^()]*\)", "", gist)
+            gist = "; ".join(gist.split("; ")[:2])
+            return f"failed: {gist}"
         return self.state
 
     def drain(self) -> bool:

@@ -42,8 +42,7 @@ class StationMixin:
 
     def station_populate(self, rescan: bool = False) -> None:
         """The ports the view lists: those given on the command line (or the demo's plugs), the one the
-        single-port view uses, and the adapters found now. Runs on the UI thread: listing ports is a sysfs
-        read (what the Ports pane polls), no serial I/O."""
+        single-port view uses, and the adapters found now (listed off the UI thread)."""
         model = self.station
         if len(model) and not rescan:
             return
@@ -51,14 +50,26 @@ class StationMixin:
             model.add(url, "simulated" if url.startswith("sim://@demo") else "")
         if self.url:
             model.add(self.url, "simulated" if self.demo and self.url.startswith("sim://@demo") else "")
-        from .widgets.ports import default_ports_source
+        self.run_worker(self._station_scan, thread=True, group="station-scan", exclusive=True,
+                        exit_on_error=False)
+
+    def _station_scan(self) -> None:
+        def quick() -> list[Any]:
+            from bkbench.core.ports import list_ports
+
+            return list(list_ports(check_in_use=False))
 
         try:
-            found = list((self.ports_source or default_ports_source)())
-        except Exception:  # a flaky sysfs read must not keep the view from opening
+            found = list((self.ports_source or quick)())
+        except Exception:  # a flaky sysfs read must not break the view
             found = []
-        for p in found:
-            model.add(p.device, str(getattr(p, "adapter", "") or ""))
+        self.call_from_thread(self._station_found, found)
+
+    def _station_found(self, found: list[Any]) -> None:
+        model = self.station
+        new = [model.add(p.device, str(getattr(p, "adapter", "") or "")) for p in found if p.device not in model.ports]
+        if new:
+            self._station_changed(new)
 
     def drain_station(self) -> None:
         if self._station is None:

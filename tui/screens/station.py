@@ -73,6 +73,7 @@ class StationScreen(Screen):
         self._shown_url = ""  # the port whose map and log are drawn
         self._rows: dict[str, tuple] = {}
         self._lines_drawn = 0
+        self._ready = False  # composed and mounted: events drained before that wait for on_mount
 
     # -- composition and layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -104,12 +105,19 @@ class StationScreen(Screen):
         self.app.station_populate()
         self._apply_layout()
         self.add_class("-show-map")
-        self.show_runs(list(self.model))
         self.query_one("#st-table", DataTable).focus()
+        self.call_after_refresh(self._became_ready)
+
+    def _became_ready(self) -> None:
+        """Everything composed (the map pane's grid included): draw, then follow the runs."""
+        self._ready = True
+        self.show_runs(list(self.model))
         self.set_interval(0.5, self._tick)
 
     def on_screen_resume(self) -> None:
         self._apply_layout()
+        if not self._ready:
+            return
         self.show_runs(list(self.model))
 
     def on_resize(self) -> None:
@@ -163,6 +171,8 @@ class StationScreen(Screen):
 
     def show_runs(self, runs: list[PortRun]) -> None:
         """Redraw the rows of `runs` (adding new ports) and the detail when the highlighted port is one."""
+        if not self._ready:
+            return
         table = self.query_one("#st-table", DataTable)
         for run in runs:
             row = self._row(run)
@@ -222,6 +232,8 @@ class StationScreen(Screen):
 
     def _tick(self) -> None:
         """Twice a second: elapsed times and rates move even without events."""
+        if not self.is_attached:
+            return
         run = self.highlighted()
         if run is not None and run.running:
             self._show_record(run)
@@ -239,6 +251,8 @@ class StationScreen(Screen):
             status.update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if not self._ready:
+            return
         run = self.model.get(str(event.row_key.value)) if event.row_key is not None else None
         if run is not None:
             self._show_detail(run)
