@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from bkbench.core.images.releases import default_cache_dir, sha256_of
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultPlan
@@ -186,3 +187,33 @@ async def test_cancel_one_port_then_all(fixtures_dir: Path, tmp_path: Path):
     assert [r.state for r in runs] == ["cancelled", "cancelled"]
     assert app.library.list() == []
     assert (bytes(a.flash.data), bytes(b.flash.data)) == before
+
+
+@pytest.mark.parametrize("image", ["builtin", pytest.param("fixtures", marks=pytest.mark.slow)])
+def test_demo_plugs_get_their_openbk_offline(image: str, fixtures_dir: Path, monkeypatch):
+    """`bkbench --demo 3`: three plugs, each another device (its own MAC, so its own backup), and for every
+    family among them an OpenBK image in the (demo) release cache that the station's offline lookup takes."""
+    from bkbench.core.images.recognize import recognize
+    from bkbench.core.session import parse_mac
+    from bkbench.core.station import openbk_for
+    from bkbench.tui.demo import DEMO_NAME, seed_demo_openbk, setup_demo_chips
+
+    monkeypatch.setenv("BKBENCH_DEMO_TIMING", "0")
+    if image == "builtin":
+        monkeypatch.setenv("BKBENCH_DEMO_IMAGE", "builtin")
+    names = seed_demo_openbk()
+    try:
+        urls = setup_demo_chips(3)
+        devices = [registry.get(u[len("sim://@"):]) for u in urls]
+    finally:
+        for name in (DEMO_NAME, f"{DEMO_NAME}2", f"{DEMO_NAME}3"):
+            registry.unregister(name)
+    chips = [d.chip for d in devices]
+    assert chips == (["BK7231N"] * 3 if image == "builtin" else ["BK7231N", "BK7231T", "BK7231N"])
+    macs = {parse_mac(d.flash.read(0x1D0000 if d.chip == "BK7231N" else 0x1E0000, 0x1000)) for d in devices}
+    assert len(macs) == 3 and None not in macs
+    for chip in set(chips):
+        fw = openbk_for(chip)
+        assert fw.name in names
+        info = recognize(fw.data, fw.name)
+        assert info.format in ("qio", "ua") and info.chip in (None, chip)
