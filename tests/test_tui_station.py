@@ -217,3 +217,17 @@ def test_demo_plugs_get_their_openbk_offline(image: str, fixtures_dir: Path, mon
         assert fw.name in names
         info = recognize(fw.data, fw.name)
         assert info.format in ("qio", "ua") and info.chip in (None, chip)
+
+
+def test_an_alias_of_a_listed_adapter_is_the_same_port(tmp_path: Path):
+    """A by-id link and the device it points to are one adapter: one row, so one run can never open it twice."""
+    from bkbench.tui.station import StationModel
+
+    dev = tmp_path / "ttyUSB7"
+    dev.write_text("")
+    alias = tmp_path / "usb-CH340-if00-port0"
+    alias.symlink_to(dev)
+    model = StationModel()
+    first = model.add(str(dev), "CH340")
+    assert model.add(str(alias)) is first and model.add(str(dev)) is first
+    assert len(model) == 1 and model.add("sim://@other") is not first and len(model) == 2

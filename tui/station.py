@@ -152,7 +152,12 @@ class StationModel:
         self.ports: dict[str, PortRun] = {}
 
     def add(self, url: str, label: str = "") -> PortRun:
-        run = self.ports.get(url)
+        """The port's run, new or existing; an alias of a listed adapter (a by-id link, serial0) is the same
+        run, never a second row that would open the same adapter twice."""
+        from bkbench.core.station import port_key
+
+        key = port_key(url)
+        run = self.ports.get(url) or next((r for r in self.ports.values() if port_key(r.url) == key), None)
         if run is None:
             run = self.ports[url] = PortRun(url, label)
         elif label and not run.label:
