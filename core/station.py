@@ -343,10 +343,6 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
             # The write's own guard asks the block CRCs and takes (or finds) the backup first.
             report = session.write(write.payload, write.start, cancel, backup_library=lib,
                                    backup_first=plan.backup, differential=plan.differential)
-            covering = getattr(report, "covering", None)
-            if covering is not None:
-                result.backup = result.backup or str(covering.path)
-                result.backup_taken = result.backup_taken or report.backup is not None
             result.wrote = f"{fw.name}: {report.summary()}"
             if plan.verify:
                 check = session.verify(write.payload, write.start, cancel)
@@ -367,6 +363,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         result.error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
     finally:
         if session is not None:
+            if session.last_backup is not None and not result.backup:  # also when the write after it failed
+                result.backup, result.backup_taken = str(session.last_backup[0].path), session.last_backup[1]
             session.close()
         result.seconds = time.monotonic() - t0
         plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
