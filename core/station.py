@@ -70,6 +70,7 @@ class ChipResult:
     hint: str = ""
     log: str = ""  # this port's log file
     backup_taken: bool = False  # the backup was read now (False: an existing one covers the chip)
+    retries: int = 0  # exchanges repeated on the way (0 on a clean line)
     notes: list[str] = field(default_factory=list)  # warnings on the way (e.g. no boot banner seen)
 
     @property
@@ -308,6 +309,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         plog.event(ev)
         if isinstance(ev, Notice) and ev.level == "warning":
             result.notes.append(ev.message)
+        elif isinstance(ev, Retry):
+            result.retries += 1
         if on_event is not None:
             on_event(ev)
 
@@ -398,8 +401,8 @@ class Station:
         self.session_kwargs = session_kwargs
         # The image is read and judged once, before any chip is touched (bad input: one line, no port busy).
         self.firmware = load_image(Path(plan.image)) if plan.image is not None else None
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}"
+        stamp = time.strftime("%Y%m%dT%H%M%S")  # + pid: two stations started in one second keep apart
+        self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}-{os.getpid()}"
         self.states: dict[str, str] = {p: "waiting" for p in self.ports}
         self.results: dict[str, ChipResult] = {}
         self.sessions: dict[str, Session] = {}

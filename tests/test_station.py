@@ -33,7 +33,7 @@ N2_DUMP = "bk7231n-mirabella-genio-i003632-plug.bin"
 T_DUMP = "bk7231t-feit-br30-rgbw-bulb.bin"
 TAG = "1.18.219"
 JSON_KEYS = {"port", "state", "chip", "mac", "backup", "wrote", "error", "seconds", "hint", "log",
-             "backup_taken", "notes", "ok"}
+             "backup_taken", "notes", "ok", "retries"}
 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
