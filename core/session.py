@@ -101,6 +101,8 @@ class Session:
         self.backup_first = True
         self.backup_library: BackupLibrary | None = None
         self.reconnects = 0  # chip lost and found again (a write then gets the full outside check)
+        # The backup that covers this chip, once taken or found (also when the write after it fails).
+        self.last_backup: tuple[BackupEntry, bool] | None = None  # (entry, taken now)
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
 
     # ------------------------------------------------------------------ port
@@ -326,6 +328,7 @@ class Session:
                               "this dump is not saved as its backup")
         self.sink(Stage("backup", "saving the verified dump"))
         entry = library.save(data, self.backup_meta())
+        self.last_backup = (entry, True)
         self.sink(Notice("info", f"backup saved: {entry.path}"))
         return entry
 
@@ -358,6 +361,7 @@ class Session:
         if found is not None:
             self.sink(Notice("info", f"backup {found.name} covers this chip: same content by CRC of all "
                                      f"{len(crcs)} blocks"))
+            self.last_backup = (found, False)
             return found, False
         self.sink(Notice("info", f"no backup in the library holds this chip's current content (CRC of its "
                                  f"{len(crcs)} blocks): taking a full verified backup first"))

@@ -70,6 +70,7 @@ class ChipResult:
     hint: str = ""
     log: str = ""  # this port's log file
     backup_taken: bool = False  # the backup was read now (False: an existing one covers the chip)
+    retries: int = 0  # exchanges repeated on the way (0 on a clean line)
     notes: list[str] = field(default_factory=list)  # warnings on the way (e.g. no boot banner seen)
 
     @property
@@ -308,6 +309,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         plog.event(ev)
         if isinstance(ev, Notice) and ev.level == "warning":
             result.notes.append(ev.message)
+        elif isinstance(ev, Retry):
+            result.retries += 1
         if on_event is not None:
             on_event(ev)
 
@@ -343,10 +346,6 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
             # The write's own guard asks the block CRCs and takes (or finds) the backup first.
             report = session.write(write.payload, write.start, cancel, backup_library=lib,
                                    backup_first=plan.backup, differential=plan.differential)
-            covering = getattr(report, "covering", None)
-            if covering is not None:
-                result.backup = result.backup or str(covering.path)
-                result.backup_taken = result.backup_taken or report.backup is not None
             result.wrote = f"{fw.name}: {report.summary()}"
             if plan.verify:
                 check = session.verify(write.payload, write.start, cancel)
@@ -367,6 +366,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         result.error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
     finally:
         if session is not None:
+            if session.last_backup is not None and not result.backup:  # also when the write after it failed
+                result.backup, result.backup_taken = str(session.last_backup[0].path), session.last_backup[1]
             session.close()
         result.seconds = time.monotonic() - t0
         plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
@@ -400,8 +401,8 @@ class Station:
         self.session_kwargs = session_kwargs
         # The image is read and judged once, before any chip is touched (bad input: one line, no port busy).
         self.firmware = load_image(Path(plan.image)) if plan.image is not None else None
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}"
+        stamp = time.strftime("%Y%m%dT%H%M%S")  # + pid: two stations started in one second keep apart
+        self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}-{os.getpid()}"
         self.states: dict[str, str] = {p: "waiting" for p in self.ports}
         self.results: dict[str, ChipResult] = {}
         self.sessions: dict[str, Session] = {}

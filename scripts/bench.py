@@ -621,6 +621,187 @@ def bench_tui_processes(pi: bool, seconds: float) -> list[tuple[str, str]]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- several chips
+# Several chips at once (core/station.py): N separate `bkbench simulate --timing` processes on ptys, as N
+# USB adapters would be, and ONE bkbench process driving them all (`bkbench read` with N --port, and
+# `bkbench station --image` = backup then write then verify). CPU is taken per process from /proc, so the
+# simulators' own CPU is kept apart from bkbench's; host = all CPUs of the machine (other work included).
+MULTI_COUNTS = (1, 2, 4)
+MULTI_BAUDS = (921600, 2000000)
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, from /proc/PID/stat."""
+    try:
+        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _host_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+def _bkbench(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bkbench.core.cli.main", *args]
+
+
+class SimProcess:
+    """`bkbench simulate --timing --dump DUMP` in its own process; its pty path from the first line."""
+
+    def __init__(self, dump: Path, folder: Path, n: int) -> None:
+        self.out = folder / f"sim{n}.out"
+        with open(self.out, "w") as fh:
+            self.proc = subprocess.Popen(_bkbench("simulate", "--timing", "--dump", str(dump)), stdout=fh,
+                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.out.read_text().split("\n", 1)
+            if len(line) > 1 and line[0].startswith("/dev/"):
+                self.path = line[0].strip()
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"bkbench simulate did not start: {self.out.read_text()[-300:]}")
+
+    def cpu(self) -> float:
+        return _proc_cpu(self.proc.pid)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class MultiRow:
+    chip: str
+    baud: int
+    op: str
+    n: int
+    wall: float | None = None
+    per_chip: list[float] | None = None
+    ours_cpu: float = 0.0
+    sims_cpu: float = 0.0
+    host_busy: float = 0.0  # CPUs busy on the whole machine during the run (2.0 = both cores)
+    ok: str = ""
+    retries: int = 0
+
+
+def bench_multi_one(chip: str, op: str, n: int, baud: int, dump: Path, image: Path, stock: bytes,
+                    folder: Path, keep: Path | None = None) -> MultiRow:
+    row = MultiRow(chip, baud, op, n)
+    sims: list[SimProcess] = []
+    try:
+        for i in range(n):
+            sims.append(SimProcess(dump, folder, i))
+        data = folder / f"data-{op}-{n}-{baud}"
+        # A ports file: one chip goes through the station too (one --port would be the single-chip path).
+        plist = folder / f"ports-{n}.txt"
+        plist.write_text("".join(s.path + "\n" for s in sims))
+        ports = ["--ports-file", str(plist)]
+        cmd = (["read", *ports] if op == "backup" else ["station", *ports, "--image", str(image), "--no-reboot"])
+        cmd += ["-b", str(baud), "--reset", "manual", "--json", "--data-dir", str(data)]
+        sim0 = [s.cpu() for s in sims]
+        host0 = _host_jiffies()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(_bkbench(*cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=1800)
+        row.wall = time.perf_counter() - t0
+        host1 = _host_jiffies()
+        row.sims_cpu = sum(s.cpu() - c for s, c in zip(sims, sim0))
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the bkbench child is the only one reaped so far
+        row.ours_cpu = ru.ru_utime + ru.ru_stime - bench_multi_one.reaped  # type: ignore[attr-defined]
+        bench_multi_one.reaped = ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]
+        row.host_busy = (host1[0] - host0[0]) / max(1, host1[1] - host0[1]) * len(os.sched_getaffinity(0))
+        results = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+        row.per_chip = [r["seconds"] for r in results]
+        row.retries = sum(r.get("retries", 0) for r in results)
+        if keep is not None:  # the per-port logs, to see where a slow chip spent its time
+            shutil.copytree(data / "logs", keep / f"{chip}-{op}-{n}-{baud}", dirs_exist_ok=True)
+        bad = [f"{r['port']}: {r['state']} {r['error']}" for r in results if r["state"] != "done"]
+        if len(results) != n or bad or proc.returncode:
+            row.ok = "FAILED " + ("; ".join(bad) or err.strip()[-200:])
+            return row
+        # Judged against the chips, not the report: every backup is the stock dump byte for byte, and
+        # after a write the chip's own CRC of the app region equals the image's (bkbench verify).
+        wrong = [r["port"] for r in results if Path(r["backup"]).read_bytes() != stock]
+        if op == "station":
+            for s in sims:
+                v = subprocess.run(_bkbench("verify", "-p", s.path, "--start", hex(APP_START), str(image),
+                                            "-b", str(baud), "--reset", "manual", "-q"),
+                                   capture_output=True, text=True, timeout=600)
+                if v.returncode:
+                    wrong.append(s.path + " (image not on the chip)")
+        row.ok = "WRONG DATA " + ", ".join(wrong) if wrong else "ok"
+    finally:
+        for s in sims:
+            s.close()
+    return row
+
+
+bench_multi_one.reaped = 0.0  # type: ignore[attr-defined]
+
+
+def bench_multi(chip: str, counts: list[int], bauds: list[int], ops: list[str],
+                keep: Path | None = None) -> list[MultiRow]:
+    from bkbench.core.images.builders import build_from_ota
+
+    fx = fixtures_dir()
+    assert fx is not None
+    dump_name, ota, _family = CHIPS[chip]
+    dump = fx / "dumps" / dump_name
+    stock = dump.read_bytes()
+    rows: list[MultiRow] = []
+    with tempfile.TemporaryDirectory(prefix="bkbench-multi-") as tmp:
+        folder = Path(tmp)
+        # Ptys are numbered again and again: a rate another run remembered as failed for /dev/pts/N
+        # (the baud ladder's memory, in the user config) must not slow one chip here. Fresh config.
+        os.environ["BKBENCH_CONFIG_DIR"] = str(folder / "config")
+        image = folder / "obk-ua.bin"
+        image.write_bytes(build_from_ota((fx / "firmware" / ota).read_bytes(), stock, chip)["ua"])
+        # Reap anything earlier so RUSAGE_CHILDREN deltas belong to the bkbench children only.
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        bench_multi_one.reaped = ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]
+        for op in ops:
+            for baud in bauds:
+                for n in counts:
+                    print(f"\n... {chip} {op} on {n} chip(s) at {baud}", file=sys.stderr, flush=True)
+                    row = bench_multi_one(chip, op, n, baud, dump, image, stock, folder, keep)
+                    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the simulators were reaped too
+                    bench_multi_one.reaped = ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]
+                    rows.append(row)
+                    print("\n".join(multi_lines([row], rows)[2:]), flush=True)
+    return rows
+
+
+def multi_lines(rows: list[MultiRow], context: list[MultiRow] | None = None) -> list[str]:
+    """Table rows; `ratio` = wall time over the one-chip wall time of the same chip, op and baud."""
+    context = context or rows
+    one = {(r.chip, r.op, r.baud): r.wall for r in context if r.n == 1 and r.wall}
+    out = ["| chip | op | baud | chips | wall s | per chip s (mean / max) | wall / 1 chip | bkbench CPU s | "
+           "simulators CPU s | host CPUs busy | data |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = one.get((r.chip, r.op, r.baud))
+        ratio_ = f"{r.wall / base:.2f}x" if base and r.wall else "-"
+        per = (f"{sum(r.per_chip) / len(r.per_chip):.1f} / {max(r.per_chip):.1f}" if r.per_chip else "-")
+        out.append(f"| {r.chip} | {r.op} | {r.baud} | {r.n} | {fmt(r.wall)} | {per} | {ratio_} | "
+                   f"{r.ours_cpu:.1f} | {r.sims_cpu:.1f} | {r.host_busy:.2f} of {len(os.sched_getaffinity(0))} | "
+                   f"{r.ok}{f', {r.retries} RETRIES' if r.retries else ''} |")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- output
 def timing_lines(t: Timing) -> list[str]:
     out = ["| parameter | value | source |", "|---|---|---|"]
@@ -656,6 +837,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tui", action="store_true", help="skip the TUI measurements")
     ap.add_argument("--no-host", action="store_true", help="skip the host CPU and Pi quota measurements")
     ap.add_argument("--output", help="also write the results as Markdown to this file")
+    ap.add_argument("--multi", default="1,2,4",
+                    help="several chips at once: chip counts for the station rows (default 1,2,4; 0 = skip)")
+    ap.add_argument("--multi-bauds", default=",".join(str(b) for b in MULTI_BAUDS),
+                    help="baud rates of the station rows (default 921600,2000000)")
+    ap.add_argument("--multi-ops", default="backup,station",
+                    help="station rows: backup (bkbench read), station (backup, write, verify) or both")
+    ap.add_argument("--only-multi", action="store_true", help="only the several-chips rows")
+    ap.add_argument("--multi-keep", help="keep each station row's per-port logs in this folder")
     args = ap.parse_args(argv)
 
     fx = fixtures_dir()
@@ -690,16 +879,25 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(head + timing_lines(timing)), flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
-        for chip in chips:
+        for chip in chips if not args.only_multi else []:
             stock, image, start, length = inputs[chip]
             for baud in bauds:
                 print(f"\n... {chip} at {baud} baud", file=sys.stderr, flush=True)
                 new = bench_baud(chip, baud, stock, image, start, length, timing, not args.no_peers, Path(lib_dir))
                 rows += new
                 print("\n".join(table_lines(new, blank)[2:]), flush=True)
-    table = table_lines(rows, blank)
+    table = table_lines(rows, blank) if rows else []
     print("\n" + "\n".join(table))
     extra: list[tuple[str, str]] = []
+    multi: list[MultiRow] = []
+    counts = [int(c) for c in args.multi.split(",") if int(c) > 0]
+    if counts:
+        for chip in chips[:1]:  # one family is enough: the question is parallelism, not the chip
+            multi += bench_multi(chip, counts, [int(b) for b in args.multi_bauds.split(",")],
+                                 args.multi_ops.split(","), Path(args.multi_keep) if args.multi_keep else None)
+        print("\nSeveral chips at once\n" + "\n".join(multi_lines(multi)))
+    if args.only_multi:
+        args.no_host = args.no_tui = True
     if not args.no_host:
         for chip in chips:
             stock, image, start, length = inputs[chip]
@@ -729,9 +927,14 @@ def main(argv: list[str] | None = None) -> int:
               *notes]
         if extra_lines:
             md += ["", "Host, Pi budget and TUI:", "", *extra_lines]
+        if multi:
+            md += ["", "Several chips at once (one bkbench process, a `bkbench simulate --timing` process per "
+                   "chip on its own pty; backup = `bkbench read` with N --port, station = `bkbench station "
+                   "--image` = backup, write, verify; per chip = each chip's own time from link to done; "
+                   "host CPUs busy = the whole machine, other work included):", "", *multi_lines(multi)]
         Path(args.output).write_text("\n".join(md) + "\n")
         print(f"\nwritten to {args.output}", file=sys.stderr)
-    bad = [r for r in rows if "WRONG" in r.ok]
+    bad = [r for r in rows if "WRONG" in r.ok] + [r for r in multi if r.ok != "ok" or r.retries]
     return 1 if bad or retried else 0
 
 

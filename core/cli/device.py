@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
              "Link to the chip's bootloader (reset it as asked), then say which chip, bootloader, flash and MAC "
              "it has. Reads a few bytes only; never writes.",
              ["bkbench info -p /dev/ttyUSB0", "bkbench info -p /dev/ttyUSB0 --reset manual",
-              "bkbench info -p sim://bk7231n --json"])
-    add_port_args(p)
+              "bkbench info -p sim://bk7231n --json",
+              "bkbench info -p /dev/ttyUSB0 -p /dev/ttyUSB1   (several chips: a table of chip and MAC)"])
+    add_port_args(p, multi=True)
     p.set_defaults(func=cmd_info)
 
     p = _cmd(sub, "read", "read flash (whole chip by default) verified by CRC",
@@ -146,6 +147,10 @@ def _info_text(info) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..efuse import efuse_summary
+
+    ports = ports_of(args)
+    if not single(args, ports):
+        return run_station(args, ports, Plan(backup=False))
 
     with session_for(args) as s:
         info = s.connect()

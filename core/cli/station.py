@@ -122,7 +122,7 @@ class LiveLines:
                     print(f"{port:<{self.width}}  {phase}", file=sys.stderr, flush=True)
 
 
-def summary_table(results: list[ChipResult], library: Path) -> str:
+def summary_table(results: list[ChipResult], library: Path, logs: Path | None = None) -> str:
     """The table printed at the end: port, chip, MAC, backup file, result, seconds, error."""
     head = ("port", "chip", "MAC", "backup", "result", "time", "error")
     rows = [head]
@@ -139,7 +139,11 @@ def summary_table(results: list[ChipResult], library: Path) -> str:
     cancelled = sum(r.state == "cancelled" for r in results)
     tail = f"{done} of {len(results)} done" + (f", {failed} failed" if failed else "") + (
         f", {cancelled} cancelled" if cancelled else "")
-    lines += ["", f"{tail}; backups in {library}"]
+    if any(r.backup for r in results):
+        tail += f"; backups in {library}"
+    if logs is not None:
+        tail += f"; logs in {logs}"
+    lines += ["", tail]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -182,7 +186,7 @@ def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
         for r in results:
             print(json.dumps(r.to_json(), default=str))
     else:
-        print(summary_table(results, library.root))
+        print(summary_table(results, library.root, station.log_dir))
     if any(r.state == "failed" for r in results):
         return 1
     return 130 if any(r.state == "cancelled" for r in results) else 0
