@@ -127,8 +127,10 @@ def record_lines(result: Any, with_log: bool = True) -> list[str]:
     out = []
     chip = " ".join(x for x in (getattr(result, "chip", ""), getattr(result, "mac", "")) if x)
     seconds = getattr(result, "seconds", 0.0) or 0.0
+    retries = getattr(result, "retries", 0) or 0
     if chip or seconds:
-        out.append(" · ".join(x for x in (chip, f"{seconds:.0f} s" if seconds else "") if x))
+        out.append(" · ".join(x for x in (chip, f"{seconds:.0f} s" if seconds else "",
+                                           f"{retries} retries" if retries else "") if x))
     if getattr(result, "backup", ""):
         taken = "taken now" if getattr(result, "backup_taken", False) else "already in the library"
         out.append(f"backup: {_name(result.backup)} ({taken})")

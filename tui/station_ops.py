@@ -8,6 +8,7 @@ single-port view is using (its serial log, a held session) is handed over first 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -137,7 +138,7 @@ class StationMixin:
         from bkbench.core.station import log_name
 
         if getattr(self, "_station_log_dir", None) is None:
-            self._station_log_dir = self.logs_dir / f"station-{time.strftime('%Y%m%dT%H%M%S')}"
+            self._station_log_dir = self.logs_dir / f"station-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         names = [log_name(r.url) for r in self.station]
         name = log_name(url)
         if names.count(name) > 1:  # two ports whose tails look alike: keep their logs apart
