@@ -25,7 +25,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("m", "multi-port view: several chips at once (bkbench --port A --port B, --demo 3)"),
     )),
     ("Multi-port view (m)", (
-        ("space / a", "select the port / all ports (with none selected, keys act on the highlighted one)"),
+        ("space / a", "select the port / all ports (with no idle port selected, o and b act on the highlighted one)"),
         ("o", "back up, then write each chip's own family's newest cached OpenBK, on every selected port"),
         ("b", "back up every selected port"),
         ("x / X", "cancel the highlighted port / all ports (between sectors)"),

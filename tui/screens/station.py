@@ -1,8 +1,8 @@
 """The multi-port view: a port list with a state column, and the highlighted port's flash map, record and log.
 
-Space selects ports, `o` backs up then writes OpenBK on every selected port (each chip gets the newest
-cached OpenBK of its own family), `b` backs them up only, `x` cancels the highlighted port and `X` all.
-With nothing selected the keys act on the highlighted port. Escape goes back to the single-port view; the
+Space selects ports, `o` backs up then writes OpenBK on every selected idle port (each chip gets the
+newest cached OpenBK of its own family), `b` backs them up only, `x` cancels the highlighted port and `X`
+all. With no idle port selected the keys act on the highlighted port. Escape goes back to the single-port view; the
 runs go on (they are the App's workers, tui/station_ops.py). Below 110x32 the map and the log share
 the lower half (`t` switches).
 """
@@ -285,16 +285,19 @@ class StationScreen(Screen):
         self.show_runs(runs)
 
     def _targets(self) -> list[PortRun]:
-        chosen = self.model.selected()
+        """The selected ports that are idle; when none is, the highlighted port (a selection that is already
+        running must not make the keys dead for the port under the cursor)."""
+        chosen = [r for r in self.model.selected() if not r.running]
         if chosen:
             return chosen
         run = self.highlighted()
-        return [run] if run is not None else []
+        return [run] if run is not None and not run.running else []
 
     def action_run(self, kind: str) -> None:
-        runs = [r for r in self._targets() if not r.running]
+        runs = self._targets()
         if not runs:
-            self.app.notify("Nothing to start: select idle ports with space.", severity="warning")
+            self.app.notify("Nothing to start: this port is running; select idle ports with space.",
+                            severity="warning")
             return
         names = ", ".join(r.url for r in runs)
         if kind == "backup":
