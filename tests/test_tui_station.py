@@ -231,3 +231,24 @@ def test_an_alias_of_a_listed_adapter_is_the_same_port(tmp_path: Path):
     first = model.add(str(dev), "CH340")
     assert model.add(str(alias)) is first and model.add(str(dev)) is first
     assert len(model) == 1 and model.add("sim://@other") is not first and len(model) == 2
+
+
+def test_cli_opens_the_multi_port_view_with_several_ports(monkeypatch, capsys):
+    """`bkbench --port A --port B` hands both ports to the workbench; `--demo N` the number of plugs;
+    a bad N is one error line and exit 2, before anything starts."""
+    import bkbench.tui.app as tui
+    from bkbench.core.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(tui, "run", lambda **kw: calls.append(kw) or 0)
+    assert main(["--port", "/dev/ttyUSB0", "--port", "/dev/ttyUSB1"]) == 0
+    assert calls[-1]["ports"] == ["/dev/ttyUSB0", "/dev/ttyUSB1"] and calls[-1]["port"] == "/dev/ttyUSB0"
+    assert main(["--demo", "3"]) == 0 and calls[-1]["demo"] and calls[-1]["chips"] == 3
+    assert main(["--demo"]) == 0 and calls[-1]["chips"] == 1
+    for bad in ("0", "9", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--demo", bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "number of simulated plugs" in err[0]
+    assert len(calls) == 3

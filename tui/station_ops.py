@@ -159,7 +159,8 @@ class StationMixin:
     def station_report(self) -> list[str]:
         if self._station is None:
             return []
-        return [f"{r.url}: {r.state}" + (f": {r.error}" if r.error else "") for r in self._station if r.result]
+        return [f"{r.url}: {r.state} in {getattr(r.result, 'seconds', 0.0):.0f} s" + (f": {r.error}" if r.error else "")
+                for r in self._station if r.result]
 
     def cancel_station(self, runs: list[PortRun]) -> int:
         n = 0
