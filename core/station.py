@@ -402,6 +402,7 @@ class Station:
         # The image is read and judged once, before any chip is touched (bad input: one line, no port busy).
         self.firmware = load_image(Path(plan.image)) if plan.image is not None else None
         stamp = time.strftime("%Y%m%dT%H%M%S")  # + pid: two stations started in one second keep apart
+        self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}-{os.getpid()}"
         self.states: dict[str, str] = {p: "waiting" for p in self.ports}
         self.results: dict[str, ChipResult] = {}
@@ -443,6 +444,11 @@ class Station:
     def start(self, cancel: CancelToken | None = None) -> list[threading.Thread]:
         """Start a worker per port and return the threads (daemon: a second Ctrl-C may end the process)."""
         self.cancel = cancel = cancel or CancelToken()
+        if self._own_log_dir:
+            try:
+                private_dir(self.log_dir.parent)  # DATA_DIR/logs holds other logs with secrets too: 0700
+            except OSError:
+                pass  # each port then fails with the reason when it opens its own log
         threads = [threading.Thread(target=self._run_one, args=(p, cancel), name=f"station {p}", daemon=True)
                    for p in self.ports]
         for t in threads:

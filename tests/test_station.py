@@ -367,3 +367,38 @@ def test_parallel_saves_of_the_same_chip_in_one_second_never_collide(tmp_path: P
     assert sorted(e.path.read_bytes() for e in saved) == sorted(data)  # each name holds its own data
     report = lib.check()
     assert report.ok and len(report.intact) == 8 and not list(lib.root.glob("*.part"))
+
+
+def test_a_second_backup_only_run_reuses_the_covering_backup(fixtures_dir: Path, tmp_path: Path) -> None:
+    lib = BackupLibrary(tmp_path / "lib")
+    with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, dev):
+        first = run_port(a, Plan(), baud=921600, library=lib)
+        second = run_port(a, Plan(), baud=921600, library=lib)
+    assert first.ok and second.ok and first.backup_taken and not second.backup_taken
+    assert first.backup == second.backup and Path(first.backup).read_bytes() == bytes(dev.flash.data)
+    assert len(library_images(lib.root)) == 1
+
+
+def test_info_on_several_ports_is_a_table_of_chips(tmp_path: Path) -> None:
+    code, out, err = cli(["info", "-p", "sim://bk7231n", "-p", "sim://bk7231t", "--json"])
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["chip"], r["state"], r["backup"]) for r in rows] == [("BK7231N", "done", ""), ("BK7231T", "done", "")]
+    assert all(r["mac"] for r in rows)
+
+
+def test_backup_only_and_no_backup_leave_nothing_to_do() -> None:
+    code, _, err = cli(["station", "-p", "sim://bk7231n", "--backup-only", "--no-backup"])
+    one_error(code, err, "nothing to do")
+
+
+def test_unplug_url_fails_that_port_in_one_line_and_logs_are_private(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
+    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=300000", "--json"])
+    assert code == 1, err
+    ok, bad = (json.loads(line) for line in out.splitlines())
+    assert ok["state"] == "done" and bad["state"] == "failed" and "unplugged" in bad["error"]
+    logs = tmp_path / "data" / "logs"
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+    assert [p.name for p in BackupLibrary(tmp_path / "data" / "backups").root.glob("*.bin")] == \
+        [Path(ok["backup"]).name]
