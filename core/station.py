@@ -177,16 +177,24 @@ class PortLog:
         self.path = path
         self._fh: TextIO | None = None
         self._pct = -10
+        self.problem = ""  # why there is no log (the work goes on without one: a log never costs a backup)
         if path is not None:
-            private_dir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.fchmod(fd, 0o600)
-            self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            try:
+                private_dir(path.parent)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.fchmod(fd, 0o600)
+                self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            except OSError as exc:
+                self.path, self.problem = None, f"no log file {path}: {exc.strerror or exc}"
 
     def line(self, text: str) -> None:
         if self._fh is not None:
-            self._fh.write(time.strftime("%H:%M:%S ") + mask_secrets(text) + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write(time.strftime("%H:%M:%S ") + mask_secrets(text) + "\n")
+                self._fh.flush()
+            except OSError as exc:  # disk full mid-run: stop logging, keep working
+                self.problem = f"the log {self.path} stopped: {exc.strerror or exc}"
+                self.close()
 
     def event(self, ev: object) -> None:
         if isinstance(ev, Stage):
@@ -204,8 +212,11 @@ class PortLog:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:
+                pass
 
 
 def log_name(port: str) -> str:
@@ -240,8 +251,6 @@ def load_image(path: Path) -> Firmware:
 
 
 def _as_uart(fw: Firmware, info) -> Firmware:
-    from .images.recognize import recognize
-
     if info.format not in ("rbl", "ug"):
         if info.format == "raw":
             raise ImageError(f"{fw.name} is not a recognised firmware image (raw data needs a flash address; "
@@ -256,7 +265,6 @@ def _as_uart(fw: Firmware, info) -> Firmware:
     except Exception as exc:  # noqa: BLE001 - a damaged package is one line, not a traceback
         raise ImageError(f"{fw.name}: cannot convert this OTA package to a UART image ({exc})") from None
     stem = Path(fw.name).stem
-    recognize(ua, stem + "_UA.bin")
     return Firmware(stem + "_UA.bin", ua, f"{fw.name} converted from its {info.format.upper()} package to a UA image")
 
 
@@ -302,8 +310,10 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
     `log` is this port's log file; `firmware` the already loaded `plan.image` (loaded here otherwise);
     `session_hook(session)` is called once the session exists (a Station keeps it for Ctrl-C reports)."""
     t0 = time.monotonic()
-    result = ChipResult(port, "failed", log=str(log) if log else "")
     plog = PortLog(log)
+    result = ChipResult(port, "failed", log=str(plog.path) if plog.path else "")
+    if plog.problem:
+        result.notes.append(plog.problem)
 
     def sink(ev: object) -> None:
         plog.event(ev)
@@ -373,6 +383,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
                   + (f" (hint: {result.hint})" if result.hint else ""))
         plog.close()
+        if plog.problem and plog.problem not in result.notes:
+            result.notes.append(plog.problem)
     return result
 
 

@@ -402,3 +402,18 @@ def test_unplug_url_fails_that_port_in_one_line_and_logs_are_private(tmp_path: P
     assert stat.S_IMODE(logs.stat().st_mode) == 0o700
     assert [p.name for p in BackupLibrary(tmp_path / "data" / "backups").root.glob("*.bin")] == \
         [Path(ok["backup"]).name]
+
+
+def test_a_log_that_cannot_be_written_never_costs_the_backup(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the log folder would go")
+    with sim_url("BK7231T") as (a, dev):
+        st = Station([a], Plan(), baud=921600, library=BackupLibrary(tmp_path / "lib"), log_dir=blocker / "logs")
+        (res,) = st.run()
+    assert res.ok and res.log == "" and any("no log file" in n for n in res.notes)
+    assert Path(res.backup).read_bytes() == bytes(dev.flash.data)
+
+
+def test_bad_reset_method_is_one_line_before_any_port() -> None:
+    code, _, err = cli(["read", "-p", "sim://bk7231n", "-p", "sim://bk7231t", "--reset", "bogus"])
+    one_error(code, err, "unknown reset method")

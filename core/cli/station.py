@@ -151,6 +151,9 @@ def summary_table(results: list[ChipResult], library: Path, logs: Path | None = 
 
 def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
     """Run `plan` on every port in parallel, show it live, print the summary; the exit code."""
+    from ..link.reset import get_strategy
+
+    get_strategy(args.reset)  # a bad --reset is one line before any port, not one per port
     library = BackupLibrary(getattr(args, "library", None))
     if plan.backup:
         library.check_space()  # once, before any chip is touched
