@@ -417,3 +417,25 @@ def test_a_log_that_cannot_be_written_never_costs_the_backup(tmp_path: Path) -> 
 def test_bad_reset_method_is_one_line_before_any_port() -> None:
     code, _, err = cli(["read", "-p", "sim://bk7231n", "-p", "sim://bk7231t", "--reset", "bogus"])
     one_error(code, err, "unknown reset method")
+
+
+def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: Path, tmp_path: Path,
+                                                                  obk_images: dict) -> None:
+    image = tmp_path / "obk-n.bin"
+    image.write_bytes(obk_images["BK7231N"]["ua"])
+    token = CancelToken()
+    with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, dev):
+        before = bytes(dev.flash.data)
+
+        def on_event(port: str, ev: object) -> None:
+            if isinstance(ev, Progress) and st.states[port].startswith("writing") and ev.done * 3 >= ev.total:
+                token.cancel()
+
+        st = Station([a], Plan(image=image, reboot=False), baud=921600, library=BackupLibrary(tmp_path / "lib"),
+                     on_event=on_event, log_dir=tmp_path / "logs")
+        (res,) = st.run(token)
+    assert res.state == "cancelled" and "write still to do: 0x" in res.error, res
+    assert Path(res.backup).read_bytes() == before and res.backup_taken
+    # What the line says is left is exactly what differs from the image on the chip.
+    left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
+    assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]
