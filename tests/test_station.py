@@ -309,6 +309,7 @@ def test_ports_file_comments_and_no_port_at_all(tmp_path: Path) -> None:
     (["read", "--efuse"], ["--efuse"]),
     (["write", "--start", "0x1D1000", "f.bin"], ["--start"]),
     (["write", "--replace-rf", "f.bin"], ["--replace-rf"]),
+    (["station", "--flash-size", "2M"], ["--flash-size"]),
 ])
 def test_single_chip_options_refused_with_several_ports(tmp_path: Path, argv, words) -> None:
     code, _, err = cli([argv[0], "-p", "sim://bk7231n", "-p", "sim://bk7231t", *argv[1:]])
