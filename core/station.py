@@ -399,7 +399,11 @@ def _write_plan(fw: Firmware, chip: str, flash_size: int):
 # ---------------------------------------------------------------------------------------------- station
 
 class Station:
-    """Several ports in parallel (a thread per port), each with its own Session, log and record."""
+    """Several ports in parallel (a thread per port), each with its own Session, log and record.
+
+    `run()` blocks until every port is done (the CLI); a UI calls `start(cancel)` and polls `states`
+    (port -> "backing up 43 %"), `chips`, `results` and `finished`, or follows `on_event(port, event)`,
+    which is called on the worker threads. `unfinished()` says what an abort leaves on each port."""
 
     def __init__(self, ports: list[str], plan: Plan, *, baud: int, library: BackupLibrary, reset: str = "auto",
                  on_event: Callable[[str, object], None] | None = None, log_dir: Path | None = None,
@@ -478,6 +482,11 @@ class Station:
                 if poll is not None:
                     poll()
         return [self.results[p] for p in self.ports]
+
+    @property
+    def finished(self) -> bool:
+        """Every port has its result (for a UI that started the station and polls it)."""
+        return len(self.results) == len(self.ports)
 
     def unfinished(self) -> dict[str, str]:
         """What an abort right now leaves undone on each port that was writing (a sector may be erased)."""

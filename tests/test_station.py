@@ -227,7 +227,7 @@ def test_cancel_stops_every_port_and_saves_no_partial_backup(fixtures_dir: Path,
         st = Station([a, b], Plan(fresh_backup=True), baud=921600, library=BackupLibrary(lib),
                      on_event=on_event, log_dir=tmp_path / "logs")
         results = st.run(token)
-    assert [r.state for r in results] == ["cancelled", "cancelled"], results
+    assert st.finished and [r.state for r in results] == ["cancelled", "cancelled"], results
     assert all("still to do" in r.error or "cancelled" in r.error for r in results)
     assert library_images(lib) == {} and not list(lib.glob("*.part"))
 
