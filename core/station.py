@@ -177,16 +177,24 @@ class PortLog:
         self.path = path
         self._fh: TextIO | None = None
         self._pct = -10
+        self.problem = ""  # why there is no log (the work goes on without one: a log never costs a backup)
         if path is not None:
-            private_dir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.fchmod(fd, 0o600)
-            self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            try:
+                private_dir(path.parent)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.fchmod(fd, 0o600)
+                self._fh = os.fdopen(fd, "a", encoding="utf-8")
+            except OSError as exc:
+                self.path, self.problem = None, f"no log file {path}: {exc.strerror or exc}"
 
     def line(self, text: str) -> None:
         if self._fh is not None:
-            self._fh.write(time.strftime("%H:%M:%S ") + mask_secrets(text) + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write(time.strftime("%H:%M:%S ") + mask_secrets(text) + "\n")
+                self._fh.flush()
+            except OSError as exc:  # disk full mid-run: stop logging, keep working
+                self.problem = f"the log {self.path} stopped: {exc.strerror or exc}"
+                self.close()
 
     def event(self, ev: object) -> None:
         if isinstance(ev, Stage):
@@ -204,8 +212,11 @@ class PortLog:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:
+                pass
 
 
 def log_name(port: str) -> str:
@@ -240,8 +251,6 @@ def load_image(path: Path) -> Firmware:
 
 
 def _as_uart(fw: Firmware, info) -> Firmware:
-    from .images.recognize import recognize
-
     if info.format not in ("rbl", "ug"):
         if info.format == "raw":
             raise ImageError(f"{fw.name} is not a recognised firmware image (raw data needs a flash address; "
@@ -256,7 +265,6 @@ def _as_uart(fw: Firmware, info) -> Firmware:
     except Exception as exc:  # noqa: BLE001 - a damaged package is one line, not a traceback
         raise ImageError(f"{fw.name}: cannot convert this OTA package to a UART image ({exc})") from None
     stem = Path(fw.name).stem
-    recognize(ua, stem + "_UA.bin")
     return Firmware(stem + "_UA.bin", ua, f"{fw.name} converted from its {info.format.upper()} package to a UA image")
 
 
@@ -302,8 +310,10 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
     `log` is this port's log file; `firmware` the already loaded `plan.image` (loaded here otherwise);
     `session_hook(session)` is called once the session exists (a Station keeps it for Ctrl-C reports)."""
     t0 = time.monotonic()
-    result = ChipResult(port, "failed", log=str(log) if log else "")
     plog = PortLog(log)
+    result = ChipResult(port, "failed", log=str(plog.path) if plog.path else "")
+    if plog.problem:
+        result.notes.append(plog.problem)
 
     def sink(ev: object) -> None:
         plog.event(ev)
@@ -373,6 +383,8 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
                   + (f" (hint: {result.hint})" if result.hint else ""))
         plog.close()
+        if plog.problem and plog.problem not in result.notes:
+            result.notes.append(plog.problem)
     return result
 
 
@@ -387,7 +399,11 @@ def _write_plan(fw: Firmware, chip: str, flash_size: int):
 # ---------------------------------------------------------------------------------------------- station
 
 class Station:
-    """Several ports in parallel (a thread per port), each with its own Session, log and record."""
+    """Several ports in parallel (a thread per port), each with its own Session, log and record.
+
+    `run()` blocks until every port is done (the CLI); a UI calls `start(cancel)` and polls `states`
+    (port -> "backing up 43 %"), `chips`, `results` and `finished`, or follows `on_event(port, event)`,
+    which is called on the worker threads. `unfinished()` says what an abort leaves on each port."""
 
     def __init__(self, ports: list[str], plan: Plan, *, baud: int, library: BackupLibrary, reset: str = "auto",
                  on_event: Callable[[str, object], None] | None = None, log_dir: Path | None = None,
@@ -402,6 +418,7 @@ class Station:
         # The image is read and judged once, before any chip is touched (bad input: one line, no port busy).
         self.firmware = load_image(Path(plan.image)) if plan.image is not None else None
         stamp = time.strftime("%Y%m%dT%H%M%S")  # + pid: two stations started in one second keep apart
+        self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir) if log_dir is not None else data_dir() / "logs" / f"station-{stamp}-{os.getpid()}"
         self.states: dict[str, str] = {p: "waiting" for p in self.ports}
         self.results: dict[str, ChipResult] = {}
@@ -443,6 +460,11 @@ class Station:
     def start(self, cancel: CancelToken | None = None) -> list[threading.Thread]:
         """Start a worker per port and return the threads (daemon: a second Ctrl-C may end the process)."""
         self.cancel = cancel = cancel or CancelToken()
+        if self._own_log_dir:
+            try:
+                private_dir(self.log_dir.parent)  # DATA_DIR/logs holds other logs with secrets too: 0700
+            except OSError:
+                pass  # each port then fails with the reason when it opens its own log
         threads = [threading.Thread(target=self._run_one, args=(p, cancel), name=f"station {p}", daemon=True)
                    for p in self.ports]
         for t in threads:
@@ -460,6 +482,11 @@ class Station:
                 if poll is not None:
                     poll()
         return [self.results[p] for p in self.ports]
+
+    @property
+    def finished(self) -> bool:
+        """Every port has its result (for a UI that started the station and polls it)."""
+        return len(self.results) == len(self.ports)
 
     def unfinished(self) -> dict[str, str]:
         """What an abort right now leaves undone on each port that was writing (a sector may be erased)."""

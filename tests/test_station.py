@@ -227,7 +227,7 @@ def test_cancel_stops_every_port_and_saves_no_partial_backup(fixtures_dir: Path,
         st = Station([a, b], Plan(fresh_backup=True), baud=921600, library=BackupLibrary(lib),
                      on_event=on_event, log_dir=tmp_path / "logs")
         results = st.run(token)
-    assert [r.state for r in results] == ["cancelled", "cancelled"], results
+    assert st.finished and [r.state for r in results] == ["cancelled", "cancelled"], results
     assert all("still to do" in r.error or "cancelled" in r.error for r in results)
     assert library_images(lib) == {} and not list(lib.glob("*.part"))
 
@@ -309,6 +309,7 @@ def test_ports_file_comments_and_no_port_at_all(tmp_path: Path) -> None:
     (["read", "--efuse"], ["--efuse"]),
     (["write", "--start", "0x1D1000", "f.bin"], ["--start"]),
     (["write", "--replace-rf", "f.bin"], ["--replace-rf"]),
+    (["station", "--flash-size", "2M"], ["--flash-size"]),
 ])
 def test_single_chip_options_refused_with_several_ports(tmp_path: Path, argv, words) -> None:
     code, _, err = cli([argv[0], "-p", "sim://bk7231n", "-p", "sim://bk7231t", *argv[1:]])
@@ -367,3 +368,75 @@ def test_parallel_saves_of_the_same_chip_in_one_second_never_collide(tmp_path: P
     assert sorted(e.path.read_bytes() for e in saved) == sorted(data)  # each name holds its own data
     report = lib.check()
     assert report.ok and len(report.intact) == 8 and not list(lib.root.glob("*.part"))
+
+
+def test_a_second_backup_only_run_reuses_the_covering_backup(fixtures_dir: Path, tmp_path: Path) -> None:
+    lib = BackupLibrary(tmp_path / "lib")
+    with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, dev):
+        first = run_port(a, Plan(), baud=921600, library=lib)
+        second = run_port(a, Plan(), baud=921600, library=lib)
+    assert first.ok and second.ok and first.backup_taken and not second.backup_taken
+    assert first.backup == second.backup and Path(first.backup).read_bytes() == bytes(dev.flash.data)
+    assert len(library_images(lib.root)) == 1
+
+
+def test_info_on_several_ports_is_a_table_of_chips(tmp_path: Path) -> None:
+    code, out, err = cli(["info", "-p", "sim://bk7231n", "-p", "sim://bk7231t", "--json"])
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["chip"], r["state"], r["backup"]) for r in rows] == [("BK7231N", "done", ""), ("BK7231T", "done", "")]
+    assert all(r["mac"] for r in rows)
+
+
+def test_backup_only_and_no_backup_leave_nothing_to_do() -> None:
+    code, _, err = cli(["station", "-p", "sim://bk7231n", "--backup-only", "--no-backup"])
+    one_error(code, err, "nothing to do")
+
+
+def test_unplug_url_fails_that_port_in_one_line_and_logs_are_private(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
+    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=300000", "--json"])
+    assert code == 1, err
+    ok, bad = (json.loads(line) for line in out.splitlines())
+    assert ok["state"] == "done" and bad["state"] == "failed" and "unplugged" in bad["error"]
+    logs = tmp_path / "data" / "logs"
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+    assert [p.name for p in BackupLibrary(tmp_path / "data" / "backups").root.glob("*.bin")] == \
+        [Path(ok["backup"]).name]
+
+
+def test_a_log_that_cannot_be_written_never_costs_the_backup(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the log folder would go")
+    with sim_url("BK7231T") as (a, dev):
+        st = Station([a], Plan(), baud=921600, library=BackupLibrary(tmp_path / "lib"), log_dir=blocker / "logs")
+        (res,) = st.run()
+    assert res.ok and res.log == "" and any("no log file" in n for n in res.notes)
+    assert Path(res.backup).read_bytes() == bytes(dev.flash.data)
+
+
+def test_bad_reset_method_is_one_line_before_any_port() -> None:
+    code, _, err = cli(["read", "-p", "sim://bk7231n", "-p", "sim://bk7231t", "--reset", "bogus"])
+    one_error(code, err, "unknown reset method")
+
+
+def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: Path, tmp_path: Path,
+                                                                  obk_images: dict) -> None:
+    image = tmp_path / "obk-n.bin"
+    image.write_bytes(obk_images["BK7231N"]["ua"])
+    token = CancelToken()
+    with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, dev):
+        before = bytes(dev.flash.data)
+
+        def on_event(port: str, ev: object) -> None:
+            if isinstance(ev, Progress) and st.states[port].startswith("writing") and ev.done * 3 >= ev.total:
+                token.cancel()
+
+        st = Station([a], Plan(image=image, reboot=False), baud=921600, library=BackupLibrary(tmp_path / "lib"),
+                     on_event=on_event, log_dir=tmp_path / "logs")
+        (res,) = st.run(token)
+    assert res.state == "cancelled" and "write still to do: 0x" in res.error, res
+    assert Path(res.backup).read_bytes() == before and res.backup_taken
+    # What the line says is left is exactly what differs from the image on the chip.
+    left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
+    assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]

@@ -30,7 +30,11 @@ def ports_of(args: argparse.Namespace) -> list[str]:
         ports += read_ports_file(args.ports_file)
     if not ports:
         raise BkError("no port given: pass --port PORT (several times for several chips) or --ports-file FILE")
-    return check_ports(ports)
+    ports = check_ports(ports)
+    if len(ports) > 1 or getattr(args, "ports_file", None):
+        # One chip's flash size forced on every chip could make a 4 MiB chip's half look like a full backup.
+        refuse_single_only(args, {"--flash-size": getattr(args, "flash_size", None)})
+    return ports
 
 
 def single(args: argparse.Namespace, ports: list[str]) -> bool:
@@ -151,12 +155,14 @@ def summary_table(results: list[ChipResult], library: Path, logs: Path | None = 
 
 def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
     """Run `plan` on every port in parallel, show it live, print the summary; the exit code."""
+    from ..link.reset import get_strategy
+
+    get_strategy(args.reset)  # a bad --reset is one line before any port, not one per port
     library = BackupLibrary(getattr(args, "library", None))
     if plan.backup:
         library.check_space()  # once, before any chip is touched
     quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
-    station = Station(ports, plan, baud=args.baud, library=library, reset=args.reset,
-                      link_timeout=args.timeout, flash_size=getattr(args, "flash_size", None))
+    station = Station(ports, plan, baud=args.baud, library=library, reset=args.reset, link_timeout=args.timeout)
     live = LiveLines(station, quiet)
     station.on_event = live.event
     token = CancelToken()

@@ -161,7 +161,8 @@ def get(name: str) -> SimDevice:
 
 
 def from_url(url: str) -> SimDevice:
-    """`sim://bk7231n?dump=F&scenario=S&wiring=rts&timing=1&seed=N&window=0.3&max_baud=B` or `sim://@name`."""
+    """`sim://bk7231n?dump=F&scenario=S&wiring=rts&timing=1&seed=N&window=0.3&max_baud=B&unplug=BYTES` or
+    `sim://@name`; `unplug`: the adapter vanishes after that many bytes towards the host (a pulled cable)."""
     parsed = urlparse(url)
     host = parsed.netloc or parsed.path.lstrip("/")
     if host.startswith("@"):
@@ -178,6 +179,8 @@ def from_url(url: str) -> SimDevice:
         kwargs["efuse"] = q["efuse"]
     if "flash_id" in q:
         kwargs["flash_id"] = q["flash_id"]
+    if "unplug" in q:
+        kwargs["faults"] = FaultPlan(seed=int(q.get("seed", "0")), disconnect_after=int(q["unplug"]))
     return create_device(
         chip=host or None,
         dump=q.get("dump"),
