@@ -156,10 +156,8 @@ class StationModel:
     def add(self, url: str, label: str = "") -> PortRun:
         """The port's run, new or existing; an alias of a listed adapter (a by-id link, serial0) is the same
         run, never a second row that would open the same adapter twice."""
-        from bkbench.core.station import port_key
 
-        key = port_key(url)
-        run = self.ports.get(url) or next((r for r in self.ports.values() if port_key(r.url) == key), None)
+        run = self.find(url)
         if run is None:
             run = self.ports[url] = PortRun(url, label)
         elif label and not run.label:
@@ -174,6 +172,13 @@ class StationModel:
 
     def get(self, url: str) -> PortRun | None:
         return self.ports.get(url)
+
+    def find(self, url: str) -> PortRun | None:
+        """The run of this port or of another name for the same adapter."""
+        from bkbench.core.station import port_key
+
+        key = port_key(url)
+        return self.ports.get(url) or next((r for r in self.ports.values() if port_key(r.url) == key), None)
 
     @property
     def busy(self) -> bool:

@@ -87,8 +87,14 @@ class StationMixin:
             screen.show_runs(runs)
 
     def station_busy_on(self, url: str) -> bool:
-        run = self._station.get(url) if self._station is not None else None
+        run = self._station.find(url) if self._station is not None and url else None
         return bool(run and run.running)
+
+    def _same_port(self, url: str) -> bool:
+        """The single-port view's port, under this name or another (a by-id link)."""
+        from bkbench.core.station import port_key
+
+        return bool(self.url) and port_key(url) == port_key(self.url)
 
     def start_station(self, runs: list[PortRun], kind: str) -> list[PortRun]:
         """Start `kind` ("openbk", "backup") on each idle port of `runs`; the ports started."""
@@ -97,7 +103,7 @@ class StationMixin:
         for run in runs:
             if run.running:
                 continue
-            if run.url == self.url and self.busy:
+            if self.busy and self._same_port(run.url):
                 run.log(f"not started: the single-port view is running {self.op_name} on this port")
                 run.state, run.error = "failed", f"busy: {self.op_name} runs on it in the single-port view"
                 continue
@@ -113,7 +119,7 @@ class StationMixin:
     def _station_worker(self, run: PortRun, fields: dict[str, Any], cancel: CancelToken) -> None:
         """Worker thread: one port's plan from link to reboot. Never raises: the outcome is its ChipResult."""
         started = time.monotonic()
-        shared = run.url == self.url
+        shared = self._same_port(run.url)
         try:
             from bkbench.core.station import ChipResult, Plan, run_port
 
