@@ -395,7 +395,7 @@ def test_backup_only_and_no_backup_leave_nothing_to_do() -> None:
 
 def test_unplug_url_fails_that_port_in_one_line_and_logs_are_private(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
-    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=300000", "--json"])
+    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=60000", "--json"])
     assert code == 1, err
     ok, bad = (json.loads(line) for line in out.splitlines())
     assert ok["state"] == "done" and bad["state"] == "failed" and "unplugged" in bad["error"]
