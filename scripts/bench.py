@@ -4,6 +4,7 @@
     python scripts/bench.py              # N and T, 115200 .. 3M, full 2 MiB, peers, CPU, Pi quota, TUI (long)
     python scripts/bench.py --quick      # N and T at 921600 and 2M, 512 KiB read, 256 KiB write (a few minutes)
     python scripts/bench.py --chips N --bauds 921600,2000000 --output scripts/bench_results.md
+    python scripts/bench.py --chips N --only-multi   # several chips at once only: 1, 2, 4 chips (~9 min)
 
 Every tool talks to a fresh simulated chip (BK7231N and BK7231T rows) loaded with the same real stock
 dump: bkbench through the in-process `sim://@name` port, bk7231tools (Python API) and ltchiptool (CLI)

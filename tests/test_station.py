@@ -439,4 +439,5 @@ def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: P
     assert Path(res.backup).read_bytes() == before and res.backup_taken
     # What the line says is left is exactly what differs from the image on the chip.
     left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
+    assert res.record is not None and res.record.remaining()[0][0] == left  # the same, for a UI
     assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]
