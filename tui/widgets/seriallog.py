@@ -326,6 +326,8 @@ class SerialLog(ScrollView, can_focus=True):
         self.held.clear()
         self._max_width = 0
         self._update_virtual_size()
+        self.following = True  # nothing left to read above: what comes next is the tail
+        self._scroll_y_to(0)
         self.refresh()
 
     def set_hex(self, on: bool) -> None:
