@@ -301,8 +301,9 @@ class SerialLog(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        # Only the user moves the view off the tail: our own scrolls go to max_scroll_y, and Textual's
-        # clamping on a resize only lowers scroll_y to max_scroll_y.
+        # Only the user moves a following view off the tail: our scrolls go to max_scroll_y while following
+        # (the others: find, lines dropped while scrolled up), and Textual's clamping on a resize only
+        # lowers scroll_y to max_scroll_y.
         self.following = round(new_value) >= self.max_scroll_y
 
     def on_resize(self) -> None:
