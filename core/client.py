@@ -7,6 +7,7 @@ while the Tuya bootloader's range check does not, so the bootloader area can be 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 import zlib
@@ -339,7 +340,12 @@ class BkClient:
         self.port.flush()
         time.sleep(delay_ms / 2000.0)
         old = self.port.baudrate
-        self.port.baudrate = baud
+        try:
+            self.port.baudrate = baud
+        except (serial.SerialException, OSError, ValueError) as exc:  # e.g. an RFC 2217 server kept its rate
+            with contextlib.suppress(serial.SerialException, OSError, ValueError):
+                self.port.baudrate = old
+            raise ProtocolError(f"the port could not switch to {baud} baud ({exc})") from None
         self.scanner.clear()
         try:
             reply = self.command(Cmd.SET_BAUD, b"", timeout=0.5 + delay_ms / 1000.0, drain=False, send=False)
