@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import serial
 
@@ -75,6 +76,8 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     whose CEN is wired to RTS in reset (bk7231tools issue 16).
     """
     is_url = "://" in url
+    if url.startswith("socket://"):
+        _check_host_port(url)
     try:
         if url.startswith("rfc2217://"):
             port = Rfc2217Port(baudrate=baud, timeout=timeout)  # ours, not pyserial's: see core/rfc2217.py
@@ -100,6 +103,16 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     except (OSError, serial.SerialException, ValueError):
         pass  # ptys and sockets have no control lines
     return port
+
+
+def _check_host_port(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or not 0 < port < 65536:
+        raise PortError(f"{url}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
 
 
 def can_change_baud(port) -> bool:

@@ -149,7 +149,8 @@ def port_manager_server(device_url: str) -> Iterator[int]:
                 break
             if not data:
                 break
-            ser.write(b"".join(manager.filter(data)))
+            for byte in manager.filter(data):  # one by one: a baud change must not overtake earlier data
+                ser.write(byte)
         stop.set()
         conn.close()
         ser.close()
