@@ -112,13 +112,12 @@ class Rfc2217Port(SerialBase):
         except socket.gaierror:
             raise SerialException(f"unknown host {host!r}") from None
         except ConnectionRefusedError:
-            raise SerialException(f"connection refused by {host}:{port} (is ser2net running and listening "
-                                  "on that port?)") from None
+            raise SerialException("connection refused (is ser2net running and listening on that port?)") from None
         except (TimeoutError, socket.timeout):
-            raise SerialException(f"no answer from {host}:{port} within {CONNECT_TIMEOUT:g} s "
-                                  "(host down, wrong address, or a firewall)") from None
+            raise SerialException(f"no answer within {CONNECT_TIMEOUT:g} s (host down, wrong address, or a "
+                                  "firewall)") from None
         except OSError as exc:
-            raise SerialException(f"cannot reach {host}:{port}: {exc.strerror or exc}") from None
+            raise SerialException(f"cannot reach the host: {exc.strerror or exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames leave at once (no Nagle)
         sock.settimeout(None)
         self._sock = sock
@@ -139,14 +138,20 @@ class Rfc2217Port(SerialBase):
             raise
 
     def _negotiate(self, host: str, port: int) -> None:
-        self._raw(bytes([IAC, WILL, BINARY, IAC, DO, BINARY, IAC, WILL, COM_PORT, IAC, WILL, SGA, IAC, DO, SGA]))
-        self._we.update((BINARY, COM_PORT, SGA))
-        if not self._wait(lambda: self._server_com_port or self._closed_reason):
-            raise SerialException(f"{host}:{port} does not answer as an RFC 2217 server within "
-                                  f"{self._network_timeout:g} s (a raw TCP port? then use socket://{host}:{port})")
-        if self._closed_reason:
-            raise SerialException(f"{host}:{port} closed the connection ({self._closed_reason}); another "
-                                  "client may be connected (ser2net allows one per port)")
+        try:
+            self._raw(bytes([IAC, WILL, BINARY, IAC, DO, BINARY, IAC, WILL, COM_PORT, IAC, WILL, SGA, IAC, DO, SGA]))
+            self._we.update((BINARY, COM_PORT, SGA))
+            answered = self._wait(lambda: self._server_com_port or self._closed_reason)
+        except SerialException:
+            answered = True  # the server hung up on us: said below
+        if not answered:
+            raise SerialException(f"no RFC 2217 answer within {self._network_timeout:g} s (a raw TCP port? "
+                                  f"then use socket://{host}:{port})")
+        if self._closed_reason or not self._server_com_port:
+            self._wait(lambda: self._closed_reason, 0.5)  # let its parting words arrive
+            said = bytes(self._buf).decode("ascii", "replace").strip()[:80]
+            raise SerialException("the server closed the connection" + (f" ({said!r})" if said else "")
+                                  + ": another client is probably connected (ser2net serves one per port)")
         self._configure(all_settings=True)
         self._control(CTRL_NO_FLOW, wait=False)
         # Ask for both lines as they should be; a server that passes them answers each request.

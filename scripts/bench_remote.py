@@ -1,7 +1,7 @@
 """Remote rows of the benchmark: the same timed simulated chip through a local pty and through ser2net.
 
     python scripts/bench.py --remote                      # N at 921600 and 2M, plus socket:// at 115200
-    python scripts/bench.py --remote --bauds 921600 --chips N --remote-pyserial
+    python scripts/bench.py --remote --bauds 921600 --chips N --remote-pyserial   # no socket:// rows
 
 Every path serves a fresh simulated chip (wire-timing model on) on a pty (core/sim/pty_bridge.py); the
 local row talks to the pty directly, the remote rows through the real ser2net on loopback
@@ -89,7 +89,7 @@ def _run(chip: str, stock: bytes, image: bytes, baud: int, timing: Timing, lib_d
 
 
 def bench_remote(chips: dict[str, tuple[bytes, bytes]], bauds: list[int], timing: Timing,
-                 pyserial: bool = False) -> list[RemoteRow]:
+                 pyserial: bool = False, socket_rows: bool = True) -> list[RemoteRow]:
     if find_ser2net() is None:
         raise SystemExit("the remote benchmark needs ser2net (apt-get install ser2net)")
 
@@ -115,10 +115,11 @@ def bench_remote(chips: dict[str, tuple[bytes, bytes]], bauds: list[int], timing
     rows: list[RemoteRow] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-remote-") as tmp:
         for chip, (stock, image) in chips.items():
-            plan = [(b, p) for b in bauds for p in paths]
-            plan += [(115200, ("local pty", local, ("backup",), contextlib.nullcontext)),
-                     (115200, ("socket ser2net (recommended)", via("socket", True), ("backup",),
-                               contextlib.nullcontext))]
+            plan = [(b, p) for b in bauds if b != 115200 for p in paths]
+            if socket_rows:  # raw TCP cannot switch: 115200 only, against the local pty at 115200
+                plan += [(115200, ("local pty", local, ("backup",), contextlib.nullcontext)),
+                         (115200, ("socket ser2net (recommended)", via("socket", True), ("backup",),
+                                   contextlib.nullcontext))]
             local_t: dict[tuple[int, str], float] = {}
             for baud, (name, url_for, ops, patch) in plan:
                 print(f"... remote: {chip} {name} at {baud}", flush=True)
@@ -144,10 +145,11 @@ def remote_table(rows: list[RemoteRow]) -> list[str]:
 
 def main_remote(args, argv: list[str], inputs: dict[str, tuple], head: list[str], timing_text: list[str],
                 timing: Timing) -> int:
-    """`bench.py --remote`: default BK7231N at 921600 and 2M (plus socket:// at 115200)."""
+    """`bench.py --remote`: default BK7231N at 921600 and 2M plus socket:// at 115200 (only when 115200 is
+    among the rates)."""
     chips = {c: (v[0], v[1]) for c, v in inputs.items() if "--chips" in argv or c == "BK7231N"}
-    bauds = [int(b) for b in args.bauds.split(",")] if args.bauds else [921600, 2000000]
-    rows = bench_remote(chips, bauds, timing, pyserial=args.remote_pyserial)
+    bauds = [int(b) for b in args.bauds.split(",")] if args.bauds else [921600, 2000000, 115200]
+    rows = bench_remote(chips, bauds, timing, pyserial=args.remote_pyserial, socket_rows=115200 in bauds)
     table = remote_table(rows)
     print("\n" + "\n".join(table))
     if args.output:

@@ -112,18 +112,20 @@ def test_ser2net_defaults_still_work(fixtures_dir):
             assert s.read(0x11000, 0x20000) == stock[0x11000:0x31000]
 
 
-def test_second_client_is_told_clearly(fixtures_dir):
-    """ser2net serves one client per port (kickolduser in our config): the newcomer wins, the old one's
-    next exchange fails with a one-line port error instead of hanging."""
+def test_second_client_is_refused_and_the_first_keeps_working(fixtures_dir):
+    """ser2net serves one client per port: a second bkbench (or anything else) gets one clear line, and the
+    session already linked is not disturbed (the recommended config has no kickolduser)."""
     need_ser2net()
-    from bkbench.core.errors import BkError
+    from bkbench.core.errors import PortError
 
-    dev = SimDevice((fixtures_dir / "dumps" / N_DUMP).read_bytes(), chip="BK7231N")
+    stock = (fixtures_dir / "dumps" / N_DUMP).read_bytes()
+    dev = SimDevice(stock, chip="BK7231N")
     with pty_for(dev) as pty, Ser2net(pty, raw=False) as s2n:
-        first = Session(s2n.rfc2217_url, baud=115200, reset="manual", link_timeout=3)
-        first.connect()
-        with Session(s2n.rfc2217_url, baud=115200, reset="manual", link_timeout=3) as second:
-            assert second.connect().chip == "BK7231N"
-        _, exc, hung = run_with_deadline(lambda: first.read(0x11000, 0x1000), 30)
-        assert not hung and isinstance(exc, BkError), exc
-        first.close()
+        with Session(s2n.rfc2217_url, baud=921600, reset="manual", link_timeout=3) as first:
+            first.connect()
+            second = Session(s2n.rfc2217_url, baud=921600, reset="manual", link_timeout=3)
+            _, exc, hung = run_with_deadline(second.connect, 30)
+            second.close()
+            assert not hung and isinstance(exc, PortError), exc
+            assert len(str(exc).splitlines()) == 1 and "another client" in str(exc)
+            assert first.read(0x11000, 0x10000) == stock[0x11000:0x21000]

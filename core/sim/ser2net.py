@@ -43,9 +43,11 @@ def config_text(device: str, rfc2217_port: int | None, raw_port: int | None, bau
         if port is None:
             continue
         lines += [f"connection: &{name}", f"  accepter: {accepter},{host},{port}",
-                  f"  connector: serialdev,{device},{baud}n81,local", "  options:", "    kickolduser: true"]
+                  f"  connector: serialdev,{device},{baud}n81,local"]
+        # No kickolduser: a second client (or a `bkbench ports` probe) is refused, never takes the port
+        # from a write in progress.
         if fast:
-            lines.append("    chardelay: false")
+            lines += ["  options:", "    chardelay: false"]
     return "\n".join(lines) + "\n"
 
 
