@@ -163,11 +163,13 @@ class Rfc2217Port(SerialBase):
             self.passes_lines = bool(got)
 
     def _hung_up(self) -> SerialException:
-        """The server closed on us while we set up: ser2net does that when another client has the port."""
+        """The server closed on us while we set up: ser2net does that when another client has the port and
+        when it cannot open the device (adapter unplugged, wrong path, options the device refuses)."""
         self._wait(lambda: self._closed_reason, 0.5)  # let its parting words arrive
         said = bytes(self._buf).decode("ascii", "replace").strip()[:80]
         return SerialException("the server closed the connection" + (f" ({said!r})" if said else "")
-                               + ": another client is probably connected (ser2net serves one per port)")
+                               + ": another client has the port, or the server cannot open its serial device "
+                                 "(adapter unplugged? see the server's log)")
 
     def close(self) -> None:
         self.is_open = False

@@ -146,7 +146,7 @@ def _explain_socket(url: str, text: str) -> PortError:
     low = text.lower()
     where = url.split("://", 1)[1].split("?", 1)[0]
     if "refused" in low:
-        return PortError(f"{url}: connection refused by {where} (is ser2net running and listening on that port?)")
+        return PortError(f"{url}: connection refused (is ser2net running and listening on that port?)")
     if "timed out" in low:
         return PortError(f"{url}: no answer from {where} (host down, wrong address, or a firewall)")
     if "name or service not known" in low or "name resolution" in low or "nodename" in low:
