@@ -81,3 +81,14 @@ def test_probe_of_many_silent_hosts_is_bounded(tmp_path):
             s.close()
     assert not hung and exc is None
     assert len(ports) == 6 and all(p.kind == "remote" and p.reachable is not None for p in ports)
+
+
+def test_workbench_port_list_shows_remote_ports_unprobed(monkeypatch):
+    from bkbench.tui.widgets import ports as pane
+
+    remote_ports.add("rfc2217://pi:3333", "garage Pi")
+    probed = []
+    monkeypatch.setattr(remote_ports, "_probe", lambda *a: probed.append(a) or "")
+    rows = [pane.port_row(p) for p in pane.default_ports_source()]
+    assert ("rfc2217://pi:3333", "remote: garage Pi") in [r[:2] for r in rows]
+    assert probed == []  # polled every 1.5 s: a probe would make ser2net open the adapter each time
