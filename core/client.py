@@ -149,12 +149,18 @@ class BkClient:
     def _logical(self, wire: int) -> int:
         return wire % self.flash_size if self.flash_size else wire
 
+    def _lost(self, exc: Exception) -> PortError:
+        name = str(getattr(self.port, "portstr", "") or "")
+        if name.startswith(("rfc2217://", "socket://")):
+            return PortError(f"the remote port stopped working ({exc}); are the server (ser2net) and the network up?")
+        return PortError(f"the serial adapter stopped working ({exc}); was it unplugged?")
+
     def drain(self) -> None:
         self.scanner.clear()
         try:
             self.port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
         except Exception:  # noqa: BLE001 - some URL handlers lack it
             pass
 
@@ -163,13 +169,13 @@ class BkClient:
             n = max(1, want, self.port.in_waiting)
             return self.port.read(n)
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
 
     def _write(self, frame: bytes) -> None:
         try:
             self.port.write(frame)
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
 
     def command(
         self,

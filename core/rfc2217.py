@@ -48,6 +48,7 @@ MODEM_CTS, MODEM_DSR, MODEM_RI, MODEM_CD = 0x10, 0x20, 0x40, 0x80
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux; elsewhere delayed ACKs stay (slower, still correct)
 CONNECT_TIMEOUT = 3.0  # s: an unreachable host fails within this, never hangs
+SEND_TIMEOUT = 10.0  # s
 LINE_ACK_TIMEOUT = 0.5  # s: how long an answer to a DTR/RTS request may take before the lines count as absent
 
 
@@ -121,7 +122,7 @@ class Rfc2217Port(SerialBase):
         except OSError as exc:
             raise SerialException(f"cannot reach the host: {exc.strerror or exc}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames leave at once (no Nagle)
-        sock.settimeout(None)
+        sock.settimeout(SEND_TIMEOUT)  # bounds sendall() to a server that stopped reading; recv waits in select
         self._sock = sock
         self._buf.clear()
         self._pending = b""
@@ -194,10 +195,10 @@ class Rfc2217Port(SerialBase):
             raise PortNotOpenError()
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         while len(self._buf) < size and not self._closed_reason:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._pump(left)  # timeout 0 still takes what has arrived
+            if left == 0:
                 break
-            self._pump(left)
         if not self._buf and self._closed_reason:
             raise SerialException(f"connection lost ({self._closed_reason})")
         out = bytes(self._buf[:size])

@@ -106,9 +106,10 @@ def scripted(**kwargs) -> Iterator[ScriptedServer]:
 
 
 @contextmanager
-def port_manager_server(device_url: str) -> Iterator[int]:
+def port_manager_server(device_url: str, cut_after: int | None = None) -> Iterator[int]:
     """pyserial's RFC 2217 PortManager in front of `device_url` (a sim:// port whose DTR/RTS reach the
-    simulated CEN wiring): a server that passes the lines, as ser2net does on a real USB adapter."""
+    simulated CEN wiring): a server that passes the lines, as ser2net does on a real USB adapter.
+    `cut_after`: drop the connection once that many device bytes went out (a network that fails)."""
     from serial.rfc2217 import PortManager
 
     srv = socket.socket()
@@ -133,11 +134,17 @@ def port_manager_server(device_url: str) -> Iterator[int]:
         manager = PortManager(ser, Conn())
 
         def device_to_net() -> None:
+            sent = 0
             while not stop.is_set():
                 try:
                     data = ser.read(ser.in_waiting or 1)
                     if data:
                         Conn().write(b"".join(manager.escape(data)))
+                        sent += len(data)
+                        if cut_after is not None and sent >= cut_after:
+                            conn.shutdown(socket.SHUT_RDWR)
+                            stop.set()
+                            return
                 except (OSError, serial.SerialException):
                     return
 

@@ -150,3 +150,23 @@ def test_dtr_rts_reset_through_an_rfc2217_server_that_passes_lines(fixtures_dir)
     assert ("rts", True) in [(n, a) for _, n, a in dev.line_log]
     assert data == dump.read_bytes()[0x11000:0x13000]
     assert not any("DTR/RTS" in m for m in notes), notes  # no fallback to a manual reset
+
+
+def test_connection_cut_mid_backup_saves_nothing_and_says_so(fixtures_dir, tmp_path):
+    """The network drops half-way through a backup: one clear error, nothing in the library, no hang."""
+    from bkbench.core.backups import BackupLibrary
+    from bkbench.core.errors import BkError
+
+    dump = fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin"
+    lib = BackupLibrary(tmp_path / "lib")
+    with sim_url("BK7231N", dump) as (dev_url, _):
+        with port_manager_server(dev_url, cut_after=600_000) as tcp_port:
+            s = Session(f"rfc2217://127.0.0.1:{tcp_port}", baud=921600, reset="manual", link_timeout=3)
+            try:
+                s.connect()
+                _, exc, hung = run_with_deadline(lambda: s.backup(lib), 60)
+            finally:
+                s.close()
+    assert not hung and isinstance(exc, BkError), exc
+    assert len(str(exc).splitlines()) == 1
+    assert lib.list() == [] and not list((tmp_path / "lib").glob("*.bin"))
