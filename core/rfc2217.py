@@ -110,14 +110,15 @@ class Rfc2217Port(SerialBase):
         if self.is_open:
             raise SerialException("Port is already open.")
         host, port = self.from_url(self.portstr)
+        connect_timeout = min(CONNECT_TIMEOUT, self._network_timeout)
         try:
-            sock = socket.create_connection((host, port), timeout=min(CONNECT_TIMEOUT, self._network_timeout))
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
         except socket.gaierror:
             raise SerialException(f"unknown host {host!r}") from None
         except ConnectionRefusedError:
             raise SerialException("connection refused (is ser2net running and listening on that port?)") from None
         except (TimeoutError, socket.timeout):
-            raise SerialException(f"no answer within {CONNECT_TIMEOUT:g} s (host down, wrong address, or a "
+            raise SerialException(f"no answer within {connect_timeout:g} s (host down, wrong address, or a "
                                   "firewall)") from None
         except OSError as exc:
             raise SerialException(f"cannot reach the host: {exc.strerror or exc}") from None
@@ -166,11 +167,9 @@ class Rfc2217Port(SerialBase):
     def _hung_up(self) -> SerialException:
         """The server closed on us while we set up: ser2net does that when another client has the port and
         when it cannot open the device (adapter unplugged, wrong path, options the device refuses)."""
-        self._wait(lambda: self._closed_reason, 0.5)  # let its parting words arrive
-        said = bytes(self._buf).decode("ascii", "replace").strip()[:80]
-        return SerialException("the server closed the connection" + (f" ({said!r})" if said else "")
-                               + ": another client has the port, or the server cannot open its serial device "
-                                 "(adapter unplugged? see the server's log)")
+        # (What it sent before closing is not quoted: it may be the device's log, secrets included.)
+        return SerialException("the server closed the connection: another client has the port, or the server "
+                               "cannot open its serial device (adapter unplugged? see the server's log)")
 
     def close(self) -> None:
         self.is_open = False

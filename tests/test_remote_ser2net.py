@@ -12,7 +12,7 @@ from bkbench.core.cli.main import main
 from bkbench.core.ops.events import Notice
 from bkbench.core.session import Session
 from bkbench.core.sim.device import SimDevice
-from bkbench.core.sim.ser2net import Ser2net
+from bkbench.core.sim.ser2net import Ser2net, free_port
 from remotehelpers import need_ser2net
 from simhelpers import pty_for, run_with_deadline
 
@@ -77,19 +77,23 @@ def test_rfc2217_backup_and_verify_in_a_session(fixtures_dir, tmp_path):
     assert any("does not pass DTR/RTS" in m for m in notes), notes
 
 
-def test_socket_backup_through_ser2net_from_bkbench_simulate(fixtures_dir, tmp_path, capsys):
-    """`bkbench simulate`'s pty behind ser2net's raw TCP port; bkbench read at the default 921600 must stay
-    at 115200 (raw TCP cannot change the rate) instead of desynchronising, and save a byte-exact backup."""
+def test_socket_backup_through_bkbench_simulate_ser2net(fixtures_dir, tmp_path, capsys):
+    """`bkbench simulate --ser2net PORT` (its pty behind the real ser2net); bkbench read over socket:// at the
+    default 921600 must stay at 115200 (raw TCP cannot change the rate) instead of desynchronising, and save
+    a byte-exact backup."""
     need_ser2net()
     dump = fixtures_dir / "dumps" / N_DUMP
-    sim = subprocess.Popen([sys.executable, "-m", "bkbench.core.cli.main", "simulate", "--dump", str(dump)],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    port = free_port()
+    while not 0 < port < 65534:
+        port = free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "bkbench.core.cli.main", "simulate", "--dump", str(dump),
+                            "--ser2net", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
-        assert sim.stdout is not None
-        pty = sim.stdout.readline().strip()
-        assert pty.startswith("/dev/"), pty
-        with Ser2net(pty, rfc2217=False) as s2n:
-            code = main(["read", "--port", s2n.socket_url, "--data-dir", str(tmp_path / "d")])
+        assert sim.stderr is not None
+        lines = [sim.stderr.readline() for _ in range(2)]
+        assert f"socket://127.0.0.1:{port + 1}" in lines[1], lines
+        code = main(["read", "--port", f"socket://127.0.0.1:{port + 1}", "--data-dir", str(tmp_path / "d")])
         err = capsys.readouterr().err
     finally:
         sim.terminate()
@@ -99,6 +103,7 @@ def test_socket_backup_through_ser2net_from_bkbench_simulate(fixtures_dir, tmp_p
     lib = BackupLibrary(tmp_path / "d" / "backups")
     entries = lib.list()
     assert len(entries) == 1 and lib.load(entries[0]) == dump.read_bytes()
+    assert sim.returncode == 0
 
 
 def test_ser2net_defaults_still_work(fixtures_dir):

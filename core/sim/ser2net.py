@@ -55,14 +55,15 @@ class Ser2net:
     """One ser2net process (foreground, its own config in a temporary folder); a context manager."""
 
     def __init__(self, device: str, rfc2217: bool = True, raw: bool = True, fast: bool = True,
-                 baud: int = 115200) -> None:
+                 baud: int = 115200, port: int | None = None) -> None:
+        """`port`: RFC 2217 on it and raw TCP on port + 1 (default: free ports)."""
         exe = find_ser2net()
         if exe is None:
             raise FileNotFoundError("ser2net is not installed (apt-get install ser2net)")
         self.exe = exe
         self.device, self.fast, self.baud = device, fast, baud
-        self.rfc2217_port = free_port() if rfc2217 else None
-        self.raw_port = free_port() if raw else None
+        self.rfc2217_port = (port if port else free_port()) if rfc2217 else None
+        self.raw_port = ((port + 1) if port else free_port()) if raw else None
         self.dir = Path(tempfile.mkdtemp(prefix="bkbench-ser2net-"))
         self.proc: subprocess.Popen | None = None
 
@@ -75,12 +76,23 @@ class Ser2net:
         return f"socket://127.0.0.1:{self.raw_port}"
 
     def start(self, timeout: float = 10.0) -> Ser2net:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> Ser2net:
+        for port in (self.rfc2217_port, self.raw_port):
+            if port is not None and not _free(port):  # else ser2net logs it and we would find the other listener
+                raise RuntimeError(f"TCP port {port} on 127.0.0.1 is in use")
         cfg = self.dir / "ser2net.yaml"
         cfg.write_text(config_text(self.device, self.rfc2217_port, self.raw_port, self.baud, fast=self.fast))
         log = open(self.dir / "ser2net.log", "wb")
         # -n: stay in the foreground; -u: no UUCP lock files (a pty needs none, and /var/lock may be read-only)
         self.proc = subprocess.Popen([self.exe, "-n", "-u", "-c", str(cfg), "-P", str(self.dir / "pid")],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         log.close()
         ports = [p for p in (self.rfc2217_port, self.raw_port) if p is not None]
         deadline = time.monotonic() + timeout
@@ -90,7 +102,6 @@ class Ser2net:
             if all(_listening(p) for p in ports):
                 return self
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"ser2net did not listen on {ports} within {timeout:g} s: {self.log()[-500:]}")
 
     def log(self) -> str:
@@ -131,3 +142,23 @@ def _listening(port: int) -> bool:
             s.settimeout(0.2)
             return s.connect_ex(("127.0.0.1", port)) == 0
     return False
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the parent dies (Linux), so a killed test or simulator leaves no ser2net."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
