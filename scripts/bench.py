@@ -656,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tui", action="store_true", help="skip the TUI measurements")
     ap.add_argument("--no-host", action="store_true", help="skip the host CPU and Pi quota measurements")
     ap.add_argument("--output", help="also write the results as Markdown to this file")
+    ap.add_argument("--remote", action="store_true",
+                    help="only the remote rows: local pty vs rfc2217:// and socket:// through ser2net "
+                         "(scripts/bench_remote.py; default N at 921600 and 2M)")
+    ap.add_argument("--remote-pyserial", action="store_true", help="with --remote: add pyserial's RFC 2217 client")
     args = ap.parse_args(argv)
 
     fx = fixtures_dir()
@@ -688,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"({len(image)} bytes) at 0x{APP_START:X}")
     head.append("")
     print("\n".join(head + timing_lines(timing)), flush=True)
+    if args.remote:
+        from bench_remote import main_remote
+
+        return main_remote(args, argv, inputs, head, timing_lines(timing), timing)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
         for chip in chips:
