@@ -169,9 +169,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     with session_for(args) as s:
         info = s.connect()
         extra = efuse_summary(s.client, info)
+        # Taken before the session closes: closing drops the link back to 115200 and says so in `info`.
+        text = _info_text(info)
+        data = info.to_json()
     labels = {"efuse_key": "eFuse key", "variant": "variant"}
-    text = _info_text(info) + "".join(f"\n{labels.get(k, k):<11} {v}" for k, v in extra.items())
-    emit(args, {"ok": True, **info.to_json(), **extra}, text)
+    text += "".join(f"\n{labels.get(k, k):<11} {v}" for k, v in extra.items())
+    emit(args, {"ok": True, **data, **extra}, text)
     return 0
 
 
