@@ -846,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="station rows: backup (bkbench read), station (backup, write, verify) or both")
     ap.add_argument("--only-multi", action="store_true", help="only the several-chips rows")
     ap.add_argument("--multi-keep", help="keep each station row's per-port logs in this folder")
+    ap.add_argument("--remote", action="store_true",
+                    help="only the remote rows: local pty vs rfc2217:// and socket:// through ser2net "
+                         "(scripts/bench_remote.py; default N at 921600 and 2M)")
+    ap.add_argument("--remote-pyserial", action="store_true", help="with --remote: add pyserial's RFC 2217 client")
     args = ap.parse_args(argv)
 
     fx = fixtures_dir()
@@ -878,6 +882,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"({len(image)} bytes) at 0x{APP_START:X}")
     head.append("")
     print("\n".join(head + timing_lines(timing)), flush=True)
+    if args.remote:
+        from bench_remote import main_remote
+
+        return main_remote(args, argv, inputs, head, timing_lines(timing), timing)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
         for chip in chips if not args.only_multi else []:
