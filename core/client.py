@@ -7,6 +7,7 @@ while the Tuya bootloader's range check does not, so the bootloader area can be 
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 import zlib
@@ -148,12 +149,18 @@ class BkClient:
     def _logical(self, wire: int) -> int:
         return wire % self.flash_size if self.flash_size else wire
 
+    def _lost(self, exc: Exception) -> PortError:
+        name = str(getattr(self.port, "portstr", "") or "")
+        if name.startswith(("rfc2217://", "socket://")):
+            return PortError(f"the remote port stopped working ({exc}); are the server (ser2net) and the network up?")
+        return PortError(f"the serial adapter stopped working ({exc}); was it unplugged?")
+
     def drain(self) -> None:
         self.scanner.clear()
         try:
             self.port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
         except Exception:  # noqa: BLE001 - some URL handlers lack it
             pass
 
@@ -162,13 +169,13 @@ class BkClient:
             n = max(1, want, self.port.in_waiting)
             return self.port.read(n)
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
 
     def _write(self, frame: bytes) -> None:
         try:
             self.port.write(frame)
         except (serial.SerialException, OSError) as exc:
-            raise PortError(f"the serial adapter stopped working ({exc}); was it unplugged?") from exc
+            raise self._lost(exc) from exc
 
     def command(
         self,
@@ -339,7 +346,12 @@ class BkClient:
         self.port.flush()
         time.sleep(delay_ms / 2000.0)
         old = self.port.baudrate
-        self.port.baudrate = baud
+        try:
+            self.port.baudrate = baud
+        except (serial.SerialException, OSError, ValueError) as exc:  # e.g. an RFC 2217 server kept its rate
+            with contextlib.suppress(serial.SerialException, OSError, ValueError):
+                self.port.baudrate = old
+            raise ProtocolError(f"the port could not switch to {baud} baud ({exc})") from None
         self.scanner.clear()
         try:
             reply = self.command(Cmd.SET_BAUD, b"", timeout=0.5 + delay_ms / 1000.0, drain=False, send=False)

@@ -146,3 +146,20 @@ def app_partition(chip: str | None) -> Partition:
 def protected_ranges(chip: str) -> list[tuple[int, int]]:
     """Half-open ranges that writes must not touch unless the user asks explicitly."""
     return [(p.start, p.end) for p in layout_for(chip) if p.protected]
+
+
+def subtract_ranges(ranges: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open `ranges` minus `holes`, in order, empty pieces dropped."""
+    out = list(ranges)
+    for hs, he in holes:
+        nxt: list[tuple[int, int]] = []
+        for s, e in out:
+            if he <= s or hs >= e:
+                nxt.append((s, e))
+                continue
+            if s < hs:
+                nxt.append((s, hs))
+            if he < e:
+                nxt.append((he, e))
+        out = nxt
+    return out

@@ -37,7 +37,8 @@ class PortInfo:
     serial_number: str = ""
     by_id: str = ""
     in_use: bool = False
-    kind: str = "usb"  # usb, pi-uart, other
+    kind: str = "usb"  # usb, pi-uart, other, remote (core/remote_ports.py)
+    reachable: bool | None = None  # remote ports only: accepted a TCP connection when probed
 
     @property
     def vid_pid(self) -> str:

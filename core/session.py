@@ -32,7 +32,7 @@ from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRe
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .restore_check import check_restore_image
-from .transport import open_port
+from .transport import can_change_baud, open_port
 
 
 def parse_mac(rf_sector: bytes) -> str | None:
@@ -228,6 +228,12 @@ class Session:
         # --- baud ladder (core/link/baud.py): step down on failure, remember per adapter.
         client = self._client()
         assert self.info is not None
+        if not can_change_baud(self.port):
+            if self.baud != LINK_BAUD:
+                self.sink(Notice("warning", f"{self.url} is raw TCP and cannot change the line rate: transferring "
+                                            f"at {LINK_BAUD} baud, not {self.baud} (rfc2217:// can switch)"))
+            self.info.baud = LINK_BAUD
+            return
         if self.baud == LINK_BAUD:  # linked at a faster rate left over from an earlier session
             client.set_baudrate(LINK_BAUD)
             self.info.baud = LINK_BAUD

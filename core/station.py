@@ -72,6 +72,9 @@ class ChipResult:
     backup_taken: bool = False  # the backup was read now (False: an existing one covers the chip)
     retries: int = 0  # exchanges repeated on the way (0 on a clean line)
     notes: list[str] = field(default_factory=list)  # warnings on the way (e.g. no boot banner seen)
+    # The failed or cancelled operation's OperationRecord (what was verified, what is left), for a UI;
+    # not in to_json: `error` says the same in one line.
+    record: object = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,7 @@ class ChipResult:
 
     def to_json(self) -> dict:
         out = asdict(self)
+        out.pop("record", None)
         out["ok"] = self.ok
         out["seconds"] = round(self.seconds, 2)
         return out
@@ -369,9 +373,11 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
     except OperationCancelled as exc:
         result.state = "cancelled"
         result.error = _one_line(str(exc))
+        result.record = getattr(exc, "record", None)
     except BkError as exc:
         result.state = "cancelled" if cancel is not None and cancel.cancelled else "failed"
         result.error, result.hint = _one_line(str(exc)), _one_line(exc.hint)
+        result.record = getattr(exc, "record", None)
     except Exception as exc:  # noqa: BLE001 - one port's bug must not take the others down
         result.error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
     finally:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import serial
 
 from .errors import PortError
+from .rfc2217 import Rfc2217Port
 
 SIM_PACKAGE = "bkbench.core.sim"
 if SIM_PACKAGE not in serial.protocol_handler_packages:
@@ -72,8 +76,13 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     whose CEN is wired to RTS in reset (bk7231tools issue 16).
     """
     is_url = "://" in url
+    if url.startswith("socket://"):
+        _check_host_port(url)
     try:
-        if is_url:
+        if url.startswith("rfc2217://"):
+            port = Rfc2217Port(baudrate=baud, timeout=timeout)  # ours, not pyserial's: see core/rfc2217.py
+            port.port = url
+        elif is_url:
             port = serial.serial_for_url(url, baudrate=baud, timeout=timeout, do_not_open=True)
         else:
             port = serial.Serial(baudrate=baud, timeout=timeout)
@@ -84,12 +93,32 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
         raise _explain(url, exc) from exc
     except ValueError as exc:
         raise PortError(f"{url}: {exc}") from exc
+    sock = getattr(port, "_socket", None)  # pyserial's socket:// leaves Nagle on: a reply would wait for an ACK
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         port.dtr = False
         port.rts = False
     except (OSError, serial.SerialException, ValueError):
         pass  # ptys and sockets have no control lines
     return port
+
+
+def _check_host_port(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or not 0 < port < 65536:
+        raise PortError(f"{url}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
+
+
+def can_change_baud(port) -> bool:
+    """False for raw TCP (`socket://`): the server's line rate is fixed, so the chip must stay at 115200."""
+    name = str(getattr(port, "portstr", "") or getattr(port, "port", "") or "")
+    return not name.startswith("socket://")
 
 
 def _explain(url: str, exc: serial.SerialException) -> PortError:
@@ -107,4 +136,21 @@ def _explain(url: str, exc: serial.SerialException) -> PortError:
         holder = "" if "://" in url else _holder_of(url)
         return PortError(f"{url}: port is in use{' by ' + holder if holder else ''}",
                          hint="close the other program (screen, minicom, ModemManager) and try again")
+    if url.startswith("socket://"):
+        return _explain_socket(url, text)
     return PortError(f"{url}: {text}")
+
+
+def _explain_socket(url: str, text: str) -> PortError:
+    """pyserial's socket:// errors, said the way rfc2217:// (core/rfc2217.py) says them."""
+    low = text.lower()
+    where = url.split("://", 1)[1].split("?", 1)[0]
+    if "refused" in low:
+        return PortError(f"{url}: connection refused (is ser2net running and listening on that port?)")
+    if "timed out" in low:
+        return PortError(f"{url}: no answer from {where} (host down, wrong address, or a firewall)")
+    if "name or service not known" in low or "name resolution" in low or "nodename" in low:
+        return PortError(f"{url}: unknown host {where.rsplit(':', 1)[0]!r}")
+    if "expected a string" in low:
+        return PortError(f"{url}: expected socket://HOST:PORT (a TCP port 1-65535)")
+    return PortError(f"{url}: {text.split(': ', 1)[-1] if text.startswith('Could not open') else text}")

@@ -4,6 +4,7 @@
     python scripts/bench.py              # N and T, 115200 .. 3M, full 2 MiB, peers, CPU, Pi quota, TUI (long)
     python scripts/bench.py --quick      # N and T at 921600 and 2M, 512 KiB read, 256 KiB write (a few minutes)
     python scripts/bench.py --chips N --bauds 921600,2000000 --output scripts/bench_results.md
+    python scripts/bench.py --chips N --only-multi   # several chips at once only: 1, 2, 4 chips (~9 min)
 
 Every tool talks to a fresh simulated chip (BK7231N and BK7231T rows) loaded with the same real stock
 dump: bkbench through the in-process `sim://@name` port, bk7231tools (Python API) and ltchiptool (CLI)
@@ -845,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="station rows: backup (bkbench read), station (backup, write, verify) or both")
     ap.add_argument("--only-multi", action="store_true", help="only the several-chips rows")
     ap.add_argument("--multi-keep", help="keep each station row's per-port logs in this folder")
+    ap.add_argument("--remote", action="store_true",
+                    help="only the remote rows: local pty vs rfc2217:// and socket:// through ser2net "
+                         "(scripts/bench_remote.py; default N at 921600 and 2M)")
+    ap.add_argument("--remote-pyserial", action="store_true", help="with --remote: add pyserial's RFC 2217 client")
     args = ap.parse_args(argv)
 
     fx = fixtures_dir()
@@ -877,6 +882,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"({len(image)} bytes) at 0x{APP_START:X}")
     head.append("")
     print("\n".join(head + timing_lines(timing)), flush=True)
+    if args.remote:
+        from bench_remote import main_remote
+
+        return main_remote(args, argv, inputs, head, timing_lines(timing), timing)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
         for chip in chips if not args.only_multi else []:

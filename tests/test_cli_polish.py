@@ -119,8 +119,9 @@ def test_info_text_is_for_people(demo_chip) -> None:
     assert code == 0, err
     assert "[" not in out and "2 MiB" in out and "02:BD:E0:00:12:31" in out.upper()
     assert "bkbench demo bootloader" in out
-    code, out, _ = run(["info", "-p", url, "-q", "--json"])
-    assert json.loads(out)["flash_size"] == 0x200000
+    assert "921,600 baud" in out  # the rate the session ran at, not the 115200 it falls back to on close
+    code, out, _ = run(["info", "-p", url, "-q", "--json", "-b", "2000000"])
+    assert json.loads(out)["flash_size"] == 0x200000 and json.loads(out)["baud"] == 2000000
 
 
 def test_config_set_on_a_stock_dump_creates_the_config_and_says_so(tmp_path, demo_dump) -> None:

@@ -395,7 +395,7 @@ def test_backup_only_and_no_backup_leave_nothing_to_do() -> None:
 
 def test_unplug_url_fails_that_port_in_one_line_and_logs_are_private(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
-    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=300000", "--json"])
+    code, out, err = cli(["read", "-p", "sim://bk7231t", "-p", "sim://bk7231n?unplug=60000", "--json"])
     assert code == 1, err
     ok, bad = (json.loads(line) for line in out.splitlines())
     assert ok["state"] == "done" and bad["state"] == "failed" and "unplugged" in bad["error"]
@@ -439,4 +439,5 @@ def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: P
     assert Path(res.backup).read_bytes() == before and res.backup_taken
     # What the line says is left is exactly what differs from the image on the chip.
     left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
+    assert res.record is not None and res.record.remaining()[0][0] == left  # the same, for a UI
     assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]

@@ -176,3 +176,27 @@ def test_subtract_ranges_leaves_protected_holes():
     assert subtract_ranges([(0x11000, 0x200000)], [(0, 0x11000), (0x1D0000, 0x1D1000)]) == [
         (0x11000, 0x1D0000), (0x1D1000, 0x200000)]
     assert ranges_text([]) == "none"
+
+
+def test_subtract_ranges_matches_address_sets():
+    """The one subtraction the TUI's write planner and the flash guard share, against plain sets:
+    a piece off by one address would write into a protected sector or leave one unguarded."""
+    import random
+
+    rng = random.Random(7)
+
+    def pieces(n: int, least: int) -> list[tuple[int, int]]:
+        out = []
+        for _ in range(n):
+            s = rng.randrange(0, 40)
+            out.append((s, s + rng.randrange(least, 12)))
+        return out
+
+    for _ in range(300):
+        ranges, holes = pieces(rng.randrange(1, 4), 1), pieces(rng.randrange(0, 4), 0)
+        got = subtract_ranges(ranges, holes)
+        want = {a for s, e in ranges for a in range(s, e)} - {a for s, e in holes for a in range(s, e)}
+        assert all(s < e for s, e in got)  # no empty pieces
+        assert {a for s, e in got for a in range(s, e)} == want
+        if len(ranges) == 1:  # one range: its pieces in address order, none overlapping
+            assert all(a[1] <= b[0] for a, b in zip(got, got[1:]))

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bkbench.core.layout import subtract_ranges
 from bkbench.core.ops.events import CancelToken
 from textual import work
 from textual.app import App, SystemCommand
@@ -25,7 +26,7 @@ from .demo import DEMO_NAME, DEMO_URL, _hardware_present, demo_cache_dir, seed_d
 from .monitor import MONITOR_BAUD, MonitorMixin
 from .operations import OperationsMixin
 from .pump import EventPump, PumpMixin, coalesce
-from .ranges import ranges_text, subtract_ranges
+from .ranges import ranges_text
 from .screens.confirm import ConfirmScreen
 from .screens.keys import KeysScreen
 from .screens.main import NARROW_WIDTH, PANE_TITLES, PANES, MainLayoutMixin, MainScreen

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from bkbench.core.errors import BkError
-from bkbench.core.layout import protected_ranges
+from bkbench.core.layout import protected_ranges, subtract_ranges
 from bkbench.core.ops.events import CancelToken, SectorState, SectorUpdate
 from textual import work
 
-from .ranges import ranges_text, subtract_ranges
+from .ranges import ranges_text
 from .screens.analysis import AnalysisScreen
 from .screens.backups import BackupsScreen
 from .screens.config import ConfigScreen
@@ -191,16 +191,22 @@ class WorkflowsMixin:
         if self.last_written is not None:
             self.verify_written(*self.last_written)  # right after a write: compare with what was written
             return
+        entry = self._newest_backup_or_say(
+            "No backup of this chip to verify against: open the library (l) or back up (b).")
+        if entry is not None:
+            self.verify_against(entry)
+
+    def _newest_backup_or_say(self, none_text: str) -> Any | None:
+        """The newest full backup of the connected chip, or None after telling the user why there is none."""
         try:
-            match = self.backups_for_chip()
+            found = self.backups_for_chip()
         except Exception as exc:
             self.notify(f"Backup library unavailable: {exc}", severity="error")
-            return
-        if not match:
-            self.notify("No backup of this chip to verify against: open the library (l) or back up (b).",
-                        severity="warning")
-            return
-        self.verify_against(match[0])
+            return None
+        if not found:
+            self.notify(none_text, severity="warning")
+            return None
+        return found[0]
 
     def verify_against(self, entry: Any) -> None:
         def body(session: Any, cancel: CancelToken) -> str:
@@ -280,15 +286,9 @@ class WorkflowsMixin:
 
     # -- analysis and the OpenBK config ----------------------------------------------------------
     def action_analyze(self) -> None:
-        try:
-            found = self.backups_for_chip()
-        except Exception as exc:
-            self.notify(f"Backup library unavailable: {exc}", severity="error")
-            return
-        if not found:
-            self.notify("No backup to analyze: back the chip up first (b).", severity="warning")
-            return
-        self.analyze_entry(found[0])
+        entry = self._newest_backup_or_say("No backup to analyze: back the chip up first (b).")
+        if entry is not None:
+            self.analyze_entry(entry)
 
     @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
     def analyze_entry(self, entry: Any) -> None:

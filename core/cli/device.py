@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import remote_ports
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError, ImageError
 from ..ops.events import Notice
@@ -25,8 +26,17 @@ def _cmd(sub: argparse._SubParsersAction, name: str, summary: str, description: 
 def register(sub: argparse._SubParsersAction) -> None:
     p = _cmd(sub, "ports", "list serial ports with adapter names",
              "List serial ports: USB adapters by name (CH340, CP2102, FT232, PL2303), VID:PID, the stable "
-             "/dev/serial/by-id path, the Raspberry Pi's own UARTs, and whether another program holds them.",
-             ["bkbench ports", "bkbench ports --json"])
+             "/dev/serial/by-id path, the Raspberry Pi's own UARTs, and whether another program holds them; "
+             "then the remote ports (ser2net: rfc2217://, socket://) named in the config file, each checked "
+             "with a short TCP connect unless --no-probe.",
+             ["bkbench ports", "bkbench ports --json",
+              "bkbench ports --add rfc2217://pi.local:3333 --name 'garage Pi, CB2S jig'",
+              "bkbench ports --remove rfc2217://pi.local:3333"])
+    edit = p.add_mutually_exclusive_group()
+    edit.add_argument("--add", metavar="URL", help="remember a remote port (rfc2217://HOST:PORT or socket://HOST:PORT)")
+    edit.add_argument("--remove", metavar="URL", help="forget a remote port")
+    p.add_argument("--name", default="", help="with --add: what the remote port is (shown in the list)")
+    p.add_argument("--no-probe", action="store_true", help="list remote ports without connecting to them")
     p.set_defaults(func=cmd_ports)
 
     p = _cmd(sub, "info", "link, identify chip, bootloader, flash and MAC",
@@ -113,11 +123,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    ports = list_ports()
-    lines = [f"{p.device:<22} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {'IN USE ' if p.in_use else ''}"
-             f"{p.description} {p.by_id}".rstrip() for p in ports]
+    if args.name and not args.add:
+        raise BkError("--name goes with --add URL")
+    if args.add:
+        remote_ports.add(args.add, args.name)
+    elif args.remove and not remote_ports.remove(args.remove):
+        raise BkError(f"{args.remove} is not in the remote ports list ({remote_ports.userconfig.config_path()})")
+    ports = list_ports() + remote_ports.remote_ports(probe=not args.no_probe)
+    lines = []
+    for p in ports:
+        if p.kind == "remote":
+            state = {True: "reachable ", False: "", None: ""}[p.reachable]
+            lines.append(f"{p.device:<22} {p.adapter:<10} {'remote':<10} {state}{p.description}")
+        else:
+            lines.append(f"{p.device:<22} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {'IN USE ' if p.in_use else ''}"
+                         f"{p.description} {p.by_id}".rstrip())
     emit(args, {"ports": [p.to_json() for p in ports]},
-         "\n".join(lines) if lines else "no serial ports found (the simulator is sim://bk7231n)")
+         "\n".join(lines) if lines else "no serial ports found (the simulator is sim://bk7231n; remote ports: "
+                                         "bkbench ports --add rfc2217://HOST:PORT)")
     return 0
 
 
@@ -155,9 +178,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     with session_for(args) as s:
         info = s.connect()
         extra = efuse_summary(s.client, info)
+        # Taken before the session closes: closing drops the link back to 115200 and says so in `info`.
+        text = _info_text(info)
+        data = info.to_json()
     labels = {"efuse_key": "eFuse key", "variant": "variant"}
-    text = _info_text(info) + "".join(f"\n{labels.get(k, k):<11} {v}" for k, v in extra.items())
-    emit(args, {"ok": True, **info.to_json(), **extra}, text)
+    text += "".join(f"\n{labels.get(k, k):<11} {v}" for k, v in extra.items())
+    emit(args, {"ok": True, **data, **extra}, text)
     return 0
 
 

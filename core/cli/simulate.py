@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flash-id", help="JEDEC ID of the flash part to play, e.g. EB6015 (core/flash_ids.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-baud", type=int, default=None, help="the simulated adapter garbles faster rates")
+    p.add_argument("--ser2net", type=int, metavar="PORT", default=None,
+                   help="also serve the chip through ser2net on loopback: rfc2217://127.0.0.1:PORT and "
+                        "socket://127.0.0.1:PORT+1 (needs the ser2net package)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -73,7 +76,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                             realistic=args.realistic, **kwargs)
     except ValueError as exc:
         raise BkError(str(exc)) from None
+    if args.ser2net is not None and not 0 < args.ser2net < 65535:
+        raise BkError(f"--ser2net {args.ser2net}: a TCP port from 1 to 65534 (raw TCP goes on PORT+1)")
     bridge = PtyBridge(dev).start()
+    s2n = None
+    if args.ser2net is not None:
+        from ..sim.ser2net import Ser2net
+
+        try:
+            s2n = Ser2net(bridge.path, port=args.ser2net).start()
+        except (OSError, RuntimeError) as exc:
+            bridge.stop()
+            raise BkError(f"ser2net: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if getattr(args, "json", False):  # still one line, so tools reading the first line keep working
         print(json.dumps({"path": bridge.path, "chip": dev.chip, "scenario": args.scenario,
                           "realistic": bool(args.realistic)}), flush=True)
@@ -82,6 +96,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     mode = "realistic: running its firmware" if args.realistic else f"scenario {dev.scenario}"
     print(f"simulating {dev.variant} ({dev.dialect.value}, bootloader {dev.boot_version or 'unknown'}), {mode}; "
           f"keys r=reset p=power-cycle q=quit; SIGUSR1=reset SIGUSR2=power-cycle", file=sys.stderr, flush=True)
+    if s2n is not None:
+        print(f"through ser2net: {s2n.rfc2217_url} and {s2n.socket_url} (loopback only)", file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, lambda *_: dev.reset())
@@ -103,5 +119,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+    if s2n is not None:
+        s2n.stop()
     bridge.stop()
     return 0

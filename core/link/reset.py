@@ -179,6 +179,9 @@ def get_strategy(spec: str) -> ResetStrategy:
 def port_has_lines(port) -> bool:
     """ptys, sockets and the Pi's UART cannot drive DTR/RTS: fall back to manual there."""
     name = str(getattr(port, "portstr", "") or getattr(port, "port", "") or "")
+    passes = getattr(port, "passes_lines", None)  # core/rfc2217.py: did the server confirm DTR/RTS?
+    if passes is not None:
+        return bool(passes)
     if name.startswith(("socket://", "rfc2217://", "loop://")):
         return False
     real = os.path.realpath(name) if name.startswith("/") else name
@@ -205,4 +208,7 @@ def for_port(strategy: ResetStrategy, port) -> tuple[ResetStrategy, str]:
         strategy.repeat_every, False, strategy.text, strategy.actuator,
     )
     what = "reset the chip by hand while bkbench links" if kept.manual else f"resetting by {kept.describe()}"
+    if getattr(port, "passes_lines", None) is False:
+        return kept, f"{name}: the RFC 2217 server does not pass DTR/RTS (ser2net in front of a pty or a UART " \
+                     f"without modem lines): {what}"
     return kept, f"{name} cannot drive DTR/RTS (pty, socket or Pi UART): {what}"

@@ -17,6 +17,7 @@ from typing import Callable
 
 from ..client import BkClient
 from ..errors import BkError, ProtocolError
+from ..layout import subtract_ranges
 from .events import EventSink, Notice, Stage, null_sink
 
 SECTOR = 0x1000
@@ -49,23 +50,6 @@ class OutsideDamage(BkError):
         self.sectors = sectors
 
 
-def _subtract(span: tuple[int, int], targets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Parts of `span` not covered by any target range."""
-    out = [span]
-    for t_start, t_end in targets:
-        nxt = []
-        for s, e in out:
-            if t_end <= s or t_start >= e:
-                nxt.append((s, e))
-                continue
-            if s < t_start:
-                nxt.append((s, t_start))
-            if t_end < e:
-                nxt.append((t_end, e))
-        out = nxt
-    return out
-
-
 def _ask_crc(client: BkClient, start: int, length: int) -> int:
     for attempt in range(4):
         try:
@@ -95,7 +79,7 @@ class FlashGuard:
             block_crcs = [_ask_crc(client, a, BLOCK) for a in range(0, flash_size, BLOCK)]
         guard.block_crcs = list(block_crcs)
         for i, addr in enumerate(range(0, flash_size, BLOCK)):
-            parts = _subtract((addr, addr + BLOCK), guard.targets)
+            parts = subtract_ranges([(addr, addr + BLOCK)], guard.targets)
             if parts == [(addr, addr + BLOCK)]:
                 guard.before[(addr, addr + BLOCK)] = block_crcs[i]
             else:

@@ -352,22 +352,20 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
         return self.selected if self.selected is not None and self.selected.is_file() else None
 
     def action_analyze(self) -> None:
-        path = self._highlighted()
-        if path is None:
-            self.notify("Highlight a file first.", severity="warning")
-            return
-        analyze = getattr(self.app, "analyze_file", None)
-        if analyze is not None:
-            analyze(path)
+        self._pass_highlighted("analyze_file", "Highlight a file first.")
 
     def action_edit_config(self) -> None:
+        self._pass_highlighted("edit_config_file", "Highlight a dump or config file first.")
+
+    def _pass_highlighted(self, app_method: str, none_text: str) -> None:
+        """Hand the highlighted file to the app's `app_method` (absent in a bare test app)."""
         path = self._highlighted()
         if path is None:
-            self.notify("Highlight a dump or config file first.", severity="warning")
+            self.notify(none_text, severity="warning")
             return
-        edit = getattr(self.app, "edit_config_file", None)
-        if edit is not None:
-            edit(path)
+        handler = getattr(self.app, app_method, None)
+        if handler is not None:
+            handler(path)
 
     def action_fetch(self) -> None:
         self.add_class("-fetching")

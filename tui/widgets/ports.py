@@ -23,9 +23,11 @@ PortsSource = Callable[[], Sequence[Any]]
 def default_ports_source() -> list[Any]:
     try:
         from bkbench.core.ports import list_ports
+        from bkbench.core.remote_ports import remote_ports
     except ImportError:  # engine not there yet: offer the URL field only
         return []
-    return list(list_ports())
+    # Remote ports (config.json) are listed, not probed: a probe makes ser2net open the adapter each poll.
+    return list(list_ports()) + remote_ports()
 
 
 def port_row(p: Any) -> tuple[str, str, str, str, str]:
@@ -34,6 +36,8 @@ def port_row(p: Any) -> tuple[str, str, str, str, str]:
     in_use = getattr(p, "in_use", None)
     use = "in use" if in_use else ("" if in_use is not None else "?")
     adapter = getattr(p, "adapter", "") or getattr(p, "description", "") or getattr(p, "kind", "")
+    if getattr(p, "kind", "") == "remote":  # ser2net port from config.json: its name says more than the scheme
+        adapter = f"remote: {getattr(p, 'description', '')}"
     by_id = getattr(p, "by_id", "") or ""
     return (p.device, str(adapter), vidpid, use, str(by_id).rsplit("/", 1)[-1])
 

@@ -262,7 +262,11 @@ class SerialLog(ScrollView, can_focus=True):
         self.show_time = show_time
         self.search = ""
         self._max_width = 0
-        self.following = True  # at the tail; kept while the pane is hidden (its size is 0 then)
+        # The user's intent, not a reading of the scroll position: cleared when the user scrolls away from
+        # the tail, set again when they scroll back to it (watch_scroll_y). Inferring it from scroll_y when
+        # lines arrive raced the layout: hidden behind another screen, the log cannot scroll (no scrollbar
+        # yet), so scroll_y stayed 0 and the next burst read that as "the user scrolled up".
+        self.following = True
 
     # -- data ------------------------------------------------------------------------------------
     def add_lines(self, lines: list[LogLine]) -> None:
@@ -271,25 +275,45 @@ class SerialLog(ScrollView, can_focus=True):
         if self.paused:
             self.held.extend(lines)
             return
-        if self.size.height > 0:
-            self.following = self.scroll_y >= self.max_scroll_y - 1
-        follow = self.following
+        dropped = max(0, len(self.lines) + len(lines) - self.max_lines)
         self.lines.extend(lines)
         for line in lines:
             self._max_width = max(self._max_width, len(line.text) + 14)
         self._update_virtual_size()
-        if follow:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-            self.call_after_refresh(self._follow_tail)
+        if self.following:
+            self._keep_tail()
+        elif dropped:  # the oldest lines fell off the top: keep the lines being read where they are
+            self._scroll_y_to(self.scroll_y - dropped)
         self.refresh()
 
+    def _scroll_y_to(self, y: float) -> None:
+        # force: a log not laid out yet (hidden, or a scrollbar not created yet) must still scroll
+        self.scroll_to(y=y, animate=False, force=True, immediate=True)
+
     def _follow_tail(self) -> None:
-        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        if self.following:  # the user may have scrolled up since this was scheduled
+            self._scroll_y_to(self.max_scroll_y)
+
+    def _keep_tail(self) -> None:
+        """Scroll to the tail now and again after the next layout (a new scrollbar changes max_scroll_y)."""
+        self._follow_tail()
+        self.call_after_refresh(self._follow_tail)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Only the user moves a following view off the tail: our scrolls go to max_scroll_y while following
+        # (the others: find, lines dropped while scrolled up), and Textual's clamping on a resize only
+        # lowers scroll_y to max_scroll_y.
+        self.following = round(new_value) >= self.max_scroll_y
 
     def on_resize(self) -> None:
         # Shown again after a tab switch (or the terminal resized): keep following the tail.
         if self.following:
-            self.call_after_refresh(self._follow_tail)
+            self._keep_tail()
+
+    def on_show(self) -> None:
+        if self.following:
+            self._keep_tail()
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
@@ -303,11 +327,15 @@ class SerialLog(ScrollView, can_focus=True):
         self.held.clear()
         self._max_width = 0
         self._update_virtual_size()
+        self.following = True  # nothing left to read above: what comes next is the tail
+        self._scroll_y_to(0)
         self.refresh()
 
     def set_hex(self, on: bool) -> None:
         self.hex_view = on
         self._update_virtual_size()
+        if self.following:  # the hex width may add a horizontal scrollbar over the last line
+            self._keep_tail()
         self.refresh()
 
     def set_search(self, query: str) -> None:

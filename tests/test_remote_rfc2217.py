@@ -1,0 +1,172 @@
+"""core/rfc2217.py against scripted servers and pyserial's PortManager: telnet framing, line control that is
+passed or known absent, servers that lie or stay silent, and bad input (one line, never a hang)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+from bkbench.core.errors import PortError
+from bkbench.core.link.reset import port_has_lines
+from bkbench.core.ops.events import Notice
+from bkbench.core.rfc2217 import COM_PORT, IAC, SB, SE, SET_CONTROL
+from bkbench.core.session import Session
+from bkbench.core.sim.ser2net import free_port
+from bkbench.core.transport import open_port
+from remotehelpers import port_manager_server, scripted
+from simhelpers import run_with_deadline, sim_url
+from test_bad_input import assert_one_clear_error, run_cli
+
+
+def _until(port, n: int) -> bytes:
+    out = b""
+    for _ in range(100):
+        out += port.read(n - len(out))
+        if len(out) >= n:
+            break
+    return out
+
+
+def test_data_with_escaped_ff_split_across_segments_arrives_intact():
+    with scripted() as srv:
+        port = open_port(srv.url)
+        try:
+            # 0xFF is doubled on the wire (IAC IAC); the pair and a subnegotiation are cut between sends.
+            srv.send(b"\x01\xff")
+            srv.send(b"\xff\x02" + bytes([IAC, SB, COM_PORT]))
+            srv.send(bytes([107, 0x30, IAC, SE]) + b"\xff\xff\xff\xff\x03")
+            assert _until(port, 5) == b"\x01\xff\x02\xff\xff\x03"[:5]
+            assert port.read(1) == b"\x03"
+            port.write(b"\xff\x00")
+            for _ in range(200):
+                if b"\xff\xff\x00" in srv.received:
+                    break
+                time.sleep(0.01)
+            assert b"\xff\xff\x00" in srv.received  # our 0xFF went out doubled
+        finally:
+            port.close()
+
+
+def test_server_that_answers_line_control_passes_lines():
+    with scripted() as srv:
+        port = open_port(srv.url)
+        assert port.passes_lines is True and port_has_lines(port)
+        port.close()
+
+
+def test_server_that_ignores_dtr_rts_opens_without_lines():
+    """ser2net on a pty: no answer to DTR/RTS. The port opens (pyserial's client fails here) and says so."""
+    with scripted(silent_controls=(8, 9, 11, 12)) as srv:
+        port = open_port(srv.url)
+        assert port.passes_lines is False and not port_has_lines(port)
+        port.dtr = True  # still sent, never waited for
+        port.close()
+        sent = bytes(srv.received)
+    assert bytes([IAC, SB, COM_PORT, SET_CONTROL, 9, IAC, SE]) in sent  # DTR off asked at open, never on
+    assert bytes([IAC, SB, COM_PORT, SET_CONTROL, 8, IAC, SE]) not in sent[: sent.find(bytes([SET_CONTROL, 9]))]
+
+
+def test_server_that_keeps_its_rate_is_not_believed():
+    """A server that answers SET-BAUDRATE with another rate: setting the rate fails, it is never assumed."""
+    with scripted(baud_answer=lambda v: struct.pack("!I", 115200)) as srv:
+        port = open_port(srv.url)
+        try:
+            with pytest.raises(Exception, match="115200 baud, not 921600"):
+                port.baudrate = 921600
+        finally:
+            port.close()
+
+
+def test_raw_tcp_port_given_as_rfc2217_is_named():
+    with scripted(negotiate=False) as srv:
+        _, exc, hung = run_with_deadline(lambda: open_port(srv.url + "?timeout=0.5"), 20)
+    assert not hung
+    assert isinstance(exc, PortError) and "socket://" in str(exc) and "RFC 2217" in str(exc)
+
+
+@pytest.mark.parametrize("url,words", [
+    ("rfc2217://127.0.0.1", ["rfc2217://HOST:PORT"]),
+    ("rfc2217://127.0.0.1:99999", ["rfc2217://HOST:PORT"]),
+    ("rfc2217://127.0.0.1:4000?bogus=1", ["unknown option"]),
+    ("rfc2217://127.0.0.1:4000?timeout=abc", ["timeout"]),
+    ("socket://127.0.0.1", ["socket://HOST:PORT"]),
+])
+def test_bad_remote_urls_get_one_line(url, words, tmp_path):
+    code, _, err = run_cli(["info", "--port", url], tmp_path)
+    assert_one_clear_error(code, err, *words)
+
+
+@pytest.mark.parametrize("scheme", ["rfc2217", "socket"])
+def test_refused_port_gets_one_line(scheme, tmp_path):
+    port = free_port()  # nothing listens there
+    code, _, err = run_cli(["info", "--port", f"{scheme}://127.0.0.1:{port}"], tmp_path)
+    assert_one_clear_error(code, err, "connection refused", "ser2net")
+
+
+def test_unreachable_host_fails_within_the_connect_timeout():
+    # A listening socket whose backlog is full never completes the handshake: like a host behind a firewall
+    # that drops packets (a black-holed address behaves the same, but needs a network to prove it).
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(srv.getsockname())
+            fillers.append(s)
+        url = f"rfc2217://127.0.0.1:{srv.getsockname()[1]}?timeout=1"
+        _, exc, hung = run_with_deadline(lambda: open_port(url), 20)
+    finally:
+        for s in fillers + [srv]:
+            s.close()
+    assert not hung
+    assert isinstance(exc, PortError) and len(str(exc).splitlines()) == 1, exc
+
+
+def test_dtr_rts_reset_through_an_rfc2217_server_that_passes_lines(fixtures_dir):
+    """pyserial's PortManager in front of a simulated chip running its firmware with CEN wired to RTS: the
+    RTS pulse sent over RFC 2217 resets it into the boot window, and the link comes up at 921600."""
+    dump = fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin"
+    with sim_url("BK7231N", dump, scenario="app-running", wiring="rts", boot_window=0.05) as (dev_url, dev):
+        with port_manager_server(dev_url) as tcp_port:
+            events: list = []
+            with Session(f"rfc2217://127.0.0.1:{tcp_port}", baud=921600, reset="rts", link_timeout=10,
+                         on_event=events.append) as s:
+                assert s.port.passes_lines is True
+                # Opening a real port asserts DTR/RTS, and our release boots the chip (as behind ser2net on a
+                # USB adapter): let that boot window close too, so only the reset sequence can open it.
+                time.sleep(0.2)
+                resets_before = dev.resets
+                info = s.connect()
+                baud = info.baud  # before close() puts the chip back at 115200
+                data = s.read(0x11000, 0x2000)
+            notes = [e.message for e in events if isinstance(e, Notice)]
+    assert info.chip == "BK7231N" and baud == 921600
+    assert dev.resets > resets_before  # the chip was reset by the line, not found waiting
+    assert ("rts", True) in [(n, a) for _, n, a in dev.line_log]
+    assert data == dump.read_bytes()[0x11000:0x13000]
+    assert not any("DTR/RTS" in m for m in notes), notes  # no fallback to a manual reset
+
+
+def test_connection_cut_mid_backup_saves_nothing_and_says_so(fixtures_dir, tmp_path):
+    """The network drops half-way through a backup: one clear error, nothing in the library, no hang."""
+    from bkbench.core.backups import BackupLibrary
+    from bkbench.core.errors import BkError
+
+    dump = fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin"
+    lib = BackupLibrary(tmp_path / "lib")
+    with sim_url("BK7231N", dump) as (dev_url, _):
+        with port_manager_server(dev_url, cut_after=600_000) as tcp_port:
+            s = Session(f"rfc2217://127.0.0.1:{tcp_port}", baud=921600, reset="manual", link_timeout=3)
+            try:
+                s.connect()
+                _, exc, hung = run_with_deadline(lambda: s.backup(lib), 60)
+            finally:
+                s.close()
+    assert not hung and isinstance(exc, BkError), exc
+    assert len(str(exc).splitlines()) == 1
+    assert lib.list() == [] and not list((tmp_path / "lib").glob("*.bin"))
