@@ -13,7 +13,7 @@ from ..errors import BkError
 from .common import HelpFormatter, OneLineParser, baud_rate
 
 # Command groups, each a module with register(subparsers); optional ones may be absent.
-COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups")
+COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups", "serve")
 
 
 EPILOG = """examples:
