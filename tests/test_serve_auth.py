@@ -271,3 +271,44 @@ def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path)
     assert "WARNING" in err and "plain HTTP" in err and "ssh -L" in err
     assert token not in err and token not in out  # printed exactly once (the line read above), logged never
     assert "wrong token" in err and "token accepted" in err
+
+
+# A stand-in workbench that speaks textual-serve's framing: after the quit request (its browser is gone) it
+# still has 1 MiB to show, far past a pipe's 64 KiB, and only then finishes (writes the marker).
+FINISHING_APP = r"""
+import sys
+from pathlib import Path
+sys.stdout.buffer.write(b"__GANGLION__\n"); sys.stdout.buffer.flush()
+seen = b""
+while b"quit" not in seen:
+    byte = sys.stdin.buffer.read(1)
+    if not byte:
+        break
+    seen += byte
+chunk = b"x" * 4096
+for _ in range(256):
+    sys.stdout.buffer.write(b"D" + len(chunk).to_bytes(4, "big") + chunk)
+sys.stdout.buffer.flush()
+Path(sys.argv[1]).write_text("finished")
+"""
+
+
+def test_a_closed_browser_does_not_stall_a_finishing_workbench(tmp_path: Path):
+    script = tmp_path / "finishing_app.py"
+    script.write_text(FINISHING_APP)
+    marker = tmp_path / "finished"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
+        await client.start_server()
+        try:
+            ws = await client.ws_connect("/ws", headers={"Origin": _origin(client)})
+            await asyncio.sleep(0.2)
+            await ws.close()  # the tab is closed
+            assert await _wait_for(marker, 20), "the workbench blocked on output nobody reads"
+        finally:
+            await client.close()
+
+    _run(go())

@@ -30,6 +30,7 @@ from typing import Awaitable, Callable
 
 import textual_serve
 from aiohttp import web
+from textual_serve.app_service import AppService
 from textual_serve.server import Server
 from yarl import URL
 
@@ -39,6 +40,7 @@ Logger = Callable[[str], None]
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 MAX_FAILURES = 10  # wrong secrets per FAILURE_WINDOW_S before every unauthenticated request gets 429
 FAILURE_WINDOW_S = 60.0
+SESSION_ENDING_S = 900.0  # how long a session may finish its operation after its browser went away
 SLOT_WAIT_S = 5.0  # a reloaded page's new session waits this long for the old one to close
 STATIC_DIR = Path(textual_serve.__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
@@ -206,6 +208,34 @@ document.getElementById("terminal").dataset.sessionWebsocketUrl =
 """
 
 
+class Session(AppService):
+    """One browser's workbench process, read to its end even when the browser is gone.
+
+    textual-serve stops reading a workbench whose websocket closed; a workbench that is finishing an
+    operation (the app defers a quit until then) would block on its full output pipe. Output nobody
+    can see any more is dropped instead.
+    """
+
+    async def on_data(self, payload: bytes) -> None:
+        try:
+            await self.remote_write_bytes(payload)
+        except (ConnectionError, RuntimeError):
+            pass
+
+    async def on_meta(self, data: bytes) -> None:
+        try:
+            await super().on_meta(data)
+        except (ConnectionError, RuntimeError):
+            pass
+
+
+def _cells(text: str, default: int) -> int:
+    try:
+        return min(max(int(text), 10), 500)  # a silly size would make the workbench allocate a silly screen
+    except ValueError:
+        return default
+
+
 class WorkbenchServer(Server):
     """textual-serve's Server with bkbench's routes: a guarded page, websocket and download, no listings."""
 
@@ -264,10 +294,32 @@ class WorkbenchServer(Server):
             return _refuse(503, "bkbench: too many workbench sessions open")
         self.say(f"session opened from {_client(request)} ({self.sessions} open)")
         try:
-            return await self.handle_websocket(request)
+            return await self._run_session(request)
         finally:
             await self._free_slot()
             self.say(f"session closed from {_client(request)} ({self.sessions} open)")
+
+    async def _run_session(self, request: web.Request) -> web.WebSocketResponse:
+        websocket = web.WebSocketResponse(heartbeat=15)  # a vanished browser is noticed within ~30 s
+        await websocket.prepare(request)
+        session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
+                          close=websocket.close, download_manager=self.download_manager)
+        await session.start(_cells(request.query.get("width", "80"), 80),
+                            _cells(request.query.get("height", "24"), 24))
+        try:
+            await self._process_messages(websocket, session)
+        except (ValueError, AssertionError, KeyError, TypeError) as exc:  # a garbled message ends the session
+            self.say(f"session from {_client(request)} sent a bad message: {type(exc).__name__}")
+        finally:
+            if not websocket.closed:
+                await websocket.close()
+            # Asks the workbench to quit: it finishes a running operation first (a backup still lands in
+            # the library, a write is completed and verified), then exits; its output is drained meanwhile.
+            try:
+                await asyncio.wait_for(asyncio.shield(session.stop()), SESSION_ENDING_S)
+            except asyncio.TimeoutError:
+                self.say(f"a workbench from {_client(request)} did not end within {SESSION_ENDING_S:.0f} s")
+        return websocket
 
 
 async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[[int], None]) -> None:
