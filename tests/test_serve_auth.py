@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from bkbench.core.cli import serve as cli_serve  # noqa: E402
 from bkbench.tui import serve as web  # noqa: E402
 
+_servers: dict[int, web.WorkbenchServer] = {}
 TOKEN = "t0ken-for-the-tests-0123456789"
 PASSWORD = "correct horse battery"
 
@@ -37,7 +38,17 @@ async def _client(tmp_path: Path, guard: web.Guard) -> tuple[TestClient, Path]:
     server = web.WorkbenchServer(f"touch {shlex.quote(str(marker))}", guard, log=lambda _t: None)
     client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
     await client.start_server()
+    _servers[id(client)] = server
     return client, marker
+
+
+async def _close(client: TestClient) -> None:
+    """Let open sessions end (their processes reaped) before the server goes, then close it."""
+    server = _servers.pop(id(client), None)
+    end = time.monotonic() + 20
+    while server is not None and server.sessions and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    await client.close()
 
 
 def _origin(client: TestClient) -> str:
@@ -83,7 +94,7 @@ def test_loopback_open_but_only_to_localhost_names_and_own_origin(tmp_path: Path
             assert await _ws_status(client, Origin=_origin(client)) == 101
             assert await _wait_for(marker), "the accepted websocket started no workbench"
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -104,7 +115,7 @@ def test_token_needed_for_page_websocket_and_files(tmp_path: Path):
             await asyncio.sleep(0.3)
             assert not marker.exists(), "a websocket without the session cookie started a workbench"
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -126,7 +137,7 @@ def test_right_token_becomes_an_httponly_cookie_and_leaves_the_address_bar(tmp_p
             assert await _ws_status(client, Origin=_origin(client)) == 101
             assert await _wait_for(marker)
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -148,7 +159,7 @@ def test_password_by_http_basic(tmp_path: Path):
             assert good.status == 200 and "HttpOnly" in good.headers["Set-Cookie"]
             assert (await client.get("/static/js/textual.js")).status == 200  # by the cookie now
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -162,7 +173,7 @@ def test_guessing_is_throttled(tmp_path: Path):
             assert (await client.get("/", params={"token": "another"})).status == 429
             assert (await client.get("/", params={"token": TOKEN}, allow_redirects=False)).status == 429
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -179,7 +190,7 @@ def test_static_files_no_listing_no_traversal(tmp_path: Path):
                 assert resp.status in (403, 404), path
                 assert "import" not in await resp.text()
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())
 
@@ -222,19 +233,24 @@ def _bkbench(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_cli_bad_secrets_and_missing_extra_are_one_line(tmp_path: Path):
-    env = dict(os.environ, BKBENCH_SERVE_PASSWORD="1234")
-    proc = _bkbench("serve", "--password", "--web-port", "0", env=env)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and err.strip().count("\n") == 0 and "too short" in err, err
-    env = {k: v for k, v in os.environ.items() if k != "BKBENCH_SERVE_PASSWORD"}
-    proc = _bkbench("serve", "--password", "--web-port", "0", env=env, stdin=subprocess.DEVNULL)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "BKBENCH_SERVE_PASSWORD" in err and "Traceback" not in err
-    code = ("import sys; sys.modules['textual_serve'] = None\n"
-            "from bkbench.core.cli.main import main; sys.exit(main(['serve']))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1 and "pip install 'bkbench[serve]'" in res.stderr and "Traceback" not in res.stderr
+def test_cli_bad_secrets_and_missing_extra_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]):
+    from bkbench.core.cli.main import main
+
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "1234")
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "too short" in err and err.count("\n") == 1, err
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert cli_serve.PASSWORD_ENV in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "textual_serve", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "bkbench.tui.serve")
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'bkbench[serve]'" in err and "Traceback" not in err
 
 
 def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path):
@@ -303,12 +319,13 @@ def test_a_closed_browser_does_not_stall_a_finishing_workbench(tmp_path: Path):
                                      log=lambda _t: None)
         client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
         await client.start_server()
+        _servers[id(client)] = server
         try:
             ws = await client.ws_connect("/ws", headers={"Origin": _origin(client)})
             await asyncio.sleep(0.2)
             await ws.close()  # the tab is closed
             assert await _wait_for(marker, 20), "the workbench blocked on output nobody reads"
         finally:
-            await client.close()
+            await _close(client)
 
     _run(go())

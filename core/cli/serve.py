@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import getpass
 import importlib
+import json
 import os
 import secrets
 import shlex
@@ -141,6 +142,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     web = _load_server()
     loopback = web.is_loopback(args.bind)
     token, password, generated = resolve_auth(args, loopback)
+    for name in (TOKEN_ENV, PASSWORD_ENV):  # the sessions' workbench processes need no secret in their env
+        os.environ.pop(name, None)
     guard = web.Guard(token=token, password=password, loopback=loopback)
 
     def say(text: str) -> None:
@@ -159,7 +162,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = f"http://{'localhost' if loopback else _display_host(args.bind)}:{port}/"
         if generated:
             url += f"?token={token}"  # printed this once, on stdout only; never logged
-        print(f"bkbench serve: the workbench is at {url}", flush=True)
+        if getattr(args, "json", False):  # one line, like `simulate --json`, for scripts
+            print(json.dumps({"url": url, "port": port, "bind": args.bind,
+                              "auth": "password" if password else "token" if token else "none"}), flush=True)
+        else:
+            print(f"bkbench serve: the workbench is at {url}", flush=True)
         if loopback:
             say(f"this machine only; from another one: ssh -L {port}:localhost:{port} USER@THIS-MACHINE, "
                 f"then open http://localhost:{port}/ there" + (" with the token" if token else ""))
