@@ -293,6 +293,7 @@ def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path)
 # still has 1 MiB to show, far past a pipe's 64 KiB, and only then finishes (writes the marker).
 FINISHING_APP = r"""
 import sys
+import time
 from pathlib import Path
 sys.stdout.buffer.write(b"__GANGLION__\n"); sys.stdout.buffer.flush()
 seen = b""
@@ -305,6 +306,7 @@ chunk = b"x" * 4096
 for _ in range(256):
     sys.stdout.buffer.write(b"D" + len(chunk).to_bytes(4, "big") + chunk)
 sys.stdout.buffer.flush()
+time.sleep(0.5)  # still busy a moment after its output
 Path(sys.argv[1]).write_text("finished")
 """
 
@@ -327,5 +329,33 @@ def test_a_closed_browser_does_not_stall_a_finishing_workbench(tmp_path: Path):
             assert await _wait_for(marker, 20), "the workbench blocked on output nobody reads"
         finally:
             await _close(client)
+
+    _run(go())
+
+
+def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
+    import aiohttp
+
+    script = tmp_path / "finishing_app.py"
+    script.write_text(FINISHING_APP)
+    marker = tmp_path / "finished"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{ports[0]}"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
+            while server.sessions == 0:
+                await asyncio.sleep(0.02)
+            stop.set()  # ctrl+c on `bkbench serve` while a browser is connected
+            await asyncio.wait_for(task, 30)
+            assert marker.exists(), "the server quit before its workbench had finished"
+            assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
     _run(go())

@@ -228,6 +228,16 @@ class Session(AppService):
         except (ConnectionError, RuntimeError):
             pass
 
+    async def stop(self) -> None:
+        await super().stop()
+        # Reap the process and close its pipes now (textual-serve leaves them to the garbage collector,
+        # which may run after the event loop is gone).
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin is not None:
+                process.stdin.close()
+            await process.wait()
+
 
 def _cells(text: str, default: int) -> int:
     try:
@@ -245,6 +255,7 @@ class WorkbenchServer(Server):
         self.guard = guard
         self.max_sessions = max(1, max_sessions)
         self.sessions = 0
+        self.websockets: set[web.WebSocketResponse] = set()
         self._slot_freed = asyncio.Condition()
         self.say = log
 
@@ -302,6 +313,7 @@ class WorkbenchServer(Server):
     async def _run_session(self, request: web.Request) -> web.WebSocketResponse:
         websocket = web.WebSocketResponse(heartbeat=15)  # a vanished browser is noticed within ~30 s
         await websocket.prepare(request)
+        self.websockets.add(websocket)
         session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
                           close=websocket.close, download_manager=self.download_manager)
         await session.start(_cells(request.query.get("width", "80"), 80),
@@ -319,24 +331,47 @@ class WorkbenchServer(Server):
                 await asyncio.wait_for(asyncio.shield(session.stop()), SESSION_ENDING_S)
             except asyncio.TimeoutError:
                 self.say(f"a workbench from {_client(request)} did not end within {SESSION_ENDING_S:.0f} s")
+            self.websockets.discard(websocket)
         return websocket
 
+    async def end_sessions(self, interrupt: asyncio.Queue[int]) -> None:
+        """Close every browser's websocket and wait until their workbenches have quit (or a second signal)."""
+        if not self.sessions:
+            return
+        self.say(f"ending {self.sessions} workbench session(s); one in the middle of an operation finishes it "
+                 "first (ctrl+c again stops at once)")
+        for websocket in list(self.websockets):
+            await websocket.close()
+        while self.sessions and interrupt.empty():
+            await asyncio.sleep(0.1)
 
-async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[[int], None]) -> None:
-    """Listen until SIGINT/SIGTERM; on_ready gets the bound port once listening (0 asks for a free one)."""
+
+async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[[int], None],
+              stop: asyncio.Event | None = None) -> None:
+    """Listen until SIGINT/SIGTERM (or `stop`); on_ready gets the bound port (0 asks for a free one).
+
+    On the way out every session is asked to end and waited for: a workbench in the middle of a backup or
+    a write finishes it first. A second signal stops at once."""
     import signal
 
     runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
+    signals = asyncio.Queue[int]()
+    loop = asyncio.get_running_loop()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
-        on_ready(bound)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+            loop.add_signal_handler(sig, signals.put_nowait, sig)
+        on_ready(bound)
+        stop = stop or asyncio.Event()
+        waits = [asyncio.ensure_future(signals.get()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        await server.end_sessions(signals)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await runner.cleanup()

@@ -172,11 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"then open http://localhost:{port}/ there" + (" with the token" if token else ""))
         elif token and not generated:
             say(f"open {url}?token=... with the token from ${TOKEN_ENV}")
-        say("ctrl+c stops it (open sessions end)")
+        say("ctrl+c stops it")
 
     try:
         asyncio.run(web.run(server, args.bind, args.web_port, ready))
     except OSError as exc:
-        raise ServeError(f"cannot listen on {args.bind}:{args.web_port}: {exc.strerror or exc}",
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ServeError(f"cannot listen on {args.bind}:{args.web_port}: {why.lower()}",
                          hint="another program uses this port? try --web-port N") from None
     return 0
