@@ -64,6 +64,16 @@ async def _ws_status(client: TestClient, **headers: str) -> int:
     return 101
 
 
+async def _raw_get(client: TestClient, path: str) -> str:
+    """The response head to a GET whose path goes out exactly as written (no URL normalising)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nConnection: close\r\n\r\n"
+                 .encode())
+    data = await reader.read()
+    writer.close()
+    return data.decode("latin-1").split("\r\n\r\n", 1)[0]
+
+
 async def _wait_for(path: Path, timeout: float = 20.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -129,6 +139,11 @@ def test_right_token_becomes_an_httponly_cookie_and_leaves_the_address_bar(tmp_p
             assert TOKEN not in first.headers["Location"] and "fontsize=12" in first.headers["Location"]
             cookie = first.headers["Set-Cookie"]
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+            for path in ("//evil.example/", "/\\evil.example/", "/static/../x"):  # sent as they are
+                head = await _raw_get(client, f"{path}?token={TOKEN}")
+                location = next(line.split(":", 1)[1].strip() for line in head.splitlines()
+                                if line.lower().startswith("location:"))
+                assert head.startswith("HTTP/1.1 303") and location == "/", (path, location)
             page = await client.get("/")  # the client's jar now holds the cookie
             assert page.status == 200 and TOKEN not in await page.text()
             assert await _ws_status(client, Origin="http://evil.example") == 403  # cookie alone is not enough

@@ -135,7 +135,8 @@ def guard_middleware(guard: Guard, log: Logger):
             # Right token: trade it for the session cookie and drop it from the address bar and history.
             log(f"token accepted from {_client(request)}")
             rest = {k: v for k, v in request.query.items() if k != "token"}
-            response = web.Response(status=303, headers={"Location": str(request.rel_url.with_query(rest))})
+            # Always to our own page: a path like //elsewhere would make the redirect leave this server.
+            response = web.Response(status=303, headers={"Location": str(URL("/").with_query(rest))})
             guard.set_cookie(response, request.secure)
             return response
         verdict = guard.password_ok(request)
