@@ -281,6 +281,7 @@ def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path)
         return resp
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BKBENCH_SERVE_")}
+    env["BKBENCH_CACHE_DIR"] = str(tmp_path / "cache")
     proc = _bkbench("serve", "--bind", "0.0.0.0", "--web-port", "0", "--demo", "--data-dir", str(tmp_path),
                     env=env)
     try:

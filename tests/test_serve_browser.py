@@ -59,7 +59,8 @@ return rows.join("\\n");
 
 
 def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, BKBENCH_DEMO_TIMING="0", BKBENCH_DEMO_IMAGE="builtin")
+    env = dict(os.environ, BKBENCH_DEMO_TIMING="0", BKBENCH_DEMO_IMAGE="builtin",
+               BKBENCH_CACHE_DIR=str(data_dir / "cache"))
     env.pop("BKBENCH_SERVE_TOKEN", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bkbench.core.cli.main", "serve", "--demo", "--token", "--web-port", "0",
