@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from pathlib import Path
 
@@ -16,27 +17,18 @@ import pytest
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.demo_image import demo_dump_path, demo_flash
 from bkbench.core.sim import registry
-from bkbench.core.sim.timing import Timing
 from bkbench.tui.app import BkBenchApp
 from textual import messages
 
 _names = itertools.count()
 
 
-class _QuickTiming(Timing):
-    """Wire time at an eighth of the model's: a backup of a second or two, long enough to be caught."""
-
-    def wire(self, nbytes: int, baud: int) -> float:
-        return super().wire(nbytes, baud) / 8
-
-
 def _app(tmp_path: Path, scenario: str = "app-running") -> BkBenchApp:
     name = f"serve-end{next(_names)}"
-    timing = _QuickTiming(enabled=True, crc_bytes_per_s=20_000_000)
     registry.register(name, registry.create_device(chip="BK7231N", dump=demo_dump_path(), scenario=scenario,
-                                                   wiring="rts", timing=timing))
-    return BkBenchApp(url=f"sim://@{name}", baud=3_000_000, data_dir=tmp_path, ports_source=lambda: [],
-                      monitor=False, poll_ports=0)
+                                                   wiring="rts"))
+    return BkBenchApp(url=f"sim://@{name}", data_dir=tmp_path, ports_source=lambda: [], monitor=False,
+                      poll_ports=0)
 
 
 async def _until(pilot, cond, timeout: float, step: float = 0.01) -> bool:
@@ -51,20 +43,36 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def test_backup_runs_to_the_library_when_the_browser_leaves(tmp_path: Path):
+def test_backup_runs_to_the_library_when_the_browser_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The backup is held just before it is stored (its worker thread waits on a gate), so the exit request
+    # arrives mid-operation on any machine, however fast or loaded.
+    reached, release = threading.Event(), threading.Event()
+    real_save = BackupLibrary.save
+
+    def gated_save(self, data, meta):
+        reached.set()
+        release.wait(60)
+        return real_save(self, data, meta)
+
+    monkeypatch.setattr(BackupLibrary, "save", gated_save)
+
     async def go():
         app = _app(tmp_path)
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.press("b")
-            # Past the link (the chip is being read): this is where a lost browser used to kill the read.
-            assert await _until(pilot, lambda: app.busy and app.chip_info is not None, 30)
+            assert await _until(pilot, reached.is_set, 60), "the backup never got to storing"
             app.post_message(messages.ExitApp())
-            await pilot.pause(0.05)
-            assert app.is_running and app.busy, "the exit request ended the backup"
+            await pilot.pause(0.3)
+            still = app.is_running and app.busy
+            release.set()
+            assert still, "the exit request ended the backup"
             assert await _until(pilot, lambda: not app.is_running, 60, 0.1), "the app did not quit afterwards"
         return app
 
-    app = asyncio.run(go())
+    try:
+        app = asyncio.run(go())
+    finally:
+        release.set()
     assert app.last_outcome is not None and app.last_outcome[0] == "ok", app.last_outcome
     library = BackupLibrary(tmp_path / "backups")
     entries = library.list()

@@ -12,6 +12,9 @@ spoken to over one websocket. The page can erase and flash chips, so this module
   and the page may not be framed (no clickjacking into key presses).
 - Secrets never reach a log: there is no access log with query strings; refusals are logged without them.
 
+A session whose browser goes away (or every session, when the server stops) is asked to quit; the app
+finishes a running operation first (BkBenchApp._on_exit_app) and its output is drained meanwhile.
+
 textual-serve (optional extra `serve`) is imported here only; `bkbench serve` imports this module lazily.
 """
 
