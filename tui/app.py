@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from bkbench.core.layout import subtract_ranges
 from bkbench.core.ops.events import CancelToken
-from textual import work
+from textual import messages, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -41,6 +41,9 @@ __all__ = [
     "BkBenchApp", "EventPump", "MainScreen", "OperationsProvider",
     "coalesce", "ranges_text", "run", "setup_demo", "subtract_ranges",
 ]
+
+# An operation left running by a browser that went away may finish for this long, then it is cancelled.
+UNATTENDED_FINISH_S = 600.0
 
 
 class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, WorkflowsMixin, StationMixin, App[int]):
@@ -127,6 +130,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.last_written: Any = None  # (name, segments, WriteRequest) of the last write: what `v` compares
         self._main_screen: Any = None
         self._map_phase = ""
+        self._unattended_quit = False  # an exit request arrived mid-operation: quit when it is over
     # -- paths and engine objects ----------------------------------------------------------------
     @property
     def base_dir(self) -> Path:
@@ -239,6 +243,29 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             ConfirmScreen("Quit during an operation?", body, yes="Cancel and quit [y]", no="Keep running [n]"),
             answered,
         )
+
+    async def _on_exit_app(self, message: messages.ExitApp) -> None:
+        """An exit nobody chose with ctrl+q (the browser of `bkbench serve` went away, SIGTERM) while an
+        operation runs: finish it first, so a backup still lands in the library and a write is completed and
+        verified, then quit. Still linking (nothing started on the chip), or past UNATTENDED_FINISH_S, the
+        operation is cancelled between sectors instead. Otherwise Textual's own handler exits at once."""
+        if not self.busy:
+            return
+        message.prevent_default()
+        if self._unattended_quit:
+            return
+        self._unattended_quit = True
+        deadline = time.monotonic() + UNATTENDED_FINISH_S
+
+        def check() -> None:
+            if not self.busy:
+                timer.stop()
+                self._quit_worker()
+            elif (self._linking is not None or time.monotonic() > deadline) and self.cancel_token is not None:
+                self.cancel_token.cancel()
+
+        timer = self.set_interval(0.2, check)
+        check()
 
     def _wait_then_quit(self) -> None:
         def check() -> None:

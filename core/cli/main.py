@@ -13,7 +13,8 @@ from ..errors import BkError
 from .common import HelpFormatter, OneLineParser, baud_rate, demo_count
 
 # Command groups, each a module with register(subparsers); optional ones may be absent.
-COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups", "station")
+COMMAND_MODULES = ("device", "simulate", "analyze", "config", "image", "fetch", "doctor", "backups", "station",
+                   "serve")
 
 
 EPILOG = """examples:

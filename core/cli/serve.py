@@ -1,0 +1,183 @@
+"""`bkbench serve`: the workbench in a web browser (textual-serve, the optional extra `serve`).
+
+Bound to 127.0.0.1 by default: reach it from another machine through an SSH tunnel. Bound anywhere else
+it needs a secret (a token printed once, or a password) and says loudly why: the page can flash chips.
+The web server (bkbench.tui.serve) is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import importlib
+import json
+import os
+import secrets
+import shlex
+import socket
+import sys
+
+from ..errors import BkError
+from .common import HelpFormatter, baud_rate
+
+DEFAULT_WEB_PORT = 7231
+TOKEN_ENV = "BKBENCH_SERVE_TOKEN"
+PASSWORD_ENV = "BKBENCH_SERVE_PASSWORD"
+MIN_SECRET = 12  # characters; a shorter one is guessable within the throttle's patience
+INSTALL_HINT = "the browser workbench needs textual-serve: pip install 'bkbench[serve]' (or ./dev serve)"
+
+
+class ServeError(BkError):
+    """`bkbench serve` cannot start as asked."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="the workbench in a web browser (textual-serve; localhost unless told otherwise)",
+        description="Serve the workbench to a web browser: every browser tab gets its own workbench. It listens "
+        "on 127.0.0.1 only unless --bind says otherwise; from another machine use an SSH tunnel. Bound to any "
+        f"other address it requires a token (printed once; ${TOKEN_ENV} to choose it) or, with --password, an "
+        f"HTTP password (${PASSWORD_ENV} or asked), and warns: the page can erase and flash chips, over plain "
+        "HTTP. The workbench options (--port, --demo, --baud, --data-dir) go to every session.")
+    p.epilog = ("examples:\n"
+                "  bkbench serve --demo                      http://127.0.0.1:7231/ on the simulated plug\n"
+                "  ssh -L 7231:localhost:7231 pi@raspberrypi  then open http://localhost:7231/ here\n"
+                "  bkbench serve --port /dev/ttyUSB0 --bind 0.0.0.0   LAN, with a printed token (warns)")
+    p.formatter_class = HelpFormatter
+    p.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (default 127.0.0.1; anything else requires a token or password)")
+    p.add_argument("--web-port", type=_web_port, default=DEFAULT_WEB_PORT, metavar="N",
+                   help=f"TCP port of the web page (default {DEFAULT_WEB_PORT}; 0 picks a free one)")
+    p.add_argument("--token", action="store_true",
+                   help=f"require a token on localhost too (shared machines); from ${TOKEN_ENV} or generated")
+    p.add_argument("--password", action="store_true",
+                   help=f"require an HTTP password instead of a token (from ${PASSWORD_ENV}, else asked)")
+    p.add_argument("--max-sessions", type=_positive, default=2, metavar="N",
+                   help="browser sessions (workbench processes) at once (default 2)")
+    # The workbench's own options, also accepted after `serve`; SUPPRESS keeps a value given before it.
+    p.add_argument("--port", "-p", default=argparse.SUPPRESS, help="serial port or URL for the workbench")
+    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                   help="serve the workbench on a simulated chip")
+    p.add_argument("--baud", "-b", type=baud_rate, default=argparse.SUPPRESS, help="transfer baud rate")
+    p.set_defaults(func=cmd_serve)
+
+
+def _web_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r} (0-65535)")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
+def workbench_command(args: argparse.Namespace) -> str:
+    """The shell command textual-serve runs per session: this interpreter, this package, the given options."""
+    argv = [sys.executable, "-m", "bkbench.core.cli.main"]
+    if getattr(args, "port", None):
+        argv += ["--port", args.port]
+    if getattr(args, "demo", False):
+        argv.append("--demo")
+    if getattr(args, "baud", None):
+        argv += ["--baud", str(args.baud)]
+    data_dir = getattr(args, "data_dir", None) or os.environ.get("BKBENCH_DATA_DIR")
+    if data_dir:
+        argv += ["--data-dir", os.path.abspath(os.path.expanduser(data_dir))]
+    return shlex.join(argv)  # textual-serve starts it through a shell: every argument quoted
+
+
+def _secret(env: str, what: str, ask: bool) -> str:
+    value = os.environ.get(env)
+    if value is None and ask:
+        if not sys.stdin.isatty():
+            raise ServeError(f"--password needs a password: set ${env} or run in a terminal to be asked")
+        value = getpass.getpass("password for the browser workbench: ")
+        if getpass.getpass("again: ") != value:
+            raise ServeError("the two passwords differ")
+    if value is not None and len(value) < MIN_SECRET:
+        raise ServeError(f"the {what} is too short: at least {MIN_SECRET} characters (it guards flashing chips)")
+    return value or ""
+
+
+def resolve_auth(args: argparse.Namespace, loopback: bool) -> tuple[str | None, str | None, bool]:
+    """(token, password, token_generated): loopback alone may go without a secret."""
+    if args.password:
+        return None, _secret(PASSWORD_ENV, "password", ask=True), False
+    if args.token or not loopback or os.environ.get(TOKEN_ENV):
+        token = _secret(TOKEN_ENV, "token", ask=False)
+        if token:
+            return token, None, False
+        return secrets.token_urlsafe(24), None, True
+    return None, None, False
+
+
+def _load_server():
+    try:
+        return importlib.import_module("bkbench.tui.serve")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("textual_serve", "aiohttp", "aiohttp_jinja2", "jinja2", "yarl"):
+            raise ServeError(f"{exc.name} is not installed", hint=INSTALL_HINT) from None
+        raise
+
+
+def _display_host(bind: str) -> str:
+    if bind in ("", "0.0.0.0", "::"):
+        return socket.gethostname()
+    return f"[{bind}]" if ":" in bind else bind
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    web = _load_server()
+    loopback = web.is_loopback(args.bind)
+    token, password, generated = resolve_auth(args, loopback)
+    for name in (TOKEN_ENV, PASSWORD_ENV):  # the sessions' workbench processes need no secret in their env
+        os.environ.pop(name, None)
+    guard = web.Guard(token=token, password=password, loopback=loopback)
+
+    def say(text: str) -> None:
+        print(f"bkbench serve: {text}", file=sys.stderr, flush=True)
+
+    server = web.WorkbenchServer(workbench_command(args), guard, max_sessions=args.max_sessions, log=say)
+    if not loopback:
+        say(f"WARNING: listening on {args.bind or 'every address'}, not only this machine. The page can erase "
+            "and flash chips: anyone who can reach it and has the " + ("password" if password else "token")
+            + " can. It is plain HTTP: the secret and the screen cross the network unencrypted. Safer: the "
+            f"default --bind 127.0.0.1 and an SSH tunnel (ssh -L {args.web_port}:localhost:{args.web_port} "
+            "USER@THIS-MACHINE).")
+
+    def ready(port: int) -> None:
+        guard.cookie_name = f"bkbench_{port}"  # cookies ignore ports: two servers on one host keep apart
+        url = f"http://{'localhost' if loopback else _display_host(args.bind)}:{port}/"
+        if generated:
+            url += f"?token={token}"  # printed this once, on stdout only; never logged
+        if getattr(args, "json", False):  # one line, like `simulate --json`, for scripts
+            print(json.dumps({"url": url, "port": port, "bind": args.bind,
+                              "auth": "password" if password else "token" if token else "none"}), flush=True)
+        else:
+            print(f"bkbench serve: the workbench is at {url}", flush=True)
+        if loopback:
+            say(f"this machine only; from another one: ssh -L {port}:localhost:{port} USER@THIS-MACHINE, "
+                f"then open http://localhost:{port}/ there" + (" with the token" if token else ""))
+        elif token and not generated:
+            say(f"open {url}?token=... with the token from ${TOKEN_ENV}")
+        say("ctrl+c stops it")
+
+    try:
+        asyncio.run(web.run(server, args.bind, args.web_port, ready))
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ServeError(f"cannot listen on {args.bind}:{args.web_port}: {why.lower()}",
+                         hint="another program uses this port? try --web-port N") from None
+    return 0

@@ -1,0 +1,377 @@
+"""`bkbench serve`: who gets in. Plain HTTP and websocket clients playing a LAN attacker, no browser.
+
+Each guarded server runs a command that leaves a marker file: a refused websocket must never start a
+workbench process, an accepted one must (so the refusals below cannot pass by refusing everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("textual_serve", reason="the serve extra (textual-serve) is not installed")
+
+from aiohttp import WSServerHandshakeError  # noqa: E402
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from bkbench.core.cli import serve as cli_serve  # noqa: E402
+from bkbench.tui import serve as web  # noqa: E402
+
+_servers: dict[int, web.WorkbenchServer] = {}
+TOKEN = "t0ken-for-the-tests-0123456789"
+PASSWORD = "correct horse battery"
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _client(tmp_path: Path, guard: web.Guard) -> tuple[TestClient, Path]:
+    marker = tmp_path / "started"
+    server = web.WorkbenchServer(f"touch {shlex.quote(str(marker))}", guard, log=lambda _t: None)
+    client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
+    await client.start_server()
+    _servers[id(client)] = server
+    return client, marker
+
+
+async def _close(client: TestClient) -> None:
+    """Let open sessions end (their processes reaped) before the server goes, then close it."""
+    server = _servers.pop(id(client), None)
+    end = time.monotonic() + 20
+    while server is not None and server.sessions and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    await client.close()
+
+
+def _origin(client: TestClient) -> str:
+    return f"http://{client.host}:{client.port}"
+
+
+async def _ws_status(client: TestClient, **headers: str) -> int:
+    try:
+        ws = await client.ws_connect("/ws", headers=headers)
+    except WSServerHandshakeError as exc:
+        return exc.status
+    await ws.close()
+    return 101
+
+
+async def _raw_get(client: TestClient, path: str) -> str:
+    """The response head to a GET whose path goes out exactly as written (no URL normalising)."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nConnection: close\r\n\r\n"
+                 .encode())
+    data = await reader.read()
+    writer.close()
+    return data.decode("latin-1").split("\r\n\r\n", 1)[0]
+
+
+async def _wait_for(path: Path, timeout: float = 20.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def test_loopback_open_but_only_to_localhost_names_and_own_origin(tmp_path: Path):
+    async def go():
+        client, marker = await _client(tmp_path, web.Guard(loopback=True))
+        try:
+            page = await client.get("/")
+            assert page.status == 200 and "textual.js" in await page.text()
+            assert page.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in \
+                page.headers["Content-Security-Policy"]
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            # DNS rebinding: an attacker's name pointed at 127.0.0.1 carries its own Host header.
+            for host in ("evil.example", f"evil.example:{client.port}", "127.0.0.1.evil.example", "192.168.1.2"):
+                assert (await client.get("/", headers={"Host": host})).status == 403, host
+                assert await _ws_status(client, Host=host, Origin=f"http://{host}") == 403
+            # Cross-site websocket hijacking: a page elsewhere opening our websocket.
+            for origin in ("http://evil.example", f"http://localhost:{client.port + 1}", "null", "file://"):
+                assert await _ws_status(client, Origin=origin) == 403, origin
+            await asyncio.sleep(0.3)
+            assert not marker.exists(), "a refused websocket started a workbench"
+            assert await _ws_status(client, Origin=_origin(client)) == 101
+            assert await _wait_for(marker), "the accepted websocket started no workbench"
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_token_needed_for_page_websocket_and_files(tmp_path: Path):
+    async def go():
+        client, marker = await _client(tmp_path, web.Guard(token=TOKEN, loopback=False))
+        try:
+            for path in ("/", "/static/js/textual.js", "/download/x", "/ws"):
+                assert (await client.get(path)).status == 401, path
+            assert await _ws_status(client, Origin=_origin(client)) == 401
+            for wrong in ("", TOKEN[:-1], TOKEN + "x", TOKEN.upper(), " " + TOKEN, "ö" * 30):
+                assert (await client.get("/", params={"token": wrong})).status == 403, wrong
+                assert await _ws_status(client, Origin=_origin(client)) == 401  # no cookie was set
+            # The token as the cookie is not the session key either.
+            assert (await client.get("/", cookies={"bkbench_session": TOKEN})).status == 401
+            assert (await client.get("/", headers={"Cookie": f"bkbench_session={TOKEN}"})).status == 401
+            await asyncio.sleep(0.3)
+            assert not marker.exists(), "a websocket without the session cookie started a workbench"
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_right_token_becomes_an_httponly_cookie_and_leaves_the_address_bar(tmp_path: Path):
+    async def go():
+        client, marker = await _client(tmp_path, web.Guard(token=TOKEN, loopback=False))
+        try:
+            first = await client.get("/", params={"token": TOKEN, "fontsize": "12"}, allow_redirects=False)
+            assert first.status == 303
+            assert TOKEN not in first.headers["Location"] and "fontsize=12" in first.headers["Location"]
+            cookie = first.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+            for path in ("//evil.example/", "/\\evil.example/", "/static/../x"):  # sent as they are
+                head = await _raw_get(client, f"{path}?token={TOKEN}")
+                location = next(line.split(":", 1)[1].strip() for line in head.splitlines()
+                                if line.lower().startswith("location:"))
+                assert head.startswith("HTTP/1.1 303") and location == "/", (path, location)
+            page = await client.get("/")  # the client's jar now holds the cookie
+            assert page.status == 200 and TOKEN not in await page.text()
+            assert await _ws_status(client, Origin="http://evil.example") == 403  # cookie alone is not enough
+            await asyncio.sleep(0.3)
+            assert not marker.exists()
+            assert await _ws_status(client, Origin=_origin(client)) == 101
+            assert await _wait_for(marker)
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_password_by_http_basic(tmp_path: Path):
+    def basic(pw: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"anyone:{pw}".encode()).decode()}
+
+    async def go():
+        client, _marker = await _client(tmp_path, web.Guard(password=PASSWORD, loopback=False))
+        try:
+            bare = await client.get("/")
+            assert bare.status == 401 and bare.headers["WWW-Authenticate"].startswith("Basic")
+            for wrong in (PASSWORD[:-1], PASSWORD + " ", ""):
+                assert (await client.get("/", headers=basic(wrong))).status == 401
+            assert (await client.get("/", headers={"Authorization": "Basic !!notbase64"})).status == 401
+            assert (await client.get("/", params={"token": PASSWORD})).status == 401  # no token mode here
+            good = await client.get("/", headers=basic(PASSWORD))
+            assert good.status == 200 and "HttpOnly" in good.headers["Set-Cookie"]
+            assert (await client.get("/static/js/textual.js")).status == 200  # by the cookie now
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_guessing_is_throttled(tmp_path: Path):
+    async def go():
+        client, _marker = await _client(tmp_path, web.Guard(token=TOKEN, loopback=False))
+        try:
+            for i in range(web.MAX_FAILURES):
+                assert (await client.get("/", params={"token": f"guess-{i}"})).status == 403
+            assert (await client.get("/", params={"token": "another"})).status == 429
+            assert (await client.get("/", params={"token": TOKEN}, allow_redirects=False)).status == 429
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_static_files_no_listing_no_traversal(tmp_path: Path):
+    async def go():
+        client, _marker = await _client(tmp_path, web.Guard(loopback=True))
+        try:
+            assert (await client.get("/static/js/textual.js")).status == 200
+            assert (await client.get("/static/")).status in (403, 404)
+            for path in ("/static/../serve.py", "/static/%2e%2e/server.py", "/static/..%2fserver.py",
+                         "/static/css/../../server.py", "/static//etc/passwd"):
+                resp = await client.get(path)
+                assert resp.status in (403, 404), path
+                assert "import" not in await resp.text()
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_workbench_command_quotes_every_argument(tmp_path: Path):
+    import argparse
+
+    odd = tmp_path / "lib; touch pwned $(id) 'x'"
+    args = argparse.Namespace(port="sim://bk7231n?dump=/a b&scenario=app-running", demo=True, baud=2000000,
+                              data_dir=str(odd))
+    argv = shlex.split(cli_serve.workbench_command(args))
+    assert argv[:3] == [sys.executable, "-m", "bkbench.core.cli.main"]
+    assert argv[3:] == ["--port", args.port, "--demo", "--baud", "2000000", "--data-dir", str(odd)]
+
+
+def test_auth_choice(monkeypatch: pytest.MonkeyPatch):
+    import argparse
+
+    monkeypatch.delenv(cli_serve.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    plain = argparse.Namespace(password=False, token=False)
+    assert cli_serve.resolve_auth(plain, loopback=True) == (None, None, False)
+    token, password, generated = cli_serve.resolve_auth(plain, loopback=False)  # elsewhere: never open
+    assert generated and password is None and len(token) >= 24
+    assert cli_serve.resolve_auth(plain, loopback=False)[0] != token  # fresh each run
+    monkeypatch.setenv(cli_serve.TOKEN_ENV, "short")
+    with pytest.raises(cli_serve.ServeError, match="too short"):
+        cli_serve.resolve_auth(plain, loopback=False)
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, PASSWORD)
+    assert cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False) == \
+        (None, PASSWORD, False)
+    for host, loop in (("127.0.0.1", True), ("::1", True), ("localhost", True), ("127.8.9.10", True),
+                       ("0.0.0.0", False), ("", False), ("::", False), ("192.168.1.5", False),
+                       ("localhost.evil.example", False)):
+        assert web.is_loopback(host) is loop, host
+
+
+def _bkbench(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bkbench.core.cli.main", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_cli_bad_secrets_and_missing_extra_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]):
+    from bkbench.core.cli.main import main
+
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "1234")
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "too short" in err and err.count("\n") == 1, err
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert cli_serve.PASSWORD_ENV in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "textual_serve", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "bkbench.tui.serve")
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'bkbench[serve]'" in err and "Traceback" not in err
+
+
+def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path):
+    """`--bind 0.0.0.0` (traffic below goes to 127.0.0.1 only): warning, token URL on stdout, guard on."""
+    import http.client
+
+    def get(port: int, path: str, cookie: str = "") -> http.client.HTTPResponse:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BKBENCH_SERVE_")}
+    env["BKBENCH_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = _bkbench("serve", "--bind", "0.0.0.0", "--web-port", "0", "--demo", "--data-dir", str(tmp_path),
+                    env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "?token=" in line, line
+        token = line.strip().rsplit("?token=", 1)[1]
+        port = int(line.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        assert get(port, "/").status == 401
+        assert get(port, "/?token=" + token[:-1]).status == 403
+        first = get(port, "/?token=" + token)
+        assert first.status == 303 and first.getheader("Location") == "/"
+        cookie = first.getheader("Set-Cookie").split(";", 1)[0]
+        assert cookie.startswith(f"bkbench_{port}=") and token not in cookie
+        assert get(port, "/", cookie).status == 200
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "WARNING" in err and "plain HTTP" in err and "ssh -L" in err
+    assert token not in err and token not in out  # printed exactly once (the line read above), logged never
+    assert "wrong token" in err and "token accepted" in err
+
+
+# A stand-in workbench that speaks textual-serve's framing: after the quit request (its browser is gone) it
+# still has 1 MiB to show, far past a pipe's 64 KiB, and only then finishes (writes the marker).
+FINISHING_APP = r"""
+import sys
+import time
+from pathlib import Path
+sys.stdout.buffer.write(b"__GANGLION__\n"); sys.stdout.buffer.flush()
+seen = b""
+while b"quit" not in seen:
+    byte = sys.stdin.buffer.read(1)
+    if not byte:
+        break
+    seen += byte
+chunk = b"x" * 4096
+for _ in range(256):
+    sys.stdout.buffer.write(b"D" + len(chunk).to_bytes(4, "big") + chunk)
+sys.stdout.buffer.flush()
+time.sleep(0.5)  # still busy a moment after its output
+Path(sys.argv[1]).write_text("finished")
+"""
+
+
+def test_a_closed_browser_does_not_stall_a_finishing_workbench(tmp_path: Path):
+    script = tmp_path / "finishing_app.py"
+    script.write_text(FINISHING_APP)
+    marker = tmp_path / "finished"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
+        await client.start_server()
+        _servers[id(client)] = server
+        try:
+            ws = await client.ws_connect("/ws", headers={"Origin": _origin(client)})
+            await asyncio.sleep(0.2)
+            await ws.close()  # the tab is closed
+            assert await _wait_for(marker, 20), "the workbench blocked on output nobody reads"
+        finally:
+            await _close(client)
+
+    _run(go())
+
+
+def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
+    import aiohttp
+
+    script = tmp_path / "finishing_app.py"
+    script.write_text(FINISHING_APP)
+    marker = tmp_path / "finished"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{ports[0]}"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
+            while server.sessions == 0:
+                await asyncio.sleep(0.02)
+            stop.set()  # ctrl+c on `bkbench serve` while a browser is connected
+            await asyncio.wait_for(task, 30)
+            assert marker.exists(), "the server quit before its workbench had finished"
+            assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+    _run(go())
