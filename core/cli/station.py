@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..backups import BackupLibrary
 from ..errors import BkError
-from ..ops.events import CancelToken, Notice
+from ..ops.events import CancelToken, Notice, Stage
 from ..station import ChipResult, Plan, Station, check_ports, read_ports_file
 from .common import HelpFormatter, add_port_args
 
@@ -98,12 +98,17 @@ class LiveLines:
         return table
 
     def event(self, port: str, ev: object) -> None:
-        """Called on the worker threads: notices of trouble are printed as they come."""
+        """Called on the worker threads: notices of trouble, and how each chip gets reset (with --reset
+        manual that is what the person at the bench must do, port by port), are printed as they come."""
         if self.quiet:
             return
+        text = ""
         if isinstance(ev, Notice) and ev.level in ("warning", "error"):
+            text = f"{port}: {ev.level}: {ev.message}"
+        elif isinstance(ev, Stage) and ev.name == "link" and ev.message:
+            text = f"{port}: {ev.message}"
+        if text:
             with self._lock:
-                text = f"{port}: {ev.level}: {ev.message}"
                 if self._live is not None:
                     self._live.console.print(text, markup=False, highlight=False)
                 else:
