@@ -441,3 +441,23 @@ def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: P
     left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
     assert res.record is not None and res.record.remaining()[0][0] == left  # the same, for a UI
     assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]
+
+
+def test_room_for_every_ports_backup_is_checked_before_any_chip(fixtures_dir: Path, tmp_path: Path) -> None:
+    """A disk with room for one 2 MiB backup but not three: refused in one line, no chip touched."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"mount -t tmpfs not permitted here: {r.stderr.strip()}")
+    try:
+        with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, da), \
+                sim_url("BK7231T", fixtures_dir / "dumps" / T_DUMP) as (b, db), \
+                sim_url("BK7231N", fixtures_dir / "dumps" / N2_DUMP) as (c, dc):
+            code, _, err = cli(["read", "-p", a, "-p", b, "-p", c, "--library", str(where / "backups")])
+            assert da.commands == [] and db.commands == [] and dc.commands == []
+        one_error(code, err, "3 backups need", "KiB free")
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

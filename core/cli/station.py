@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..backups import BackupLibrary
+from ..backups import DEFAULT_DUMP_SIZE, BackupLibrary, StorageError
 from ..errors import BkError
 from ..ops.events import CancelToken, Notice, Stage
 from ..station import ChipResult, Plan, Station, check_ports, read_ports_file
@@ -164,8 +164,14 @@ def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
 
     get_strategy(args.reset)  # a bad --reset is one line before any port, not one per port
     library = BackupLibrary(getattr(args, "library", None))
-    if plan.backup:
-        library.check_space()  # once, before any chip is touched
+    if plan.backup:  # room for every port's backup, before any chip is touched
+        try:
+            library.check_space(len(ports) * DEFAULT_DUMP_SIZE)
+        except StorageError as exc:
+            if len(ports) == 1:
+                raise
+            raise StorageError(str(exc).replace("a backup needs", f"{len(ports)} backups need"),
+                               hint=exc.hint) from None
     quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
     station = Station(ports, plan, baud=args.baud, library=library, reset=args.reset, link_timeout=args.timeout)
     live = LiveLines(station, quiet)
