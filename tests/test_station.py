@@ -461,3 +461,19 @@ def test_room_for_every_ports_backup_is_checked_before_any_chip(fixtures_dir: Pa
         one_error(code, err, "3 backups need", "KiB free")
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_summary_fits_an_80_column_terminal() -> None:
+    from bkbench.core.cli.station import summary_table
+    from bkbench.core.station import ChipResult
+
+    results = [ChipResult("/dev/ttyUSB0", "done", "BK7231N", "1C:90:FF:F7:C9:34",
+                          "/lib/BK7231N-1C90FFF7C934-20261202T211457-1.bin", backup_taken=False, seconds=13.3),
+               ChipResult("/dev/ttyUSB1", "failed", "BK7231N", "1C:90:FF:F7:C9:35", error="read stopped: " + "x" * 90,
+                          seconds=1.8)]
+    wide = summary_table(results, Path("/lib"))
+    assert max(len(line) for line in wide.splitlines()[:3]) > 80  # the one-row-per-chip table (pipes, scripts)
+    narrow = summary_table(results, Path("/lib"), width=80).splitlines()
+    assert all(len(line) <= 80 for line in narrow[:3])
+    assert narrow[2] == "    backup BK7231N-1C90FFF7C934-20261202T211457-1.bin (had)"
+    assert narrow[4].startswith("    error  read stopped: ") and "failed" in narrow[3]
