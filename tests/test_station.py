@@ -441,3 +441,39 @@ def test_cancel_mid_write_says_what_is_left_and_keeps_the_backup(fixtures_dir: P
     left = int(res.error.split("write still to do: 0x", 1)[1][:6], 16)
     assert res.record is not None and res.record.remaining()[0][0] == left  # the same, for a UI
     assert bytes(dev.flash.data)[0x11000:left] == image.read_bytes()[:left - 0x11000]
+
+
+def test_room_for_every_ports_backup_is_checked_before_any_chip(fixtures_dir: Path, tmp_path: Path) -> None:
+    """A disk with room for one 2 MiB backup but not three: refused in one line, no chip touched."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"mount -t tmpfs not permitted here: {r.stderr.strip()}")
+    try:
+        with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, da), \
+                sim_url("BK7231T", fixtures_dir / "dumps" / T_DUMP) as (b, db), \
+                sim_url("BK7231N", fixtures_dir / "dumps" / N2_DUMP) as (c, dc):
+            code, _, err = cli(["read", "-p", a, "-p", b, "-p", c, "--library", str(where / "backups")])
+            assert da.commands == [] and db.commands == [] and dc.commands == []
+        one_error(code, err, "3 backups need", "KiB free")
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_summary_fits_an_80_column_terminal() -> None:
+    from bkbench.core.cli.station import summary_table
+    from bkbench.core.station import ChipResult
+
+    results = [ChipResult("/dev/ttyUSB0", "done", "BK7231N", "1C:90:FF:F7:C9:34",
+                          "/lib/BK7231N-1C90FFF7C934-20261202T211457-1.bin", backup_taken=False, seconds=13.3),
+               ChipResult("/dev/ttyUSB1", "failed", "BK7231N", "1C:90:FF:F7:C9:35", error="read stopped: " + "x" * 90,
+                          seconds=1.8)]
+    wide = summary_table(results, Path("/lib"))
+    assert max(len(line) for line in wide.splitlines()[:3]) > 80  # the one-row-per-chip table (pipes, scripts)
+    narrow = summary_table(results, Path("/lib"), width=80).splitlines()
+    assert all(len(line) <= 80 for line in narrow[:3])
+    assert narrow[2] == "    backup BK7231N-1C90FFF7C934-20261202T211457-1.bin (had)"
+    assert narrow[4].startswith("    error  read stopped: ") and "failed" in narrow[3]

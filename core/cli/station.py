@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from ..backups import BackupLibrary
+from ..backups import DEFAULT_DUMP_SIZE, BackupLibrary, StorageError
 from ..errors import BkError
-from ..ops.events import CancelToken, Notice
+from ..ops.events import CancelToken, Notice, Stage
 from ..station import ChipResult, Plan, Station, check_ports, read_ports_file
 from .common import HelpFormatter, add_port_args
 
@@ -98,12 +99,17 @@ class LiveLines:
         return table
 
     def event(self, port: str, ev: object) -> None:
-        """Called on the worker threads: notices of trouble are printed as they come."""
+        """Called on the worker threads: notices of trouble, and a reset the person at the bench must do
+        by hand (port by port), are printed as they come."""
         if self.quiet:
             return
+        text = ""
         if isinstance(ev, Notice) and ev.level in ("warning", "error"):
+            text = f"{port}: {ev.level}: {ev.message}"
+        elif isinstance(ev, Stage) and ev.name == "link" and "resetting by" not in ev.message:
+            text = f"{port}: {ev.message}"  # a reset by hand: say which chip (an automatic one is noise)
+        if text:
             with self._lock:
-                text = f"{port}: {ev.level}: {ev.message}"
                 if self._live is not None:
                     self._live.console.print(text, markup=False, highlight=False)
                 else:
@@ -126,8 +132,16 @@ class LiveLines:
                     print(f"{port:<{self.width}}  {phase}", file=sys.stderr, flush=True)
 
 
-def summary_table(results: list[ChipResult], library: Path, logs: Path | None = None) -> str:
-    """The table printed at the end: port, chip, MAC, backup file, result, seconds, error."""
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns; the last one unpadded (it may be long)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+
+
+def summary_table(results: list[ChipResult], library: Path, logs: Path | None = None,
+                  width: int | None = None) -> str:
+    """The table printed at the end: port, chip, MAC, backup file, result, seconds, error. When it would
+    not fit `width` (a terminal of 80 columns), the backup and the error go on their own indented lines."""
     head = ("port", "chip", "MAC", "backup", "result", "time", "error")
     rows = [head]
     for r in results:
@@ -136,8 +150,14 @@ def summary_table(results: list[ChipResult], library: Path, logs: Path | None = 
             backup += " (had)"
         rows.append((r.port, r.chip or "-", r.mac or "-", backup, r.state, f"{r.seconds:.1f} s",
                      r.error + (f" ({r.hint})" if r.hint and r.state == "failed" else "")))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+    lines = _columns(rows)
+    if width is not None and max(len(line.rstrip()) for line in lines) > width:
+        short = _columns([(p, c, m, res, t, "") for p, c, m, _b, res, t, _e in rows])
+        lines = [short[0]]
+        for line, (_p, _c, _m, backup, _r, _t, error) in zip(short[1:], rows[1:]):
+            lines.append(line)
+            lines += [f"    backup {backup}"] if backup != "-" else []
+            lines += [f"    error  {error}"] if error else []
     done = sum(r.ok for r in results)
     failed = sum(r.state == "failed" for r in results)
     cancelled = sum(r.state == "cancelled" for r in results)
@@ -159,8 +179,14 @@ def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
 
     get_strategy(args.reset)  # a bad --reset is one line before any port, not one per port
     library = BackupLibrary(getattr(args, "library", None))
-    if plan.backup:
-        library.check_space()  # once, before any chip is touched
+    if plan.backup:  # room for every port's backup, before any chip is touched
+        try:
+            library.check_space(len(ports) * DEFAULT_DUMP_SIZE)
+        except StorageError as exc:
+            if len(ports) == 1:
+                raise
+            raise StorageError(str(exc).replace("a backup needs", f"{len(ports)} backups need"),
+                               hint=exc.hint) from None
     quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
     station = Station(ports, plan, baud=args.baud, library=library, reset=args.reset, link_timeout=args.timeout)
     live = LiveLines(station, quiet)
@@ -192,7 +218,8 @@ def run_station(args: argparse.Namespace, ports: list[str], plan: Plan) -> int:
         for r in results:
             print(json.dumps(r.to_json(), default=str))
     else:
-        print(summary_table(results, library.root, station.log_dir))
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        print(summary_table(results, library.root, station.log_dir, width))
     if any(r.state == "failed" for r in results):
         return 1
     return 130 if any(r.state == "cancelled" for r in results) else 0
