@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import stat
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -120,24 +119,15 @@ def check_ports(ports: list[str]) -> list[str]:
 
 def read_ports_file(path: str | os.PathLike) -> list[str]:
     """One port or URL per line; `#` starts a comment (at the line start or after a space)."""
+    from .cli.common import read_input_file  # FIFOs, devices and huge files refused before opening
+
     p = os.fspath(path)
     try:
-        st = os.stat(p)
-    except OSError as exc:
-        raise BkError(f"ports file {p}: {(exc.strerror or str(exc)).lower()}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BkError(f"ports file {p} is a directory, not a list of ports")
-    if not stat.S_ISREG(st.st_mode):
-        raise BkError(f"ports file {p} is not a regular file")
-    if st.st_size > MAX_PORTS_FILE:
-        raise BkError(f"ports file {p} is {st.st_size:,} bytes: not a list of ports (one per line)")
-    try:
-        with open(p, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        text = read_input_file(p, "ports file", MAX_PORTS_FILE).decode("utf-8")
+    except BkError as exc:
+        raise BkError(f"ports file {exc}") from None
     except UnicodeDecodeError:
         raise BkError(f"ports file {p} is not text (one port per line)") from None
-    except OSError as exc:
-        raise BkError(f"cannot read ports file {p}: {exc.strerror or exc}") from None
     ports = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()

@@ -131,12 +131,14 @@ def cmd_ports(args: argparse.Namespace) -> int:
         raise BkError(f"{args.remove} is not in the remote ports list ({remote_ports.userconfig.config_path()})")
     ports = list_ports() + remote_ports.remote_ports(probe=not args.no_probe)
     lines = []
+    w = max([22] + [len(p.device) for p in ports])  # a long remote URL must not shift its row
     for p in ports:
         if p.kind == "remote":
             state = {True: "reachable ", False: "", None: ""}[p.reachable]
-            lines.append(f"{p.device:<22} {p.adapter:<10} {'remote':<10} {state}{p.description}")
+            lines.append(f"{p.device:<{w}} {p.adapter:<10} {'remote':<10} {state}{p.description}")
         else:
-            lines.append(f"{p.device:<22} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {'IN USE ' if p.in_use else ''}"
+            use = "IN USE " if p.in_use else ""
+            lines.append(f"{p.device:<{w}} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {use}"
                          f"{p.description} {p.by_id}".rstrip())
     emit(args, {"ports": [p.to_json() for p in ports]},
          "\n".join(lines) if lines else "no serial ports found (the simulator is sim://bk7231n; remote ports: "
