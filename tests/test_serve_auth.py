@@ -375,3 +375,52 @@ def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
             assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
     _run(go())
+
+
+def test_garbled_websocket_messages_end_the_session_quietly_and_sizes_stay_sane(tmp_path: Path,
+                                                                                 caplog: pytest.LogCaptureFixture):
+    """A hostile (or buggy) page's messages: odd resizes never reach the workbench as a size it would crash
+    on (a string width would end it mid-write), and a malformed envelope ends only that session, with one
+    log line and no traceback."""
+    import json
+    import logging
+
+    received = tmp_path / "stdin"  # each session's (the last one's stays)
+    said: list[str] = []
+
+    async def go():
+        server = web.WorkbenchServer(f"cat > {shlex.quote(str(received))}", web.Guard(), log=said.append)
+        client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
+        await client.start_server()
+        _servers[id(client)] = server
+        try:
+            for last in ([], ["stdin", 5], ["resize"], ["resize", None], 7, ["resize", {"height": 30}]):
+                ws = await client.ws_connect("/ws", headers={"Origin": _origin(client)})
+                for width, height in (("x", 5), (10**9, -1), (None, 30), (1.5, 2), (100, 30)):
+                    await ws.send_json(["resize", {"width": width, "height": height}])
+                await ws.send_json(last)
+                assert (await ws.receive(timeout=20)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                await ws.close()
+                end = time.monotonic() + 20
+                while server.sessions and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
+                assert not server.sessions, last
+        finally:
+            await _close(client)
+
+    import aiohttp
+
+    with caplog.at_level(logging.DEBUG):
+        _run(go())
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert sum("bad message" in line for line in said) == 6, said
+    data, sizes = received.read_bytes(), []
+    while data:
+        kind, size = data[:1], int.from_bytes(data[1:5], "big")
+        payload, data = data[5:5 + size], data[5 + size:]
+        if kind == b"M" and json.loads(payload).get("type") == "resize":
+            meta = json.loads(payload)
+            sizes.append((meta["width"], meta["height"]))
+    assert sizes and all(type(w) is int and type(h) is int and 10 <= w <= 500 and 10 <= h <= 500
+                         for w, h in sizes), sizes
+    assert (100, 30) in sizes

@@ -232,6 +232,12 @@ class Session(AppService):
         except (ConnectionError, RuntimeError):
             pass
 
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        # The page's numbers go to the workbench as they are: a string or absurd size would crash it, even
+        # in the middle of a write. A browser never sends such a resize; it is dropped.
+        if type(width) is int and type(height) is int:
+            await super().set_terminal_size(_clamp_cells(width), _clamp_cells(height))
+
     async def stop(self) -> None:
         await super().stop()
         # Reap the process and close its pipes now (textual-serve leaves them to the garbage collector,
@@ -243,9 +249,13 @@ class Session(AppService):
             await process.wait()
 
 
+def _clamp_cells(value: int) -> int:
+    return min(max(value, 10), 500)  # a silly size would make the workbench allocate a silly screen
+
+
 def _cells(text: str, default: int) -> int:
     try:
-        return min(max(int(text), 10), 500)  # a silly size would make the workbench allocate a silly screen
+        return _clamp_cells(int(text))
     except ValueError:
         return default
 
@@ -324,7 +334,8 @@ class WorkbenchServer(Server):
                             _cells(request.query.get("height", "24"), 24))
         try:
             await self._process_messages(websocket, session)
-        except (ValueError, AssertionError, KeyError, TypeError) as exc:  # a garbled message ends the session
+        except (ValueError, AssertionError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            # a garbled message ends the session (one line in the log, no traceback)
             self.say(f"session from {_client(request)} sent a bad message: {type(exc).__name__}")
         finally:
             if not websocket.closed:
