@@ -424,3 +424,55 @@ def test_garbled_websocket_messages_end_the_session_quietly_and_sizes_stay_sane(
     assert sizes and all(type(w) is int and type(h) is int and 10 <= w <= 500 and 10 <= h <= 500
                          for w, h in sizes), sizes
     assert (100, 30) in sizes
+
+
+# A stand-in workbench whose operation runs until it is asked to quit a second time (that cancels it), as
+# BkBenchApp does; it gives up by itself after 30 s so a failing test cannot hang.
+CANCELLING_APP = r"""
+import sys
+import time
+from pathlib import Path
+sys.stdout.buffer.write(b"__GANGLION__\n"); sys.stdout.buffer.flush()
+seen, end = b"", time.monotonic() + 30
+while seen.count(b"quit") < 2 and time.monotonic() < end:
+    byte = sys.stdin.buffer.read(1)
+    if not byte:
+        break
+    seen += byte
+Path(sys.argv[1]).write_text(f"asked {seen.count(b'quit')} times")
+"""
+
+
+def test_a_second_ctrl_c_has_the_workbenches_cancel(tmp_path: Path):
+    import signal
+
+    import aiohttp
+
+    script = tmp_path / "cancelling_app.py"
+    script.write_text(CANCELLING_APP)
+    marker = tmp_path / "ended"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{ports[0]}"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
+            browser = asyncio.create_task(ws.receive())  # answers the server's close, as a browser does
+            while server.sessions == 0:
+                await asyncio.sleep(0.02)
+            stop.set()  # the first ctrl+c: the workbench is asked to quit and goes on with its operation
+            await asyncio.sleep(0.5)
+            assert not task.done() and not marker.exists()
+            os.kill(os.getpid(), signal.SIGINT)  # the second, caught by the server's handler
+            await asyncio.wait_for(task, 40)
+            await browser
+        assert marker.exists() and marker.read_text() == "asked 2 times", \
+            marker.read_text() if marker.exists() else "the workbench never ended"
+
+    _run(go())

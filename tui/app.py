@@ -131,6 +131,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._main_screen: Any = None
         self._map_phase = ""
         self._unattended_quit = False  # an exit request arrived mid-operation: quit when it is over
+        self._unattended_deadline = 0.0  # ... or cancel it between sectors after this (monotonic)
     # -- paths and engine objects ----------------------------------------------------------------
     @property
     def base_dir(self) -> Path:
@@ -256,10 +257,11 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         if not self.busy and not station():
             return
         message.prevent_default()
-        if self._unattended_quit:
+        if self._unattended_quit:  # asked again (ctrl+c twice on `bkbench serve`): cancel between sectors now
+            self._unattended_deadline = 0.0
             return
         self._unattended_quit = True
-        deadline = time.monotonic() + UNATTENDED_FINISH_S
+        self._unattended_deadline = time.monotonic() + UNATTENDED_FINISH_S
 
         def check() -> None:
             runs = station()
@@ -267,7 +269,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
                 timer.stop()
                 self._quit_worker()
                 return
-            late = time.monotonic() > deadline
+            late = time.monotonic() > self._unattended_deadline
             if self.busy and (self._linking is not None or late) and self.cancel_token is not None:
                 self.cancel_token.cancel()
             for run in runs:

@@ -270,6 +270,7 @@ class WorkbenchServer(Server):
         self.max_sessions = max(1, max_sessions)
         self.sessions = 0
         self.websockets: set[web.WebSocketResponse] = set()
+        self.live: set[Session] = set()
         self._slot_freed = asyncio.Condition()
         self.say = log
 
@@ -332,6 +333,7 @@ class WorkbenchServer(Server):
                           close=websocket.close, download_manager=self.download_manager)
         await session.start(_cells(request.query.get("width", "80"), 80),
                             _cells(request.query.get("height", "24"), 24))
+        self.live.add(session)
         try:
             await self._process_messages(websocket, session)
         except (ValueError, AssertionError, KeyError, TypeError, IndexError, AttributeError) as exc:
@@ -347,16 +349,28 @@ class WorkbenchServer(Server):
             except asyncio.TimeoutError:
                 self.say(f"a workbench from {_client(request)} did not end within {SESSION_ENDING_S:.0f} s")
             self.websockets.discard(websocket)
+            self.live.discard(session)
         return websocket
 
     async def end_sessions(self, interrupt: asyncio.Queue[int]) -> None:
-        """Close every browser's websocket and wait until their workbenches have quit (or a second signal)."""
+        """Close every browser's websocket and wait until their workbenches have quit; a second signal has
+        them cancel their operations (between sectors) instead of finishing them."""
         if not self.sessions:
             return
         self.say(f"ending {self.sessions} workbench session(s); one in the middle of an operation finishes it "
-                 "first (ctrl+c again stops at once)")
+                 "first (ctrl+c again cancels it)")
         for websocket in list(self.websockets):
             await websocket.close()
+        while self.sessions and interrupt.empty():
+            await asyncio.sleep(0.1)
+        if not self.sessions:
+            return
+        # A second signal: each workbench is asked again, which cancels its operation between sectors (a
+        # backup already read is still stored; a write stops with the range still to do named).
+        interrupt.get_nowait()
+        self.say("cancelling the running operation(s) between sectors")
+        for session in list(self.live):
+            await session.send_meta({"type": "quit"})
         while self.sessions and interrupt.empty():
             await asyncio.sleep(0.1)
 
@@ -366,7 +380,7 @@ async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[
     """Listen until SIGINT/SIGTERM (or `stop`); on_ready gets the bound port (0 asks for a free one).
 
     On the way out every session is asked to end and waited for: a workbench in the middle of a backup or
-    a write finishes it first. A second signal stops at once."""
+    a write finishes it first. A second signal has it cancel the operation between sectors."""
     import signal
 
     runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
