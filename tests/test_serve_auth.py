@@ -476,3 +476,29 @@ def test_a_second_ctrl_c_has_the_workbenches_cancel(tmp_path: Path):
             marker.read_text() if marker.exists() else "the workbench never ended"
 
     _run(go())
+
+
+def test_cli_cannot_listen_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """A name that does not resolve or an address not of this machine is a --bind mistake, named as one;
+    a port in use is a --web-port one."""
+    import socket
+
+    from bkbench.core.cli.main import main
+
+    monkeypatch.delenv(cli_serve.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--web-port", str(taken.getsockname()[1])]) == 1
+    err = capsys.readouterr().err
+    assert "address already in use" in err and "--web-port" in err and "Traceback" not in err, err
+
+    async def unresolvable(*_a, **_k):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(web, "run", unresolvable)
+    assert main(["serve", "--bind", "nosuchhost.invalid", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown error" not in err.lower() and "name or service not known" in err.lower(), err
+    assert "--bind" in err.split("error:", 1)[1] and "another program uses this port" not in err, err

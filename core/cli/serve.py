@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import importlib
 import json
@@ -177,7 +178,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(web.run(server, args.bind, args.web_port, ready))
     except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        # A resolver error's errno is negative (EAI_*): os.strerror would say "unknown error -2".
+        why = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+        port_taken = exc.errno in (errno.EADDRINUSE, errno.EACCES)
         raise ServeError(f"cannot listen on {args.bind}:{args.web_port}: {why.lower()}",
-                         hint="another program uses this port? try --web-port N") from None
+                         hint="another program uses this port? try --web-port N" if port_taken else
+                         "--bind takes an address (or name) of this machine, e.g. 0.0.0.0 for all") from None
     return 0
