@@ -502,3 +502,26 @@ def test_cli_cannot_listen_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert "unknown error" not in err.lower() and "name or service not known" in err.lower(), err
     assert "--bind" in err.split("error:", 1)[1] and "another program uses this port" not in err, err
+
+
+def test_a_secret_that_could_never_match_is_refused_at_start(monkeypatch: pytest.MonkeyPatch):
+    """A token typed into an address: '+' arrives as a space, '#' and '&' cut it, so such a token could never
+    be accepted (and every try would count as a wrong guess). Text that is not UTF-8 (a stray byte in the
+    environment) cannot be compared at all: every request would fail with a traceback."""
+    import argparse
+
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    plain = argparse.Namespace(password=False, token=False)
+    for bad in ("a+b-0123456789", "my token is long", "abc#def0123456", "abc&def0123456", "abc%41def01234"):
+        monkeypatch.setenv(cli_serve.TOKEN_ENV, bad)
+        with pytest.raises(cli_serve.ServeError, match="token"):
+            cli_serve.resolve_auth(plain, loopback=False)
+    for good in ("Good_token-0123.456~", "ä" * 12):  # a browser sends ä as UTF-8, which comes back as ä
+        monkeypatch.setenv(cli_serve.TOKEN_ENV, good)
+        assert cli_serve.resolve_auth(plain, loopback=False)[0] == good
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "correct horse \udcff battery")  # as os.environ gives byte 0xff
+    with pytest.raises(cli_serve.ServeError, match="password"):
+        cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False)
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "correct horse ä battery")  # any UTF-8 text is fine
+    assert cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False)[1] == \
+        "correct horse ä battery"

@@ -25,6 +25,7 @@ from .common import HelpFormatter, baud_rate
 DEFAULT_WEB_PORT = 7231
 TOKEN_ENV = "BKBENCH_SERVE_TOKEN"
 PASSWORD_ENV = "BKBENCH_SERVE_PASSWORD"
+URL_SPECIAL = "+#&%"  # characters a token in `?token=` would not survive as typed
 MIN_SECRET = 12  # characters; a shorter one is guessable within the throttle's patience
 INSTALL_HINT = "the browser workbench needs textual-serve: pip install 'bkbench[serve]' (or ./dev serve)"
 
@@ -109,6 +110,14 @@ def _secret(env: str, what: str, ask: bool) -> str:
             raise ServeError("the two passwords differ")
     if value is not None and len(value) < MIN_SECRET:
         raise ServeError(f"the {what} is too short: at least {MIN_SECRET} characters (it guards flashing chips)")
+    if value is not None:
+        try:
+            value.encode("utf-8")  # a stray byte in the environment: no request could ever be compared to it
+        except UnicodeEncodeError:
+            raise ServeError(f"the {what} in ${env} is not UTF-8 text") from None
+    if value is not None and what == "token" and any(c in URL_SPECIAL or c.isspace() for c in value):
+        # In the address a '+' arrives as a space and '#', '&' cut it short: it could never be accepted.
+        raise ServeError(f"the token may not contain spaces or any of {URL_SPECIAL} (it goes into an address)")
     return value or ""
 
 
