@@ -525,3 +525,32 @@ def test_a_secret_that_could_never_match_is_refused_at_start(monkeypatch: pytest
     monkeypatch.setenv(cli_serve.PASSWORD_ENV, "correct horse ä battery")  # any UTF-8 text is fine
     assert cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False)[1] == \
         "correct horse ä battery"
+
+
+def test_a_malformed_request_is_one_log_line_not_a_traceback(tmp_path: Path, capfd: pytest.CaptureFixture[str]):
+    """Any peer on the network can send garbage: the server's console gets one line, never a traceback."""
+    said: list[str] = []
+
+    async def go():
+        server = web.WorkbenchServer("true", web.Guard(), log=said.append)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        for raw in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40,
+                    b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+                    f"GET /?token={TOKEN} HTTP/1.1 x\r\nHost: localhost\r\n\r\n".encode()):
+            reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+            writer.write(raw)
+            await reader.read()
+            writer.close()
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+    _run(go())
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err + out, err
+    bad = [line for line in said if "bad request" in line]
+    assert len(bad) >= 3 and all("\n" not in line for line in bad), said  # (a TLS hello may go unlogged)
+    assert not any(TOKEN in line for line in said), said

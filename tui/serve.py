@@ -25,6 +25,8 @@ import base64
 import hmac
 import html
 import ipaddress
+import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -375,6 +377,23 @@ class WorkbenchServer(Server):
             await asyncio.sleep(0.1)
 
 
+class _OneLine(logging.Handler):
+    """aiohttp's and textual-serve's own log records (a peer's malformed request, a failed handler) as one
+    line through the server's log: any peer on the network could otherwise fill the console with tracebacks."""
+
+    def __init__(self, log: Logger) -> None:
+        super().__init__(logging.WARNING)
+        self.say = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f": {type(exc).__name__} " + " ".join(str(exc).split())
+        text = re.sub(r"token=[^\s&'\"]*", "token=***", text)  # a request line quoted in the error
+        self.say(text.replace("Error handling request", "bad request"))
+
+
 async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[[int], None],
               stop: asyncio.Event | None = None) -> None:
     """Listen until SIGINT/SIGTERM (or `stop`); on_ready gets the bound port (0 asks for a free one).
@@ -383,6 +402,11 @@ async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[
     a write finishes it first. A second signal has it cancel the operation between sectors."""
     import signal
 
+    loggers = [logging.getLogger(name) for name in ("aiohttp", "textual-serve")]
+    one_line = _OneLine(server.say)
+    for logger in loggers:
+        logger.addHandler(one_line)
+        logger.propagate = False
     runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     signals = asyncio.Queue[int]()
@@ -404,3 +428,6 @@ async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        for logger in loggers:
+            logger.removeHandler(one_line)
+            logger.propagate = True
