@@ -554,3 +554,22 @@ def test_a_malformed_request_is_one_log_line_not_a_traceback(tmp_path: Path, cap
     bad = [line for line in said if "bad request" in line]
     assert len(bad) >= 3 and all("\n" not in line for line in bad), said  # (a TLS hello may go unlogged)
     assert not any(TOKEN in line for line in said), said
+
+
+def test_workbench_options_given_before_or_after_serve_reach_every_session(monkeypatch: pytest.MonkeyPatch):
+    """`bkbench --port X serve` (the global --port is a list) ended in 'internal error: TypeError'; `--demo 3`
+    and a repeated --port (the multi-port view) were cut down to one chip without a word."""
+    from bkbench.core.cli.main import build_parser
+
+    monkeypatch.delenv("BKBENCH_DATA_DIR", raising=False)
+
+    def session_argv(*argv: str) -> list[str]:
+        return shlex.split(cli_serve.workbench_command(build_parser().parse_args(list(argv))))[3:]
+
+    assert session_argv("--port", "sim://bk7231n", "serve") == ["--port", "sim://bk7231n", "--baud", "921600"]
+    assert session_argv("serve", "--port", "A", "--port", "B")[:4] == ["--port", "A", "--port", "B"]
+    assert session_argv("--port", "A", "--port", "B", "serve")[:4] == ["--port", "A", "--port", "B"]
+    assert session_argv("--demo", "3", "serve")[:2] == ["--demo", "3"]
+    assert session_argv("serve", "--demo", "3")[:2] == ["--demo", "3"]
+    assert session_argv("serve", "--demo")[:1] == ["--demo"] and "1" not in session_argv("serve", "--demo")
+    assert session_argv("serve") == ["--baud", "921600"]

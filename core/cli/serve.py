@@ -20,7 +20,7 @@ import socket
 import sys
 
 from ..errors import BkError
-from .common import HelpFormatter, baud_rate
+from .common import HelpFormatter, baud_rate, demo_count
 
 DEFAULT_WEB_PORT = 7231
 TOKEN_ENV = "BKBENCH_SERVE_TOKEN"
@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=_positive, default=2, metavar="N",
                    help="browser sessions (workbench processes) at once (default 2)")
     # The workbench's own options, also accepted after `serve`; SUPPRESS keeps a value given before it.
-    p.add_argument("--port", "-p", default=argparse.SUPPRESS, help="serial port or URL for the workbench")
-    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
-                   help="serve the workbench on a simulated chip")
+    p.add_argument("--port", "-p", action="append", default=argparse.SUPPRESS,
+                   help="serial port or URL for the workbench; repeated, it opens on the multi-port view")
+    p.add_argument("--demo", nargs="?", const=1, type=demo_count, default=argparse.SUPPRESS, metavar="N",
+                   help="serve the workbench on a simulated chip (N: that many plugs)")
     p.add_argument("--baud", "-b", type=baud_rate, default=argparse.SUPPRESS, help="transfer baud rate")
     p.set_defaults(func=cmd_serve)
 
@@ -88,10 +89,12 @@ def _positive(text: str) -> int:
 def workbench_command(args: argparse.Namespace) -> str:
     """The shell command textual-serve runs per session: this interpreter, this package, the given options."""
     argv = [sys.executable, "-m", "bkbench.core.cli.main"]
-    if getattr(args, "port", None):
-        argv += ["--port", args.port]
-    if getattr(args, "demo", False):
-        argv.append("--demo")
+    ports = getattr(args, "port", None) or []
+    for port in [ports] if isinstance(ports, str) else ports:  # the main parser's --port is a list
+        argv += ["--port", port]
+    demo = getattr(args, "demo", 0)
+    if demo:
+        argv += ["--demo"] + ([str(demo)] if demo > 1 else [])
     if getattr(args, "baud", None):
         argv += ["--baud", str(args.baud)]
     data_dir = getattr(args, "data_dir", None) or os.environ.get("BKBENCH_DATA_DIR")
