@@ -573,3 +573,18 @@ def test_workbench_options_given_before_or_after_serve_reach_every_session(monke
     assert session_argv("serve", "--demo", "3")[:2] == ["--demo", "3"]
     assert session_argv("serve", "--demo")[:1] == ["--demo"] and "1" not in session_argv("serve", "--demo")
     assert session_argv("serve") == ["--baud", "921600"]
+
+
+def test_ctrl_d_at_the_password_prompt_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]):
+    from bkbench.core.cli.main import main
+
+    def eof(_prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli_serve.getpass, "getpass", eof)
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "password" in err and err.count("\n") == 1, err

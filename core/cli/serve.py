@@ -108,8 +108,12 @@ def _secret(env: str, what: str, ask: bool) -> str:
     if value is None and ask:
         if not sys.stdin.isatty():
             raise ServeError(f"--password needs a password: set ${env} or run in a terminal to be asked")
-        value = getpass.getpass("password for the browser workbench: ")
-        if getpass.getpass("again: ") != value:
+        try:
+            value = getpass.getpass("password for the browser workbench: ")
+            again = getpass.getpass("again: ")
+        except EOFError:  # ctrl+d at the prompt
+            raise ServeError("no password given") from None
+        if again != value:
             raise ServeError("the two passwords differ")
     if value is not None and len(value) < MIN_SECRET:
         raise ServeError(f"the {what} is too short: at least {MIN_SECRET} characters (it guards flashing chips)")
