@@ -375,3 +375,216 @@ def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
             assert (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
 
     _run(go())
+
+
+def test_garbled_websocket_messages_end_the_session_quietly_and_sizes_stay_sane(tmp_path: Path,
+                                                                                 caplog: pytest.LogCaptureFixture):
+    """A hostile (or buggy) page's messages: odd resizes never reach the workbench as a size it would crash
+    on (a string width would end it mid-write), and a malformed envelope ends only that session, with one
+    log line and no traceback."""
+    import json
+    import logging
+
+    received = tmp_path / "stdin"  # each session's (the last one's stays)
+    said: list[str] = []
+
+    async def go():
+        server = web.WorkbenchServer(f"cat > {shlex.quote(str(received))}", web.Guard(), log=said.append)
+        client = TestClient(TestServer(server.make_app(), host="127.0.0.1"))
+        await client.start_server()
+        _servers[id(client)] = server
+        try:
+            for last in ([], ["stdin", 5], ["resize"], ["resize", None], 7, ["resize", {"height": 30}]):
+                ws = await client.ws_connect("/ws", headers={"Origin": _origin(client)})
+                for width, height in (("x", 5), (10**9, -1), (None, 30), (1.5, 2), (100, 30)):
+                    await ws.send_json(["resize", {"width": width, "height": height}])
+                await ws.send_json(last)
+                assert (await ws.receive(timeout=20)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                await ws.close()
+                end = time.monotonic() + 20
+                while server.sessions and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
+                assert not server.sessions, last
+        finally:
+            await _close(client)
+
+    import aiohttp
+
+    with caplog.at_level(logging.DEBUG):
+        _run(go())
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert sum("bad message" in line for line in said) == 6, said
+    data, sizes = received.read_bytes(), []
+    while data:
+        kind, size = data[:1], int.from_bytes(data[1:5], "big")
+        payload, data = data[5:5 + size], data[5 + size:]
+        if kind == b"M" and json.loads(payload).get("type") == "resize":
+            meta = json.loads(payload)
+            sizes.append((meta["width"], meta["height"]))
+    assert sizes and all(type(w) is int and type(h) is int and 10 <= w <= 500 and 10 <= h <= 500
+                         for w, h in sizes), sizes
+    assert (100, 30) in sizes
+
+
+# A stand-in workbench whose operation runs until it is asked to quit a second time (that cancels it), as
+# BkBenchApp does; it gives up by itself after 30 s so a failing test cannot hang.
+CANCELLING_APP = r"""
+import sys
+import time
+from pathlib import Path
+sys.stdout.buffer.write(b"__GANGLION__\n"); sys.stdout.buffer.flush()
+seen, end = b"", time.monotonic() + 30
+while seen.count(b"quit") < 2 and time.monotonic() < end:
+    byte = sys.stdin.buffer.read(1)
+    if not byte:
+        break
+    seen += byte
+Path(sys.argv[1]).write_text(f"asked {seen.count(b'quit')} times")
+"""
+
+
+def test_a_second_ctrl_c_has_the_workbenches_cancel(tmp_path: Path):
+    import signal
+
+    import aiohttp
+
+    script = tmp_path / "cancelling_app.py"
+    script.write_text(CANCELLING_APP)
+    marker = tmp_path / "ended"
+
+    async def go():
+        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                     log=lambda _t: None)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{ports[0]}"
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
+            browser = asyncio.create_task(ws.receive())  # answers the server's close, as a browser does
+            while server.sessions == 0:
+                await asyncio.sleep(0.02)
+            stop.set()  # the first ctrl+c: the workbench is asked to quit and goes on with its operation
+            await asyncio.sleep(0.5)
+            assert not task.done() and not marker.exists()
+            os.kill(os.getpid(), signal.SIGINT)  # the second, caught by the server's handler
+            await asyncio.wait_for(task, 40)
+            await browser
+        assert marker.exists() and marker.read_text() == "asked 2 times", \
+            marker.read_text() if marker.exists() else "the workbench never ended"
+
+    _run(go())
+
+
+def test_cli_cannot_listen_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """A name that does not resolve or an address not of this machine is a --bind mistake, named as one;
+    a port in use is a --web-port one."""
+    import socket
+
+    from bkbench.core.cli.main import main
+
+    monkeypatch.delenv(cli_serve.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--web-port", str(taken.getsockname()[1])]) == 1
+    err = capsys.readouterr().err
+    assert "address already in use" in err and "--web-port" in err and "Traceback" not in err, err
+
+    async def unresolvable(*_a, **_k):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(web, "run", unresolvable)
+    assert main(["serve", "--bind", "nosuchhost.invalid", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown error" not in err.lower() and "name or service not known" in err.lower(), err
+    assert "--bind" in err.split("error:", 1)[1] and "another program uses this port" not in err, err
+
+
+def test_a_secret_that_could_never_match_is_refused_at_start(monkeypatch: pytest.MonkeyPatch):
+    """A token typed into an address: '+' arrives as a space, '#' and '&' cut it, so such a token could never
+    be accepted (and every try would count as a wrong guess). Text that is not UTF-8 (a stray byte in the
+    environment) cannot be compared at all: every request would fail with a traceback."""
+    import argparse
+
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    plain = argparse.Namespace(password=False, token=False)
+    for bad in ("a+b-0123456789", "my token is long", "abc#def0123456", "abc&def0123456", "abc%41def01234"):
+        monkeypatch.setenv(cli_serve.TOKEN_ENV, bad)
+        with pytest.raises(cli_serve.ServeError, match="token"):
+            cli_serve.resolve_auth(plain, loopback=False)
+    for good in ("Good_token-0123.456~", "ä" * 12):  # a browser sends ä as UTF-8, which comes back as ä
+        monkeypatch.setenv(cli_serve.TOKEN_ENV, good)
+        assert cli_serve.resolve_auth(plain, loopback=False)[0] == good
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "correct horse \udcff battery")  # as os.environ gives byte 0xff
+    with pytest.raises(cli_serve.ServeError, match="password"):
+        cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False)
+    monkeypatch.setenv(cli_serve.PASSWORD_ENV, "correct horse ä battery")  # any UTF-8 text is fine
+    assert cli_serve.resolve_auth(argparse.Namespace(password=True, token=False), loopback=False)[1] == \
+        "correct horse ä battery"
+
+
+def test_a_malformed_request_is_one_log_line_not_a_traceback(tmp_path: Path, capfd: pytest.CaptureFixture[str]):
+    """Any peer on the network can send garbage: the server's console gets one line, never a traceback."""
+    said: list[str] = []
+
+    async def go():
+        server = web.WorkbenchServer("true", web.Guard(), log=said.append)
+        stop, ports = asyncio.Event(), []
+        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+        end = time.monotonic() + 20
+        while not ports and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        for raw in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40,
+                    b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+                    f"GET /?token={TOKEN} HTTP/1.1 x\r\nHost: localhost\r\n\r\n".encode()):
+            reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+            writer.write(raw)
+            await reader.read()
+            writer.close()
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+    _run(go())
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err + out, err
+    bad = [line for line in said if "bad request" in line]
+    assert len(bad) >= 3 and all("\n" not in line for line in bad), said  # (a TLS hello may go unlogged)
+    assert not any(TOKEN in line for line in said), said
+
+
+def test_workbench_options_given_before_or_after_serve_reach_every_session(monkeypatch: pytest.MonkeyPatch):
+    """`bkbench --port X serve` (the global --port is a list) ended in 'internal error: TypeError'; `--demo 3`
+    and a repeated --port (the multi-port view) were cut down to one chip without a word."""
+    from bkbench.core.cli.main import build_parser
+
+    monkeypatch.delenv("BKBENCH_DATA_DIR", raising=False)
+
+    def session_argv(*argv: str) -> list[str]:
+        return shlex.split(cli_serve.workbench_command(build_parser().parse_args(list(argv))))[3:]
+
+    assert session_argv("--port", "sim://bk7231n", "serve") == ["--port", "sim://bk7231n", "--baud", "921600"]
+    assert session_argv("serve", "--port", "A", "--port", "B")[:4] == ["--port", "A", "--port", "B"]
+    assert session_argv("--port", "A", "--port", "B", "serve")[:4] == ["--port", "A", "--port", "B"]
+    assert session_argv("--demo", "3", "serve")[:2] == ["--demo", "3"]
+    assert session_argv("serve", "--demo", "3")[:2] == ["--demo", "3"]
+    assert session_argv("serve", "--demo")[:1] == ["--demo"] and "1" not in session_argv("serve", "--demo")
+    assert session_argv("serve") == ["--baud", "921600"]
+
+
+def test_ctrl_d_at_the_password_prompt_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]):
+    from bkbench.core.cli.main import main
+
+    def eof(_prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.delenv(cli_serve.PASSWORD_ENV, raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli_serve.getpass, "getpass", eof)
+    assert main(["serve", "--password", "--web-port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "password" in err and err.count("\n") == 1, err

@@ -131,6 +131,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._main_screen: Any = None
         self._map_phase = ""
         self._unattended_quit = False  # an exit request arrived mid-operation: quit when it is over
+        self._unattended_deadline = 0.0  # ... or cancel it between sectors after this (monotonic)
     # -- paths and engine objects ----------------------------------------------------------------
     @property
     def base_dir(self) -> Path:
@@ -246,23 +247,34 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
 
     async def _on_exit_app(self, message: messages.ExitApp) -> None:
         """An exit nobody chose with ctrl+q (the browser of `bkbench serve` went away, SIGTERM) while an
-        operation runs: finish it first, so a backup still lands in the library and a write is completed and
-        verified, then quit. Still linking (nothing started on the chip), or past UNATTENDED_FINISH_S, the
-        operation is cancelled between sectors instead. Otherwise Textual's own handler exits at once."""
-        if not self.busy:
+        operation runs (here or in the multi-port view): finish it first, so a backup still lands in the
+        library and a write is completed and verified, then quit. Still linking (nothing started on the
+        chip), or past UNATTENDED_FINISH_S, the operation is cancelled between sectors instead.
+        Otherwise Textual's own handler exits at once."""
+        def station() -> list[Any]:  # the multi-port view's ports run without making the app busy
+            return self._station.running() if self._station is not None else []
+
+        if not self.busy and not station():
             return
         message.prevent_default()
-        if self._unattended_quit:
+        if self._unattended_quit:  # asked again (ctrl+c twice on `bkbench serve`): cancel between sectors now
+            self._unattended_deadline = 0.0
             return
         self._unattended_quit = True
-        deadline = time.monotonic() + UNATTENDED_FINISH_S
+        self._unattended_deadline = time.monotonic() + UNATTENDED_FINISH_S
 
         def check() -> None:
-            if not self.busy:
+            runs = station()
+            if not self.busy and not runs:
                 timer.stop()
                 self._quit_worker()
-            elif (self._linking is not None or time.monotonic() > deadline) and self.cancel_token is not None:
+                return
+            late = time.monotonic() > self._unattended_deadline
+            if self.busy and (self._linking is not None or late) and self.cancel_token is not None:
                 self.cancel_token.cancel()
+            for run in runs:
+                if (late or run.state == "linking") and run.cancel is not None:
+                    run.cancel.cancel()
 
         timer = self.set_interval(0.2, check)
         check()

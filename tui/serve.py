@@ -25,6 +25,8 @@ import base64
 import hmac
 import html
 import ipaddress
+import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -232,6 +234,12 @@ class Session(AppService):
         except (ConnectionError, RuntimeError):
             pass
 
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        # The page's numbers go to the workbench as they are: a string or absurd size would crash it, even
+        # in the middle of a write. A browser never sends such a resize; it is dropped.
+        if type(width) is int and type(height) is int:
+            await super().set_terminal_size(_clamp_cells(width), _clamp_cells(height))
+
     async def stop(self) -> None:
         await super().stop()
         # Reap the process and close its pipes now (textual-serve leaves them to the garbage collector,
@@ -243,9 +251,13 @@ class Session(AppService):
             await process.wait()
 
 
+def _clamp_cells(value: int) -> int:
+    return min(max(value, 10), 500)  # a silly size would make the workbench allocate a silly screen
+
+
 def _cells(text: str, default: int) -> int:
     try:
-        return min(max(int(text), 10), 500)  # a silly size would make the workbench allocate a silly screen
+        return _clamp_cells(int(text))
     except ValueError:
         return default
 
@@ -260,6 +272,7 @@ class WorkbenchServer(Server):
         self.max_sessions = max(1, max_sessions)
         self.sessions = 0
         self.websockets: set[web.WebSocketResponse] = set()
+        self.live: set[Session] = set()
         self._slot_freed = asyncio.Condition()
         self.say = log
 
@@ -322,9 +335,11 @@ class WorkbenchServer(Server):
                           close=websocket.close, download_manager=self.download_manager)
         await session.start(_cells(request.query.get("width", "80"), 80),
                             _cells(request.query.get("height", "24"), 24))
+        self.live.add(session)
         try:
             await self._process_messages(websocket, session)
-        except (ValueError, AssertionError, KeyError, TypeError) as exc:  # a garbled message ends the session
+        except (ValueError, AssertionError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            # a garbled message ends the session (one line in the log, no traceback)
             self.say(f"session from {_client(request)} sent a bad message: {type(exc).__name__}")
         finally:
             if not websocket.closed:
@@ -336,18 +351,47 @@ class WorkbenchServer(Server):
             except asyncio.TimeoutError:
                 self.say(f"a workbench from {_client(request)} did not end within {SESSION_ENDING_S:.0f} s")
             self.websockets.discard(websocket)
+            self.live.discard(session)
         return websocket
 
     async def end_sessions(self, interrupt: asyncio.Queue[int]) -> None:
-        """Close every browser's websocket and wait until their workbenches have quit (or a second signal)."""
+        """Close every browser's websocket and wait until their workbenches have quit; a second signal has
+        them cancel their operations (between sectors) instead of finishing them."""
         if not self.sessions:
             return
         self.say(f"ending {self.sessions} workbench session(s); one in the middle of an operation finishes it "
-                 "first (ctrl+c again stops at once)")
+                 "first (ctrl+c again cancels it)")
         for websocket in list(self.websockets):
             await websocket.close()
         while self.sessions and interrupt.empty():
             await asyncio.sleep(0.1)
+        if not self.sessions:
+            return
+        # A second signal: each workbench is asked again, which cancels its operation between sectors (a
+        # backup already read is still stored; a write stops with the range still to do named).
+        interrupt.get_nowait()
+        self.say("cancelling the running operation(s) between sectors")
+        for session in list(self.live):
+            await session.send_meta({"type": "quit"})
+        while self.sessions and interrupt.empty():
+            await asyncio.sleep(0.1)
+
+
+class _OneLine(logging.Handler):
+    """aiohttp's and textual-serve's own log records (a peer's malformed request, a failed handler) as one
+    line through the server's log: any peer on the network could otherwise fill the console with tracebacks."""
+
+    def __init__(self, log: Logger) -> None:
+        super().__init__(logging.WARNING)
+        self.say = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f": {type(exc).__name__} " + " ".join(str(exc).split())
+        text = re.sub(r"token=[^\s&'\"]*", "token=***", text)  # a request line quoted in the error
+        self.say(text.replace("Error handling request", "bad request"))
 
 
 async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[[int], None],
@@ -355,9 +399,14 @@ async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[
     """Listen until SIGINT/SIGTERM (or `stop`); on_ready gets the bound port (0 asks for a free one).
 
     On the way out every session is asked to end and waited for: a workbench in the middle of a backup or
-    a write finishes it first. A second signal stops at once."""
+    a write finishes it first. A second signal has it cancel the operation between sectors."""
     import signal
 
+    loggers = [logging.getLogger(name) for name in ("aiohttp", "textual-serve")]
+    one_line = _OneLine(server.say)
+    for logger in loggers:
+        logger.addHandler(one_line)
+        logger.propagate = False
     runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     signals = asyncio.Queue[int]()
@@ -379,3 +428,6 @@ async def run(server: WorkbenchServer, host: str, port: int, on_ready: Callable[
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        for logger in loggers:
+            logger.removeHandler(one_line)
+            logger.propagate = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import importlib
 import json
@@ -19,11 +20,12 @@ import socket
 import sys
 
 from ..errors import BkError
-from .common import HelpFormatter, baud_rate
+from .common import HelpFormatter, baud_rate, demo_count
 
 DEFAULT_WEB_PORT = 7231
 TOKEN_ENV = "BKBENCH_SERVE_TOKEN"
 PASSWORD_ENV = "BKBENCH_SERVE_PASSWORD"
+URL_SPECIAL = "+#&%"  # characters a token in `?token=` would not survive as typed
 MIN_SECRET = 12  # characters; a shorter one is guessable within the throttle's patience
 INSTALL_HINT = "the browser workbench needs textual-serve: pip install 'bkbench[serve]' (or ./dev serve)"
 
@@ -56,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=_positive, default=2, metavar="N",
                    help="browser sessions (workbench processes) at once (default 2)")
     # The workbench's own options, also accepted after `serve`; SUPPRESS keeps a value given before it.
-    p.add_argument("--port", "-p", default=argparse.SUPPRESS, help="serial port or URL for the workbench")
-    p.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
-                   help="serve the workbench on a simulated chip")
+    p.add_argument("--port", "-p", action="append", default=argparse.SUPPRESS,
+                   help="serial port or URL for the workbench; repeated, it opens on the multi-port view")
+    p.add_argument("--demo", nargs="?", const=1, type=demo_count, default=argparse.SUPPRESS, metavar="N",
+                   help="serve the workbench on a simulated chip (N: that many plugs)")
     p.add_argument("--baud", "-b", type=baud_rate, default=argparse.SUPPRESS, help="transfer baud rate")
     p.set_defaults(func=cmd_serve)
 
@@ -86,10 +89,12 @@ def _positive(text: str) -> int:
 def workbench_command(args: argparse.Namespace) -> str:
     """The shell command textual-serve runs per session: this interpreter, this package, the given options."""
     argv = [sys.executable, "-m", "bkbench.core.cli.main"]
-    if getattr(args, "port", None):
-        argv += ["--port", args.port]
-    if getattr(args, "demo", False):
-        argv.append("--demo")
+    ports = getattr(args, "port", None) or []
+    for port in [ports] if isinstance(ports, str) else ports:  # the main parser's --port is a list
+        argv += ["--port", port]
+    demo = getattr(args, "demo", 0)
+    if demo:
+        argv += ["--demo"] + ([str(demo)] if demo > 1 else [])
     if getattr(args, "baud", None):
         argv += ["--baud", str(args.baud)]
     data_dir = getattr(args, "data_dir", None) or os.environ.get("BKBENCH_DATA_DIR")
@@ -103,11 +108,23 @@ def _secret(env: str, what: str, ask: bool) -> str:
     if value is None and ask:
         if not sys.stdin.isatty():
             raise ServeError(f"--password needs a password: set ${env} or run in a terminal to be asked")
-        value = getpass.getpass("password for the browser workbench: ")
-        if getpass.getpass("again: ") != value:
+        try:
+            value = getpass.getpass("password for the browser workbench: ")
+            again = getpass.getpass("again: ")
+        except EOFError:  # ctrl+d at the prompt
+            raise ServeError("no password given") from None
+        if again != value:
             raise ServeError("the two passwords differ")
     if value is not None and len(value) < MIN_SECRET:
         raise ServeError(f"the {what} is too short: at least {MIN_SECRET} characters (it guards flashing chips)")
+    if value is not None:
+        try:
+            value.encode("utf-8")  # a stray byte in the environment: no request could ever be compared to it
+        except UnicodeEncodeError:
+            raise ServeError(f"the {what} in ${env} is not UTF-8 text") from None
+    if value is not None and what == "token" and any(c in URL_SPECIAL or c.isspace() for c in value):
+        # In the address a '+' arrives as a space and '#', '&' cut it short: it could never be accepted.
+        raise ServeError(f"the token may not contain spaces or any of {URL_SPECIAL} (it goes into an address)")
     return value or ""
 
 
@@ -177,7 +194,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(web.run(server, args.bind, args.web_port, ready))
     except OSError as exc:
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        # A resolver error's errno is negative (EAI_*): os.strerror would say "unknown error -2".
+        why = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+        port_taken = exc.errno in (errno.EADDRINUSE, errno.EACCES)
         raise ServeError(f"cannot listen on {args.bind}:{args.web_port}: {why.lower()}",
-                         hint="another program uses this port? try --web-port N") from None
+                         hint="another program uses this port? try --web-port N" if port_taken else
+                         "--bind takes an address (or name) of this machine, e.g. 0.0.0.0 for all") from None
     return 0
