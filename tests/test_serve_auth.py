@@ -300,7 +300,7 @@ def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path)
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "WARNING" in err and "plain HTTP" in err and "ssh -L" in err
+    assert "WARNING" in err and "plain HTTP" in err and f"ssh -L {port}:localhost:{port}" in err  # the port it got
     assert token not in err and token not in out  # printed exactly once (the line read above), logged never
     assert "wrong token" in err and "token accepted" in err
 

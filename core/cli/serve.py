@@ -167,15 +167,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"bkbench serve: {text}", file=sys.stderr, flush=True)
 
     server = web.WorkbenchServer(workbench_command(args), guard, max_sessions=args.max_sessions, log=say)
-    if not loopback:
-        say(f"WARNING: listening on {args.bind or 'every address'}, not only this machine. The page can erase "
-            "and flash chips: anyone who can reach it and has the " + ("password" if password else "token")
-            + " can. It is plain HTTP: the secret and the screen cross the network unencrypted. Safer: the "
-            f"default --bind 127.0.0.1 and an SSH tunnel (ssh -L {args.web_port}:localhost:{args.web_port} "
-            "USER@THIS-MACHINE).")
 
-    def ready(port: int) -> None:
+    def ready(port: int) -> None:  # the warning waits for the port: --web-port 0 picks one
         guard.cookie_name = f"bkbench_{port}"  # cookies ignore ports: two servers on one host keep apart
+        if not loopback:
+            say(f"WARNING: listening on {args.bind or 'every address'}, not only this machine. The page can erase "
+                "and flash chips: anyone who can reach it and has the " + ("password" if password else "token")
+                + " can. It is plain HTTP: the secret and the screen cross the network unencrypted. Safer: the "
+                f"default --bind 127.0.0.1 and an SSH tunnel (ssh -L {port}:localhost:{port} "
+                "USER@THIS-MACHINE).")
         url = f"http://{'localhost' if loopback else _display_host(args.bind)}:{port}/"
         if generated:
             url += f"?token={token}"  # printed this once, on stdout only; never logged
