@@ -92,3 +92,33 @@ def test_workbench_port_list_shows_remote_ports_unprobed(monkeypatch):
     rows = [pane.port_row(p) for p in pane.default_ports_source()]
     assert ("rfc2217://pi:3333", "remote: garage Pi") in [r[:2] for r in rows]
     assert probed == []  # polled every 1.5 s: a probe would make ser2net open the adapter each time
+
+
+def test_workbench_port_list_shows_a_name_with_brackets_as_written():
+    """A remote port's name is the user's text (`--name "jig [/b]"`, config.json by hand): the port list
+    must show it as written, not read it as Textual markup (a stray closing tag crashed the workbench)."""
+    import asyncio
+
+    from bkbench.core.ports import PortInfo
+    from bkbench.tui.widgets.ports import PortsPane
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    names = ["jig [/b] bench", "garage [CB2S] jig"]
+    ports = [PortInfo(device=f"rfc2217://pi:{3333 + i}", description=n, kind="remote") for i, n in enumerate(names)]
+
+    class One(App):
+        def compose(self):
+            yield PortsPane(source=lambda: ports, poll=60)
+
+    async def run() -> list[str]:
+        app = One()
+        async with app.run_test(size=(80, 24)) as pilot:
+            pane = app.query_one(PortsPane)
+            pane.show_ports(ports)
+            await pilot.pause()
+            table = app.query_one(DataTable)
+            return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+
+    shown = asyncio.run(run())
+    assert [f"remote: {n}" for n in names] == shown
