@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,12 +99,48 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _telnet_greeting(sock):
+            port.close()
+            raise PortError(f"{url}: the server speaks telnet (a ser2net telnet(rfc2217) port): use "
+                            f"rfc2217://{url.split('://', 1)[1]}")
     try:
         port.dtr = False
         port.rts = False
     except (OSError, serial.SerialException, ValueError):
         pass  # ptys and sockets have no control lines
     return port
+
+
+TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)
+TELNET_NEGOTIATION = (0xFB, 0xFC, 0xFD, 0xFE)  # WILL WONT DO DONT
+
+
+def _telnet_greeting(sock: socket.socket) -> bool:
+    """True when a socket:// server opens with telnet option negotiation (IAC WILL/DO ... twice).
+
+    Raw TCP on a telnet port corrupts both ways (our 0xFF bytes read as commands, the chip's doubled) and
+    the link then fails with a misleading diagnosis. Only peeked: a raw port's first bytes stay unread."""
+    deadline = time.monotonic() + TELNET_GREETING_WAIT
+    seen = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            if not select.select([sock], [], [], left)[0]:
+                return False
+            seen = sock.recv(6, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return False
+        if not seen:
+            return False  # closed: the next read says so
+        for i in range(0, len(seen), 3):
+            triple = seen[i : i + 3]
+            if triple[0] != 0xFF or (len(triple) > 1 and triple[1] not in TELNET_NEGOTIATION):
+                return False
+        if len(seen) >= 6:
+            return True
+        time.sleep(0.005)  # part of the greeting is in: wait for the rest
 
 
 def _check_host_port(url: str) -> None:

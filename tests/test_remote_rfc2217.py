@@ -170,3 +170,30 @@ def test_connection_cut_mid_backup_saves_nothing_and_says_so(fixtures_dir, tmp_p
     assert not hung and isinstance(exc, BkError), exc
     assert len(str(exc).splitlines()) == 1
     assert lib.list() == [] and not list((tmp_path / "lib").glob("*.bin"))
+
+
+def test_rfc2217_port_given_as_socket_is_named():
+    """socket:// on a telnet(rfc2217) accepter: ser2net would read every 0xFF we send as a telnet command and
+    double the chip's; the link then failed with advice to isolate RX1/TX1. Say which URL to use instead."""
+    with scripted() as srv:  # greets with IAC DO COM-PORT ... at once, as ser2net does
+        url = srv.url.replace("rfc2217://", "socket://")
+        _, exc, hung = run_with_deadline(lambda: open_port(url), 20)
+    assert not hung
+    assert isinstance(exc, PortError) and srv.url in str(exc), exc
+
+
+@pytest.mark.parametrize("first,telnet", [
+    (b"\xff\xfb\x03\xff\xfd\x03\xff\xfb\x01", True),  # ser2net 4.3's greeting
+    (b"\xff\xfb\x00boot log\r\n", False),  # garbage at a wrong rate can start like one telnet command
+    (b"\xff\xff\xff\xff\xff\xff", False),
+    (b"boot log\r\n", False),
+])
+def test_telnet_greeting_check_only_peeks(first, telnet):
+    """socket:// looks for a telnet greeting without taking a byte a raw port's chip sent."""
+    from bkbench.core.transport import _telnet_greeting
+
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(first)
+        assert _telnet_greeting(a) is telnet
+        assert a.recv(100) == first
