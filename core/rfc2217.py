@@ -49,6 +49,7 @@ MODEM_CTS, MODEM_DSR, MODEM_RI, MODEM_CD = 0x10, 0x20, 0x40, 0x80
 QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux; elsewhere delayed ACKs stay (slower, still correct)
 CONNECT_TIMEOUT = 3.0  # s: an unreachable host fails within this, never hangs
 SEND_TIMEOUT = 10.0  # s
+MAX_PENDING = 4096  # bytes: RFC 2217 subnegotiations are a few bytes; a longer unfinished one is hostile
 LINE_ACK_TIMEOUT = 0.5  # s: how long an answer to a DTR/RTS request may take before the lines count as absent
 
 
@@ -364,6 +365,9 @@ class Rfc2217Port(SerialBase):
             return
         out, self._pending = self._parse(data)
         self._buf += out
+        if len(self._pending) > MAX_PENDING:  # re-parsed on every chunk: unbounded, it would hang us
+            self._pending = b""
+            self._closed_reason = "the server sent a telnet subnegotiation that never ends (not an RFC 2217 server?)"
 
     def _parse(self, data: bytes) -> tuple[bytearray, bytes]:
         """Split data from telnet sequences; returns (data, unfinished tail to prepend to the next chunk)."""

@@ -197,3 +197,25 @@ def test_telnet_greeting_check_only_peeks(first, telnet):
         b.sendall(first)
         assert _telnet_greeting(a) is telnet
         assert a.recv(100) == first
+
+
+def test_endless_subnegotiation_from_a_hostile_server_is_a_clear_loss():
+    """A server that opens a subnegotiation and never closes it: everything after it was held and re-parsed
+    on every chunk (memory, and reads far past their timeout); now the link is lost with a reason."""
+    from bkbench.core.rfc2217 import NOTIFY_MODEMSTATE
+    from serial import SerialException
+
+    with scripted() as srv:
+        port = open_port(srv.url)
+        try:
+            srv.send(bytes([IAC, SB, COM_PORT, NOTIFY_MODEMSTATE + 100]) + b"\0" * 100_000)
+
+            def read_all() -> bytes:
+                for _ in range(200):
+                    port.read(100)
+                return b""
+
+            _, exc, hung = run_with_deadline(read_all, 20)
+        finally:
+            port.close()
+    assert not hung and isinstance(exc, SerialException) and "subnegotiation" in str(exc), exc
