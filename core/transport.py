@@ -9,7 +9,7 @@ import select
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import serial
 
@@ -151,6 +151,11 @@ def _check_host_port(url: str) -> None:
         port = None
     if not parts.hostname or port is None or not 0 < port < 65536:
         raise PortError(f"{url}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
+    # pyserial's own message for a bad option is a bare KeyError text ('debug|info|warning|error')
+    for option, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if option != "logging" or values[0] not in ("debug", "info", "warning", "error"):
+            raise PortError(f"{url}: unknown option {option}={values[0]} (socket:// takes only "
+                            "?logging=debug|info|warning|error)")
 
 
 def can_change_baud(port) -> bool:

@@ -122,3 +122,23 @@ def test_workbench_port_list_shows_a_name_with_brackets_as_written():
 
     shown = asyncio.run(run())
     assert [f"remote: {n}" for n in names] == shown
+
+
+def test_remote_port_that_could_never_open_or_leaks_is_not_remembered(tmp_path):
+    """--add used to store what every later use refuses (a bad option), a login in the URL (ser2net has
+    none; it was printed by every listing), and a name that breaks the one-line-per-port list or the terminal."""
+    for argv, words in ((["ports", "--add", "rfc2217://pi:3333?timeout=abc"], ["timeout"]),
+                        (["ports", "--add", "rfc2217://pi:3333?bogus"], ["unknown option"]),
+                        (["ports", "--add", "socket://pi:3334?bogus=1"], ["unknown option"]),
+                        (["ports", "--add", "rfc2217://admin:hunter2@pi:3333"], ["no login"]),
+                        (["ports", "--add", "socket://admin:hunter2@pi:3334"], ["no login"]),
+                        (["ports", "--add", "rfc2217://pi:3333", "--name", "jig\nfake\x1b[2J"], ["--name"])):
+        code, _, err = run_cli(argv, tmp_path)
+        line = assert_one_clear_error(code, err, *words)
+        assert "hunter2" not in err and "\x1b" not in line
+    assert not (tmp_path / "cfg" / "config.json").exists() or "remote_ports" not in json.loads(
+        (tmp_path / "cfg" / "config.json").read_text())
+    # A name with control characters put in config.json by hand is listed on one line, escapes defused.
+    userconfig.set_value("remote_ports", [{"url": "rfc2217://pi:3333", "name": "jig\nfake\x1b[2J"}])
+    shown = remote_ports.remote_ports()[0].description
+    assert "\n" not in shown and "\x1b" not in shown and shown.startswith("jig")

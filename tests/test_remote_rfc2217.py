@@ -92,6 +92,7 @@ def test_raw_tcp_port_given_as_rfc2217_is_named():
     ("rfc2217://127.0.0.1:4000?bogus=1", ["unknown option"]),
     ("rfc2217://127.0.0.1:4000?timeout=abc", ["timeout"]),
     ("socket://127.0.0.1", ["socket://HOST:PORT"]),
+    ("socket://127.0.0.1:4000?bogus=1", ["unknown option"]),  # pyserial said only 'debug|info|warning|error'
 ])
 def test_bad_remote_urls_get_one_line(url, words, tmp_path):
     code, _, err = run_cli(["info", "--port", url], tmp_path)
