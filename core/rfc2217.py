@@ -89,6 +89,9 @@ class Rfc2217Port(SerialBase):
             port = parts.port
         except ValueError:
             port = None
+        if "@" in parts.netloc:  # not echoed: it may hold a password
+            raise SerialException(f"{parts.scheme}:// URLs have no login (ser2net has no authentication): "
+                                  "drop the USER:PASSWORD@ part")
         if not parts.hostname or port is None or not 0 < port < 65536:
             raise SerialException(f"{url}: expected rfc2217://HOST:PORT (a TCP port 1-65535)")
         for option, values in parse_qs(parts.query, keep_blank_values=True).items():

@@ -78,6 +78,10 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     whose CEN is wired to RTS in reset (bk7231tools issue 16).
     """
     is_url = "://" in url
+    # Said without the URL: the login part may hold a password.
+    if url.startswith(("rfc2217://", "socket://")) and "@" in urlsplit(url).netloc:
+        raise PortError(f"{url.split('://', 1)[0]}:// URLs have no login (ser2net has no authentication): drop "
+                        "the USER:PASSWORD@ part")
     if url.startswith("socket://"):
         _check_host_port(url)
     try:
@@ -149,6 +153,9 @@ def _check_host_port(url: str) -> None:
         port = parts.port
     except ValueError:
         port = None
+    if "@" in parts.netloc:  # not echoed: it may hold a password
+        raise PortError(f"{parts.scheme}:// URLs have no login (ser2net has no authentication): drop the "
+                      "USER:PASSWORD@ part")
     if not parts.hostname or port is None or not 0 < port < 65536:
         raise PortError(f"{url}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
     # pyserial's own message for a bad option is a bare KeyError text ('debug|info|warning|error')

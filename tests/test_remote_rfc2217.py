@@ -92,11 +92,14 @@ def test_raw_tcp_port_given_as_rfc2217_is_named():
     ("rfc2217://127.0.0.1:4000?bogus=1", ["unknown option"]),
     ("rfc2217://127.0.0.1:4000?timeout=abc", ["timeout"]),
     ("socket://127.0.0.1", ["socket://HOST:PORT"]),
-    ("socket://127.0.0.1:4000?bogus=1", ["unknown option"]),  # pyserial said only 'debug|info|warning|error'
+    ("socket://127.0.0.1:4000?bogus=1", ["unknown option"]),
+    ("rfc2217://admin:hunter2@127.0.0.1:4000", ["no login"]),  # stored in logs and sidecars otherwise
+    ("socket://admin:hunter2@127.0.0.1:4000", ["no login"]),  # pyserial said only 'debug|info|warning|error'
 ])
 def test_bad_remote_urls_get_one_line(url, words, tmp_path):
     code, _, err = run_cli(["info", "--port", url], tmp_path)
     assert_one_clear_error(code, err, *words)
+    assert "hunter2" not in err
 
 
 @pytest.mark.parametrize("scheme", ["rfc2217", "socket"])
