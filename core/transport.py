@@ -103,8 +103,12 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if _telnet_greeting(sock):
+        greeting = _greeting(sock)
+        if greeting:
             port.close()
+            if greeting == "closed":  # as core/rfc2217.py says it
+                raise PortError(f"{url}: the server closed the connection: another client has the port, or the "
+                                "server cannot open its serial device (adapter unplugged? see the server's log)")
             raise PortError(f"{url}: the server speaks telnet (a ser2net telnet(rfc2217) port): use "
                             f"rfc2217://{url.split('://', 1)[1]}")
     try:
@@ -119,8 +123,9 @@ TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment
 TELNET_NEGOTIATION = (0xFB, 0xFC, 0xFD, 0xFE)  # WILL WONT DO DONT
 
 
-def _telnet_greeting(sock: socket.socket) -> bool:
-    """True when a socket:// server opens with telnet option negotiation (IAC WILL/DO ... twice).
+def _greeting(sock: socket.socket) -> str:
+    """How a socket:// server opens: "telnet" (IAC WILL/DO ... twice), "closed" (hung up at once: ser2net
+    does that when another client has the port), else "".
 
     Raw TCP on a telnet port corrupts both ways (our 0xFF bytes read as commands, the chip's doubled) and
     the link then fails with a misleading diagnosis. Only peeked: a raw port's first bytes stay unread."""
@@ -129,21 +134,21 @@ def _telnet_greeting(sock: socket.socket) -> bool:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return False
+            return ""
         try:
             if not select.select([sock], [], [], left)[0]:
-                return False
+                return ""
             seen = sock.recv(6, socket.MSG_PEEK)
         except (OSError, ValueError):
-            return False
+            return "closed"
         if not seen:
-            return False  # closed: the next read says so
+            return "closed"
         for i in range(0, len(seen), 3):
             triple = seen[i : i + 3]
             if triple[0] != 0xFF or (len(triple) > 1 and triple[1] not in TELNET_NEGOTIATION):
-                return False
+                return ""
         if len(seen) >= 6:
-            return True
+            return "telnet"
         time.sleep(0.005)  # part of the greeting is in: wait for the rest
 
 

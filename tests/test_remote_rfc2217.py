@@ -187,19 +187,19 @@ def test_rfc2217_port_given_as_socket_is_named():
 
 
 @pytest.mark.parametrize("first,telnet", [
-    (b"\xff\xfb\x03\xff\xfd\x03\xff\xfb\x01", True),  # ser2net 4.3's greeting
-    (b"\xff\xfb\x00boot log\r\n", False),  # garbage at a wrong rate can start like one telnet command
-    (b"\xff\xff\xff\xff\xff\xff", False),
-    (b"boot log\r\n", False),
+    (b"\xff\xfb\x03\xff\xfd\x03\xff\xfb\x01", "telnet"),  # ser2net 4.3's greeting
+    (b"\xff\xfb\x00boot log\r\n", ""),  # garbage at a wrong rate can start like one telnet command
+    (b"\xff\xff\xff\xff\xff\xff", ""),
+    (b"boot log\r\n", ""),
 ])
 def test_telnet_greeting_check_only_peeks(first, telnet):
     """socket:// looks for a telnet greeting without taking a byte a raw port's chip sent."""
-    from bkbench.core.transport import _telnet_greeting
+    from bkbench.core.transport import _greeting
 
     a, b = socket.socketpair()
     with a, b:
         b.sendall(first)
-        assert _telnet_greeting(a) is telnet
+        assert _greeting(a) == telnet
         assert a.recv(100) == first
 
 
@@ -223,3 +223,17 @@ def test_endless_subnegotiation_from_a_hostile_server_is_a_clear_loss():
         finally:
             port.close()
     assert not hung and isinstance(exc, SerialException) and "subnegotiation" in str(exc), exc
+
+
+def test_socket_port_the_server_hangs_up_on_is_named():
+    """ser2net hangs up on a second client: socket:// said only 'read failed: socket disconnected', after
+    telling the user to reset the chip; now it says what rfc2217:// says, before the chip is touched."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    threading.Thread(target=lambda: srv.accept()[0].close(), daemon=True).start()
+    with srv:
+        _, exc, hung = run_with_deadline(lambda: open_port(f"socket://127.0.0.1:{srv.getsockname()[1]}"), 20)
+    assert not hung and isinstance(exc, PortError) and "another client has the port" in str(exc), exc
