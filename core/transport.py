@@ -78,6 +78,9 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     whose CEN is wired to RTS in reset (bk7231tools issue 16).
     """
     is_url = "://" in url
+    if is_url:  # pyserial reads the scheme case-blind; the checks here and in link/ and client.py must too
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme.lower()}://{rest}"
     # Said without the URL: the login part may hold a password.
     if url.startswith(("rfc2217://", "socket://")) and "@" in urlsplit(url).netloc:
         raise PortError(f"{url.split('://', 1)[0]}:// URLs have no login (ser2net has no authentication): drop "

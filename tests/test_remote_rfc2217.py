@@ -237,3 +237,24 @@ def test_socket_port_the_server_hangs_up_on_is_named():
     with srv:
         _, exc, hung = run_with_deadline(lambda: open_port(f"socket://127.0.0.1:{srv.getsockname()[1]}"), 20)
     assert not hung and isinstance(exc, PortError) and "another client has the port" in str(exc), exc
+
+
+def test_url_scheme_in_capitals_is_the_same_port():
+    """pyserial reads SOCKET:// and RFC2217:// case-blind, but our checks did not: SOCKET:// was taken for a
+    port that can switch rates and drive DTR/RTS (the link then failed as 'check the wiring', after resets
+    that never happened), and RFC2217:// went to pyserial's client instead of ours."""
+    from bkbench.core.rfc2217 import Rfc2217Port
+    from bkbench.core.transport import can_change_baud
+
+    with scripted() as srv:
+        port = open_port(srv.url.replace("rfc2217://", "RFC2217://"))
+        try:
+            assert isinstance(port, Rfc2217Port)
+        finally:
+            port.close()
+    with scripted(negotiate=False) as srv:
+        port = open_port(srv.url.replace("rfc2217://", "SOCKET://"))
+        try:
+            assert not can_change_baud(port) and not port_has_lines(port)
+        finally:
+            port.close()
