@@ -221,7 +221,15 @@ class Rfc2217Port(SerialBase):
     def reset_input_buffer(self) -> None:
         if not self.is_open:
             raise PortNotOpenError()
-        self._pump(0)  # what already reached this host is stale too
+        for _ in range(64):  # what already reached this host is stale too (one recv() takes 64 KiB at most)
+            sock = self._sock
+            try:
+                if sock is None or self._closed_reason or not select.select([sock], [], [], 0)[0]:
+                    break
+            except (OSError, ValueError):
+                break
+            self._pump(0)
+            self._buf.clear()
         self._buf.clear()
         # No wait for the answer: PURGE travels ahead of whatever we send next, so it cannot eat its reply.
         self._sub(PURGE_DATA, bytes([PURGE_RX]))

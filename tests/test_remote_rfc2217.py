@@ -258,3 +258,25 @@ def test_url_scheme_in_capitals_is_the_same_port():
             assert not can_change_baud(port) and not port_has_lines(port)
         finally:
             port.close()
+
+
+def test_reset_input_buffer_drops_everything_already_here():
+    """reset_input_buffer took one recv (64 KiB) of what had arrived: the rest was read as the next reply."""
+    with scripted() as srv:
+        port = open_port(srv.url)
+        try:
+            stale = b"\x55" * 120_000  # more than one recv(), less than a loopback receive buffer
+            srv.send(stale)
+            sock = port._sock
+            for _ in range(500):  # until all of it sits in this host's socket buffer
+                try:
+                    if len(sock.recv(len(stale) + 1000, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= len(stale):
+                        break
+                except BlockingIOError:
+                    pass
+                time.sleep(0.01)
+            port.reset_input_buffer()
+            srv.send(b"fresh")
+            assert _until(port, 5) == b"fresh"
+        finally:
+            port.close()
