@@ -93,6 +93,8 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
             port.port = url
         elif is_url:
             port = serial.serial_for_url(url, baudrate=baud, timeout=timeout, do_not_open=True)
+            if url.startswith("socket://"):  # its open() discards what arrived: the greeting looked for below
+                port.reset_input_buffer = lambda: None
         else:
             port = serial.Serial(baudrate=baud, timeout=timeout)
             port.port = url
@@ -106,7 +108,13 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        greeting = _greeting(sock)
+    if url.startswith("socket://"):
+        del port.reset_input_buffer
+        greeting = _greeting(sock) if sock is not None else ""
+        if greeting in ("", "data"):
+            port.reset_input_buffer()  # what pyserial's open() would have done
+            # ser2net hangs up on a second client after one line ("Port's device already in use")
+            greeting = "closed" if greeting == "data" and _hung_up(sock) else ""
         if greeting:
             port.close()
             if greeting == "closed":  # as core/rfc2217.py says it
@@ -123,12 +131,13 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
 
 
 TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)
+HANGUP_WAIT = 0.05  # s: ser2net closes 0.4 ms after its one-line refusal; waited only when a server spoke first
 TELNET_NEGOTIATION = (0xFB, 0xFC, 0xFD, 0xFE)  # WILL WONT DO DONT
 
 
 def _greeting(sock: socket.socket) -> str:
     """How a socket:// server opens: "telnet" (IAC WILL/DO ... twice), "closed" (hung up at once: ser2net
-    does that when another client has the port), else "".
+    does that when another client has the port), "data" (something else came first), "" (silence).
 
     Raw TCP on a telnet port corrupts both ways (our 0xFF bytes read as commands, the chip's doubled) and
     the link then fails with a misleading diagnosis. Only peeked: a raw port's first bytes stay unread."""
@@ -149,10 +158,18 @@ def _greeting(sock: socket.socket) -> str:
         for i in range(0, len(seen), 3):
             triple = seen[i : i + 3]
             if triple[0] != 0xFF or (len(triple) > 1 and triple[1] not in TELNET_NEGOTIATION):
-                return ""
+                return "data"
         if len(seen) >= 6:
             return "telnet"
         time.sleep(0.005)  # part of the greeting is in: wait for the rest
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """True when the server has closed the connection (what it sent before has been read)."""
+    try:
+        return bool(select.select([sock], [], [], HANGUP_WAIT)[0]) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _check_host_port(url: str) -> None:

@@ -176,9 +176,10 @@ def test_connection_cut_mid_backup_saves_nothing_and_says_so(fixtures_dir, tmp_p
     assert lib.list() == [] and not list((tmp_path / "lib").glob("*.bin"))
 
 
-def test_rfc2217_port_given_as_socket_is_named():
+def test_rfc2217_port_given_as_socket_is_named(monkeypatch):
     """socket:// on a telnet(rfc2217) accepter: ser2net would read every 0xFF we send as a telnet command and
     double the chip's; the link then failed with advice to isolate RX1/TX1. Say which URL to use instead."""
+    monkeypatch.setattr("bkbench.core.transport.TELNET_GREETING_WAIT", 10.0)  # a busy CI machine: never flaky
     with scripted() as srv:  # greets with IAC DO COM-PORT ... at once, as ser2net does
         url = srv.url.replace("rfc2217://", "socket://")
         _, exc, hung = run_with_deadline(lambda: open_port(url), 20)
@@ -188,9 +189,9 @@ def test_rfc2217_port_given_as_socket_is_named():
 
 @pytest.mark.parametrize("first,telnet", [
     (b"\xff\xfb\x03\xff\xfd\x03\xff\xfb\x01", "telnet"),  # ser2net 4.3's greeting
-    (b"\xff\xfb\x00boot log\r\n", ""),  # garbage at a wrong rate can start like one telnet command
-    (b"\xff\xff\xff\xff\xff\xff", ""),
-    (b"boot log\r\n", ""),
+    (b"\xff\xfb\x00boot log\r\n", "data"),  # garbage at a wrong rate can start like one telnet command
+    (b"\xff\xff\xff\xff\xff\xff", "data"),
+    (b"boot log\r\n", "data"),
 ])
 def test_telnet_greeting_check_only_peeks(first, telnet):
     """socket:// looks for a telnet greeting without taking a byte a raw port's chip sent."""
@@ -225,15 +226,24 @@ def test_endless_subnegotiation_from_a_hostile_server_is_a_clear_loss():
     assert not hung and isinstance(exc, SerialException) and "subnegotiation" in str(exc), exc
 
 
-def test_socket_port_the_server_hangs_up_on_is_named():
+@pytest.mark.parametrize("last_words", [b"", b"Port's device already in use\r\n"])  # ser2net 4.3 says the latter
+def test_socket_port_the_server_hangs_up_on_is_named(monkeypatch, last_words):
     """ser2net hangs up on a second client: socket:// said only 'read failed: socket disconnected', after
     telling the user to reset the chip; now it says what rfc2217:// says, before the chip is touched."""
     import threading
 
+    monkeypatch.setattr("bkbench.core.transport.HANGUP_WAIT", 10.0)
+
+    def hang_up() -> None:
+        conn = srv.accept()[0]
+        conn.sendall(last_words)
+        conn.close()
+
+    monkeypatch.setattr("bkbench.core.transport.TELNET_GREETING_WAIT", 10.0)  # a busy CI machine: never flaky
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    threading.Thread(target=lambda: srv.accept()[0].close(), daemon=True).start()
+    threading.Thread(target=hang_up, daemon=True).start()
     with srv:
         _, exc, hung = run_with_deadline(lambda: open_port(f"socket://127.0.0.1:{srv.getsockname()[1]}"), 20)
     assert not hung and isinstance(exc, PortError) and "another client has the port" in str(exc), exc
