@@ -19,9 +19,13 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from serial.serialutil import SerialException
+
 from . import userconfig
 from .errors import BkError
 from .ports import PortInfo
+from .rfc2217 import Rfc2217Port
+from .transport import _check_host_port as check_host_port
 
 KEY = "remote_ports"
 SCHEMES = {"rfc2217": "RFC 2217", "socket": "raw TCP"}
@@ -38,9 +42,28 @@ def check_url(url: str) -> tuple[str, int]:
         port = parts.port
     except ValueError:
         port = None
+    if "@" in parts.netloc:  # not echoed: it may hold a password
+        raise BkError(f"{parts.scheme}:// URLs have no login (ser2net has no authentication): drop the "
+                      "USER:PASSWORD@ part")
     if not parts.hostname or port is None or not 0 < port < 65536:
         raise BkError(f"{url!r}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
     return parts.hostname, port
+
+
+def _check_options(url: str) -> None:
+    """The URL's options as the port opener will read them: what it would refuse is not remembered."""
+    if url.startswith("rfc2217://"):
+        try:
+            Rfc2217Port().from_url(url)
+        except SerialException as exc:
+            raise BkError(str(exc)) from None
+    else:
+        check_host_port(url)
+
+
+def _printable(text: str) -> str:
+    """One line, no terminal escapes: a name is shown in one-line-per-port lists."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _entries(raw: Any) -> list[dict[str, str]]:
@@ -55,7 +78,7 @@ def _entries(raw: Any) -> list[dict[str, str]]:
         except BkError:
             continue
         name = entry.get("name")
-        out.append({"url": entry["url"].strip(), "name": name if isinstance(name, str) else ""})
+        out.append({"url": entry["url"].strip(), "name": _printable(name) if isinstance(name, str) else ""})
     return out
 
 
@@ -122,6 +145,9 @@ def add(url: str, name: str = "") -> None:
     """Add (or rename) a remote port; other entries, even ones we cannot parse, are kept as written."""
     check_url(url)
     url = url.strip()
+    _check_options(url)
+    if name != _printable(name):
+        raise BkError("--name must be one line of printable text (no newlines or control characters)")
 
     def change(settings: dict[str, Any]) -> None:
         keep = [item for item in _raw_list(settings) if _url_of(item) != url]

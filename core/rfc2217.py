@@ -49,6 +49,7 @@ MODEM_CTS, MODEM_DSR, MODEM_RI, MODEM_CD = 0x10, 0x20, 0x40, 0x80
 QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux; elsewhere delayed ACKs stay (slower, still correct)
 CONNECT_TIMEOUT = 3.0  # s: an unreachable host fails within this, never hangs
 SEND_TIMEOUT = 10.0  # s
+MAX_PENDING = 4096  # bytes: RFC 2217 subnegotiations are a few bytes; a longer unfinished one is hostile
 LINE_ACK_TIMEOUT = 0.5  # s: how long an answer to a DTR/RTS request may take before the lines count as absent
 
 
@@ -88,6 +89,9 @@ class Rfc2217Port(SerialBase):
             port = parts.port
         except ValueError:
             port = None
+        if "@" in parts.netloc:  # not echoed: it may hold a password
+            raise SerialException(f"{parts.scheme}:// URLs have no login (ser2net has no authentication): "
+                                  "drop the USER:PASSWORD@ part")
         if not parts.hostname or port is None or not 0 < port < 65536:
             raise SerialException(f"{url}: expected rfc2217://HOST:PORT (a TCP port 1-65535)")
         for option, values in parse_qs(parts.query, keep_blank_values=True).items():
@@ -217,7 +221,15 @@ class Rfc2217Port(SerialBase):
     def reset_input_buffer(self) -> None:
         if not self.is_open:
             raise PortNotOpenError()
-        self._pump(0)  # what already reached this host is stale too
+        for _ in range(64):  # what already reached this host is stale too (one recv() takes 64 KiB at most)
+            sock = self._sock
+            try:
+                if sock is None or self._closed_reason or not select.select([sock], [], [], 0)[0]:
+                    break
+            except (OSError, ValueError):
+                break
+            self._pump(0)
+            self._buf.clear()
         self._buf.clear()
         # No wait for the answer: PURGE travels ahead of whatever we send next, so it cannot eat its reply.
         self._sub(PURGE_DATA, bytes([PURGE_RX]))
@@ -364,6 +376,9 @@ class Rfc2217Port(SerialBase):
             return
         out, self._pending = self._parse(data)
         self._buf += out
+        if len(self._pending) > MAX_PENDING:  # re-parsed on every chunk: unbounded, it would hang us
+            self._pending = b""
+            self._closed_reason = "the server sent a telnet subnegotiation that never ends (not an RFC 2217 server?)"
 
     def _parse(self, data: bytes) -> tuple[bytearray, bytes]:
         """Split data from telnet sequences; returns (data, unfinished tail to prepend to the next chunk)."""

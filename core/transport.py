@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
+import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import serial
 
@@ -76,6 +78,13 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     whose CEN is wired to RTS in reset (bk7231tools issue 16).
     """
     is_url = "://" in url
+    if is_url:  # pyserial reads the scheme case-blind; the checks here and in link/ and client.py must too
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme.lower()}://{rest}"
+    # Said without the URL: the login part may hold a password.
+    if url.startswith(("rfc2217://", "socket://")) and "@" in urlsplit(url).netloc:
+        raise PortError(f"{url.split('://', 1)[0]}:// URLs have no login (ser2net has no authentication): drop "
+                        "the USER:PASSWORD@ part")
     if url.startswith("socket://"):
         _check_host_port(url)
     try:
@@ -84,6 +93,8 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
             port.port = url
         elif is_url:
             port = serial.serial_for_url(url, baudrate=baud, timeout=timeout, do_not_open=True)
+            if url.startswith("socket://"):  # its open() discards what arrived: the greeting looked for below
+                port.reset_input_buffer = lambda: None
         else:
             port = serial.Serial(baudrate=baud, timeout=timeout)
             port.port = url
@@ -97,6 +108,20 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if url.startswith("socket://"):
+        del port.reset_input_buffer
+        greeting = _greeting(sock) if sock is not None else ""
+        if greeting in ("", "data"):
+            port.reset_input_buffer()  # what pyserial's open() would have done
+            # ser2net hangs up on a second client after one line ("Port's device already in use")
+            greeting = "closed" if greeting == "data" and _hung_up(sock) else ""
+        if greeting:
+            port.close()
+            if greeting == "closed":  # as core/rfc2217.py says it
+                raise PortError(f"{url}: the server closed the connection: another client has the port, or the "
+                                "server cannot open its serial device (adapter unplugged? see the server's log)")
+            raise PortError(f"{url}: the server speaks telnet (a ser2net telnet(rfc2217) port): use "
+                            f"rfc2217://{url.split('://', 1)[1]}")
     try:
         port.dtr = False
         port.rts = False
@@ -105,14 +130,64 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
     return port
 
 
+TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)
+HANGUP_WAIT = 0.05  # s: ser2net closes 0.4 ms after its one-line refusal; waited only when a server spoke first
+TELNET_NEGOTIATION = (0xFB, 0xFC, 0xFD, 0xFE)  # WILL WONT DO DONT
+
+
+def _greeting(sock: socket.socket) -> str:
+    """How a socket:// server opens: "telnet" (IAC WILL/DO ... twice), "closed" (hung up at once: ser2net
+    does that when another client has the port), "data" (something else came first), "" (silence).
+
+    Raw TCP on a telnet port corrupts both ways (our 0xFF bytes read as commands, the chip's doubled) and
+    the link then fails with a misleading diagnosis. Only peeked: a raw port's first bytes stay unread."""
+    deadline = time.monotonic() + TELNET_GREETING_WAIT
+    seen = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        try:
+            if not select.select([sock], [], [], left)[0]:
+                return ""
+            seen = sock.recv(6, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return "closed"
+        if not seen:
+            return "closed"
+        for i in range(0, len(seen), 3):
+            triple = seen[i : i + 3]
+            if triple[0] != 0xFF or (len(triple) > 1 and triple[1] not in TELNET_NEGOTIATION):
+                return "data"
+        if len(seen) >= 6:
+            return "telnet"
+        time.sleep(0.005)  # part of the greeting is in: wait for the rest
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """True when the server has closed the connection (what it sent before has been read)."""
+    try:
+        return bool(select.select([sock], [], [], HANGUP_WAIT)[0]) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 def _check_host_port(url: str) -> None:
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
         port = None
+    if "@" in parts.netloc:  # not echoed: it may hold a password
+        raise PortError(f"{parts.scheme}:// URLs have no login (ser2net has no authentication): drop the "
+                      "USER:PASSWORD@ part")
     if not parts.hostname or port is None or not 0 < port < 65536:
         raise PortError(f"{url}: expected {parts.scheme}://HOST:PORT (a TCP port 1-65535)")
+    # pyserial's own message for a bad option is a bare KeyError text ('debug|info|warning|error')
+    for option, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if option != "logging" or values[0] not in ("debug", "info", "warning", "error"):
+            raise PortError(f"{url}: unknown option {option}={values[0]} (socket:// takes only "
+                            "?logging=debug|info|warning|error)")
 
 
 def can_change_baud(port) -> bool:

@@ -92,3 +92,53 @@ def test_workbench_port_list_shows_remote_ports_unprobed(monkeypatch):
     rows = [pane.port_row(p) for p in pane.default_ports_source()]
     assert ("rfc2217://pi:3333", "remote: garage Pi") in [r[:2] for r in rows]
     assert probed == []  # polled every 1.5 s: a probe would make ser2net open the adapter each time
+
+
+def test_workbench_port_list_shows_a_name_with_brackets_as_written():
+    """A remote port's name is the user's text (`--name "jig [/b]"`, config.json by hand): the port list
+    must show it as written, not read it as Textual markup (a stray closing tag crashed the workbench)."""
+    import asyncio
+
+    from bkbench.core.ports import PortInfo
+    from bkbench.tui.widgets.ports import PortsPane
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    names = ["jig [/b] bench", "garage [CB2S] jig"]
+    ports = [PortInfo(device=f"rfc2217://pi:{3333 + i}", description=n, kind="remote") for i, n in enumerate(names)]
+
+    class One(App):
+        def compose(self):
+            yield PortsPane(source=lambda: ports, poll=60)
+
+    async def run() -> list[str]:
+        app = One()
+        async with app.run_test(size=(80, 24)) as pilot:
+            pane = app.query_one(PortsPane)
+            pane.show_ports(ports)
+            await pilot.pause()
+            table = app.query_one(DataTable)
+            return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+
+    shown = asyncio.run(run())
+    assert [f"remote: {n}" for n in names] == shown
+
+
+def test_remote_port_that_could_never_open_or_leaks_is_not_remembered(tmp_path):
+    """--add used to store what every later use refuses (a bad option), a login in the URL (ser2net has
+    none; it was printed by every listing), and a name that breaks the one-line-per-port list or the terminal."""
+    for argv, words in ((["ports", "--add", "rfc2217://pi:3333?timeout=abc"], ["timeout"]),
+                        (["ports", "--add", "rfc2217://pi:3333?bogus"], ["unknown option"]),
+                        (["ports", "--add", "socket://pi:3334?bogus=1"], ["unknown option"]),
+                        (["ports", "--add", "rfc2217://admin:hunter2@pi:3333"], ["no login"]),
+                        (["ports", "--add", "socket://admin:hunter2@pi:3334"], ["no login"]),
+                        (["ports", "--add", "rfc2217://pi:3333", "--name", "jig\nfake\x1b[2J"], ["--name"])):
+        code, _, err = run_cli(argv, tmp_path)
+        line = assert_one_clear_error(code, err, *words)
+        assert "hunter2" not in err and "\x1b" not in line
+    assert not (tmp_path / "cfg" / "config.json").exists() or "remote_ports" not in json.loads(
+        (tmp_path / "cfg" / "config.json").read_text())
+    # A name with control characters put in config.json by hand is listed on one line, escapes defused.
+    userconfig.set_value("remote_ports", [{"url": "rfc2217://pi:3333", "name": "jig\nfake\x1b[2J"}])
+    shown = remote_ports.remote_ports()[0].description
+    assert "\n" not in shown and "\x1b" not in shown and shown.startswith("jig")

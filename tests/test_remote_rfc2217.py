@@ -92,10 +92,14 @@ def test_raw_tcp_port_given_as_rfc2217_is_named():
     ("rfc2217://127.0.0.1:4000?bogus=1", ["unknown option"]),
     ("rfc2217://127.0.0.1:4000?timeout=abc", ["timeout"]),
     ("socket://127.0.0.1", ["socket://HOST:PORT"]),
+    ("socket://127.0.0.1:4000?bogus=1", ["unknown option"]),
+    ("rfc2217://admin:hunter2@127.0.0.1:4000", ["no login"]),  # stored in logs and sidecars otherwise
+    ("socket://admin:hunter2@127.0.0.1:4000", ["no login"]),  # pyserial said only 'debug|info|warning|error'
 ])
 def test_bad_remote_urls_get_one_line(url, words, tmp_path):
     code, _, err = run_cli(["info", "--port", url], tmp_path)
     assert_one_clear_error(code, err, *words)
+    assert "hunter2" not in err
 
 
 @pytest.mark.parametrize("scheme", ["rfc2217", "socket"])
@@ -170,3 +174,119 @@ def test_connection_cut_mid_backup_saves_nothing_and_says_so(fixtures_dir, tmp_p
     assert not hung and isinstance(exc, BkError), exc
     assert len(str(exc).splitlines()) == 1
     assert lib.list() == [] and not list((tmp_path / "lib").glob("*.bin"))
+
+
+def test_rfc2217_port_given_as_socket_is_named(monkeypatch):
+    """socket:// on a telnet(rfc2217) accepter: ser2net would read every 0xFF we send as a telnet command and
+    double the chip's; the link then failed with advice to isolate RX1/TX1. Say which URL to use instead."""
+    monkeypatch.setattr("bkbench.core.transport.TELNET_GREETING_WAIT", 10.0)  # a busy CI machine: never flaky
+    with scripted() as srv:  # greets with IAC DO COM-PORT ... at once, as ser2net does
+        url = srv.url.replace("rfc2217://", "socket://")
+        _, exc, hung = run_with_deadline(lambda: open_port(url), 20)
+    assert not hung
+    assert isinstance(exc, PortError) and srv.url in str(exc), exc
+
+
+@pytest.mark.parametrize("first,telnet", [
+    (b"\xff\xfb\x03\xff\xfd\x03\xff\xfb\x01", "telnet"),  # ser2net 4.3's greeting
+    (b"\xff\xfb\x00boot log\r\n", "data"),  # garbage at a wrong rate can start like one telnet command
+    (b"\xff\xff\xff\xff\xff\xff", "data"),
+    (b"boot log\r\n", "data"),
+])
+def test_telnet_greeting_check_only_peeks(first, telnet):
+    """socket:// looks for a telnet greeting without taking a byte a raw port's chip sent."""
+    from bkbench.core.transport import _greeting
+
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(first)
+        assert _greeting(a) == telnet
+        assert a.recv(100) == first
+
+
+def test_endless_subnegotiation_from_a_hostile_server_is_a_clear_loss():
+    """A server that opens a subnegotiation and never closes it: everything after it was held and re-parsed
+    on every chunk (memory, and reads far past their timeout); now the link is lost with a reason."""
+    from bkbench.core.rfc2217 import NOTIFY_MODEMSTATE
+    from serial import SerialException
+
+    with scripted() as srv:
+        port = open_port(srv.url)
+        try:
+            srv.send(bytes([IAC, SB, COM_PORT, NOTIFY_MODEMSTATE + 100]) + b"\0" * 100_000)
+
+            def read_all() -> bytes:
+                for _ in range(200):
+                    port.read(100)
+                return b""
+
+            _, exc, hung = run_with_deadline(read_all, 20)
+        finally:
+            port.close()
+    assert not hung and isinstance(exc, SerialException) and "subnegotiation" in str(exc), exc
+
+
+@pytest.mark.parametrize("last_words", [b"", b"Port's device already in use\r\n"])  # ser2net 4.3 says the latter
+def test_socket_port_the_server_hangs_up_on_is_named(monkeypatch, last_words):
+    """ser2net hangs up on a second client: socket:// said only 'read failed: socket disconnected', after
+    telling the user to reset the chip; now it says what rfc2217:// says, before the chip is touched."""
+    import threading
+
+    monkeypatch.setattr("bkbench.core.transport.HANGUP_WAIT", 10.0)
+
+    def hang_up() -> None:
+        conn = srv.accept()[0]
+        conn.sendall(last_words)
+        conn.close()
+
+    monkeypatch.setattr("bkbench.core.transport.TELNET_GREETING_WAIT", 10.0)  # a busy CI machine: never flaky
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    threading.Thread(target=hang_up, daemon=True).start()
+    with srv:
+        _, exc, hung = run_with_deadline(lambda: open_port(f"socket://127.0.0.1:{srv.getsockname()[1]}"), 20)
+    assert not hung and isinstance(exc, PortError) and "another client has the port" in str(exc), exc
+
+
+def test_url_scheme_in_capitals_is_the_same_port():
+    """pyserial reads SOCKET:// and RFC2217:// case-blind, but our checks did not: SOCKET:// was taken for a
+    port that can switch rates and drive DTR/RTS (the link then failed as 'check the wiring', after resets
+    that never happened), and RFC2217:// went to pyserial's client instead of ours."""
+    from bkbench.core.rfc2217 import Rfc2217Port
+    from bkbench.core.transport import can_change_baud
+
+    with scripted() as srv:
+        port = open_port(srv.url.replace("rfc2217://", "RFC2217://"))
+        try:
+            assert isinstance(port, Rfc2217Port)
+        finally:
+            port.close()
+    with scripted(negotiate=False) as srv:
+        port = open_port(srv.url.replace("rfc2217://", "SOCKET://"))
+        try:
+            assert not can_change_baud(port) and not port_has_lines(port)
+        finally:
+            port.close()
+
+
+def test_reset_input_buffer_drops_everything_already_here():
+    """reset_input_buffer took one recv (64 KiB) of what had arrived: the rest was read as the next reply."""
+    with scripted() as srv:
+        port = open_port(srv.url)
+        try:
+            stale = b"\x55" * 120_000  # more than one recv(), less than a loopback receive buffer
+            srv.send(stale)
+            sock = port._sock
+            for _ in range(500):  # until all of it sits in this host's socket buffer
+                try:
+                    if len(sock.recv(len(stale) + 1000, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= len(stale):
+                        break
+                except BlockingIOError:
+                    pass
+                time.sleep(0.01)
+            port.reset_input_buffer()
+            srv.send(b"fresh")
+            assert _until(port, 5) == b"fresh"
+        finally:
+            port.close()

@@ -401,7 +401,7 @@ async def test_ports_pane_lists_adapters_and_picks_url(tmp_path: Path):
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.1)
         table = app.query_one("#ports-table")
-        row = table.get_row_at(0)
+        row = [str(cell) for cell in table.get_row_at(0)]  # cells are Text (never markup)
         assert row[0] == "/dev/ttyUSB0" and row[1] == "CP2102" and row[2] == "10c4:ea60"
         assert app.ports_pane.url == "/dev/ttyUSB0"
         app.ports_pane.set_url("sim://bk7231n")

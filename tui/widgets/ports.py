@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -168,8 +169,8 @@ class PortsPane(Vertical):
         self.ports = ports
         table = self.query_one(DataTable)
         table.clear()
-        for row in rows:
-            table.add_row(*row, key=row[0])
+        for row in rows:  # Text: names and descriptions are the user's words, never markup
+            table.add_row(*(Text(cell) for cell in row), key=row[0])
         empty = self.query_one("#ports-empty", Label)
         empty.update("" if rows else "No serial ports found: type a URL below.")
         empty.display = not rows
