@@ -298,3 +298,27 @@ def test_demo_three_plugs_in_tmux(tmp_path: Path, fixtures_dir: Path):
             assert f"sim://@demo{n}: done in" in text
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@sync
+async def test_adding_an_alias_of_a_listed_port_moves_to_its_row(fixtures_dir: Path, tmp_path: Path):
+    """Typing another name for a listed adapter (a by-id link) into the add field goes to that adapter's
+    row: never a second row, never a crash of the view."""
+    dev = tmp_path / "ttyUSB7"
+    dev.write_text("")
+    alias = tmp_path / "usb-CH340-if00-port0"
+    alias.symlink_to(dev)
+    a_url, _a = plug(fixtures_dir, N_DUMP)
+    app = make_app([a_url, str(dev)], tmp_path / "data")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            await pilot.press("n")
+            await pilot.press(*str(alias), "enter")
+            await pilot.pause(0.2)
+            screen = app.screen
+            assert isinstance(screen, StationScreen)
+            assert list(app.station.ports) == [a_url, str(dev)]
+            assert screen.highlighted() is app.station.get(str(dev))
+    finally:
+        registry.unregister(a_url[7:])

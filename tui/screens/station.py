@@ -352,7 +352,7 @@ class StationScreen(Screen):
         event.input.value = ""
         self.show_runs([run])
         table = self.query_one("#st-table", DataTable)
-        table.move_cursor(row=table.get_row_index(url))
+        table.move_cursor(row=table.get_row_index(run.url))  # an alias (by-id link) finds the listed name
         table.focus()
 
     def action_back(self) -> None:
