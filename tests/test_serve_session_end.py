@@ -93,3 +93,82 @@ def test_exit_while_still_linking_cancels_at_once(tmp_path: Path):
     assert app.last_outcome is not None and app.last_outcome[0] == "cancelled", app.last_outcome
     assert not list((tmp_path / "backups").glob("*.bin"))
 
+
+
+def test_multi_port_backups_run_to_the_library_when_the_browser_leaves(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """The multi-port view's runs are operations too: an exit request (browser gone, SIGHUP) lets every
+    port's backup land in the library before the app quits, as it does for the single-port view."""
+    from bkbench.tui.screens.station import StationScreen
+
+    saving, release = [], threading.Event()
+    real_save = BackupLibrary.save
+
+    def gated_save(self, data, meta):
+        saving.append(1)
+        release.wait(60)
+        return real_save(self, data, meta)
+
+    monkeypatch.setattr(BackupLibrary, "save", gated_save)
+    names = [f"serve-end{next(_names)}" for _ in range(2)]
+    for n, name in enumerate(names):
+        flash = bytearray(demo_flash())
+        flash[0x1D0000 + 0x100] ^= n  # two plugs, two contents: two backups
+        dump = tmp_path / f"{name}.bin"
+        dump.write_bytes(flash)
+        registry.register(name, registry.create_device(chip="BK7231N", dump=dump, scenario="app-running",
+                                                       wiring="rts"))
+    urls = [f"sim://@{name}" for name in names]
+
+    async def go():
+        app = BkBenchApp(url=urls[0], ports=urls, data_dir=tmp_path, ports_source=lambda: [], monitor=False,
+                         poll_ports=0)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await _until(pilot, lambda: isinstance(app.screen, StationScreen), 10)
+            await pilot.press("a", "b")
+            assert await _until(pilot, lambda: len(saving) == 2, 60), "the backups never got to storing"
+            app.post_message(messages.ExitApp())
+            await pilot.pause(0.3)
+            still = app.is_running and app.station.busy
+            release.set()
+            assert still, "the exit request ended the multi-port backups"
+            assert await _until(pilot, lambda: not app.is_running, 60, 0.1), "the app did not quit afterwards"
+        return app
+
+    try:
+        app = asyncio.run(go())
+    finally:
+        release.set()
+        for name in names:
+            registry.unregister(name)
+    assert [r.state for r in app.station] == ["done", "done"]
+    assert len(BackupLibrary(tmp_path / "backups").list()) == 2
+
+
+def test_multi_port_exit_while_still_linking_cancels_at_once(tmp_path: Path):
+    from bkbench.tui.screens.station import StationScreen
+
+    names = [f"serve-end{next(_names)}" for _ in range(2)]
+    for name in names:  # never answer: the links would go on trying
+        registry.register(name, registry.create_device(chip="BK7231N", dump=demo_dump_path(), scenario="silent"))
+    urls = [f"sim://@{name}" for name in names]
+
+    async def go():
+        app = BkBenchApp(url=urls[0], ports=urls, data_dir=tmp_path, ports_source=lambda: [], monitor=False,
+                         poll_ports=0)
+        app.link_timeout = 60.0
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await _until(pilot, lambda: isinstance(app.screen, StationScreen), 10)
+            await pilot.press("a", "b")
+            assert await _until(pilot, lambda: app.station.busy, 10)
+            app.post_message(messages.ExitApp())
+            assert await _until(pilot, lambda: not app.is_running, 30, 0.1), "linking ports kept the app"
+        return app
+
+    try:
+        app = asyncio.run(go())
+    finally:
+        for name in names:
+            registry.unregister(name)
+    assert [r.state for r in app.station] == ["cancelled", "cancelled"]
+    assert not list((tmp_path / "backups").glob("*.bin"))

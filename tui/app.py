@@ -249,7 +249,10 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         operation runs: finish it first, so a backup still lands in the library and a write is completed and
         verified, then quit. Still linking (nothing started on the chip), or past UNATTENDED_FINISH_S, the
         operation is cancelled between sectors instead. Otherwise Textual's own handler exits at once."""
-        if not self.busy:
+        def station_busy() -> bool:  # the multi-port view's ports are operations too
+            return self._station is not None and self._station.busy
+
+        if not self.busy and not station_busy():
             return
         message.prevent_default()
         if self._unattended_quit:
@@ -258,11 +261,15 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         deadline = time.monotonic() + UNATTENDED_FINISH_S
 
         def check() -> None:
-            if not self.busy:
+            if not self.busy and not station_busy():
                 timer.stop()
                 self._quit_worker()
-            elif (self._linking is not None or time.monotonic() > deadline) and self.cancel_token is not None:
+                return
+            late = time.monotonic() > deadline
+            if self.busy and (self._linking is not None or late) and self.cancel_token is not None:
                 self.cancel_token.cancel()
+            if station_busy():  # a port still linking has not touched its chip: cancel it at once
+                self.cancel_station([r for r in self._station.running() if late or r.state.startswith("linking")])
 
         timer = self.set_interval(0.2, check)
         check()
