@@ -477,3 +477,21 @@ def test_summary_fits_an_80_column_terminal() -> None:
     assert all(len(line) <= 80 for line in narrow[:3])
     assert narrow[2] == "    backup BK7231N-1C90FFF7C934-20261202T211457-1.bin (had)"
     assert narrow[4].startswith("    error  read stopped: ") and "failed" in narrow[3]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_lines_on_a_terminal_show_a_port_with_brackets_as_typed(tmp_path: Path) -> None:
+    """The live table on a terminal takes a port name as text: brackets (an IPv6 host, a query) are not
+    markup that aborts the run or vanishes from the line."""
+    lib = tmp_path / "lib"
+    odd = "sim://bk7231n?x=[/x]&y=[b]"
+    out, err = io.StringIO(), _Tty()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["read", "-p", odd, "-p", "sim://bk7231t", "--library", str(lib)])
+    assert code == 0, err.getvalue()
+    assert len(BackupLibrary(lib).list()) == 2
+    assert "[/x]&y=[b]" in err.getvalue()
