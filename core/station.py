@@ -133,7 +133,7 @@ def read_ports_file(path: str | os.PathLike) -> list[str]:
         raise BkError(f"ports file {p} is {st.st_size:,} bytes: not a list of ports (one per line)")
     try:
         with open(p, "rb") as fh:
-            text = fh.read().decode("utf-8")
+            text = fh.read().decode("utf-8-sig")  # a byte order mark (Notepad) is not part of the first port
     except UnicodeDecodeError:
         raise BkError(f"ports file {p} is not text (one port per line)") from None
     except OSError as exc:

@@ -300,6 +300,11 @@ def test_ports_file_comments_and_no_port_at_all(tmp_path: Path) -> None:
     f = tmp_path / "ports.txt"
     f.write_text("# bench 1\n/dev/ttyUSB0   # left\n\n  sim://bk7231n?seed=3\n#/dev/ttyUSB9\n")
     assert read_ports_file(f) == ["/dev/ttyUSB0", "sim://bk7231n?seed=3"]
+    # Saved by Windows Notepad: a byte order mark and CRLF line ends are not part of any port name.
+    f.write_bytes("# bench 1\r\n/dev/ttyUSB0\r\nsim://bk7231n\r\n".encode("utf-8-sig"))
+    assert read_ports_file(f) == ["/dev/ttyUSB0", "sim://bk7231n"]
+    f.write_bytes("/dev/ttyUSB0\r\n".encode("utf-8-sig"))
+    assert read_ports_file(f) == ["/dev/ttyUSB0"]
     code, _, err = cli(["read"])
     one_error(code, err, "no port given")
 
