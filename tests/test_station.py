@@ -283,6 +283,7 @@ def test_duplicate_ports_are_refused_in_one_line(tmp_path: Path) -> None:
     ("# only a comment\n\n   \n", ["names no port"]),
     (b"\xff\xfe\x00binary", ["not text"]),
     ("/dev/ttyUSB0 /dev/ttyUSB1\n", ["line 1", "one port"]),
+    ("sim://bk7231n\n\x1b]0;owned\x07/dev/ttyUSB0\n", ["line 2", "control character"]),  # no terminal escapes
 ])
 def test_ports_file_errors(tmp_path: Path, content, words) -> None:
     f = tmp_path / "ports.txt"
@@ -307,6 +308,9 @@ def test_ports_file_comments_and_no_port_at_all(tmp_path: Path) -> None:
     assert read_ports_file(f) == ["/dev/ttyUSB0"]
     code, _, err = cli(["read"])
     one_error(code, err, "no port given")
+    code, out, err = cli(["read", "-p", "sim://bk7231n", "-p", "sim://bk7231t\x1b[2J"])
+    one_error(code, err, "control character")
+    assert "\x1b" not in out + err
 
 
 @pytest.mark.parametrize("argv, words", [
