@@ -249,8 +249,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         operation runs: finish it first, so a backup still lands in the library and a write is completed and
         verified, then quit. Still linking (nothing started on the chip), or past UNATTENDED_FINISH_S, the
         operation is cancelled between sectors instead. Otherwise Textual's own handler exits at once."""
-        def station_busy() -> bool:  # the multi-port view's ports are operations too
-            return self._station is not None and self._station.busy
+        def station_busy() -> bool:  # the multi-port view's ports are operations too (each has its token)
+            return self._station is not None and any(r.cancel is not None for r in self._station.running())
 
         if not self.busy and not station_busy():
             return
