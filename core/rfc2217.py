@@ -49,8 +49,9 @@ MODEM_CTS, MODEM_DSR, MODEM_RI, MODEM_CD = 0x10, 0x20, 0x40, 0x80
 QUICKACK = getattr(socket, "TCP_QUICKACK", 0)  # Linux; elsewhere delayed ACKs stay (slower, still correct)
 CONNECT_TIMEOUT = 3.0  # s: an unreachable host fails within this, never hangs
 SEND_TIMEOUT = 10.0  # s
-MAX_PENDING = 4096  # bytes: RFC 2217 subnegotiations are a few bytes; a longer unfinished one is hostile
 LINE_ACK_TIMEOUT = 0.5  # s: how long an answer to a DTR/RTS request may take before the lines count as absent
+MAX_UNREAD = 1 << 20  # bytes kept unread (a UART FIFO overflows too): a flooding server never costs gigabytes
+MAX_TELNET_SEQUENCE = 4096  # RFC 2217 subnegotiations are a few bytes: a longer one is not a telnet server
 
 
 def _control_group(value: int) -> int:
@@ -172,6 +173,8 @@ class Rfc2217Port(SerialBase):
         """The server closed on us while we set up: ser2net does that when another client has the port and
         when it cannot open the device (adapter unplugged, wrong path, options the device refuses)."""
         # (What it sent before closing is not quoted: it may be the device's log, secrets included.)
+        if self._closed_reason.startswith("the server sent"):  # we hung up on it: say why
+            return SerialException(self._closed_reason)
         return SerialException("the server closed the connection: another client has the port, or the server "
                                "cannot open its serial device (adapter unplugged? see the server's log)")
 
@@ -373,12 +376,14 @@ class Rfc2217Port(SerialBase):
         if IAC not in data:  # the common case: plain data, no telnet sequences
             self._pending = b""
             self._buf += data
-            return
-        out, self._pending = self._parse(data)
-        self._buf += out
-        if len(self._pending) > MAX_PENDING:  # re-parsed on every chunk: unbounded, it would hang us
-            self._pending = b""
-            self._closed_reason = "the server sent a telnet subnegotiation that never ends (not an RFC 2217 server?)"
+        else:
+            out, self._pending = self._parse(data)
+            self._buf += out
+            if len(self._pending) > MAX_TELNET_SEQUENCE:  # else re-parsed whole on every chunk, growing forever
+                self._pending = b""
+                self._closed_reason = "the server sent an endless telnet subnegotiation (not an RFC 2217 server?)"
+        if len(self._buf) > MAX_UNREAD:  # nobody reads this fast: keep the newest, as an overflowing UART would
+            del self._buf[:-MAX_UNREAD]
 
     def _parse(self, data: bytes) -> tuple[bytearray, bytes]:
         """Split data from telnet sequences; returns (data, unfinished tail to prepend to the next chunk)."""

@@ -104,6 +104,9 @@ def check_ports(ports: list[str]) -> list[str]:
         raise BkError("no port given")
     if any(not p for p in ports):
         raise BkError("an empty port name was given")
+    for p in ports:  # printed on the terminal in every line and table: no escape sequences from a file
+        if any(ord(c) < 32 or ord(c) == 127 for c in p):
+            raise BkError(f"port {p.encode('unicode_escape').decode()[:60]} has a control character in its name")
     if len(ports) > MAX_PORTS:
         raise BkError(f"{len(ports)} ports given; at most {MAX_PORTS} at once")
     seen: dict[str, str] = {}
@@ -123,7 +126,8 @@ def read_ports_file(path: str | os.PathLike) -> list[str]:
 
     p = os.fspath(path)
     try:
-        text = read_input_file(p, "ports file", MAX_PORTS_FILE).decode("utf-8")
+        # utf-8-sig: a byte order mark (Notepad) is not part of the first port
+        text = read_input_file(p, "ports file", MAX_PORTS_FILE).decode("utf-8-sig")
     except BkError as exc:
         raise BkError(f"ports file {exc}") from None
     except UnicodeDecodeError:
@@ -135,6 +139,8 @@ def read_ports_file(path: str | os.PathLike) -> list[str]:
             continue
         if "\0" in line or any(c.isspace() for c in line):
             raise BkError(f"ports file {p}, line {n}: {line[:40]!r} is not one port name (one per line)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in line):
+            raise BkError(f"ports file {p}, line {n}: {line[:40]!r} has a control character (one port per line)")
         ports.append(line)
     if not ports:
         raise BkError(f"ports file {p} names no port (one port or URL per line, # for comments)")

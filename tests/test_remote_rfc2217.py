@@ -290,3 +290,51 @@ def test_reset_input_buffer_drops_everything_already_here():
             assert _until(port, 5) == b"fresh"
         finally:
             port.close()
+
+
+def _hostile_server(payload: bytes):
+    """A TCP peer that sends `payload` as fast as it can, then stays silent (never an RFC 2217 answer)."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+            conn.sendall(payload)
+            time.sleep(8)
+            conn.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def test_a_flooding_server_costs_no_more_than_a_megabyte():
+    """A peer that floods data while bkbench waits for the RFC 2217 answer: what is kept unread is bounded
+    (it grew to gigabytes: one hostile host on a bench of ports could take the machine's memory)."""
+    import tracemalloc
+
+    srv, port = _hostile_server(b"U" * (48 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PortError, match="no RFC 2217 answer"):
+            open_port(f"rfc2217://127.0.0.1:{port}?timeout=2")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        srv.close()
+    assert peak < 16 << 20, f"{peak:,} bytes held for a flooding peer"
+
+
+def test_an_endless_telnet_subnegotiation_is_refused():
+    """IAC SB with no end: refused in one line (it was re-parsed whole on every chunk, growing forever)."""
+    srv, port = _hostile_server(bytes([IAC, SB, COM_PORT]) + b"x" * (2 << 20))
+    try:
+        with pytest.raises(PortError, match="subnegotiation"):
+            open_port(f"rfc2217://127.0.0.1:{port}?timeout=2")
+    finally:
+        srv.close()

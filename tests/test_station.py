@@ -283,6 +283,7 @@ def test_duplicate_ports_are_refused_in_one_line(tmp_path: Path) -> None:
     ("# only a comment\n\n   \n", ["names no port"]),
     (b"\xff\xfe\x00binary", ["not text"]),
     ("/dev/ttyUSB0 /dev/ttyUSB1\n", ["line 1", "one port"]),
+    ("sim://bk7231n\n\x1b]0;owned\x07/dev/ttyUSB0\n", ["line 2", "control character"]),  # no terminal escapes
 ])
 def test_ports_file_errors(tmp_path: Path, content, words) -> None:
     f = tmp_path / "ports.txt"
@@ -300,8 +301,16 @@ def test_ports_file_comments_and_no_port_at_all(tmp_path: Path) -> None:
     f = tmp_path / "ports.txt"
     f.write_text("# bench 1\n/dev/ttyUSB0   # left\n\n  sim://bk7231n?seed=3\n#/dev/ttyUSB9\n")
     assert read_ports_file(f) == ["/dev/ttyUSB0", "sim://bk7231n?seed=3"]
+    # Saved by Windows Notepad: a byte order mark and CRLF line ends are not part of any port name.
+    f.write_bytes("# bench 1\r\n/dev/ttyUSB0\r\nsim://bk7231n\r\n".encode("utf-8-sig"))
+    assert read_ports_file(f) == ["/dev/ttyUSB0", "sim://bk7231n"]
+    f.write_bytes("/dev/ttyUSB0\r\n".encode("utf-8-sig"))
+    assert read_ports_file(f) == ["/dev/ttyUSB0"]
     code, _, err = cli(["read"])
     one_error(code, err, "no port given")
+    code, out, err = cli(["read", "-p", "sim://bk7231n", "-p", "sim://bk7231t\x1b[2J"])
+    one_error(code, err, "control character")
+    assert "\x1b" not in out + err
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -477,3 +486,21 @@ def test_summary_fits_an_80_column_terminal() -> None:
     assert all(len(line) <= 80 for line in narrow[:3])
     assert narrow[2] == "    backup BK7231N-1C90FFF7C934-20261202T211457-1.bin (had)"
     assert narrow[4].startswith("    error  read stopped: ") and "failed" in narrow[3]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_lines_on_a_terminal_show_a_port_with_brackets_as_typed(tmp_path: Path) -> None:
+    """The live table on a terminal takes a port name as text: brackets (an IPv6 host, a query) are not
+    markup that aborts the run or vanishes from the line."""
+    lib = tmp_path / "lib"
+    odd = "sim://bk7231n?x=[/x]&y=[b]"
+    out, err = io.StringIO(), _Tty()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["read", "-p", odd, "-p", "sim://bk7231t", "--library", str(lib)])
+    assert code == 0, err.getvalue()
+    assert len(BackupLibrary(lib).list()) == 2
+    assert "[/x]&y=[b]" in err.getvalue()

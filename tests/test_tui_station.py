@@ -298,3 +298,52 @@ def test_demo_three_plugs_in_tmux(tmp_path: Path, fixtures_dir: Path):
             assert f"sim://@demo{n}: done in" in text
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@sync
+async def test_adding_an_alias_of_a_listed_port_moves_to_its_row(fixtures_dir: Path, tmp_path: Path):
+    """Typing another name for a listed adapter (a by-id link) into the add field goes to that adapter's
+    row: never a second row, never a crash of the view."""
+    dev = tmp_path / "ttyUSB7"
+    dev.write_text("")
+    alias = tmp_path / "usb-CH340-if00-port0"
+    alias.symlink_to(dev)
+    a_url, _a = plug(fixtures_dir, N_DUMP)
+    app = make_app([a_url, str(dev)], tmp_path / "data")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            await pilot.press("n")
+            app.screen.query_one("#st-add").value = str(alias)  # as typed (a long path: keys one by one are slow)
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            screen = app.screen
+            assert isinstance(screen, StationScreen)
+            assert list(app.station.ports) == [a_url, str(dev)]
+            assert screen.highlighted() is app.station.get(str(dev))
+    finally:
+        registry.unregister(a_url[7:])
+
+
+@sync
+async def test_a_port_name_with_brackets_is_shown_as_typed(fixtures_dir: Path, tmp_path: Path):
+    """A URL is text, never markup: square brackets (an IPv6 host, a query) neither crash the view nor vanish."""
+    a_url, _a = plug(fixtures_dir, N_DUMP)
+    odd = "sim://bk7231n?x=[/x]&y=[b]"
+    app = make_app([a_url, "sim://@nothing"], tmp_path / "data")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, StationScreen), 10, "the multi-port view opens")
+            await pilot.press("n")
+            app.screen.query_one("#st-add").value = odd
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            screen = app.screen
+            assert isinstance(screen, StationScreen) and screen.highlighted() is app.station.get(odd)
+            assert odd in screen.query_one("#st-left")._border_title.plain  # drawn as typed (the getter escapes)
+            await pilot.press("b")
+            await until(pilot, lambda: app.station.get(odd).result is not None, 30, "the backup ends")
+            await pilot.pause(0.2)
+            assert app.is_running and app.station.get(odd).state == "done"
+    finally:
+        registry.unregister(a_url[7:])

@@ -252,7 +252,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         chip), or past UNATTENDED_FINISH_S, the operation is cancelled between sectors instead.
         Otherwise Textual's own handler exits at once."""
         def station() -> list[Any]:  # the multi-port view's ports run without making the app busy
-            return self._station.running() if self._station is not None else []
+            # Only runs with a cancel token: every real run has one (a drawn-only row, as in snapshots, has not).
+            return [r for r in self._station.running() if r.cancel is not None] if self._station is not None else []
 
         if not self.busy and not station():
             return
@@ -273,7 +274,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             if self.busy and (self._linking is not None or late) and self.cancel_token is not None:
                 self.cancel_token.cancel()
             for run in runs:
-                if (late or run.state == "linking") and run.cancel is not None:
+                if late or run.state.startswith("linking"):  # linking: nothing started on the chip yet
                     run.cancel.cancel()
 
         timer = self.set_interval(0.2, check)

@@ -86,6 +86,7 @@ class LiveLines:
 
     def _table(self):
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         table.add_column("port", no_wrap=True, max_width=self.width)
@@ -95,7 +96,7 @@ class LiveLines:
         for port in self.station.ports:
             res = self.station.results.get(port)
             chip = res.chip if res else self.station.chips.get(port, "")
-            table.add_row(port, chip, states.get(port, ""))
+            table.add_row(Text(port), Text(chip), Text(states.get(port, "")))  # text, never markup
         return table
 
     def event(self, port: str, ev: object) -> None:

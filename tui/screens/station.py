@@ -167,7 +167,7 @@ class StationScreen(Screen):
     def _row(self, run: PortRun) -> tuple:
         mark = Text("●", "bold") if run.selected else Text("·", "dim")
         style = STATE_STYLE.get(run.state, "bold cyan" if run.running else "")
-        return (mark, run.url, run.chip or "-", Text(run.state_text, style))
+        return (mark, Text(run.url), run.chip or "-", Text(run.state_text, style))  # a URL is text, not markup
 
     def show_runs(self, runs: list[PortRun]) -> None:
         """Redraw the rows of `runs` (adding new ports) and the detail when the highlighted port is one."""
@@ -176,7 +176,7 @@ class StationScreen(Screen):
         table = self.query_one("#st-table", DataTable)
         for run in runs:
             row = self._row(run)
-            key = (row[0].plain, row[1], row[2], row[3].plain, str(row[3].style))
+            key = (row[0].plain, row[1].plain, row[2], row[3].plain, str(row[3].style))
             if run.url not in self._rows:
                 table.add_row(*row, key=run.url)
             elif self._rows[run.url] != key:
@@ -193,8 +193,9 @@ class StationScreen(Screen):
         log = self.query_one("#st-log", ReflowLog)
         if run.url != self._shown_url:
             self._shown_url = run.url
-            self.query_one("#st-left").border_title = f"Flash map: {run.url}"
-            self.query_one("#st-detail").border_title = f"Log: {run.url}" + (f" ({run.label})" if run.label else "")
+            self.query_one("#st-left").border_title = Text(f"Flash map: {run.url}")
+            label = f" ({run.label})" if run.label else ""
+            self.query_one("#st-detail").border_title = Text(f"Log: {run.url}{label}")
             log.clear()
             self._lines_drawn = 0
             flash.set_model(run.flash)
@@ -324,7 +325,7 @@ class StationScreen(Screen):
             self.app.notify("This port is not running.")
             return
         self.show_runs([run])
-        self.app.notify(f"Cancelling {run.url} after the current sector…", severity="warning")
+        self.app.notify(f"Cancelling {run.url} after the current sector…", severity="warning", markup=False)
 
     def action_cancel_all(self) -> None:
         n = self.app.cancel_station(self.model.running())
@@ -352,7 +353,7 @@ class StationScreen(Screen):
         event.input.value = ""
         self.show_runs([run])
         table = self.query_one("#st-table", DataTable)
-        table.move_cursor(row=table.get_row_index(url))
+        table.move_cursor(row=table.get_row_index(run.url))  # an alias (by-id link) finds the listed name
         table.focus()
 
     def action_back(self) -> None:
