@@ -349,6 +349,18 @@ def test_a_closed_browser_does_not_stall_a_finishing_workbench(tmp_path: Path):
     _run(go())
 
 
+async def _serve_script(script: Path, marker: Path):
+    """A real server (web.run) in front of a stand-in workbench script: (server, stop, task, base URL)."""
+    server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
+                                 log=lambda _t: None)
+    stop, ports = asyncio.Event(), []
+    task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
+    end = time.monotonic() + 20
+    while not ports and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    return server, stop, task, f"http://127.0.0.1:{ports[0]}"
+
+
 def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
     import aiohttp
 
@@ -357,14 +369,7 @@ def test_stopping_the_server_waits_for_a_finishing_workbench(tmp_path: Path):
     marker = tmp_path / "finished"
 
     async def go():
-        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
-                                     log=lambda _t: None)
-        stop, ports = asyncio.Event(), []
-        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
-        end = time.monotonic() + 20
-        while not ports and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        base = f"http://127.0.0.1:{ports[0]}"
+        server, stop, task, base = await _serve_script(script, marker)
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
             while server.sessions == 0:
@@ -453,14 +458,7 @@ def test_a_second_ctrl_c_has_the_workbenches_cancel(tmp_path: Path):
     marker = tmp_path / "ended"
 
     async def go():
-        server = web.WorkbenchServer(shlex.join([sys.executable, str(script), str(marker)]), web.Guard(),
-                                     log=lambda _t: None)
-        stop, ports = asyncio.Event(), []
-        task = asyncio.create_task(web.run(server, "127.0.0.1", 0, ports.append, stop))
-        end = time.monotonic() + 20
-        while not ports and time.monotonic() < end:
-            await asyncio.sleep(0.02)
-        base = f"http://127.0.0.1:{ports[0]}"
+        server, stop, task, base = await _serve_script(script, marker)
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(base + "/ws", headers={"Origin": base})
             browser = asyncio.create_task(ws.receive())  # answers the server's close, as a browser does

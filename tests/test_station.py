@@ -27,6 +27,7 @@ from bkbench.core.ops.events import CancelToken, LinkAttempt, Progress, Stage
 from bkbench.core.sim.faults import FaultPlan
 from bkbench.core.station import Plan, Station, port_state, read_ports_file, run_port
 from simhelpers import sim_url
+from test_bad_input import assert_one_clear_error
 
 N_DUMP = "bk7231n-lspa9-clone-bl0937-plug.bin"
 N2_DUMP = "bk7231n-mirabella-genio-i003632-plug.bin"
@@ -46,14 +47,7 @@ def cli(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def one_error(code: int, err: str, *words: str) -> str:
-    assert code == 1, err
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("bkbench: error:")]
-    assert len(lines) == 1, err
-    for w in words:
-        assert w.lower() in lines[0].lower(), lines[0]
-    return lines[0]
+one_error = assert_one_clear_error  # one "bkbench: error:" line, exit 1, no traceback
 
 
 def library_images(lib: Path) -> dict[str, bytes]:
