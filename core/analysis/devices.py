@@ -479,9 +479,9 @@ def backup_note(data: bytes, chip: str | None, dl: DeviceList | None = None) -> 
     report = match_device(facts_from_report({"chip": chip, "openbk": {"mapping": mapping.to_json()}}), dl)
     if report.status == "matched":
         m = report.matches[0]
-        more = f" (+{len(report.matches) - 1} more)" if len(report.matches) > 1 else ""
-        return (f"community list: closest entry {m.entry.title} [{m.entry.id}] {m.percent}%{more}; "
-                "`analyze` shows the pin-by-pin comparison")
+        count = f"{len(report.matches)} entries agree" if len(report.matches) > 1 else "1 entry agrees"
+        return (f"community list: {count}, closest {m.entry.title} [{m.entry.id}] {m.percent}%; the analysis "
+                "compares them pin by pin")
     return f"community list: {report.message}"
 
 

@@ -24,6 +24,18 @@ def _chip(text: str) -> str:
     return text.upper()
 
 
+class _AssignmentsAnywhere(argparse.ArgumentParser):
+    """`config set FILE --from-tuya ssid=x`: argparse fills a '*' positional once, at its first chance (right
+    after FILE), so key=value pairs written after an option would be "unrecognized"; they are assignments."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = super().parse_known_args(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        if late:
+            ns.assignments = list(getattr(ns, "assignments", None) or []) + late
+        return ns, [a for a in extras if a not in late]
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="show or edit the OpenBK configuration sector", formatter_class=RAW,
                        description="The OpenBK configuration (Wi-Fi, MQTT, pins, flags) lives in one 4 KiB "
@@ -56,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "  bkbench config set BACKUP.bin --device aa7da527 -o obk.bin   (a community entry)\n"
                         "  bkbench config set cfg.bin mqtt_host=192.168.1.10 -o cfg2.bin")
     e.add_argument("file", help="config sector (4 KiB) or full dump")
+    e.__class__ = _AssignmentsAnywhere  # key=value after options too (see the class)
     e.add_argument("assignments", nargs="*", metavar="key=value", help="fields to set")
     e.add_argument("--output", "-o", required=True, help="new file to write (a library backup is never changed)")
     e.add_argument("--chip", type=_chip, choices=sorted(OBK_CONFIG_OFFSET),

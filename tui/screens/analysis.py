@@ -19,6 +19,7 @@ from textual.widgets import Footer, Header, Static
 
 # Values under these user_param_key names are shown; the rest of the vault only by key name.
 PIN_ROLE_WIDTH = 12
+LISTED = 5  # community entries listed around the selected one (its detail then fits 80x24)
 
 
 def _firmware_line(fw: dict[str, Any]) -> str:
@@ -138,15 +139,15 @@ def community_text(community: dict[str, Any] | None, selected: int = 0, width: i
         return out
     out.append("Community data, never a fact: pins differ between hardware revisions; read the forum page.\n",
                "italic")
-    first = max(0, min(selected - 3, len(matches) - 8))
-    for i in range(first, min(len(matches), first + 8)):
+    first = max(0, min(selected - 2, len(matches) - LISTED))
+    for i in range(first, min(len(matches), first + LISTED)):
         m = matches[i]
         mark = "▶" if i == selected else " "
         tail = f" [{m['id']}]"
         head = f"{mark} {m['score']:>3}%  "
         out.append(head + _cut(m["title"], width - len(head) - len(tail)) + tail + "\n",
                    "bold" if i == selected else "")
-    if len(matches) > 8:
+    if len(matches) > LISTED:
         out.append(f"  ({selected + 1} of {len(matches)}: n / p move)\n", "dim")
     m = matches[min(selected, len(matches) - 1)]
     out.append(f"\n{m['title']}\n", "bold")
@@ -185,7 +186,7 @@ class AnalysisScreen(Screen[Any]):
     BINDINGS = [
         Binding("e", "edit", "Edit config"),
         Binding("t", "template", "Save OpenBK template"),
-        Binding("n", "entry(1)", "Next entry"),
+        Binding("n", "entry(1)", "Entry"),
         Binding("p", "entry(-1)", "Prev entry", show=False),
         Binding("u", "use_entry", "Use entry"),
         Binding("ctrl+g,escape,q", "back", "Back"),
