@@ -99,7 +99,9 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         yield Input(str(self.config.get(field)), password=secret, compact=True,
                                     id=input_id(field))
                 yield Static(pins_text(self.config), id="cfg-pins", markup=False)
-                yield Static("", id="cfg-entry", markup=False)
+                entry = Static("", id="cfg-entry", markup=False)
+                entry.display = False  # shown when a community entry is applied
+                yield entry
             yield Static("", id="cfg-error", markup=False)
             with Horizontal(id="cfg-buttons"):
                 yield Button(f"{self.save_label} [ctrl+o]", id="cfg-save", variant="primary", compact=True)
@@ -127,7 +129,9 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
             return
         self.query_one("#cfg-pins", Static).update(pins_text(self.config))
         self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
-        self.query_one("#cfg-entry", Static).update("\n".join(plan.summary()))
+        entry = self.query_one("#cfg-entry", Static)
+        entry.update("\n".join(plan.summary()))
+        entry.display = True
         self.notify(f"Pins from community entry {plan.entry.title}: check them against the board and the forum "
                     "page before saving.", severity="warning", timeout=10)
 
