@@ -188,3 +188,13 @@ def test_analyze_names_the_entries_of_every_fixture_dump(fixtures_dir: Path, dl:
     DeviceListStore().save((fixtures_dir / "devices" / "openbk-devices.json").read_bytes(), "fixture")
     code, out, err = cli(["analyze", str(fixtures_dir / "dumps" / LSPA9)])
     assert code == 0 and "LSPA9 Power metering plug BL0937 version [aa7da527]" in out, err
+
+
+def test_cli_backup_names_the_closest_entry(fixtures_dir: Path, tmp_path: Path) -> None:
+    DeviceListStore().save((fixtures_dir / "devices" / "openbk-devices.json").read_bytes(), "fixture")
+    url = f"sim://?dump={fixtures_dir / 'dumps' / LSPA9}"
+    code, out, err = cli(["read", "-p", url, "--library", str(tmp_path / "lib")])
+    assert code == 0, err
+    assert "community list: 22 entries agree, closest " in out and "[f0e1b41f] 100%" in out
+    code, out, err = cli(["--json", "read", "-p", url, "--library", str(tmp_path / "lib2")])
+    assert code == 0 and json.loads(out)["ok"] is True  # JSON output stays one document

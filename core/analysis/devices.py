@@ -480,8 +480,8 @@ def backup_note(data: bytes, chip: str | None, dl: DeviceList | None = None) -> 
     if report.status == "matched":
         m = report.matches[0]
         count = f"{len(report.matches)} entries agree" if len(report.matches) > 1 else "1 entry agrees"
-        return (f"community list: {count}, closest {m.entry.title} [{m.entry.id}] {m.percent}%; the analysis "
-                "compares them pin by pin")
+        return (f"community list: {count}, closest {m.entry.title} [{m.entry.id}] {m.percent}%; analyse the "
+                "backup to compare them pin by pin")
     return f"community list: {report.message}"
 
 
