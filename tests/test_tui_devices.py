@@ -95,3 +95,4 @@ async def test_analysis_without_a_list_says_how_to_get_one(fixtures_dir: Path, t
         await pilot.press("n")
         await pilot.pause(0.1)
         assert any("No community entry" in n.message for n in app._notifications)
+

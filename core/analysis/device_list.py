@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import time
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -79,7 +80,10 @@ class Entry:
 
 
 def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """A string field with control characters dropped: the list is printed to terminals (no escape sequences)."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch for ch in value if unicodedata.category(ch) != "Cc").strip()
 
 
 def _flags(obj: dict[str, Any], problems: list[str]) -> int | None:
@@ -114,7 +118,7 @@ def _entry(index: int, obj: dict[str, Any]) -> Entry:
             if not gpio.isdigit() or not isinstance(value, str):
                 problems.append(f"pin {key!r}: {value!r} is not a 'GPIO: Role;channel' pair")
                 continue
-            pins[int(gpio)] = value.strip()
+            pins[int(gpio)] = _text(value)
     elif raw_pins is not None:
         problems.append("pins is not an object")
     keywords = obj.get("keywords")
@@ -122,7 +126,7 @@ def _entry(index: int, obj: dict[str, Any]) -> Entry:
         id=entry_id(obj), index=index, vendor=_text(obj.get("vendor")), name=_text(obj.get("name")),
         model=_text(obj.get("model")), chip=_text(obj.get("chip")).upper(), board=_text(obj.get("board")),
         pins=pins, flags=_flags(obj, problems), command=_text(obj.get("command")), wiki=_text(obj.get("wiki")),
-        keywords=tuple(k.strip() for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
+        keywords=tuple(_text(k) for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
         problems=tuple(problems),
     )
 

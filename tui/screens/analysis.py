@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -224,7 +225,10 @@ class AnalysisScreen(Screen[Any]):
 
     def _show_community(self, community: dict[str, Any]) -> None:
         self.community = community
-        self._refresh_community()
+        try:
+            self._refresh_community()
+        except NoMatches:  # the screen was closed while the list was read
+            pass
 
     def _community_text(self) -> Text:
         try:
