@@ -198,3 +198,12 @@ def test_cli_fetch_devices_bad_inputs_are_one_line(tmp_path: Path, fixtures_dir:
     one_error(code, err, "missing.json")
     code, _, err = cli(["fetch", "--devices", str(tmp_path)])
     one_error(code, err, "directory")
+
+
+def test_text_fields_lose_terminal_control_characters() -> None:
+    raw = {"devices": [{"name": "Plug\x1b[2J\x1b]0;owned\x07 X", "chip": "BK7231N", "vendor": "A\rB",
+                        "wiki": "https://e.x/\x1b[31m", "pins": {"26": "Rel;1\x1b[0m"}}]}
+    e = DeviceList.parse(json.dumps(raw).encode()).entries[0]
+    for text in (e.title, e.wiki, e.pins[26]):
+        assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in text), repr(text)
+    assert e.name == "Plug[2J]0;owned X" and e.pins[26] == "Rel;1[0m"
