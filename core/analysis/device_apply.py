@@ -97,6 +97,9 @@ def plan_entry(entry: Entry, chip: str | None, facts: DeviceFacts | None = None)
     if chip and entry.chip and entry.chip != chip.upper():
         raise EntryRefused(f"Entry [{entry.id}] is for a {entry.chip}; this config is for a {chip.upper()}: "
                            "nothing was changed.")
+    if not chip and entry.chip:
+        notes.append(f"this file does not tell its chip: the pins were checked for the entry's {entry.chip} "
+                     "(--chip checks them for yours)")
     chip = (chip or entry.chip or "").upper()
     if not chip:
         raise EntryRefused(f"Entry [{entry.id}] names no chip and this file does not tell it; give --chip.")
