@@ -51,7 +51,8 @@ async def test_analysis_names_entries_and_u_opens_the_editor_with_them(fixtures_
         await pilot.pause(0.1)
         text = screen.text
         assert "LSPA9 Power metering plug BL0937 version" in text and "topic3887748" in text
-        assert "P8   WifiLED_n (netled1_pin)   -                   only device" in text
+        assert "P8     WifiLED_n (netled1_pin)   -                   only device" in text
+        assert "module CB2S                      CB2S                agrees" in text
         region = screen.query_one("#analysis-community").region
         assert region.y < 24 and region.height > 0  # scrolled into view
         await pilot.press("u")

@@ -154,17 +154,17 @@ def community_text(community: dict[str, Any] | None, selected: int = 0, width: i
     out.append(f"\n{m['title']}\n", "bold")
     out.append(f"{m['chip']} {m['board'] or '(module not given)'}  {m['score']}% of {m['features']} features\n")
     out.append((m["wiki"] or "(no forum link)") + "\n", "underline" if m["wiki"] else "dim")
-    out.append(f"{'pin':<5}{'this device (Tuya)':<26}{'entry':<20}verdict\n", "bold")
+    out.append(f"{'pin':<7}{'this device (Tuya)':<26}{'entry':<20}verdict\n", "bold")
     styles = {"agrees": "green", "only device": "yellow", "only entry": "yellow"}
     for p in m["pins"]:
         here = f"{p['device']} ({p['source']})" if p["device"] else (f"({p['source']})" if p["source"] else "-")
-        line = f"P{p['gpio']:<4}{_cut(here, 25):<26}{_cut(p['entry'] or '-', 19):<20}{p['verdict']}"
+        line = f"P{p['gpio']:<6}{_cut(here, 25):<26}{_cut(p['entry'] or '-', 19):<20}{p['verdict']}"
         out.append(_cut(line, width) + "\n", styles.get(p["verdict"], "red"))
     for name in ("module", "meter"):
         feat = m.get(name)
         if feat:
             here, there = _cut(feat["device"] or "-", 25), _cut(feat["entry"] or "-", 19)
-            line = f"{name:<5}{here:<26}{there:<20}{feat['verdict']}"
+            line = f"{name:<7}{here:<26}{there:<20}{feat['verdict']}"
             out.append(_cut(line, width) + "\n", "green" if feat["verdict"] == "agrees" else "red")
     if m.get("flags") is not None:
         out.append(f"flags {m['flags']}\n")
