@@ -66,16 +66,22 @@ async def test_analysis_names_entries_and_u_opens_the_editor_with_them(fixtures_
         assert "P8 WifiLED_n here (netled1_pin), not used by the entry" in entry_text
 
 
+GLOBE_REPORT = {  # what `analyze` says about the Globe bulb's Tuya config (test_devices_match checks the real one)
+    "chip": "BK7231T",
+    "openbk": {"mapping": {"kind": "pins", "module": "WB3L", "meter": None, "pins": {
+        "8": {"role": "SM2135CLK", "channel": 0, "source": "iicscl"},
+        "26": {"role": "SM2135DAT", "channel": 0, "source": "iicsda"}}}},
+}
+
+
 @sync
 async def test_u_refuses_an_entry_openbk_would_reject(fixtures_dir: Path, tmp_path: Path):
-    # The Globe bulb's entry spells SM2135_CLK: compared as SM2135CLK, but never written (no chip needed here).
+    # The Globe bulb's entry spells SM2135_CLK: compared as SM2135CLK, but never written.
     cache_list(fixtures_dir)
     app = make_app("unused", tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.analyze_file(fixtures_dir / "dumps" / "bk7231t-globe-37783-rgbct-bulb.bin")
-        await wait_for_screen(pilot, AnalysisScreen, tries=100)
-        screen = app.screen
-        assert isinstance(screen, AnalysisScreen)
+        screen = AnalysisScreen(GLOBE_REPORT, "globe.bin")
+        app.push_screen(screen)
         await wait_compared(pilot, screen)
         assert "Globe 35804" in screen.text
         await pilot.press("u")
@@ -86,14 +92,13 @@ async def test_u_refuses_an_entry_openbk_would_reject(fixtures_dir: Path, tmp_pa
 
 
 @sync
-async def test_analysis_without_a_list_says_how_to_get_one(fixtures_dir: Path, tmp_path: Path):
+async def test_analysis_without_a_list_says_how_to_get_one(tmp_path: Path):
     app = make_app("unused", tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.analyze_file(fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin")
-        await wait_for_screen(pilot, AnalysisScreen, tries=100)
-        await wait_compared(pilot, app.screen)
-        assert "`bkbench fetch --devices` downloads it" in app.screen.text
+        screen = AnalysisScreen(GLOBE_REPORT, "globe.bin")
+        app.push_screen(screen)
+        await wait_compared(pilot, screen)
+        assert "`bkbench fetch --devices` downloads it" in screen.text
         await pilot.press("n")
         await pilot.pause(0.1)
         assert any("No community entry" in n.message for n in app._notifications)
-

@@ -221,8 +221,10 @@ def _device_plan(key: str, dump: bytes | None, chip: str | None) -> EntryPlan:
     dl, why = load_default()
     if dl is None:
         raise BkError(f"--device needs the community device list: {why}")
+    entry = dl.get(key)
+    plan_entry(entry, chip)  # refusals first: they need no analysis of the dump
     facts = facts_from_report(analyze_dump(dump).to_json()) if dump is not None else None
-    return plan_entry(dl.get(key), chip, facts)
+    return plan_entry(entry, chip, facts)
 
 
 def run_write(args: argparse.Namespace) -> int:
