@@ -69,6 +69,7 @@ class WorkflowsMixin:
         already holds the same content."""
         import hashlib
 
+        from bkbench.core.analysis.devices import note_after_backup
         from bkbench.core.errors import OperationCancelled
         from bkbench.core.ops.events import Notice, OperationRecord
         from bkbench.core.ops.flash_ops import read_flash
@@ -109,6 +110,7 @@ class WorkflowsMixin:
                 self.call_from_thread(self.offer_save_retry, exc)
             raise
         self.pump.sink(Notice("info", f"backup saved: {entry.path}"))
+        note_after_backup(data, info.chip, lambda text: self.pump.sink(Notice("info", text)))  # community list
         return f"saved {Path(entry.path).name} in the library"
 
     def offer_save_retry(self, exc: Any) -> None:
@@ -321,9 +323,11 @@ class WorkflowsMixin:
         self.last_analysis = analysis
         self._label_partitions(result)
 
-        def closed(what: str | None) -> None:
+        def closed(what: Any) -> None:
             if what == "edit":
                 self.action_config()
+            elif what is not None:  # a community entry (EntryPlan) to start the config editor with
+                self.action_config(entry_plan=what)
 
         self.push_screen(AnalysisScreen(result, source), closed)
 
@@ -345,8 +349,8 @@ class WorkflowsMixin:
             self.flash_pane.set_model(model)
             self.op_pane.log_line("flash map: partitions labelled from the analysis")
 
-    def action_config(self) -> None:
-        """Read the chip's OpenBK config sector, then open the editor."""
+    def action_config(self, entry_plan: Any = None) -> None:
+        """Read the chip's OpenBK config sector, then open the editor (with a community entry applied)."""
 
         def body(session: Any, cancel: CancelToken) -> str:
             from bkbench.core.analysis.obk_config import ObkConfig
@@ -364,7 +368,7 @@ class WorkflowsMixin:
                 cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None)
                 note = f"{exc} Starting from OpenBK's defaults."
             mapping = self._tuya_mapping()
-            self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset)
+            self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset, entry_plan)
             return f"config sector 0x{offset:06X} read"
 
         self.start_operation("Read config", body)
@@ -405,12 +409,13 @@ class WorkflowsMixin:
         except Exception:
             return None
 
-    def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int) -> None:
+    def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int,
+                            entry_plan: Any = None) -> None:
         def saved(new_cfg: Any) -> None:
             if new_cfg is not None:
                 self._confirm_config_write(new_cfg, chip, offset)
 
-        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset), saved)
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, entry_plan=entry_plan), saved)
 
     def _confirm_config_write(self, cfg: Any, chip: str, offset: int) -> None:
         ssid = cfg.get("wifi_ssid") or "(none)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.bootlog import parse_boot_log
+from ..analysis.devices import match_report, summary_lines
 from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         description="Say what is in a flash dump or a UART boot log: chip, bootloader, firmware (stock Tuya "
         "SDK or OpenBK), MAC, the decrypted Tuya KV storage, and the OpenBK pins and template derived from "
-        "Tuya's user_param_key. With --port the whole chip is read first (and kept as a backup).",
+        "Tuya's user_param_key, and the closest entries of OpenBK's community device list (once `bkbench fetch "
+        "--devices` has cached it). With --port the whole chip is read first (and kept as a backup).",
         epilog="examples:\n  bkbench analyze BACKUP.bin\n  bkbench analyze boot.log\n"
         "  bkbench analyze BACKUP.bin --json      (includes the OpenBK template)\n"
         "  bkbench analyze -p /dev/ttyUSB0",
@@ -104,6 +106,9 @@ def _human(r: dict[str, Any]) -> str:
             lines.append(f"Warning: {w}")
     for w in r.get("warnings", []):
         lines.append(f"Warning: {w}")
+    community = r.get("community") or {}
+    if community.get("status") not in (None, "no pins") and (m or {}).get("kind") in ("pins", "tuyamcu"):
+        lines += summary_lines(community)
     return "\n".join(dict.fromkeys(lines))  # a fact reached two ways is said once
 
 
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         raise BkError("Give a dump or boot log FILE to analyse, or --port for the live chip.")
     else:
         report = analyze_file(args.file, args.show_secrets)
+    report["community"] = match_report(report)  # OpenBK's community device list, when one is cached
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
     else:

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..analysis.device_apply import EntryPlan, apply_plan, plan_entry
+from ..analysis.device_list import load_default
+from ..analysis.devices import facts_from_report
 from ..analysis.dump import analyze_dump
 from ..analysis.obk_config import ObkConfig, parse_assignment
 from ..backups import BackupLibrary, atomic_write
@@ -19,6 +22,18 @@ RAW = HelpFormatter
 
 def _chip(text: str) -> str:
     return text.upper()
+
+
+class _AssignmentsAnywhere(argparse.ArgumentParser):
+    """`config set FILE --from-tuya ssid=x`: argparse fills a '*' positional once, at its first chance (right
+    after FILE), so key=value pairs written after an option would be "unrecognized"; they are assignments."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = super().parse_known_args(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        if late:
+            ns.assignments = list(getattr(ns, "assignments", None) or []) + late
+        return ns, [a for a in extras if a not in late]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,14 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "pin.N=ROLE;CHANNEL (e.g. pin.26=Rel;1), flag.N=0|1, or any field `config show` lists.",
                         epilog="examples:\n  bkbench config set BACKUP.bin ssid=MyWifi pass=secret -o obk.bin\n"
                         "  bkbench config set BACKUP.bin --from-tuya ssid=MyWifi -o obk.bin\n"
+                        "  bkbench config set BACKUP.bin --device aa7da527 -o obk.bin   (a community entry)\n"
                         "  bkbench config set cfg.bin mqtt_host=192.168.1.10 -o cfg2.bin")
     e.add_argument("file", help="config sector (4 KiB) or full dump")
-    e.add_argument("assignments", nargs="+", metavar="key=value", help="fields to set")
+    e.__class__ = _AssignmentsAnywhere  # key=value after options too (see the class)
+    e.add_argument("assignments", nargs="*", metavar="key=value", help="fields to set")
     e.add_argument("--output", "-o", required=True, help="new file to write (a library backup is never changed)")
     e.add_argument("--chip", type=_chip, choices=sorted(OBK_CONFIG_OFFSET),
                    help="chip of a full dump (else detected)")
     e.add_argument("--new", action="store_true", help=argparse.SUPPRESS)  # old spelling; now automatic
     e.add_argument("--from-tuya", action="store_true", help="set pins/startup from the dump's Tuya config")
+    e.add_argument("--device", metavar="ID", help="set pins, flags and startup command from a community device "
+                   "list entry (ids as `bkbench analyze` prints them; needs `bkbench fetch --devices`)")
     e.set_defaults(func=run_set)
     w = csub.add_parser("write", help="write a config sector to the chip", formatter_class=RAW,
                         description="Write one OpenBK config sector (from `config set`) to the chip, after a "
@@ -158,9 +177,17 @@ def run_set(args: argparse.Namespace) -> int:
         raise BkError(f"{out_path} is inside the backup library; write the edited copy elsewhere")
     if out_path.exists() and Path(args.file).exists() and out_path.resolve() == Path(args.file).resolve():
         raise BkError("--output is the input file; bkbench writes the edit to a new file")
+    device = getattr(args, "device", None)
+    if not (args.assignments or args.from_tuya or device):
+        raise BkError("Nothing to set: give key=value pairs, --from-tuya or --device ID.")
+    if args.from_tuya and device:
+        raise BkError("--from-tuya and --device both set the pins; choose one.")
     data = read_input_file(args.file, "config sector or flash dump")
     cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
     created = off is not None and data[off : off + 3] != b"CFG"
+    plan = _device_plan(device, data if off is not None else None, chip) if device else None
+    if plan is not None:
+        apply_plan(cfg, plan)
     if args.from_tuya:
         a = analyze_dump(data)
         if a.mapping is None:
@@ -180,10 +207,24 @@ def run_set(args: argparse.Namespace) -> int:
         if created else ""
     if getattr(args, "json", False):
         print(json.dumps({"ok": True, "path": str(out_path), "offset": off, "chip": chip, "created": created,
-                          "set": list(args.assignments), "from_tuya": bool(args.from_tuya)}, indent=2))
+                          "set": list(args.assignments), "from_tuya": bool(args.from_tuya),
+                          "device": plan.to_json() if plan else None}, indent=2))
     else:
+        if plan is not None:
+            print("\n".join(plan.summary()))
         print(f"Wrote {out_path}{where}.{note}")
     return 0
+
+
+def _device_plan(key: str, dump: bytes | None, chip: str | None) -> EntryPlan:
+    """The community entry `key` checked for this chip, compared with the dump's own Tuya pins."""
+    dl, why = load_default()
+    if dl is None:
+        raise BkError(f"--device needs the community device list: {why}")
+    entry = dl.get(key)
+    plan_entry(entry, chip)  # refusals first: they need no analysis of the dump
+    facts = facts_from_report(analyze_dump(dump).to_json()) if dump is not None else None
+    return plan_entry(entry, chip, facts)
 
 
 def run_write(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import remote_ports
+from ..analysis.devices import note_after_backup
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError, ImageError
 from ..ops.events import Notice
@@ -215,6 +216,8 @@ def cmd_read(args: argparse.Namespace) -> int:
         if args.output is None and whole:
             entry = s.backup(BackupLibrary(args.library))
             emit(args, {"ok": True, "path": str(entry.path), **entry.meta}, f"backup saved: {entry.path}")
+            if not getattr(args, "json", False):  # the closest community device list entry, when one is cached
+                note_after_backup(Path(entry.path).read_bytes(), entry.meta.get("chip"), print)
             return 0
         data = s.read(args.start, args.length)
     out = Path(args.output or f"bkbench-{args.start:06x}-{len(data):x}.bin")

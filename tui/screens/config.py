@@ -61,6 +61,7 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     ConfigScreen .cfg-row Label { width: 18; }
     ConfigScreen .cfg-row Input { width: 1fr; }
     ConfigScreen #cfg-pins { height: auto; margin-top: 1; }
+    ConfigScreen #cfg-entry { height: auto; color: $warning; }
     ConfigScreen #cfg-error { color: $error; height: auto; }
     ConfigScreen #cfg-buttons { height: 1; margin-top: 1; }
     ConfigScreen #cfg-buttons Button { margin-right: 2; }
@@ -74,8 +75,9 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     save_label = "Save"
 
     def __init__(self, config: ObkConfig, mapping: Any = None, source: str = "", chip: str = "",
-                 offset: int | None = None, save_label: str = "") -> None:
+                 offset: int | None = None, save_label: str = "", entry_plan: Any = None) -> None:
         super().__init__()
+        self.entry_plan = entry_plan  # a community entry (core.analysis.device_apply.EntryPlan) applied on open
         if save_label:
             self.save_label = save_label
         self.config = ObkConfig(bytes(config.raw))  # edit a copy: Cancel leaves the original alone
@@ -97,6 +99,9 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         yield Input(str(self.config.get(field)), password=secret, compact=True,
                                     id=input_id(field))
                 yield Static(pins_text(self.config), id="cfg-pins", markup=False)
+                entry = Static("", id="cfg-entry", markup=False)
+                entry.display = False  # shown when a community entry is applied
+                yield entry
             yield Static("", id="cfg-error", markup=False)
             with Horizontal(id="cfg-buttons"):
                 yield Button(f"{self.save_label} [ctrl+o]", id="cfg-save", variant="primary", compact=True)
@@ -106,6 +111,29 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+        if self.entry_plan is not None:
+            self.apply_entry(self.entry_plan)
+
+    def apply_entry(self, plan: Any) -> None:
+        """Pins, flags and startup command from a community entry; what differs from the Tuya pins is listed."""
+        from bkbench.core.analysis.device_apply import apply_plan
+
+        if self.chip and plan.chip != self.chip.upper():
+            self.query_one("#cfg-error", Static).update(
+                f"Community entry [{plan.entry.id}] is for a {plan.chip}, this chip is a {self.chip}: not applied.")
+            return
+        try:
+            apply_plan(self.config, plan)
+        except BkError as exc:
+            self.query_one("#cfg-error", Static).update(f"Entry not applied: {exc}")
+            return
+        self.query_one("#cfg-pins", Static).update(pins_text(self.config))
+        self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
+        entry = self.query_one("#cfg-entry", Static)
+        entry.update("\n".join(plan.summary()))
+        entry.display = True
+        self.notify(f"Pins from community entry {plan.entry.title}: check them against the board and the forum "
+                    "page before saving.", severity="warning", timeout=10)
 
     def value(self, field: str) -> str:
         return self.query_one("#" + input_id(field), Input).value
