@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.dump import analyze_dump
-from ..analysis.obk_config import ObkConfig, parse_assignment
+from ..analysis.obk_config import (
+    ALIASES,
+    LEGACY_CRC_NOTE,
+    SECRET_FIELDS,
+    ObkConfig,
+    layout_hint,
+    parse_assignment,
+    pin_layout,
+)
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
@@ -74,9 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_config(
     data: bytes, chip: str | None = None, new_if_missing: bool = False
 ) -> tuple[ObkConfig, int | None, str | None]:
-    """(config, its offset in `data` or None for a bare sector, chip)."""
+    """(config, its offset in `data` or None for a bare sector, chip). A config with the unsigned checksum of
+    older bkbench versions is returned with `legacy_crc` set, to be shown with a warning or re-saved."""
     if len(data) <= SECTOR * 2:
-        return ObkConfig.parse(data), None, chip
+        return ObkConfig.parse(data, chip, allow_legacy=True), None, chip
     if chip is None:
         chip = _detect_chip(data)
     if chip not in OBK_CONFIG_OFFSET:
@@ -89,8 +98,8 @@ def load_config(
         from ..layout import RF_OFFSET
 
         mac = parse_tlv_mac(data[RF_OFFSET[chip] : RF_OFFSET[chip] + SECTOR])
-        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None), off, chip
-    return ObkConfig.parse(sector), off, chip
+        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None, chip), off, chip
+    return ObkConfig.parse(sector, chip, allow_legacy=True), off, chip
 
 
 def _config_offset(chip: str) -> int:
@@ -110,8 +119,35 @@ def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
     """Write one config sector to the chip; nothing else is touched."""
     if len(sector_bytes) != SECTOR or sector_bytes[:3] != b"CFG":
         raise BkError("Refusing to write: not a 4 KiB OpenBK config sector.")
-    ObkConfig.parse(sector_bytes)  # checksum must be right
+    check_sector_for(sector_bytes, chip)
     session.write(sector_bytes, start=OBK_CONFIG_OFFSET[chip], confirm_sector=True)
+
+
+def check_sector_for(sector: bytes, chip: str) -> ObkConfig:
+    """The sector as OpenBK on `chip` would judge it: BkError (one line) unless it would be accepted (the old
+    unsigned checksum included) and its pin layout is the chip's."""
+    hint = layout_hint(sector)
+    if hint and pin_layout(hint) is not pin_layout(chip):
+        raise BkError(f"This config was made for {hint} ({pin_layout(hint).name} layout) and the chip is {chip}: "
+                      "its pins would land on the wrong fields. Make it with `bkbench config set --chip "
+                      f"{chip}`.")
+    return ObkConfig.parse(sector, chip)
+
+
+def secret_free(assignment: str) -> str:
+    """`key=value` as it may be echoed: the value of a password field replaced."""
+    key, sep, _value = assignment.partition("=")
+    name = ALIASES.get(key.strip(), key.strip())
+    return f"{key}=<secret>" if sep and name in SECRET_FIELDS else assignment
+
+
+def _warnings(cfg: ObkConfig) -> list[str]:
+    out = [LEGACY_CRC_NOTE] if cfg.legacy_crc else []
+    ignored = cfg.ignored_pins()
+    if ignored:
+        out.append(f"Pins {', '.join(f'P{g}' for g in ignored)} are stored but OpenBK never applies them on "
+                   f"{cfg.chip_text()} (P0..P{cfg.layout.gpio_max - 1}).")
+    return out
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -119,7 +155,7 @@ def run_show(args: argparse.Namespace) -> int:
         with session_for(args) as s:
             info = s.connect()
             sector = s.read(_config_offset(info.chip), SECTOR)
-        cfg, _, _ = load_config(sector)
+        cfg, _, _ = load_config(sector, info.chip)
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
     else:
@@ -133,10 +169,13 @@ def run_show(args: argparse.Namespace) -> int:
             raise
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
+        j["warnings"] = _warnings(cfg)
         print(json.dumps(j, indent=2))
     else:
+        for line in _warnings(cfg):
+            print(f"warning: {line}")
         for k, v in j.items():
-            if k != "pins":
+            if k not in ("pins", "ignored_pins", "checksum"):
                 if isinstance(v, list):
                     v = ", ".join(str(x) for x in v) or "none"
                 print(f"{k:<34} {'-' if v in ('', None) else v}")
@@ -161,6 +200,7 @@ def run_set(args: argparse.Namespace) -> int:
     data = read_input_file(args.file, "config sector or flash dump")
     cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
     created = off is not None and data[off : off + 3] != b"CFG"
+    legacy = cfg.legacy_crc
     if args.from_tuya:
         a = analyze_dump(data)
         if a.mapping is None:
@@ -178,9 +218,12 @@ def run_set(args: argparse.Namespace) -> int:
     where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
     note = " The dump had no OpenBK config: a new one was created with OpenBK's defaults and the chip's MAC." \
         if created else ""
+    if legacy:
+        note += " It had the old bkbench checksum OpenBK rejects; it now has OpenBK's own."
     if getattr(args, "json", False):
         print(json.dumps({"ok": True, "path": str(out_path), "offset": off, "chip": chip, "created": created,
-                          "set": list(args.assignments), "from_tuya": bool(args.from_tuya)}, indent=2))
+                          "set": [secret_free(a) for a in args.assignments], "from_tuya": bool(args.from_tuya),
+                          "fixed_checksum": legacy}, indent=2))
     else:
         print(f"Wrote {out_path}{where}.{note}")
     return 0
@@ -196,7 +239,7 @@ def run_write(args: argparse.Namespace) -> int:
     if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
         off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
         try:
-            ObkConfig.parse(blob[off : off + SECTOR])
+            ObkConfig.parse(blob[off : off + SECTOR], chip)
         except BkError as exc:
             raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
