@@ -82,24 +82,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_config(
     data: bytes, chip: str | None = None, new_if_missing: bool = False
 ) -> tuple[ObkConfig, int | None, str | None]:
-    """(config, its offset in `data` or None for a bare sector, chip). A config with the unsigned checksum of
-    older bkbench versions is returned with `legacy_crc` set, to be shown with a warning or re-saved."""
+    """(config, its offset in `data` or None for a bare sector, chip). A dump read with wrap-around (rotated)
+    is handled in place: the offset is where the config sector sits in the file. A config with the
+    unsigned checksum of older bkbench versions is returned with `legacy_crc` set, to be shown with a
+    warning or re-saved."""
     if len(data) <= SECTOR * 2:
         return ObkConfig.parse(data, chip, allow_legacy=True), None, chip
-    if chip is None:
-        chip = _detect_chip(data)
+    found, rotation = _dump_geometry(data)
+    chip = chip or found
     if chip not in OBK_CONFIG_OFFSET:
         raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
                       "--chip BK7231T.")
-    off = OBK_CONFIG_OFFSET[chip]
+    off = _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(data))
     sector = data[off : off + SECTOR]
     if new_if_missing and sector[:3] != b"CFG":
         from ..analysis.dump import parse_tlv_mac
         from ..layout import RF_OFFSET
 
-        mac = parse_tlv_mac(data[RF_OFFSET[chip] : RF_OFFSET[chip] + SECTOR])
+        rf = _in_file(RF_OFFSET[chip], rotation, len(data))
+        mac = parse_tlv_mac(data[rf : rf + SECTOR])
         return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None, chip), off, chip
     return ObkConfig.parse(sector, chip, allow_legacy=True), off, chip
+
+
+def _in_file(flash_addr: int, rotation: int, size: int) -> int:
+    """Where flash address `flash_addr` sits in a dump that was read starting at `rotation`."""
+    return (flash_addr - rotation) % size
 
 
 def _config_offset(chip: str) -> int:
@@ -108,11 +116,22 @@ def _config_offset(chip: str) -> int:
     return OBK_CONFIG_OFFSET[chip]
 
 
-def _detect_chip(data: bytes) -> str | None:
-    from ..analysis.dump import identify_bootloader
+def _dump_geometry(data: bytes) -> tuple[str | None, int]:
+    """(chip, rotation) of a full flash dump; BkError when `data` is not one."""
+    from ..errors import ImageError
+    from ..images.recognize import recognize
 
-    found = identify_bootloader(data)
-    return found[0] if found else None
+    try:
+        info = recognize(data)
+    except ImageError as exc:
+        raise BkError(str(exc)) from None
+    if info.format != "dump":
+        raise BkError(f"This file ({len(data)} bytes) is neither a 4 KiB config sector nor a full flash dump.")
+    return info.chip, info.rotation
+
+
+def _detect_chip(data: bytes) -> str | None:
+    return _dump_geometry(data)[0]
 
 
 def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
@@ -216,6 +235,9 @@ def run_set(args: argparse.Namespace) -> int:
     BackupLibrary().refuse_output(out_path)  # a library image is never rewritten in place
     atomic_write(out_path, out, mode=0o600, overwrite=True)
     where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
+    if off is not None and chip and off != OBK_CONFIG_OFFSET[chip]:
+        where = (f" (config sector at flash 0x{OBK_CONFIG_OFFSET[chip]:06X}, offset 0x{off:06X} of this rotated "
+                 f"dump, {chip})")
     note = " The dump had no OpenBK config: a new one was created with OpenBK's defaults and the chip's MAC." \
         if created else ""
     if legacy:
@@ -235,16 +257,16 @@ def run_write(args: argparse.Namespace) -> int:
     if len(blob) not in (SECTOR, 0x200000):
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
     # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
-    chip = None if len(blob) == SECTOR else _detect_chip(blob)
+    chip, rotation = (None, 0) if len(blob) == SECTOR else _dump_geometry(blob)
     if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
-        off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
+        off = 0 if chip is None else _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(blob))
         try:
             ObkConfig.parse(blob[off : off + SECTOR], chip)
         except BkError as exc:
             raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
         info = s.connect()
-        off = _config_offset(info.chip)
+        off = _in_file(_config_offset(info.chip), rotation, len(blob))
         sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
         s.backup_first = not args.no_backup
         s.backup_library = BackupLibrary(args.library)

@@ -77,12 +77,13 @@ def _thumb_bl(hi: int, lo: int, addr: int) -> int | None:
 class Firmware:
     """One real OpenBK build: its code, the functions found in it and an emulator to run them."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, chip: str) -> None:
         from bkbench.core.images.rbl import unpack_ota
 
         if unicorn is None:
             raise HarnessError("unicorn is not installed")
         self.path = path
+        self.chip = chip
         self.code = unpack_ota(path.read_bytes())
         self._halves = struct.unpack_from(f"<{len(self.code) // 2}H", self.code)
         self._bl_targets = self._all_bl_targets()
@@ -391,7 +392,8 @@ class Firmware:
 _cache: dict[Path, Firmware] = {}
 
 
-def firmware(path: Path) -> Firmware:
+def firmware(path: Path, chip: str) -> Firmware:
+    """The build at `path` (an OpenBK UG package for `chip`), analysed once per process."""
     if path not in _cache:
-        _cache[path] = Firmware(path)
+        _cache[path] = Firmware(path, chip)
     return _cache[path]
