@@ -219,6 +219,7 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
     res.vault = tuya_kv.read_vault(data)
     if res.vault is not None:
         res.mapping = tuya_pins.mapping_for_vault(res.vault.user_param_key, res.vault.baud_cfg)
+        res.warnings += [p for p in res.vault.problems if "levels deep" in p]  # a crafted value, not kept quiet
 
     if full and chip in OBK_CONFIG_OFFSET:
         off = OBK_CONFIG_OFFSET[chip]

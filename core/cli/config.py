@@ -223,7 +223,8 @@ def run_set(args: argparse.Namespace) -> int:
     if args.from_tuya:
         a = analyze_dump(data)
         if a.mapping is None:
-            raise BkError("No Tuya configuration found in this file.")
+            why = next((w for w in (a.vault.problems if a.vault else []) if "levels deep" in w), "")
+            raise BkError("No Tuya configuration found in this file" + (f" ({why})." if why else "."))
         cfg.apply_mapping(a.mapping)
     for assignment in args.assignments:
         parse_assignment(cfg, assignment)
