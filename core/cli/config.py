@@ -88,7 +88,7 @@ def load_config(
     warning or re-saved."""
     if len(data) <= SECTOR * 2:
         return ObkConfig.parse(data, chip, allow_legacy=True), None, chip
-    found, rotation = _dump_geometry(data)
+    found, rotation = _dump_geometry(data, chip is not None)
     chip = chip or found
     if chip not in OBK_CONFIG_OFFSET:
         raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
@@ -116,18 +116,22 @@ def _config_offset(chip: str) -> int:
     return OBK_CONFIG_OFFSET[chip]
 
 
-def _dump_geometry(data: bytes) -> tuple[str | None, int]:
-    """(chip, rotation) of a full flash dump; BkError when `data` is not one."""
+def _dump_geometry(data: bytes, chip_given: bool = False) -> tuple[str | None, int]:
+    """(chip, rotation) of a full flash dump; BkError when `data` is not one. With --chip, a file of a
+    flash's size is taken as an unrotated dump even when nothing in it is recognised."""
     from ..errors import ImageError
     from ..images.recognize import recognize
 
     try:
         info = recognize(data)
-    except ImageError as exc:
-        raise BkError(str(exc)) from None
-    if info.format != "dump":
-        raise BkError(f"This file ({len(data)} bytes) is neither a 4 KiB config sector nor a full flash dump.")
-    return info.chip, info.rotation
+    except ImageError:
+        info = None
+    if info is not None and info.format == "dump":
+        return info.chip, info.rotation
+    if chip_given and len(data) >= 0x100000 and not len(data) & (len(data) - 1):
+        return None, 0
+    raise BkError(f"This file ({len(data)} bytes) is neither a 4 KiB config sector nor a flash dump bkbench "
+                  "recognises; for a full dump it does not recognise, add --chip BK7231N (or BK7231T, ...).")
 
 
 def _detect_chip(data: bytes) -> str | None:
@@ -258,7 +262,7 @@ def run_write(args: argparse.Namespace) -> int:
     if len(blob) not in (SECTOR, 0x200000):
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
     # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
-    chip, rotation = (None, 0) if len(blob) == SECTOR else _dump_geometry(blob)
+    chip, rotation = (None, 0) if len(blob) == SECTOR else _dump_geometry(blob, chip_given=True)
     if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
         off = 0 if chip is None else _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(blob))
         try:
