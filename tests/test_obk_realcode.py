@@ -162,6 +162,8 @@ def test_config_set_on_every_dump_is_accepted_by_openbk(obk_fw, fixtures_dir, tm
         for g in range(29):
             assert obk_fw.pin(boot.cfg, g) == pins.get(g, (0, 0, 0)), (name, g)
         assert obk_fw.pin(boot.cfg, 29) is None  # the firmware never applies P29 and up
+        if name != _dumps(chip)[0]:
+            continue  # the text view is the same code for every dump
         capsys.readouterr()
         assert main(["config", "show", str(out)]) == 0
         text = capsys.readouterr().out

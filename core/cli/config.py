@@ -119,9 +119,13 @@ def _config_offset(chip: str) -> int:
 def _dump_geometry(data: bytes, chip_given: bool = False) -> tuple[str | None, int]:
     """(chip, rotation) of a full flash dump; BkError when `data` is not one. With --chip, a file of a
     flash's size is taken as an unrotated dump even when nothing in it is recognised."""
+    from ..analysis.dump import identify_bootloader
     from ..errors import ImageError
     from ..images.recognize import recognize
 
+    known = identify_bootloader(data)
+    if known is not None:
+        return known[0], 0  # a known bootloader at 0: an unrotated dump of that chip
     try:
         info = recognize(data)
     except ImageError:
