@@ -2,8 +2,11 @@
 
 BK7231N/M and BK7231T keep their hand-checked maps (verified on fixture dumps). The other families
 get a map derived from their table row: bootloader, app, OTA, RF/TLV, OpenBK config, the sector
-after it, OpenBK flash vars (two sectors after that, as OpenBK's flash-vars code places them) and
-the Tuya storage. Protected: the bootloader and every RF/calibration sector the family may use.
+after it, OpenBK's flash variables and the Tuya storage. Protected: the bootloader and every
+RF/calibration sector the family may use.
+
+OpenBK's flash variables (easyflash: boot count, channel states, SSID choice) sit at OBK_VARS on every
+Beken chip since OpenBK #1969 (2026-02); older builds kept them two sectors after the config.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ SECTOR = 0x1000
 BLOCK = 0x10000
 BOOTLOADER_END = 0x11000
 FLASH_2M = 0x200000
+OBK_VARS = (0x1E5000, 0x8000)  # 0x1E5000-0x1ECFFF
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,8 @@ def _n_layout() -> tuple[Partition, ...]:
         Partition("RF calibration / TLV", "rf", 0x1D0000, 0x1000, protected=True),
         Partition("OpenBK config", "obk_config", 0x1D1000, 0x1000),
         Partition("Net / TLV", "net", 0x1D2000, 0x1000),
-        Partition("OpenBK flash vars", "obk_vars", 0x1D3000, 0x2000),
-        Partition("Free", "free", 0x1D5000, 0x18000),
+        Partition("Free", "free", 0x1D3000, 0x12000),
+        Partition("OpenBK flash vars", "obk_vars", *OBK_VARS),
         Partition("Tuya KV storage", "tuya_kv", 0x1ED000, 0x13000),
     )
 
@@ -57,8 +61,8 @@ def _t_layout() -> tuple[Partition, ...]:
         Partition("RF calibration / TLV", "rf", 0x1E0000, 0x1000, protected=True),
         Partition("OpenBK config", "obk_config", 0x1E1000, 0x1000),
         Partition("Net", "net", 0x1E2000, 0x1000),
-        Partition("OpenBK flash vars", "obk_vars", 0x1E3000, 0x2000),
-        Partition("Free", "free", 0x1E5000, 0x8000),
+        Partition("Free", "free", 0x1E3000, 0x2000),
+        Partition("OpenBK flash vars", "obk_vars", *OBK_VARS),
         Partition("Tuya KV storage", "tuya_kv", 0x1ED000, 0x13000),
     )
 
@@ -99,7 +103,7 @@ def _derived_layout(f: Family) -> tuple[Partition, ...]:
         parts += [
             Partition("OpenBK config", "obk_config", cfg, SECTOR),
             Partition("Net", "net", cfg + SECTOR, SECTOR),
-            Partition("OpenBK flash vars", "obk_vars", cfg + 2 * SECTOR, 2 * SECTOR),
+            Partition("OpenBK flash vars", "obk_vars", *OBK_VARS),
         ]
     if f.tuya_kv is not None:
         parts.append(Partition("Tuya KV storage", "tuya_kv", *f.tuya_kv))

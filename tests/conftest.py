@@ -8,6 +8,7 @@ when they reach them another way. Without ../shared they are skipped with one su
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,19 +25,34 @@ NEEDS_FIXTURES = {
     "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }
+# Tests that run real firmware under Unicorn (tests/realcode/): marked `unicorn` through these fixtures.
+UNICORN_ARGS = {"obk_fw"}
 _skipped: list[str] = []
+_skipped_unicorn: list[str] = []
 
 
 def _fixtures_present() -> bool:
     return (SHARED / "fixtures" / "dumps").is_dir()
 
 
+def _unicorn_present() -> bool:
+    return importlib.util.find_spec("unicorn") is not None
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fixtures: needs the real fixtures in ../shared/fixtures")
-    if not _fixtures_present() and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    config.addinivalue_line("markers", "unicorn: runs real firmware under the Unicorn emulator")
+    if not _fixtures_present() and _ci():
         raise pytest.UsageError(
             f"CI needs the real fixtures, but {SHARED / 'fixtures'} does not exist: put the shared directory "
             "beside the clone (../shared) or set BKBENCH_SHARED")
+    if not _unicorn_present() and _ci():
+        raise pytest.UsageError("CI runs the real-code tests, but the unicorn module is missing: install the test "
+                                "extra (pip install -e '.[test]')")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,6 +67,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not present and item.get_closest_marker("fixtures"):
             item.add_marker(skip)
             _skipped.append(item.nodeid)
+        if UNICORN_ARGS & set(getattr(item, "fixturenames", ())):
+            item.add_marker("unicorn")
+        if item.get_closest_marker("unicorn") and not _unicorn_present() and item.nodeid not in _skipped:
+            item.add_marker(pytest.mark.skip(reason="needs the unicorn module (pip install unicorn)"))
+            _skipped_unicorn.append(item.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -59,6 +80,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             f"{len(_skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
             f"at {SHARED / 'fixtures'}; put ../shared beside the clone or set BKBENCH_SHARED=DIR to run them "
             "(CI requires them).", yellow=True, bold=True)
+    if _skipped_unicorn:
+        terminalreporter.write_line(
+            f"{len(_skipped_unicorn)} tests skipped: they run real firmware under the Unicorn emulator, and the "
+            "unicorn module is not installed (pip install -e '.[test]'; CI requires it).", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +112,14 @@ def obk_images(fixtures_dir: Path) -> dict:
         images["ota"] = ota
         out[chip] = images
     return out
+
+
+@pytest.fixture(scope="session", params=["BK7231N", "BK7231T"])
+def obk_fw(request, fixtures_dir: Path):
+    """The real OpenBK 1.18.219 build of each chip, its config code ready to run (tests/realcode/openbk_fw.py)."""
+    from realcode.openbk_fw import firmware
+
+    return firmware(fixtures_dir / "firmware" / f"OpenBeken-v1.18.219_{request.param.lower()}.ug.bin", request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,14 @@ def test_openbk_write_backup_first_then_banner(chip, kind, obk_images, fixtures_
     assert flash[0x11000 : 0x11000 + len(payload)] == payload
     assert flash[:0x11000] == stock[:0x11000]  # bootloader untouched
     rf = 0x1D0000 if chip == "BK7231N" else 0x1E0000
-    assert flash[rf:] == stock[rf:]  # calibration, config and Tuya storage untouched
+    cfg = rf + 0x1000
+    assert flash[rf:cfg] == stock[rf:cfg] and flash[cfg + 0x1000 :] == stock[cfg + 0x1000 :]  # RF, Tuya storage
+    if flash[cfg : cfg + 0x1000] != stock[cfg : cfg + 0x1000]:
+        # Not bkbench: the simulated OpenBK booted, rejected the stock bytes there and saved its defaults,
+        # as the real firmware does (core/sim/obk_loader.py).
+        from bkbench.core.analysis.obk_config import ObkConfig
+
+        assert ObkConfig.parse(flash[cfg : cfg + 0x1000], chip).get("changeCounter") == 1
     backups = list((datadir / "data" / "backups").glob("*.bin"))
     assert len(backups) == 1 and backups[0].read_bytes() == stock
     assert "banner seen" in capsys.readouterr().err or True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.analysis.obk_config import LEGACY_CRC_NOTE, ObkConfig, layout_hint
 from bkbench.core.errors import BkError
 from bkbench.core.layout import OBK_CONFIG_OFFSET
 
@@ -61,12 +61,15 @@ def load_config_file(path: Path, chip_hint: str = "BK7231N") -> ConfigFile:
     if not data:
         raise BkError("the file is empty")
     if data[:3] == b"CFG" or len(data) <= SECTOR:
+        chip = layout_hint(data) or chip_hint  # a bare sector says nothing else about its chip
         try:
-            cfg = ObkConfig.parse(data)
+            cfg = ObkConfig.parse(data, chip, allow_legacy=True)
             note = f"OpenBK config read from {path.name}; saved as a new file"
+            if cfg.legacy_crc:
+                note = LEGACY_CRC_NOTE.replace("re-save it with `bkbench config set`", "saving here fixes it")
         except BkError as exc:
-            cfg, note = ObkConfig.new(), f"{exc} Starting from OpenBK's defaults."
-        return ConfigFile(path, data, cfg, chip_hint, None, note)
+            cfg, note = ObkConfig.new(None, chip), f"{exc} Starting from OpenBK's defaults."
+        return ConfigFile(path, data, cfg, chip, None, note)
     from bkbench.core.images.recognize import recognize
 
     info = recognize(data, path.name)
@@ -87,8 +90,20 @@ def load_config_file(path: Path, chip_hint: str = "BK7231N") -> ConfigFile:
     except Exception:
         mapping = None
     try:
-        cfg = ObkConfig.parse(flash[offset:offset + SECTOR])
+        cfg = ObkConfig.parse(flash[offset:offset + SECTOR], chip, allow_legacy=True)
         note = f"OpenBK config of the dump {path.name} (0x{offset:06X}); saved as a copy of the dump"
+        if cfg.legacy_crc:
+            note = LEGACY_CRC_NOTE.replace("re-save it with `bkbench config set`", "saving here fixes it")
     except BkError as exc:
-        cfg, note = ObkConfig.new(), f"{exc} Starting from OpenBK's defaults; saved as a copy of the dump."
+        mac = None
+        try:
+            from bkbench.core.analysis.dump import parse_tlv_mac
+            from bkbench.core.layout import RF_OFFSET
+
+            found = parse_tlv_mac(flash[RF_OFFSET[chip]:RF_OFFSET[chip] + SECTOR]) if chip in RF_OFFSET else None
+            mac = bytes.fromhex(found.replace(":", "")) if found else None
+        except Exception:  # noqa: BLE001 - no MAC: OpenBK's names then use zeros
+            mac = None
+        cfg = ObkConfig.new(mac, chip)
+        note = f"{exc} Starting from OpenBK's defaults; saved as a copy of the dump."
     return ConfigFile(path, flash, cfg, chip, offset, note, mapping)

@@ -362,10 +362,12 @@ class WorkflowsMixin:
             sector = session.read(offset, 0x1000, cancel)
             note = f"read from the chip at 0x{offset:06X}"
             try:
-                cfg = ObkConfig.parse(sector)
+                cfg = ObkConfig.parse(sector, chip, allow_legacy=True)
+                if cfg.legacy_crc:
+                    note = "Old bkbench checksum (OpenBK rejects it at boot): saving fixes it."
             except BkError as exc:
                 mac = getattr(self.chip_info, "mac", None)
-                cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None)
+                cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None, chip)
                 note = f"{exc} Starting from OpenBK's defaults."
             mapping = self._tuya_mapping()
             self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset, entry_plan)

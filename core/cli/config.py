@@ -11,7 +11,15 @@ from ..analysis.device_apply import EntryPlan, apply_plan, plan_entry
 from ..analysis.device_list import load_default
 from ..analysis.devices import facts_from_report
 from ..analysis.dump import analyze_dump
-from ..analysis.obk_config import ObkConfig, parse_assignment
+from ..analysis.obk_config import (
+    ALIASES,
+    LEGACY_CRC_NOTE,
+    SECRET_FIELDS,
+    ObkConfig,
+    layout_hint,
+    parse_assignment,
+    pin_layout,
+)
 from ..backups import BackupLibrary, atomic_write
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
@@ -93,23 +101,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_config(
     data: bytes, chip: str | None = None, new_if_missing: bool = False
 ) -> tuple[ObkConfig, int | None, str | None]:
-    """(config, its offset in `data` or None for a bare sector, chip)."""
+    """(config, its offset in `data` or None for a bare sector, chip). A dump read with wrap-around (rotated)
+    is handled in place: the offset is where the config sector sits in the file. A config with the
+    unsigned checksum of older bkbench versions is returned with `legacy_crc` set, to be shown with a
+    warning or re-saved."""
     if len(data) <= SECTOR * 2:
-        return ObkConfig.parse(data), None, chip
-    if chip is None:
-        chip = _detect_chip(data)
+        return ObkConfig.parse(data, chip, allow_legacy=True), None, chip
+    found, rotation = _dump_geometry(data, chip is not None)
+    chip = chip or found
     if chip not in OBK_CONFIG_OFFSET:
         raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
                       "--chip BK7231T.")
-    off = OBK_CONFIG_OFFSET[chip]
+    off = _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(data))
     sector = data[off : off + SECTOR]
     if new_if_missing and sector[:3] != b"CFG":
         from ..analysis.dump import parse_tlv_mac
         from ..layout import RF_OFFSET
 
-        mac = parse_tlv_mac(data[RF_OFFSET[chip] : RF_OFFSET[chip] + SECTOR])
-        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None), off, chip
-    return ObkConfig.parse(sector), off, chip
+        rf = _in_file(RF_OFFSET[chip], rotation, len(data))
+        mac = parse_tlv_mac(data[rf : rf + SECTOR])
+        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None, chip), off, chip
+    return ObkConfig.parse(sector, chip, allow_legacy=True), off, chip
+
+
+def _in_file(flash_addr: int, rotation: int, size: int) -> int:
+    """Where flash address `flash_addr` sits in a dump that was read starting at `rotation`."""
+    return (flash_addr - rotation) % size
 
 
 def _config_offset(chip: str) -> int:
@@ -118,19 +135,65 @@ def _config_offset(chip: str) -> int:
     return OBK_CONFIG_OFFSET[chip]
 
 
-def _detect_chip(data: bytes) -> str | None:
+def _dump_geometry(data: bytes, chip_given: bool = False) -> tuple[str | None, int]:
+    """(chip, rotation) of a full flash dump; BkError when `data` is not one. With --chip, a file of a
+    flash's size is taken as an unrotated dump even when nothing in it is recognised."""
     from ..analysis.dump import identify_bootloader
+    from ..errors import ImageError
+    from ..images.recognize import recognize
 
-    found = identify_bootloader(data)
-    return found[0] if found else None
+    known = identify_bootloader(data)
+    if known is not None:
+        return known[0], 0  # a known bootloader at 0: an unrotated dump of that chip
+    try:
+        info = recognize(data)
+    except ImageError:
+        info = None
+    if info is not None and info.format == "dump":
+        return info.chip, info.rotation
+    if chip_given and len(data) >= 0x100000 and not len(data) & (len(data) - 1):
+        return None, 0
+    raise BkError(f"This file ({len(data)} bytes) is neither a 4 KiB config sector nor a flash dump bkbench "
+                  "recognises; for a full dump it does not recognise, add --chip BK7231N (or BK7231T, ...).")
+
+
+def _detect_chip(data: bytes) -> str | None:
+    return _dump_geometry(data)[0]
 
 
 def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
     """Write one config sector to the chip; nothing else is touched."""
     if len(sector_bytes) != SECTOR or sector_bytes[:3] != b"CFG":
         raise BkError("Refusing to write: not a 4 KiB OpenBK config sector.")
-    ObkConfig.parse(sector_bytes)  # checksum must be right
+    check_sector_for(sector_bytes, chip)
     session.write(sector_bytes, start=OBK_CONFIG_OFFSET[chip], confirm_sector=True)
+
+
+def check_sector_for(sector: bytes, chip: str) -> ObkConfig:
+    """The sector as OpenBK on `chip` would judge it: BkError (one line) unless it would be accepted (the old
+    unsigned checksum included) and its pin layout is the chip's."""
+    hint = layout_hint(sector)
+    if hint and pin_layout(hint) is not pin_layout(chip):
+        raise BkError(f"This config was made for {hint} ({pin_layout(hint).name} layout) and the chip is {chip}: "
+                      "its pins would land on the wrong fields. Make it with `bkbench config set --chip "
+                      f"{chip}`.")
+    return ObkConfig.parse(sector, chip)
+
+
+def secret_free(assignment: str) -> str:
+    """`key=value` as it may be echoed: the value of a password field replaced."""
+    key, sep, _value = assignment.partition("=")
+    name = ALIASES.get(key.strip(), key.strip())
+    return f"{key}=<secret>" if sep and name in SECRET_FIELDS else assignment
+
+
+def _warnings(cfg: ObkConfig) -> list[str]:
+    out = [LEGACY_CRC_NOTE] if cfg.legacy_crc else []
+    ignored = cfg.ignored_pins()
+    if ignored:
+        out.append(f"Pins {', '.join(f'P{g}' for g in ignored)} are stored but OpenBK never applies them on "
+                   f"{cfg.chip_text()} (P0..P{cfg.layout.gpio_max - 1}).")
+    return out
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -138,7 +201,7 @@ def run_show(args: argparse.Namespace) -> int:
         with session_for(args) as s:
             info = s.connect()
             sector = s.read(_config_offset(info.chip), SECTOR)
-        cfg, _, _ = load_config(sector)
+        cfg, _, _ = load_config(sector, info.chip)
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
     else:
@@ -152,10 +215,13 @@ def run_show(args: argparse.Namespace) -> int:
             raise
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
+        j["warnings"] = _warnings(cfg)
         print(json.dumps(j, indent=2))
     else:
+        for line in _warnings(cfg):
+            print(f"warning: {line}")
         for k, v in j.items():
-            if k != "pins":
+            if k not in ("pins", "ignored_pins", "checksum"):
                 if isinstance(v, list):
                     v = ", ".join(str(x) for x in v) or "none"
                 print(f"{k:<34} {'-' if v in ('', None) else v}")
@@ -185,13 +251,15 @@ def run_set(args: argparse.Namespace) -> int:
     data = read_input_file(args.file, "config sector or flash dump")
     cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
     created = off is not None and data[off : off + 3] != b"CFG"
+    legacy = cfg.legacy_crc
     plan = _device_plan(device, data if off is not None else None, chip) if device else None
     if plan is not None:
         apply_plan(cfg, plan)
     if args.from_tuya:
         a = analyze_dump(data)
         if a.mapping is None:
-            raise BkError("No Tuya configuration found in this file.")
+            why = next((w for w in (a.vault.problems if a.vault else []) if "levels deep" in w), "")
+            raise BkError("No Tuya configuration found in this file" + (f" ({why})." if why else "."))
         cfg.apply_mapping(a.mapping)
     for assignment in args.assignments:
         parse_assignment(cfg, assignment)
@@ -203,12 +271,17 @@ def run_set(args: argparse.Namespace) -> int:
     BackupLibrary().refuse_output(out_path)  # a library image is never rewritten in place
     atomic_write(out_path, out, mode=0o600, overwrite=True)
     where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
+    if off is not None and chip and off != OBK_CONFIG_OFFSET[chip]:
+        where = (f" (config sector at flash 0x{OBK_CONFIG_OFFSET[chip]:06X}, offset 0x{off:06X} of this rotated "
+                 f"dump, {chip})")
     note = " The dump had no OpenBK config: a new one was created with OpenBK's defaults and the chip's MAC." \
         if created else ""
+    if legacy:
+        note += " It had the old bkbench checksum OpenBK rejects; it now has OpenBK's own."
     if getattr(args, "json", False):
         print(json.dumps({"ok": True, "path": str(out_path), "offset": off, "chip": chip, "created": created,
-                          "set": list(args.assignments), "from_tuya": bool(args.from_tuya),
-                          "device": plan.to_json() if plan else None}, indent=2))
+                          "set": [secret_free(a) for a in args.assignments], "from_tuya": bool(args.from_tuya),
+                          "fixed_checksum": legacy, "device": plan.to_json() if plan else None}, indent=2))
     else:
         if plan is not None:
             print("\n".join(plan.summary()))
@@ -233,16 +306,16 @@ def run_write(args: argparse.Namespace) -> int:
     if len(blob) not in (SECTOR, 0x200000):
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
     # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
-    chip = None if len(blob) == SECTOR else _detect_chip(blob)
+    chip, rotation = (None, 0) if len(blob) == SECTOR else _dump_geometry(blob, chip_given=True)
     if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
-        off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
+        off = 0 if chip is None else _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(blob))
         try:
-            ObkConfig.parse(blob[off : off + SECTOR])
+            ObkConfig.parse(blob[off : off + SECTOR], chip)
         except BkError as exc:
             raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
     with session_for(args) as s:
         info = s.connect()
-        off = _config_offset(info.chip)
+        off = _in_file(_config_offset(info.chip), rotation, len(blob))
         sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
         s.backup_first = not args.no_backup
         s.backup_library = BackupLibrary(args.library)

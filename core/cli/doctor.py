@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import BkError
 from ..link.baud import adapter_key, forget, remembered
 from ..link.doctor import diagnose
-from .common import HelpFormatter, emit, positive_seconds
+from .common import HelpFormatter, emit, positive_seconds, read_input_file
 from .render import make_renderer
 
 EXIT_PROBLEM = 2
@@ -41,11 +40,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise BkError("--seconds must be positive")
     dump = None
-    if args.dump:
-        path = Path(args.dump)
-        if not path.is_file():
-            raise BkError(f"{path}: no such file")
-        dump = path
+    if args.dump:  # read like every other input: size-capped, never a FIFO or device, before linking
+        dump = read_input_file(args.dump, "flash dump")
     key = adapter_key(args.port)
     if args.forget_baud:
         forget(key)

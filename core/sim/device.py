@@ -330,7 +330,13 @@ class SimDevice:
             return ""
         data = bytes(self.flash.data)
         loaded = zlib.crc32(data[0x11000:0x12A000]) == self._stock_app_crc
-        return bootlog.device_log(data, self.chip, self.boot_string(), self.flash.jedec, from_end=loaded)
+        return bootlog.device_log(data, self.chip, self.boot_string(), self.flash.jedec, from_end=loaded,
+                                  store=self._app_flash_write)
+
+    def _app_flash_write(self, addr: int, data: bytes) -> None:
+        """The application rewrites a sector of its own flash (OpenBK saving its config); like the real
+        firmware it lifts the protection for that itself."""
+        self.flash.data[addr : addr + len(data)] = data
 
     def boot_string(self) -> str:
         """What the bootloader prints first (`V:...`): BK7231N_<ver> from the ROM, BK7231S_<ver> on T."""

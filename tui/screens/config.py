@@ -1,7 +1,9 @@
 """OpenBK config editor: Wi-Fi, second Wi-Fi, MQTT, device names, startup command and pins.
 
 Edits a copy of an ObkConfig (core.analysis.obk_config); Save dismisses with the edited config and the
-app asks for confirmation before writing only the config sector. Password fields are masked.
+app asks for confirmation before writing only the config sector. Password fields are masked. Pins are one
+line (`P6=Rel;1 P10=Btn;1`): OpenBK's role names complete as they are typed, and a pin the chip never
+applies is refused with one line before anything is saved.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.analysis.tuya_pins import ROLE_NAMES
 from bkbench.core.errors import BkError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Static
 
 # (label, ObkConfig field, password?)
@@ -39,10 +43,28 @@ def input_id(field: str) -> str:
 
 
 def pins_text(cfg: ObkConfig) -> str:
-    pins = cfg.pins()
-    if not pins:
-        return "Pins: none set"
-    return "Pins: " + "  ".join(f"P{g}={p.role};{p.channel}" for g, p in sorted(pins.items()))
+    return cfg.pins_text() if cfg.pins() else ""
+
+
+def pins_hint(cfg: ObkConfig) -> str:
+    return (f"P0..P{cfg.layout.gpio_max - 1} as P6=Rel;1 (role;channel[;channel2]); roles complete as you "
+            f"type (-> accepts): Rel, Btn, LED, PWM, WifiLED_n... {len(ROLE_NAMES) - 1} in all")
+
+
+class RoleSuggester(Suggester):
+    """Completes the role of the pin being typed (`P6=wi` -> `P6=wifiLED`), case-blind like OpenBK."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        last = value.replace(",", " ").split(" ")[-1]
+        _pin, sep, role = last.partition("=")
+        if not sep or not role or ";" in role:
+            return None
+        low = role.lower()
+        name = next((n for n in ROLE_NAMES[1:] if n.lower().startswith(low)), None)
+        return None if name is None or len(name) == len(role) else value + name[len(role):]
 
 
 class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
@@ -60,7 +82,7 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     ConfigScreen .cfg-row { height: 1; margin-bottom: 0; }
     ConfigScreen .cfg-row Label { width: 18; }
     ConfigScreen .cfg-row Input { width: 1fr; }
-    ConfigScreen #cfg-pins { height: auto; margin-top: 1; }
+    ConfigScreen #cfg-pins-hint { height: auto; color: $text-muted; }
     ConfigScreen #cfg-entry { height: auto; color: $warning; }
     ConfigScreen #cfg-error { color: $error; height: auto; }
     ConfigScreen #cfg-buttons { height: 1; margin-top: 1; }
@@ -80,12 +102,12 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
         self.entry_plan = entry_plan  # a community entry (core.analysis.device_apply.EntryPlan) applied on open
         if save_label:
             self.save_label = save_label
-        self.config = ObkConfig(bytes(config.raw))  # edit a copy: Cancel leaves the original alone
+        self.config = config.copy()  # edit a copy: Cancel leaves the original alone
         self.mapping = mapping
         self.source = source
         self.chip = chip
         self.sector_offset = offset
-        self._original = bytes(self.config.raw)
+        self._original = bytes(self.config.sector_raw)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cfg-dialog"):
@@ -98,7 +120,11 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         yield Label(label)
                         yield Input(str(self.config.get(field)), password=secret, compact=True,
                                     id=input_id(field))
-                yield Static(pins_text(self.config), id="cfg-pins", markup=False)
+                with Horizontal(classes="cfg-row"):
+                    yield Label("Pins")
+                    yield Input(pins_text(self.config), compact=True, id="cfg-pins", suggester=RoleSuggester(),
+                                placeholder="none set")
+                yield Static(pins_hint(self.config), id="cfg-pins-hint", markup=False)
                 entry = Static("", id="cfg-entry", markup=False)
                 entry.display = False  # shown when a community entry is applied
                 yield entry
@@ -127,7 +153,7 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
         except BkError as exc:
             self.query_one("#cfg-error", Static).update(f"Entry not applied: {exc}")
             return
-        self.query_one("#cfg-pins", Static).update(pins_text(self.config))
+        self.query_one("#cfg-pins", Input).value = pins_text(self.config)
         self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
         entry = self.query_one("#cfg-entry", Static)
         entry.update("\n".join(plan.summary()))
@@ -151,30 +177,35 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         severity="warning")
             return
         self.config.apply_mapping(self.mapping)
-        self.query_one("#cfg-pins", Static).update(pins_text(self.config))
+        self.query_one("#cfg-pins", Input).value = pins_text(self.config)
         self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
         warnings = list(getattr(self.mapping, "warnings", []) or [])
         self.notify("Pins set from the Tuya config." + (" " + " ".join(warnings) if warnings else ""),
                     severity="warning" if warnings else "information", timeout=8)
 
+    def _apply(self, cfg: ObkConfig) -> None:
+        for _label, field, _secret in FIELDS:
+            cfg.set(field, self.value(field))
+        cfg.set_pins_text(self.query_one("#cfg-pins", Input).value)
+
     def action_save(self) -> None:
+        trial = self.config.copy()
         try:
-            for _label, field, _secret in FIELDS:
-                self.config.set(field, self.value(field))
+            self._apply(trial)
         except BkError as exc:
             self.query_one("#cfg-error", Static).update(f"Not saved: {exc}")
             return
+        self.config = trial
         self.dismiss(self.config)
 
     def edited(self) -> bool:
         """Any field or pin differs from what the editor opened with."""
-        probe = ObkConfig(bytes(self.config.raw))
+        probe = self.config.copy()
         try:
-            for _label, field, _secret in FIELDS:
-                probe.set(field, self.value(field))
+            self._apply(probe)
         except BkError:
             return True  # an invalid value was typed: that is an edit too
-        return bytes(probe.raw) != self._original
+        return bytes(probe.sector_raw) != self._original
 
     def action_cancel(self) -> None:
         if not self.edited():
