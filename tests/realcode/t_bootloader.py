@@ -575,6 +575,8 @@ class RealTDevice:
 
     def host_read(self, limit: int | None = None) -> bytes:
         with self._cond:
+            if not self._out and self._busy:
+                self._cond.wait(0.002)  # the reply is being computed: hand it over the moment it exists
             out = bytearray()
             while self._out and (limit is None or len(out) < limit):
                 baud, data = self._out.pop(0)
