@@ -183,6 +183,9 @@ class Bootloader:
     version: str
     flash_size: int | None = None  # when the table fixes it (no MID on BASIC dialects)
     synthetic: bool = False  # made up for the simulator: no real chip has been seen with it
+    # What its BootVersion (0x11) answers, where the code was run (REALCODE.md B.1): it can differ from the
+    # name the CRC tables give it (0x4B31E44D is "bk7231s 1.0.3" in every table, but says BK7231S_1.0.4).
+    reports: str | None = None
 
 
 BOOTLOADERS: dict[int, Bootloader] = {
@@ -190,8 +193,10 @@ BOOTLOADERS: dict[int, Bootloader] = {
     for b in (
         Bootloader(0xE14191BA, "bl_bk7231n 1.0.1", "BK7231N", Dialect.FULL, "1.0.1"),
         Bootloader(0xC1ECA871, "bk7231s 1.0.1", "BK7231T", Dialect.BASIC_TUYA, "1.0.1", 0x200000),
-        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000),
-        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000),
+        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000,
+                   reports="BK7231S_1.0.4"),
+        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000,
+                   reports="BK7231S_1.0.5"),
         Bootloader(0xE5CBC953, "bk7231s 1.0.6", "BK7231T", Dialect.BASIC_TUYA, "1.0.6", 0x200000),
         Bootloader(0x2739019F, "bk7231u 1.0.6", "BK7231U", Dialect.BASIC_BEKEN, "1.0.6", 0x200000),
         Bootloader(0xF0231EF6, "bk7231q", "BK7231Q", Dialect.BASIC_BEKEN, ""),

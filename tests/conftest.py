@@ -25,6 +25,17 @@ NEEDS_FIXTURES = {
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }
 _skipped: list[str] = []
+# Tests under tests/realcode/ run real code (the Tuya bootloader, OpenBK's) under Unicorn, an optional test
+# dependency: skipped with one summary line where it is missing, an error under CI.
+_no_unicorn: list[str] = []
+
+
+def _unicorn_present() -> bool:
+    try:
+        import unicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fixtures_present() -> bool:
@@ -33,6 +44,9 @@ def _fixtures_present() -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fixtures: needs the real fixtures in ../shared/fixtures")
+    config.addinivalue_line("markers", "unicorn: runs real code under the Unicorn emulator (tests/realcode/)")
+    if not _unicorn_present() and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise pytest.UsageError("CI runs the real bootloader under Unicorn: install the test extra (unicorn)")
     if not _fixtures_present() and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         raise pytest.UsageError(
             f"CI needs the real fixtures, but {SHARED / 'fixtures'} does not exist: put the shared directory "
@@ -42,7 +56,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     present = _fixtures_present()
     skip = pytest.mark.skip(reason=f"needs the real fixtures ({SHARED / 'fixtures'} not found)")
+    emulator = _unicorn_present()
+    no_emulator = pytest.mark.skip(reason="needs unicorn (pip install unicorn, or the test extra)")
     for item in items:
+        if "/realcode/" in str(getattr(item, "path", "")).replace("\\", "/"):
+            item.add_marker("unicorn")
+            if not emulator:
+                item.add_marker(no_emulator)
+                _no_unicorn.append(item.nodeid)
+                continue
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
         test_id = item.nodeid.rsplit("/", 1)[-1]
         listed = module in NEEDS_FIXTURES or any("::" in n and test_id.startswith(n) for n in NEEDS_FIXTURES)
@@ -54,6 +76,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _no_unicorn:
+        terminalreporter.write_line(
+            f"{len(_no_unicorn)} tests skipped: they run the real T bootloader / OpenBK code under Unicorn, which is "
+            "not installed (pip install unicorn, or the test extra; CI requires it).", yellow=True, bold=True)
     if _skipped:
         terminalreporter.write_line(
             f"{len(_skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
