@@ -244,6 +244,17 @@ def families_for_id(chip_id: int) -> list[str]:
     )
 
 
+def name_as_reported(bl: Bootloader, boot_version: str | None) -> str:
+    """The bootloader's name by what its code says (BootVersion, e.g. BK7231S_1.0.4) when that differs from
+    the CRC table's version: the code wins (REALCODE.md B.1; Globe's 0x4B31E44D is "1.0.3" in every table)."""
+    if not boot_version or "_" not in boot_version or not bl.version:
+        return bl.name
+    said = boot_version.rsplit("_", 1)[1].strip()
+    if not said or said == bl.version or not bl.name.endswith(bl.version):
+        return bl.name
+    return bl.name[: -len(bl.version)] + said
+
+
 def bootloader_by_crc(crc: int) -> Bootloader | None:
     return BOOTLOADERS.get(crc)
 
