@@ -55,9 +55,9 @@ def baud(rate: int, delay: int = 20) -> bytes:
 
 
 IDLE = "idle"
-# Instructions a step may take before we call it unanswered: ~0.3 s of a 120 MHz chip, 10x the longest real
+# Instructions a step may take before we call it unanswered: ~0.1 s of a 120 MHz chip, 60x the longest real
 # reply here (a CRC over 8 KiB); the end-before-start CheckCRC would run for hours.
-STEP_LIMIT = 30_000_000
+STEP_LIMIT = 10_000_000
 
 
 def _protection(sector: int) -> list:

@@ -57,6 +57,7 @@ FLASH_OP, FLASH_WDATA, FLASH_RDATA, FLASH_RDID, FLASH_SR, FLASH_CONF = (
 IRQ_UART1, IRQ_TIMER = 1 << 0, 1 << 8
 UART_CLOCK = 26_000_000
 RX_FIFO_DEPTH = 128
+CLOCK = 100_000_000  # instructions per second of virtual time (a 120 MHz ARM968, roughly one per cycle)
 QUIET_PASSES = 8  # main-loop passes without a byte that count as "waiting for the host"
 
 # flash controller operations (OPERATE_SW bits 28:24)
@@ -139,7 +140,7 @@ class Stats:
 class TBootloader:
     """The CPU, its peripherals and the flash; driven by `run`. Not thread-safe: one driver at a time."""
 
-    def __init__(self, dump: bytes, flash: NorFlash, slice_len: int = 4000, tick: int = 20_000,
+    def __init__(self, dump: bytes, flash: NorFlash, slice_len: int = 4000, tick: int = 2 * CLOCK // 1000,
                  exact: bool = False) -> None:
         if uc_mod is None:
             raise RuntimeError("unicorn is not installed")
@@ -157,7 +158,8 @@ class TBootloader:
         self.tick = tick  # instructions per timer-3 count period (the 2 ms tick, in virtual time)
         self.stats = Stats()
         self.tx = bytearray()  # UART1 -> host
-        self.tx_chunks: list[tuple[int, bytearray]] = []  # the same bytes, tagged with UART1's baud
+        # the same bytes, tagged with UART1's baud and the virtual time (instructions) they started at
+        self.tx_chunks: list[tuple[int, bytearray, int]] = []
         self.log = bytearray()  # UART2 text (banner)
         self.rx = bytearray()  # host -> UART1, not yet in the FIFO
         self.fifo = bytearray()  # UART1 RX FIFO
@@ -334,7 +336,7 @@ class TBootloader:
         self.tx += data
         baud = self.baud()
         if not self.tx_chunks or self.tx_chunks[-1][0] != baud:
-            self.tx_chunks.append((baud, bytearray()))
+            self.tx_chunks.append((baud, bytearray(), self.now))
         self.tx_chunks[-1][1].extend(data)
 
     def _return(self, u) -> None:
@@ -438,8 +440,8 @@ class TBootloader:
         self.run_until_quiet(limit)
         return bytes(self.tx)
 
-    def take_tx(self) -> list[tuple[int, bytes]]:
-        out = [(b, bytes(d)) for b, d in self.tx_chunks]
+    def take_tx(self) -> list[tuple[int, bytes, int]]:
+        out = [(b, bytes(d), v) for b, d, v in self.tx_chunks]
         self.tx_chunks.clear()
         self.tx.clear()
         return out
@@ -505,7 +507,8 @@ class RealTDevice:
         self.lines = {"dtr": False, "rts": False}
         self._cond = threading.Condition()
         self._in = bytearray()  # host -> chip, not yet handed to the CPU thread
-        self._out: list[tuple[int, bytes]] = []  # chip -> host: (baud, bytes)
+        self._out: list[tuple[int, bytes, float]] = []  # chip -> host: (baud, bytes, not before)
+        self._w0, self._v0 = time.monotonic(), self.boot.now
         self._busy = True
         self._stop = False
         self.boot.run_until_quiet()  # out of reset, into the receive loop: waiting in the boot window
@@ -525,13 +528,16 @@ class RealTDevice:
             if boot.in_app:
                 data = b""  # no application in this harness: the bytes go nowhere
             if data:
+                # bytes leave the chip no earlier than its virtual clock says, counted from when these
+                # arrived: a SetBaudRate echo waits its (delay + 1) ticks, so a host switches its rate first
+                self._w0, self._v0 = time.monotonic(), boot.now
                 baud = boot.baud()
                 if not same_rate(baud, self.host_baud):
                     data = garble(data, self.host_baud, baud or 115200, self.rng)
                 boot.rx += data
             began = time.perf_counter()
             ran = boot.run_until_quiet(limit=200_000, step=20_000)
-            out = boot.take_tx()
+            out = [(b, d, self._w0 + (v - self._v0) / CLOCK) for b, d, v in boot.take_tx()]
             with self._cond:
                 self._out += out
                 self._busy = not boot.quiet() or bool(boot.rx)
@@ -577,23 +583,27 @@ class RealTDevice:
         with self._cond:
             if not self._out and self._busy:
                 self._cond.wait(0.002)  # the reply is being computed: hand it over the moment it exists
+            now = time.monotonic()
             out = bytearray()
-            while self._out and (limit is None or len(out) < limit):
-                baud, data = self._out.pop(0)
+            while self._out and self._out[0][2] <= now and (limit is None or len(out) < limit):
+                baud, data, _ = self._out.pop(0)
                 if not same_rate(baud, self.host_baud):
                     data = garble(data, baud, self.host_baud, self.rng)
                 room = len(data) if limit is None else limit - len(out)
                 out += data[:room]
                 if len(data) > room:
-                    self._out.insert(0, (self.host_baud, data[room:]))
+                    self._out.insert(0, (self.host_baud, data[room:], now))
             return bytes(out)
 
     def pending(self) -> int:
         with self._cond:
-            return sum(len(d) for _, d in self._out)
+            now = time.monotonic()
+            return sum(len(d) for _, d, t in self._out if t <= now)
 
     def next_event_time(self) -> float | None:
         with self._cond:
+            if self._out:
+                return self._out[0][2]
             return time.monotonic() + 0.0005 if self._busy else None
 
     def tx_drain_time(self) -> float:
