@@ -615,3 +615,63 @@ class RealTDevice:
     @property
     def commands(self) -> list[int]:
         return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the real bootloader of a T dump on a pty, like `bkbench simulate` (prints the path first):
+
+        python -m tests.realcode.t_bootloader DUMP [--flash-id C84015] [--sr 1c] [--pace INSTR_PER_S]
+        python -m tests.realcode.t_bootloader DUMP --bench     # instructions/s and a full backup's wall time
+    """
+    import argparse
+    import signal
+
+    from bkbench.core.sim.pty_bridge import PtyBridge
+
+    p = argparse.ArgumentParser(prog="t_bootloader", description=main.__doc__)
+    p.add_argument("dump")
+    p.add_argument("--flash-id", default="C84015")
+    p.add_argument("--sr", default="1c", help="status register at power-on, hex")
+    p.add_argument("--pace", type=float, default=None,
+                   help="run the idle loop at this many instructions per second (the idle reset then fires)")
+    p.add_argument("--bench", action="store_true")
+    args = p.parse_args(argv)
+    dump = open(args.dump, "rb").read()
+    jedec = tuple(bytes.fromhex(args.flash_id))
+    dev = RealTDevice(dump, jedec=jedec, sr=int(args.sr, 16), pace=args.pace)  # type: ignore[arg-type]
+    if args.bench:
+        return _bench(dev, dump)
+    bridge = PtyBridge(dev).start()
+    print(bridge.path, flush=True)
+    print(f"real {dev.boot.version} bootloader of {args.dump} under Unicorn; Ctrl-C quits", flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bridge.stop()
+        dev.close()
+    return 0
+
+
+def _bench(dev: RealTDevice, dump: bytes) -> int:
+    from bkbench.core.session import Session
+    from bkbench.core.sim.registry import register
+
+    register("t-bench", dev)
+    with Session("sim://@t-bench", baud=921600) as s:
+        s.connect()
+        i0, w0, t0 = dev.boot.stats.instructions, dev.boot.stats.wall, time.perf_counter()
+        data = s.read()
+        wall = time.perf_counter() - t0
+    dev.close()
+    n, cpu = dev.boot.stats.instructions - i0, dev.boot.stats.wall - w0
+    print(f"full 2 MiB backup: {wall:.2f} s wall, byte-exact: {data == dump}; {n / 1e6:.1f} M instructions in "
+          f"{cpu:.2f} s of emulation = {n / cpu / 1e6:.1f} M instructions/s")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
