@@ -57,7 +57,10 @@ FLASH_OP, FLASH_WDATA, FLASH_RDATA, FLASH_RDID, FLASH_SR, FLASH_CONF = (
 IRQ_UART1, IRQ_TIMER = 1 << 0, 1 << 8
 UART_CLOCK = 26_000_000
 RX_FIFO_DEPTH = 128
-CLOCK = 100_000_000  # instructions per second of virtual time (a 120 MHz ARM968, roughly one per cycle)
+# Virtual time: the timer's 2 ms tick is 20,000 instructions (a 10 MHz clock; the chip runs ~10x faster, but
+# the bootloader only waits on the timer for SetBaudRate and Reboot, and fewer instructions per tick keep
+# those waits cheap to emulate). Only the SetBaudRate echo is released to the host by this clock (below).
+CLOCK = 10_000_000
 QUIET_PASSES = 8  # main-loop passes without a byte that count as "waiting for the host"
 
 # flash controller operations (OPERATE_SW bits 28:24)
@@ -508,7 +511,7 @@ class RealTDevice:
         self._cond = threading.Condition()
         self._in = bytearray()  # host -> chip, not yet handed to the CPU thread
         self._out: list[tuple[int, bytes, float]] = []  # chip -> host: (baud, bytes, not before)
-        self._w0, self._v0 = time.monotonic(), self.boot.now
+        self._w0, self._v0, self._b0 = time.monotonic(), self.boot.now, self.boot.baud()
         self._busy = True
         self._stop = False
         self.boot.run_until_quiet()  # out of reset, into the receive loop: waiting in the boot window
@@ -530,14 +533,18 @@ class RealTDevice:
             if data:
                 # bytes leave the chip no earlier than its virtual clock says, counted from when these
                 # arrived: a SetBaudRate echo waits its (delay + 1) ticks, so a host switches its rate first
-                self._w0, self._v0 = time.monotonic(), boot.now
+                self._w0, self._v0, self._b0 = time.monotonic(), boot.now, boot.baud()
                 baud = boot.baud()
                 if not same_rate(baud, self.host_baud):
                     data = garble(data, self.host_baud, baud or 115200, self.rng)
                 boot.rx += data
             began = time.perf_counter()
             ran = boot.run_until_quiet(limit=200_000, step=20_000)
-            out = [(b, d, self._w0 + (v - self._v0) / CLOCK) for b, d, v in boot.take_tx()]
+            # Bytes at another rate than the chip had when these host bytes came (a SetBaudRate echo) leave no
+            # earlier than the chip's clock says: its (delay + 1) ticks, so the host has switched by then.
+            # Everything else goes at once (the emulator is slower than the chip anyway).
+            out = [(b, d, self._w0 + (v - self._v0) / CLOCK if not same_rate(b, self._b0) else 0.0)
+                   for b, d, v in boot.take_tx()]
             with self._cond:
                 self._out += out
                 self._busy = not boot.quiet() or bool(boot.rx)

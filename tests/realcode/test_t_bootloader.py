@@ -219,10 +219,11 @@ def test_bk7231tools_reads_the_whole_flash_through_a_pty(version, fixtures_dir):
         peer = bk7231tools.BK7231Serial(bridge.path, baudrate=921600, link_timeout=5)
         peer.connect()
         try:
-            data = peer.flash_read_bytes(0, 0x200000, crc_check=True)
+            size = 0x200000 if version == "1.0.5" else 0x80000  # the whole chip once; CI time
+            data = peer.flash_read_bytes(0, size, crc_check=True)
         finally:
             peer.close()
     finally:
         bridge.stop()
         dev.close()
-    assert data == dump and bytes(dev.flash.data) == dump
+    assert data == dump[:size] and bytes(dev.flash.data) == dump
