@@ -183,6 +183,9 @@ class Bootloader:
     version: str
     flash_size: int | None = None  # when the table fixes it (no MID on BASIC dialects)
     synthetic: bool = False  # made up for the simulator: no real chip has been seen with it
+    # What its BootVersion (0x11) answers, where the code was run (REALCODE.md B.1): it can differ from the
+    # name the CRC tables give it (0x4B31E44D is "bk7231s 1.0.3" in every table, but says BK7231S_1.0.4).
+    reports: str | None = None
 
 
 BOOTLOADERS: dict[int, Bootloader] = {
@@ -190,8 +193,10 @@ BOOTLOADERS: dict[int, Bootloader] = {
     for b in (
         Bootloader(0xE14191BA, "bl_bk7231n 1.0.1", "BK7231N", Dialect.FULL, "1.0.1"),
         Bootloader(0xC1ECA871, "bk7231s 1.0.1", "BK7231T", Dialect.BASIC_TUYA, "1.0.1", 0x200000),
-        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000),
-        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000),
+        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000,
+                   reports="BK7231S_1.0.4"),
+        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000,
+                   reports="BK7231S_1.0.5"),
         Bootloader(0xE5CBC953, "bk7231s 1.0.6", "BK7231T", Dialect.BASIC_TUYA, "1.0.6", 0x200000),
         Bootloader(0x2739019F, "bk7231u 1.0.6", "BK7231U", Dialect.BASIC_BEKEN, "1.0.6", 0x200000),
         Bootloader(0xF0231EF6, "bk7231q", "BK7231Q", Dialect.BASIC_BEKEN, ""),
@@ -237,6 +242,17 @@ def families_for_id(chip_id: int) -> list[str]:
     return [f.name for f in FAMILIES.values() if chip_id in f.chip_ids] or (
         ["BK7231Q"] if chip_id == 0x7231 else []
     )
+
+
+def name_as_reported(bl: Bootloader, boot_version: str | None) -> str:
+    """The bootloader's name by what its code says (BootVersion, e.g. BK7231S_1.0.4) when that differs from
+    the CRC table's version: the code wins (REALCODE.md B.1; Globe's 0x4B31E44D is "1.0.3" in every table)."""
+    if not boot_version or "_" not in boot_version or not bl.version:
+        return bl.name
+    said = boot_version.rsplit("_", 1)[1].strip()
+    if not said or said == bl.version or not bl.name.endswith(bl.version):
+        return bl.name
+    return bl.name[: -len(bl.version)] + said
 
 
 def bootloader_by_crc(crc: int) -> Bootloader | None:

@@ -29,6 +29,7 @@ from .chips import (
     families_for_id,
     identify,
     key_name,
+    name_as_reported,
 )
 from .errors import BkError, LinkLost, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
@@ -90,6 +91,7 @@ class ChipInfo:
     size_trusted: bool = True  # flash ID in the table and confirmed by the wrap-around probe
     warnings: list[str] = field(default_factory=list)
     code_key: str | None = None  # eFuse code key as read (N / M twins only)
+    bootloader_table: str | None = None  # the CRC table's name when the code reports another version
 
     def to_json(self) -> dict:
         return {
@@ -107,7 +109,7 @@ class ChipInfo:
             "baud": self.baud,
             "warnings": list(self.warnings),
             "code_key": self.code_key,
-        }
+        } | ({"bootloader_table": self.bootloader_table} if self.bootloader_table else {})
 
 
 @dataclass
@@ -522,6 +524,9 @@ class BkClient:
         else:
             info.boot_version = self.boot_version()
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
+            if bl is not None and name_as_reported(bl, info.boot_version) != bl.name:
+                # what the code says wins; the table's name stays as evidence (REALCODE.md B.1)
+                info.bootloader_table, info.bootloader = bl.name, name_as_reported(bl, info.boot_version)
         ident = identify(bl, info.chip_id, key, info.boot_version, info.flash_size)
         if ident.disagreement:
             warnings.append(ident.disagreement)

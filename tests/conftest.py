@@ -25,7 +25,8 @@ NEEDS_FIXTURES = {
     "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }
-# Tests that run real firmware under Unicorn (tests/realcode/): marked `unicorn` through these fixtures.
+# Tests that run real code under Unicorn (the Tuya T bootloader, OpenBK's config loader): everything under
+# tests/realcode/ and the tests using these fixtures are marked `unicorn`.
 UNICORN_ARGS = {"obk_fw"}
 _skipped: list[str] = []
 _skipped_unicorn: list[str] = []
@@ -67,7 +68,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not present and item.get_closest_marker("fixtures"):
             item.add_marker(skip)
             _skipped.append(item.nodeid)
-        if UNICORN_ARGS & set(getattr(item, "fixturenames", ())):
+        in_realcode = "/realcode/" in str(getattr(item, "path", "")).replace("\\", "/")
+        if in_realcode or UNICORN_ARGS & set(getattr(item, "fixturenames", ())):
             item.add_marker("unicorn")
         if item.get_closest_marker("unicorn") and not _unicorn_present() and item.nodeid not in _skipped:
             item.add_marker(pytest.mark.skip(reason="needs the unicorn module (pip install unicorn)"))

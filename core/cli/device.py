@@ -156,6 +156,8 @@ def _info_text(info) -> str:
     j = info.to_json()
     rows = [("chip", j["chip"] + (f" (chip ID {j['chip_id']})" if j.get("chip_id") else ""))]
     boot = j.get("bootloader") or "not recognised"
+    if j.get("bootloader_table"):
+        boot += f" (CRC tables: {j['bootloader_table']})"
     rows.append(("bootloader", f"{boot}, CRC {j['boot_crc']}" + (f", version {j['boot_version']}"
                                                                    if j.get("boot_version") else "")))
     flash = _size_text(j["flash_size"])
