@@ -90,6 +90,7 @@ class ChipInfo:
     size_trusted: bool = True  # flash ID in the table and confirmed by the wrap-around probe
     warnings: list[str] = field(default_factory=list)
     code_key: str | None = None  # eFuse code key as read (N / M twins only)
+    adapter: str = ""  # the USB adapter and what was done to its latency (core/link/latency.py)
 
     def to_json(self) -> dict:
         return {
@@ -105,6 +106,7 @@ class ChipInfo:
             "size_trusted": self.size_trusted,
             "mac": self.mac,
             "baud": self.baud,
+            "adapter": self.adapter,
             "warnings": list(self.warnings),
             "code_key": self.code_key,
         }
