@@ -31,8 +31,6 @@ ASYNC_LOW_LATENCY = 1 << 13  # include/uapi/linux/tty_flags.h
 TIOCGSERIAL = 0x541E  # include/uapi/asm-generic/ioctls.h
 TIOCSSERIAL = 0x541F
 FLAGS_INDEX = 4  # struct serial_struct: int type, line; unsigned port; int irq, flags, ...
-UDEV_HINT = ('a udev rule sets it for good: ACTION=="add", SUBSYSTEM=="usb-serial", DRIVER=="ftdi_sio", '
-             'ATTR{latency_timer}="1"')
 
 
 class LatencyControl(Protocol):
@@ -115,21 +113,20 @@ def _restore_all() -> None:
 
 
 def lower(family: AdapterFamily | None, control: LatencyControl | None) -> LatencyResult:
-    """Set the shortest latency the adapter allows for this session; say what was done in one line."""
+    """Set the shortest latency the adapter allows for this session; say what was done (a short phrase)."""
     if family is None:
         return LatencyResult("")
     if not family.latency_adjustable:
-        return LatencyResult(f"{family.name}: no latency timer to lower (neither the chip nor Linux {family.driver} "
-                             "has one): nothing changed")
+        return LatencyResult("no latency timer (nothing to lower)")
     if control is None:
-        return LatencyResult(f"{family.name}: latency timer left as it is (changing it needs Linux)")
+        return LatencyResult("latency timer left as it is (only Linux can lower it)")
     before = control.timer_ms()
     try:
         already = control.low_latency()
     except OSError:
         already = False
     if already or before == 1:
-        return LatencyResult(f"{family.name}: latency timer already 1 ms", 1, 1)
+        return LatencyResult("latency timer already 1 ms", 1, 1)
     default = before if before is not None else family.latency_ms
     try:
         control.set_low_latency(True)
@@ -142,16 +139,13 @@ def lower(family: AdapterFamily | None, control: LatencyControl | None) -> Laten
             control.set_timer_ms(1)
         except OSError as second:
             reason = second if isinstance(first, PermissionError) or "ignored" in str(first) else first
-            why = reason.strerror or str(reason) if isinstance(reason, OSError) else str(reason)
-            return LatencyResult(f"{family.name}: latency timer stays at {default:g} ms (could not lower it: "
-                                 f"{why}); every exchange may wait that long. {UDEV_HINT}", default, default)
+            why = (reason.strerror or str(reason)).lower()
+            return LatencyResult(f"latency stays {default:g} ms ({why}; README: Adapters)", default, default)
         old = int(default)
-        result = LatencyResult(f"{family.name}: latency timer {default:g} ms -> 1 ms for this session "
-                               "(sysfs latency_timer; put back on exit)", default, 1,
+        result = LatencyResult(f"latency {default:g} -> 1 ms until the port closes (sysfs)", default, 1,
                                lambda: control.set_timer_ms(old))
     else:
-        result = LatencyResult(f"{family.name}: latency timer {default:g} ms -> 1 ms for this session "
-                               "(ASYNC_LOW_LATENCY; put back on exit)", default, 1,
+        result = LatencyResult(f"latency {default:g} -> 1 ms until the port closes", default, 1,
                                lambda: control.set_low_latency(False))
     _pending.add(result)
     return result
@@ -166,11 +160,11 @@ class PortAdapter:
     vid_pid: str = ""
 
     def line(self) -> str:
-        """One line for `info` and the workbench."""
+        """One line for `info` and the workbench, e.g. "FT232R 0403:6001: latency 16 -> 1 ms until the port
+        closes"."""
         if self.family is None:
             return ""
-        return self.latency.said.replace(self.family.name, f"{self.family.name} ({self.vid_pid})", 1) \
-            if self.vid_pid else self.latency.said
+        return f"{self.family.name} {self.vid_pid}: {self.latency.said}".replace("  ", " ")
 
 
 def describe(port: object) -> str:
@@ -197,7 +191,7 @@ def prepare(port: object, url: str, sysfs: str | Path = "/sys") -> PortAdapter |
     family = getattr(port, "adapter_family", None)
     if family is not None:  # simulated adapter
         control = port.latency_control()  # type: ignore[attr-defined]
-        return PortAdapter(family, lower(family, control), "simulated")
+        return PortAdapter(family, lower(family, control), "(simulated)")
     if "://" in url:
         return None
     vid, pid, product = _usb_identity(url)
