@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import errno
+import json
 import os
 import uuid
 from pathlib import Path
@@ -296,3 +297,29 @@ def test_a_refused_restore_does_not_break_close(ftdi_pty):
     fake.ioctl_works = False  # the adapter was unplugged: the driver forgot the setting with it
     port.close()
     assert not port.is_open
+
+
+def test_simulate_adapter_on_a_pty_garbles_for_a_peer_what_the_adapter_cannot_make():
+    import signal
+    import subprocess
+    import sys
+
+    from bk7231tools.serial import BK7231Serial
+
+    cmd = [sys.executable, "-m", "bkbench.core.cli.main", "--json", "simulate", "--adapter", "cp2102"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["adapter"] == "cp2102" and first["path"].startswith("/dev/pts/")
+        peer = BK7231Serial(first["path"], baudrate=2000000, link_timeout=5)
+        with pytest.raises(Exception, match="No response"):
+            peer.connect()  # links at 115200, then the CP2102 cannot make 2M: the echo is garbage
+        peer.close()
+        proc.send_signal(signal.SIGUSR1)  # reset: the chip is back at 115200
+        peer = BK7231Serial(first["path"], baudrate=921600, link_timeout=5)
+        peer.connect()
+        assert len(peer.flash_read_bytes(0x11000, 0x1000, crc_check=True)) == 0x1000
+        peer.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
