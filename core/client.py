@@ -92,6 +92,7 @@ class ChipInfo:
     warnings: list[str] = field(default_factory=list)
     code_key: str | None = None  # eFuse code key as read (N / M twins only)
     bootloader_table: str | None = None  # the CRC table's name when the code reports another version
+    adapter: str = ""  # the USB adapter and what was done to its latency (core/link/latency.py)
 
     def to_json(self) -> dict:
         return {
@@ -107,6 +108,7 @@ class ChipInfo:
             "size_trusted": self.size_trusted,
             "mac": self.mac,
             "baud": self.baud,
+            "adapter": self.adapter,
             "warnings": list(self.warnings),
             "code_key": self.code_key,
         } | ({"bootloader_table": self.bootloader_table} if self.bootloader_table else {})

@@ -27,6 +27,7 @@ from .errors import (
 from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protected_ranges
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
+from .link.latency import describe as describe_adapter
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
@@ -110,6 +111,8 @@ class Session:
         if self.port is None:
             self.port = open_port(self.url, LINK_BAUD)
             self.client = BkClient(self.port, self.sink)
+            if describe_adapter(self.port):  # the adapter and what was done to its latency (core/link/latency.py)
+                self.sink(Notice("info", describe_adapter(self.port)))
 
     def close(self) -> None:
         if self.port is not None:
@@ -212,6 +215,7 @@ class Session:
             err.diagnosis = diag  # type: ignore[attr-defined]
             raise err from exc
         info.baud = self.port.baudrate
+        info.adapter = describe_adapter(self.port)
         self.info = info
         if self.baud != LINK_BAUD or self.port.baudrate != LINK_BAUD:
             self._switch_baud(cancel)

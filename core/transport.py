@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import serial
 
 from .errors import PortError
+from .link.latency import prepare
 from .rfc2217 import Rfc2217Port
 
 SIM_PACKAGE = "bkbench.core.sim"
@@ -127,7 +128,30 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
         port.rts = False
     except (OSError, serial.SerialException, ValueError):
         pass  # ptys and sockets have no control lines
+    _adapter_setup(port, url)
     return port
+
+
+def _adapter_setup(port: serial.SerialBase, url: str) -> None:
+    """Know the USB adapter (`port.bkbench_adapter`) and lower an FTDI's latency timer for the session;
+    the port's close() puts it back (core/link/latency.py)."""
+    try:
+        adapter = prepare(port, url)
+    except Exception:  # noqa: BLE001 - a speed-up must never stop a backup; nothing was changed then
+        return
+    if adapter is None:
+        return
+    port.bkbench_adapter = adapter  # type: ignore[attr-defined]
+    if adapter.latency.changed:
+        real_close = port.close
+
+        def close() -> None:
+            try:
+                adapter.latency.restore()  # first: TIOCSSERIAL needs the open fd
+            finally:
+                real_close()
+
+        port.close = close  # type: ignore[method-assign]
 
 
 TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)

@@ -168,6 +168,8 @@ def _info_text(info) -> str:
     rows.append(("flash", flash))
     rows.append(("MAC", j.get("mac") or "not found (no RF/TLV sector?)"))
     rows.append(("link", f"{j['baud']:,} baud ({j['dialect']} protocol)"))
+    if j.get("adapter"):
+        rows.append(("adapter", j["adapter"]))
     lines = [f"{k:<11} {v}" for k, v in rows]
     lines += [f"warning     {w}" for w in j.get("warnings") or []]
     return "\n".join(lines)

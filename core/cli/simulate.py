@@ -17,6 +17,7 @@ import threading
 import time
 
 from ..errors import BkError
+from ..link.adapters import FAMILIES as ADAPTERS
 from ..sim.device import SCENARIOS, WIRINGS, SimDevice
 from ..sim.pty_bridge import PtyBridge
 from ..sim.registry import CHIPS, create_device
@@ -40,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a T bootloader reboots after this long without a byte once linked (default with "
                         "--realistic: 5; the real code counts ~400,000 loop passes, unmeasured on a chip)")
     p.add_argument("--max-baud", type=int, default=None, help="the simulated adapter garbles faster rates")
+    p.add_argument("--adapter", choices=sorted(ADAPTERS), default=None,
+                   help="model a USB-serial family: its latency (FTDI: the 16 ms latency timer, which no tool can "
+                        "lower over a pty), its divisor error against the chip's, its modem lines")
     p.add_argument("--ser2net", type=int, metavar="PORT", default=None,
                    help="also serve the chip through ser2net on loopback: rfc2217://127.0.0.1:PORT and "
                         "socket://127.0.0.1:PORT+1 (needs the ser2net package)")
@@ -72,11 +76,13 @@ def _keys(dev: SimDevice, stop: threading.Event, fd: int) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    kwargs: dict = {"max_baud": args.max_baud} if args.max_baud else {}
+    kwargs: dict[str, object] = {"max_baud": args.max_baud} if args.max_baud else {}
     if args.idle is not None:
         if not 0 < args.idle <= 3600:
             raise BkError(f"--idle {args.idle}: give seconds, more than 0 and at most 3600")
         kwargs["idle_timeout"] = args.idle
+    if args.adapter:
+        kwargs["adapter"] = args.adapter
     try:
         dev = create_device(args.chip, args.dump, scenario=args.scenario, wiring=args.wiring,
                             timing=args.timing, seed=args.seed, efuse=args.efuse, flash_id=args.flash_id,
@@ -97,10 +103,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise BkError(f"ser2net: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     if getattr(args, "json", False):  # still one line, so tools reading the first line keep working
         print(json.dumps({"path": bridge.path, "chip": dev.chip, "scenario": args.scenario,
-                          "realistic": bool(args.realistic)}), flush=True)
+                          "realistic": bool(args.realistic), "adapter": args.adapter}), flush=True)
     else:
         print(bridge.path, flush=True)
     mode = "realistic: running its firmware" if args.realistic else f"scenario {dev.scenario}"
+    if dev.adapter is not None:
+        fam = dev.adapter.family
+        mode += f", behind a simulated {fam.name} ({fam.latency_ms:g} ms latency)"
     # the version its code reports (Globe's "1.0.3" of the CRC tables says 1.0.4)
     boot = (dev.boot_reports or "").rpartition("_")[2] or dev.boot_version or "unknown"
     print(f"simulating {dev.variant} ({dev.dialect.value}, bootloader {boot}), {mode}; "

@@ -28,6 +28,7 @@ from ..protocol import (
     encode_response,
 )
 from . import bootlog
+from .adapter import SimAdapter
 from .efuse import EFUSE_CTRL, EFUSE_OPTR, Efuse, default_efuse
 from .faults import FaultInjector, FaultPlan
 from .flash import NorFlash
@@ -109,6 +110,7 @@ class SimDevice:
         clock: Callable[[], float] = time.monotonic,
         efuse: bytes | None = None,
         variant: str | None = None,
+        adapter: SimAdapter | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -125,6 +127,7 @@ class SimDevice:
         self.clock = clock
         self.rng = random.Random(seed)
         self.max_baud = max_baud  # the adapter garbles every rate above this
+        self.adapter = adapter  # a modelled USB-serial family (core/sim/adapter.py): latency, divisor error
         self.dialect, self.boot_version = detect_dialect(flash, chip)
         bl = bootloader_at(flash)
         self.boot_reports = bl.reports if bl is not None else None
@@ -203,7 +206,7 @@ class SimDevice:
             arrive = start + self.timing.wire(len(data), self.host_baud)
             self._rx_free = arrive
             self._advance(arrive)
-            if self._effective_host_baud() != self.chip_baud:
+            if self._effective_host_baud() != self.chip_baud or self._adapter_garbles(self.host_baud):
                 data = garble(data, self.host_baud, self.chip_baud, self.rng)
             if self.scenario == "loaded-rx":
                 # A button / meter on RX1 loads the line: bits flip at random.
@@ -233,7 +236,7 @@ class SimDevice:
             for ch in self.out:
                 if ch.t <= now and (limit is None or len(out) < limit):
                     data = ch.data
-                    if ch.baud != self._effective_host_baud():
+                    if ch.baud != self._effective_host_baud() or self._adapter_garbles(ch.baud):
                         data = garble(data, ch.baud, self.host_baud, self.rng)
                     out += data
                 else:
@@ -249,6 +252,15 @@ class SimDevice:
                 out = out[: max(0, fp.disconnect_after - self._host_bytes)]
             self._host_bytes += len(out)
             return bytes(out)
+
+    def _adapter_garbles(self, baud: int) -> bool:
+        return self.adapter is not None and self.adapter.garbles(baud)
+
+    def _to_host(self, end: float, nbytes: int, baud: int) -> float:
+        """When bytes the chip finished sending at `end` reach the host (USB / adapter latency)."""
+        if self.adapter is None:
+            return end + self.timing.latency()
+        return self.adapter.deliver(end, nbytes, baud, self.timing)
 
     def pending(self) -> int:
         with self.lock:
@@ -406,7 +418,7 @@ class SimDevice:
         end = start + self.timing.wire(len(frame), self.chip_baud)
         self._tx_free = end
         frame = self.faults.noise() + self.faults.corrupt(frame, "tx")
-        self.out.append(Chunk(end + self.timing.latency(), self.chip_baud, frame))
+        self.out.append(Chunk(self._to_host(end, len(frame), self.chip_baud), self.chip_baud, frame))
 
     def _receive(self, data: bytes, t: float) -> None:
         if self.state in ("reset",) or not self.powered:
@@ -508,7 +520,7 @@ class SimDevice:
             frame = encode_response(Cmd.SET_BAUD, p[:5])
             end = echo_at + self.timing.wire(len(frame), baud)
             self._tx_free = end
-            self.out.append(Chunk(end + self.timing.latency(), baud, frame))
+            self.out.append(Chunk(self._to_host(end, len(frame), baud), baud, frame))
         elif code == Cmd.CHECK_CRC and len(p) >= 8 and self._tuya():
             self._t_check_crc(p, t)
         elif code == Cmd.CHECK_CRC and len(p) >= 8:
