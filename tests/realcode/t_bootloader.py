@@ -508,6 +508,7 @@ class RealTDevice:
         self.host_baud = 115200
         self.disconnected = False
         self.lines = {"dtr": False, "rts": False}
+        self.adapter = None  # no modelled USB adapter in front (core/sim/adapter.py): a plain wire
         self._cond = threading.Condition()
         self._in = bytearray()  # host -> chip, not yet handed to the CPU thread
         self._out: list[tuple[int, bytes, float]] = []  # chip -> host: (baud, bytes, not before)
