@@ -159,6 +159,33 @@ def parse_gpio_spec(text: str) -> GpioSpec:
     return GpioSpec(**fields)
 
 
+def parse_power_spec(text: str) -> GpioSpec:
+    """`power:GPIO27`, `power:GPIO27,off=2`, `power:GPIO27,invert` (a P-MOSFET high-side switch: low = on)."""
+    body = text.strip()
+    if body.lower().startswith("power:"):
+        body = body[6:]
+    items = [i.strip() for i in body.split(",") if i.strip()]
+    if not items or "=" in items[0]:
+        raise BkError("power reset needs the GPIO that switches the module's supply: power:GPIO27")
+    fields: dict[str, Any] = {"power": items[0]}
+    for item in items[1:]:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep and key == "invert":
+            fields["power_invert"] = True
+        elif sep and key in ("off", "power_off", "power-off"):
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise BkError(f"power reset: off={value.strip()!r} is not a number of seconds") from None
+            if not 0.1 <= seconds <= 5:
+                raise BkError("power reset: off must be between 0.1 and 5 s (long enough for the module to drain)")
+            fields["power_off"] = seconds
+        else:
+            raise BkError(f"power reset: unknown option {item!r} (use off=SECONDS or invert)")
+    return GpioSpec(**fields)
+
+
 def open_line(name: str, level: bool) -> OutputLine:
     return GpiodLine(name, level)
 
@@ -198,7 +225,8 @@ class GpioReset:
         if self.cen is not None:
             parts.append(f"a {self.pulse_s:g} s low pulse on CEN via {_name(self.cen)}")
         if self.power is not None:
-            parts.append(f"a {self.power_off:g} s power cycle via {_name(self.power)}")
+            parts.append(f"a {self.power_off:g} s power cycle via {_name(self.power)}"
+                         + (" (low = on)" if self.power_invert else ""))
         return " and ".join(parts)
 
     # Levels: CEN released = high unless inverted; power on = high unless inverted.
