@@ -11,7 +11,7 @@ RESET_INSTRUCTION = ("short CEN to GND for about a quarter second (or power-cycl
 
 _REPLACEMENTS: tuple[tuple[str, str], ...] = (
     # The doctor's final advice names the command that repeats it: here that is a key.
-    (r"Run `bkbench doctor [^`]*--reset manual[^`]*`", "Set Reset to manual in the Ports pane (1), press o"),
+    (r"Run `bkbench doctor [^`]*--reset manual[^`]*` and", "Set Reset to manual in the Ports pane (1), press o and"),
     (r"Run `bkbench doctor [^`]*` again", "Press o again"),
     (r"Run the command again", "Press c again"),
     (r"so listen longer \(--seconds \d+\)", "so run the doctor again (o) and wait"),

@@ -355,7 +355,8 @@ class LinkDoctor:
         return ev
 
     def _readable(self) -> bool:
-        return self.rx_total >= 16 and self.printable / self.rx_total >= 0.85 and self.newlines >= 1
+        # Text arrives from the middle of a line when the port opens mid-line: a printable fragment counts.
+        return self.rx_total >= 16 and self.printable / self.rx_total >= 0.85
 
     def _echoing(self) -> bool:
         if self.echo_frames < 3:
