@@ -136,6 +136,9 @@ async def test_doctor_action_key_and_palette(tmp_path: Path):
         assert "Doctor: app-running" in app.last_outcome[1]
         assert app.last_outcome[0] == "failed"  # a diagnosis that found a problem is no "Doctor ok"
         assert "running a Tuya application" in shown_diagnosis(app)
+        assert "running a Tuya application" not in app.last_outcome[1]  # said once, in the diagnosis
+        logged = [t.split("): ", 1)[1] for t in app.op_pane.event_log.texts if " link attempt " in t]
+        assert logged and len(logged) == len(set(logged))  # each finding once, however its advice changes
     app = make_app(demo_device("bootloader", "none"), tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("ctrl+p")

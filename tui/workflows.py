@@ -55,7 +55,8 @@ class WorkflowsMixin:
                             dump=dump, cancel=cancel, prior=prior)
             self.call_from_thread(self._show_final_diagnosis, diag)
             if diag.kind != "ok":  # a diagnosis that found a problem is not an "ok" toast
-                raise DoctorFound(f"{diag.kind}: {diag.title}")
+                # the title and advice are on screen below: the outcome names the verdict only (no repeat)
+                raise DoctorFound(f"{diag.kind} (what to do is shown below)")
             return f"{diag.kind}: {diag.title}"
 
         self.start_operation("Doctor", body, needs_chip=False)

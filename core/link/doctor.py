@@ -433,8 +433,8 @@ class LinkDoctor:
     # ------------------------------------------------------------------ advice per verdict
     def _advise_waiting(self, final: bool) -> tuple[str, list[str], str]:
         if self.rx_total == 0 and self.elapsed >= 1.0:
-            title = (f"Nothing on RX yet ({self.elapsed:.0f} s): a running application may print only every few "
-                     "seconds, so bkbench keeps listening.")
+            title = ("Nothing on RX yet: a running application may print only every few seconds, so bkbench keeps "
+                     "listening.")
         else:
             title = "Waiting for the chip to answer."
         if self.strategy.manual:
