@@ -17,7 +17,6 @@ from bkbench.core.errors import BkError
 from bkbench.core.link import adapters
 from bkbench.core.link.capture import RxCapture
 from bkbench.core.link.doctor import LINK_FRAME, QUIET_S, REPLY_FRAME, Diagnosis, LinkDoctor, diagnose
-from bkbench.core.link.gpio import GpioReset
 from bkbench.core.link.reset import CHOICES, PRESETS, adapter_note, get_strategy, power_strategy
 from bkbench.core.ops.events import LinkAttempt, Notice
 from bkbench.core.ports import ADAPTERS, PortInfo
@@ -67,11 +66,13 @@ def registered():
 
 
 def power_switch(dev, name: str = "GPIO27", wired: bool = True):
-    """An opener giving fake GPIO lines that switch the simulated module's supply (or nothing, unwired)."""
+    """An opener giving fake GPIO lines that cut the simulated module's supply while high (the README's
+    P-MOSFET: gate pulled up by the GPIO = off), or drive nothing (unwired)."""
     lines: list[FakeLine] = []
 
     def opener(line_name: str, level: bool) -> FakeLine:
-        lines.append(FakeLine(line_name, drive=dev.power if wired else None))
+        assert level is False  # requested at the level that keeps the module powered
+        lines.append(FakeLine(line_name, drive=(lambda high: dev.power(not high)) if wired else None))
         return lines[-1]
 
     return opener, lines
@@ -96,7 +97,7 @@ def test_seed_power_cycled_by_a_pi_gpio_is_told_that_rx1_is_blocked(fixtures_dir
     assert "desolder the module only as a last resort" in d.advice[3]
     assert dev.resets >= 1 and d.evidence["resets"] >= 1  # the GPIO really cycled the supply
     (t_off, off), (t_on, on) = lines[-1].log[:2]
-    assert (off, on) == (False, True) and t_on - t_off >= 0.2
+    assert (off, on) == (True, False) and t_on - t_off >= 0.2  # high cuts the supply, low restores it
 
 
 def test_power_reset_links_a_running_chip(registered):
@@ -106,7 +107,8 @@ def test_power_reset_links_a_running_chip(registered):
                  link_timeout=4) as s:
         s.link()
     (t_off, off), (t_on, on) = lines[-1].log[:2]
-    assert (off, on) == (False, True) and t_on - t_off >= 0.15
+    assert (off, on) == (True, False) and t_on - t_off >= 0.15
+    assert all(line.closed == 1 for line in lines)  # released between cycles: the gate pull-down keeps it on
     assert dev.reset_log[-1] == pytest.approx(t_on, abs=0.02)  # the chip booted when the supply came back
     assert dev.state == "boot"  # and heard the link checks in its boot window
 
@@ -124,11 +126,13 @@ def test_power_cycles_that_change_nothing_are_named(registered):
 # ---------------------------------------------------------------- power:GPIOn as a reset method
 def test_power_spec_parsing_and_choices():
     s = get_strategy("power:GPIO27")
+    # high cuts the supply (power on = low): a released line leaves the module powered
     assert (s.actuator.power, s.actuator.cen, s.actuator.power_off, s.actuator.power_invert) == ("GPIO27", None, 1.0,
-                                                                                                 False)
+                                                                                                 True)
+    assert "cutting the module's supply for 1 s (GPIO27 high)" in s.describe()
     assert s.repeat_every >= 3.0 and not s.manual and s.name == "power:GPIO27"
     inv = get_strategy("power:GPIO5,off=2,invert")
-    assert (inv.actuator.power, inv.actuator.power_off, inv.actuator.power_invert) == ("GPIO5", 2.0, True)
+    assert (inv.actuator.power, inv.actuator.power_off, inv.actuator.power_invert) == ("GPIO5", 2.0, False)
     assert inv.repeat_every >= 4.0  # off time plus the boot window before the next cycle
     for bad, msg in (("power:", "needs the GPIO"), ("power:GPIO27,off=9", "between 0.1 and 5"),
                      ("power:GPIO27,off=x", "not a number"), ("power:GPIO27,speed=2", "unknown option"),
@@ -141,10 +145,17 @@ def test_power_spec_parsing_and_choices():
     assert {c.spec for c in CHOICES if not c.needs_gpio} <= set(PRESETS)
 
 
-def test_power_line_polarity_inverted_for_a_bare_p_mosfet():
-    line = FakeLine("GPIO27")
-    GpioReset(None, line, power_off=0.02, power_invert=True).pulse()
-    assert [lvl for _, lvl in line.log] == [True, False]  # high = off, low = on
+def test_power_spec_polarity_reaches_the_line():
+    lines: list[FakeLine] = []
+
+    def opener(name: str, level: bool) -> FakeLine:
+        lines.append(FakeLine(name))
+        return lines[-1]
+
+    power_strategy("power:GPIO27,off=0.1", opener=opener).actuator.pulse()
+    assert [lvl for _, lvl in lines[-1].log] == [True, False]  # the README's switch: high cuts, low restores
+    power_strategy("power:GPIO27,off=0.1,invert", opener=opener).actuator.pulse()
+    assert [lvl for _, lvl in lines[-1].log] == [False, True]  # an active-low cut-off
 
 
 # ---------------------------------------------------------------- evidence over the right window

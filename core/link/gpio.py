@@ -160,19 +160,23 @@ def parse_gpio_spec(text: str) -> GpioSpec:
 
 
 def parse_power_spec(text: str) -> GpioSpec:
-    """`power:GPIO27`, `power:GPIO27,off=2`, `power:GPIO27,invert` (a P-MOSFET high-side switch: low = on)."""
+    """`power:GPIO27`, `power:GPIO27,off=2`, `power:GPIO27,invert`.
+
+    The line *cuts* the supply while driven high (a P-MOSFET whose gate the GPIO pulls up to the source, a
+    pull-down resistor keeping it on otherwise): between cycles the line is released and the module stays
+    powered, during a whole backup too. `invert`: low cuts it (e.g. an active-low relay board)."""
     body = text.strip()
     if body.lower().startswith("power:"):
         body = body[6:]
     items = [i.strip() for i in body.split(",") if i.strip()]
     if not items or "=" in items[0]:
         raise BkError("power reset needs the GPIO that switches the module's supply: power:GPIO27")
-    fields: dict[str, Any] = {"power": items[0]}
+    fields: dict[str, Any] = {"power": items[0], "power_invert": True}  # on = low: high cuts the supply
     for item in items[1:]:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep and key == "invert":
-            fields["power_invert"] = True
+            fields["power_invert"] = False  # low cuts the supply, high (or released) keeps it on
         elif sep and key in ("off", "power_off", "power-off"):
             try:
                 seconds = float(value)
@@ -224,9 +228,11 @@ class GpioReset:
         parts = []
         if self.cen is not None:
             parts.append(f"a {self.pulse_s:g} s low pulse on CEN via {_name(self.cen)}")
-        if self.power is not None:
-            parts.append(f"a {self.power_off:g} s power cycle via {_name(self.power)}"
-                         + (" (low = on)" if self.power_invert else ""))
+        if self.power is not None and self.cen is None:
+            level = "high" if self.power_invert else "low"
+            parts.append(f"cutting the module's supply for {self.power_off:g} s ({_name(self.power)} {level})")
+        elif self.power is not None:
+            parts.append(f"a {self.power_off:g} s power cycle via {_name(self.power)}")
         return " and ".join(parts)
 
     # Levels: CEN released = high unless inverted; power on = high unless inverted.
