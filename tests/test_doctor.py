@@ -210,6 +210,7 @@ def simulate():
             [sys.executable, "-m", "bkbench.core.cli.main", "simulate", "--scenario", scenario],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(proc)
+        start.procs = procs
         path = proc.stdout.readline().strip()
         assert path.startswith("/dev/"), path
         return path
@@ -243,3 +244,23 @@ def test_pty_cli(simulate, capsys):
     rc = main(["doctor", "--port", path, "--seconds", "2", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 2 and out["kind"] == "echo" and out["evidence"]["reset_method"].startswith("auto")
+
+
+def test_seed_over_a_pty_reset_by_hand_is_told_rx1_is_blocked(simulate, fixtures_dir):
+    """The forum user's flow: `bkbench simulate --scenario rx1-held-low` (the LSPA9-like plug, its button on
+    P10), `bkbench doctor --reset manual`, and a hand reset (SIGUSR1 = key r) while it links."""
+    import os
+    import signal
+    import threading
+
+    path = simulate("rx1-held-low")
+    proc = simulate.procs[-1]
+    timer = threading.Timer(1.2, lambda: os.kill(proc.pid, signal.SIGUSR1))
+    timer.start()
+    try:
+        d = diagnose(path, reset="manual", seconds=3)
+    finally:
+        timer.cancel()
+    assert (d.kind, d.action) == ("rx1-blocked", "free-rx1"), (d.title, d.evidence)
+    assert d.advice[0].startswith("Its boot log puts a button (bt1_pin) on P10 = RX1")
+    assert "--reset manual" in d.advice[-1] and "again" in d.advice[-1]

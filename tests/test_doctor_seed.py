@@ -387,3 +387,7 @@ def test_cp210x_habit_is_said_where_it_matters():
     events = []
     diagnose("sim://bk7231n?scenario=bootloader&adapter=cp2102", seconds=1, sink=events.append)
     assert any(isinstance(e, Notice) and "CP210x adapter: CP2102 boards" in e.message for e in events)
+    events.clear()
+    with Session("sim://bk7231n?scenario=bootloader&adapter=cp2102", baud=115200, on_event=events.append) as s:
+        s.link()  # every link says it, not only the doctor
+    assert [e.level for e in events if isinstance(e, Notice) and "CP2102 boards" in e.message] == ["info"]

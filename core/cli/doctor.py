@@ -75,7 +75,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     seen = (f"seen: {ev.get('rx_bytes', 0)} bytes received, {ev.get('link_checks_sent', 0)} link checks sent, "
             f"{ev.get('replies', 0)} replies, reset by {ev.get('reset_method', '?')}")
     if ev.get("boot_banners"):
-        seen += f", {ev['boot_banners']} boot banners"
+        seen += f", {ev['boot_banners']} boot banner" + ("s" if ev["boot_banners"] > 1 else "")
     if ev.get("adapter"):
         seen += f", adapter {ev['adapter']}"
     lines.append(textwrap.fill(seen, width, subsequent_indent="  "))

@@ -438,7 +438,8 @@ class LinkDoctor:
         else:
             title = "Waiting for the chip to answer."
         if self.strategy.manual:
-            return title, [self.strategy.instructions or MANUAL_TEXT], "wait"
+            todo = self.strategy.instructions or MANUAL_TEXT
+            return title, [todo[0].upper() + todo[1:].rstrip(".") + "."], "wait"
         return title, [f"bkbench resets it every {self.strategy.repeat_every:g} s (--reset {self.strategy.name})."], \
             "wait"
 
@@ -722,8 +723,9 @@ def diagnose(
                             rerun_manual=rerun_command(url, "manual", seconds))
         tap = PortTap(port, doctor)
         client = BkClient(tap, sink)
-        sink(Stage("doctor", "listening, then linking at 115200: " + (
-            strategy.instructions if strategy.manual else f"resetting by {strategy.describe()}")))
+        # The manual instruction is the first live advice: said there once, not here as well.
+        sink(Stage("doctor", "listening, then linking at 115200" + (
+            " (you reset the chip)" if strategy.manual else f": resetting by {strategy.describe()}")))
         _listen(tap, min(0.4, seconds / 5), cancel)
         stop = CancelToken()
         state = {"reset": -1e9, "event": -1e9}
