@@ -391,3 +391,14 @@ def test_cp210x_habit_is_said_where_it_matters():
     with Session("sim://bk7231n?scenario=bootloader&adapter=cp2102", baud=115200, on_event=events.append) as s:
         s.link()  # every link says it, not only the doctor
     assert [e.level for e in events if isinstance(e, Notice) and "CP2102 boards" in e.message] == ["info"]
+
+
+def test_cli_doctor_output_fits_80_columns(monkeypatch, capsys):
+    from bkbench.core.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    rc = main(["doctor", "--port", "sim://bk7231n?scenario=app-running&adapter=pl2303", "--seconds", "1.5"])
+    out = capsys.readouterr().out
+    assert rc == 2 and "    " in out  # advice continues on indented lines
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert "4-wire PL2303 cable" in " ".join(out.split()) and "power:GPIO27" in out
