@@ -196,7 +196,7 @@ def test_link_failure_prints_the_diagnosis(command, capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 1
     assert "error: no answer to the link check within 1 s: The chip is running a Tuya application" in err
-    assert "hint: 1 DTR/RTS reset did not restart it" in err or "DTR/RTS resets did not restart it" in err
+    assert "by the DTR/RTS sequence R1|D1|W0.1|D0|W0.1|R0 did not restart it" in err
     assert "Run the command again" in err and "while bkbench is linking" not in err
 
 

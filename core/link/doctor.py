@@ -44,7 +44,7 @@ from ..transport import open_port
 from . import uart1
 from .adapters import AdapterFamily, family_for_url
 from .capture import RxCapture
-from .reset import MANUAL_TEXT, PRESETS, ResetStrategy, adapter_note, for_port, get_strategy
+from .reset import MANUAL_TEXT, PRESETS, ResetStrategy, adapter_note, for_port, format_sequence, get_strategy
 
 KINDS = ("ok", "waiting", "silent", "app-running", "brown-out", "rx1-blocked", "unstable", "garbage", "zero-flash",
          "echo")
@@ -501,8 +501,8 @@ class LinkDoctor:
                           "capacitors drain, and the adapter's idle-high TX can keep a module half-powered "
                           "through RX1 (a 1 kΩ resistor in that line limits it).")
         elif lines_tried:
-            advice.append(f"{_times(self.resets, 'DTR/RTS reset')} did not restart it: DTR/RTS is probably not "
-                          f"wired to CEN{self._family_wiring()}.")
+            advice.append(f"{_times(self.resets, 'reset')} by the DTR/RTS sequence {format_sequence(s.steps)} did "
+                          f"not restart it: DTR/RTS is probably not wired to CEN{self._family_wiring()}.")
         if final:
             advice.append(self._rerun_manual() if not s.manual or self.rerun else self._again(
                 True, " and reset the chip while it links: " + RESET_BY_HAND))
