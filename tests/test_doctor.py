@@ -141,7 +141,7 @@ def test_port_tap_passes_everything_through():
 
 def seconds_for(scenario: str) -> float:
     # A reset at 0.3 s, the boot window and the banner must fit in the window with a margin for a busy machine.
-    return 3.0 if "wiring=rts" in scenario else 1.5
+    return 2.5 if "wiring=rts" in scenario else 1.5
 
 
 # ---------------------------------------------------------------- scenarios: Python API
