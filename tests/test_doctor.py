@@ -30,7 +30,7 @@ EXPECTED = {
     "wrong-baud": ("garbage", "check-baud-noise", ["baud", "GND"]),
     "zero-flash": ("zero-flash", "check-straps", ["strap", "3.3 V"]),
     "echo": ("echo", "fix-tx-rx-short", ["shorted", "RX1 (P10)"]),
-    "brown-out": ("brown-out", "fix-supply", ["separate 3.3 V supply", "common ground", "300 mA"]),
+    "brown-out": ("brown-out", "fix-supply", ["own 3.3 V supply", "Join the GNDs", "300 mA", "never connect mains"]),
     "rx1-held-low&wiring=rts": ("rx1-blocked", "free-rx1", ["Measure P10", "last resort", "TX"]),
 }
 

@@ -551,12 +551,12 @@ class LinkDoctor:
             title = (f"The chip restarts by itself again and again ({loop} boot banners, no reset from bkbench): "
                      "its 3.3 V supply collapses (brown-out).")
         advice = [
-            "Power the module from a separate 3.3 V supply that delivers at least 300 mA (a bench supply or an "
-            "AMS1117-type regulator fed from 5 V), not from the adapter's 3V3 pin.",
-            "Join the GND of that supply, the adapter and the module (a common ground).",
-            "Keep the power wires short; a capacitor of 100 µF or more across VCC and GND at the module helps.",
-            "In the device, its relay, LEDs and meter share that rail: power the module alone if you can, and never "
-            "connect the device to mains while the adapter is wired.",
+            "Power the module from its own 3.3 V supply of at least 300 mA (a bench supply, or an AMS1117-type "
+            "regulator from 5 V), not from the adapter's 3V3 pin.",
+            "Join the GNDs of that supply, the adapter and the module.",
+            "Keep power wires short; 100 µF or more across VCC and GND at the module helps.",
+            "In-circuit, the relay, LEDs and meter share that rail: power the module alone if you can; never "
+            "connect mains while the adapter is wired.",
         ]
         if final:
             advice.append(self._again(True, " once the supply is fixed"))
