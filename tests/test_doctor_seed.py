@@ -120,7 +120,7 @@ def test_power_cycles_that_change_nothing_are_named(registered):
     assert d.kind == "app-running" and dev.resets == 0
     text = " ".join(d.advice)
     assert "did not restart it (no new banner)" in text and "off=2" in text and "1 kΩ" in text
-    assert "power:GPIO27 through" not in text  # not offered what is already in use
+    assert "let bkbench reset it" not in text  # not offered what is already in use
 
 
 # ---------------------------------------------------------------- power:GPIOn as a reset method

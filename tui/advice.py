@@ -16,7 +16,7 @@ _REPLACEMENTS: tuple[tuple[str, str], ...] = (
     (r"Run the command again", "Press c again"),
     (r"so listen longer \(--seconds \d+\)", "so run the doctor again (o) and wait"),
     (r"\(then --reset auto works\)", "(then Reset: auto works)"),
-    (r"\(--reset (power:GPIO\d+), see", r"(Reset: \1, see"),
+    (r"\(--reset (power:GPIO\d+);", r"(Reset: \1;"),
     (r"or use --reset manual and short CEN to GND by hand", "or set Reset to manual in the Ports pane (1) and "
                                                            "short CEN to GND by hand"),
     (r"--reset manual", "Reset: manual in the Ports pane (1)"),

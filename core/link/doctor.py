@@ -69,8 +69,7 @@ LOOP_GAP_S = 3.0
 AFTER_LOSS_S = 1.2  # after the chip stopped answering: listen this long for its boot banner
 RESET_BY_HAND = ("short CEN to GND for about a quarter second, or power-cycle the module (keep TX, RX and GND "
                  "connected)")
-POWER_OFFER = ("switch the module's 3.3 V from a Raspberry Pi GPIO through a transistor (--reset power:GPIO27, "
-               "see the README's wiring section)")
+POWER_OFFER = "a Pi GPIO that cuts the module's 3.3 V (--reset power:GPIO27; README: Wiring a module)"
 
 
 @dataclass
@@ -511,14 +510,14 @@ class LinkDoctor:
         else:
             advice.append(f"bkbench resets it every {s.repeat_every:g} s (--reset {s.name}).")
         if final and not power:
-            advice.append("To have bkbench do the reset, wire RTS or DTR to CEN (then --reset auto works), or "
-                          + POWER_OFFER + ".")
+            advice.append("Or let bkbench reset it: RTS or DTR to CEN (then --reset auto works), or " + POWER_OFFER
+                          + ".")
         if openbk and not s.text:
             advice.append("It runs OpenBK: --reset reboot types `reboot` on its console, which restarts it into "
                           "the boot window.")
         elif openbk:
             advice.append("It runs OpenBK but did not restart on `reboot`: its console may be off on UART1.")
-        note = self._rx1_note("If it restarts and still does not answer, look at RX1 first: ")
+        note = self._rx1_note("If a restart still brings no answer, suspect RX1: ")
         if note:
             advice.append(note + ".")
         return title, advice, "reset-now"
