@@ -58,11 +58,12 @@ FAMILIES: tuple[AdapterFamily, ...] = (
         {(0x1A86, 0x7523): "CH340", (0x1A86, 0x5523): "CH341", (0x1A86, 0x7522): "CH340K",
          (0x1A86, 0x55D4): "CH9102", (0x1A86, 0x55D3): "CH343"},
         aliases=("ch340", "ch341", "ch340g", "ch9102", "ch343", "wch"),
-        modem_lines="the 16-pin CH340G/C have RTS# and DTR#; the small CH340N/E packages bring out RTS# only, "
+        modem_lines="the 16-pin CH340G/C have RTS# and DTR#; the smaller packages bring out fewer modem lines, "
                     "and many CH340 boards wire neither to their header",
         open_habit="no habit of its own: DTR and RTS follow the host (asserted on open, released by bkbench)",
         wiring="check that the board brings RTS or DTR to a pin at all before wiring CEN to it",
-        sources=("WCH CH340DS1 datasheet (modem signals RTS, DTR, DCD, RI, DSR, CTS; package pin tables)",
+        sources=("WCH CH340DS1 datasheet (modem signals RTS, DTR, DCD, RI, DSR, CTS; SOP-8 and MSOP-10 packages)",
+                 "wiki.kewl.org CH340 page (CH340G/T/R pinouts with RTS# and DTR#)",
                  "esp8266/Arduino issue 1019 (a CH340G's RTS held an ESP in reset during a transfer)", LINUX_OPEN),
     ),
     AdapterFamily(
