@@ -25,10 +25,11 @@ from .errors import (
     UnsafeWriteError,
 )
 from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protected_ranges
+from .link.adapters import family_for_url
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
 from .link.latency import describe as describe_adapter
-from .link.reset import ResetStrategy, for_port, get_strategy
+from .link.reset import ResetStrategy, adapter_note, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
@@ -156,9 +157,12 @@ class Session:
         strategy, note = for_port(self.reset, self.port)
         if note:
             self.sink(Notice("warning", note))
+        family = family_for_url(self.url)  # the adapter's reset habits (core/link/adapters.py)
+        if habit := adapter_note(strategy, family):
+            self.sink(Notice("info", habit))
         strategy.check()
         timeout = self.link_timeout if timeout is None else timeout
-        doctor = LinkDoctor(strategy)
+        doctor = LinkDoctor(strategy, adapter=family)
         self.doctor, self.diagnosis = doctor, None
         self.sink(Stage("link", "linking at 115200 baud: " + (
             strategy.instructions if strategy.manual else f"resetting by {strategy.describe()}")))

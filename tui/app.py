@@ -119,6 +119,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.chip_info: Any = None
         self.monitor: Any = None
         self.monitor_url = ""
+        self.rx_capture: Any = None  # what the serial log saw on monitor_url (core/link/capture.py), for the doctor
         self.busy = False
         self.op_name = ""
         self.cancel_token: CancelToken | None = None

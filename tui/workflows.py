@@ -50,11 +50,13 @@ class WorkflowsMixin:
                 dump = found[0].path if found else None  # its Tuya config names what sits on P10/P11
             except Exception:
                 dump = None
+            prior = self.rx_capture if self.monitor_url == self.url else None  # what the serial log saw
             diag = diagnose(self.url, reset=self.reset, seconds=self.doctor_seconds, sink=self.pump.sink,
-                            dump=dump, cancel=cancel)
+                            dump=dump, cancel=cancel, prior=prior)
             self.call_from_thread(self._show_final_diagnosis, diag)
             if diag.kind != "ok":  # a diagnosis that found a problem is not an "ok" toast
-                raise DoctorFound(f"{diag.kind}: {diag.title}")
+                # the title and advice are on screen below: the outcome names the verdict only (no repeat)
+                raise DoctorFound(f"{diag.kind} (what to do is shown below)")
             return f"{diag.kind}: {diag.title}"
 
         self.start_operation("Doctor", body, needs_chip=False)

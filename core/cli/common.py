@@ -149,7 +149,8 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True, multi: bool
     p.add_argument("--baud", "-b", type=baud_rate, default=921600,
                    help="transfer baud rate (link is always 115200; default 921600, steps down if the adapter fails)")
     p.add_argument("--reset", default="auto",
-                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
+                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17 (CEN), power:GPIO27 "
+                   "(the module's supply through a transistor) or a sequence like R1|W0.1|R0")
     p.add_argument("--timeout", type=positive_seconds, default=20.0,
                    help="seconds to wait for the chip to answer (default 20)")
     p.add_argument("--flash-size", type=parse_int, default=None,

@@ -18,17 +18,17 @@ from __future__ import annotations
 import math
 import threading
 
-from ..link.adapters import FAMILIES, AdapterFamily
+from ..link.adapters import FAMILIES, AdapterFamily, by_name
 from .timing import Timing
 
 
 class SimAdapter:
     def __init__(self, family: AdapterFamily | str, can_lower_latency: bool = True) -> None:
-        if isinstance(family, str):
-            key = family.lower()
-            if key not in FAMILIES:
+        if isinstance(family, str):  # a key, chip or vendor name, as family_for_url reads `?adapter=`
+            found = by_name(family)
+            if found is None:
                 raise ValueError(f"unknown adapter {family!r}; choose one of {', '.join(FAMILIES)}")
-            family = FAMILIES[key]
+            family = found
         self.family = family
         self.can_lower_latency = can_lower_latency  # False: the driver refuses (as without permission)
         self._timer_ms = family.latency_ms

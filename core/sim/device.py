@@ -27,7 +27,7 @@ from ..protocol import (
     LongCmd,
     encode_response,
 )
-from . import bootlog
+from . import bootlog, scenarios
 from .adapter import SimAdapter
 from .efuse import EFUSE_CTRL, EFUSE_OPTR, Efuse, default_efuse
 from .faults import FaultInjector, FaultPlan
@@ -37,7 +37,7 @@ from .rom import Rom
 from .synth import identity_registers
 from .timing import Timing
 
-SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo")
+SCENARIOS = ("bootloader", "app-running", "silent", "loaded-rx", "wrong-baud", "zero-flash", "echo") + scenarios.NAMES
 WIRINGS = ("none", "rts", "dtr")
 LINK_BAUD = 115200
 T_REFUSE_BELOW = 0x11000  # BASIC_BEKEN (no real code run): every flash command below the app
@@ -122,6 +122,7 @@ class SimDevice:
         self.wiring = wiring
         self.timing = timing or Timing()
         self.faults = FaultInjector(faults or FaultPlan(seed=seed))
+        self.behaviour = scenarios.behaviour_for(scenario, seed)  # board faults (core/sim/scenarios.py)
         self.boot_window = boot_window
         self.idle_timeout = idle_timeout
         self.clock = clock
@@ -181,6 +182,7 @@ class SimDevice:
             self.state = "app"
         else:
             self.state = "window"  # waiting in the bootloader, as after a well-timed reset
+        self.behaviour.start(self, now)
 
     # ------------------------------------------------------------------ host side
     def set_host_baud(self, baud: int) -> None:
@@ -212,6 +214,7 @@ class SimDevice:
                 # A button / meter on RX1 loads the line: bits flip at random.
                 data = self._loaded(data)
             data = self.faults.corrupt(data, "rx")
+            data = self.behaviour.rx(self, data, arrive)
             if self.parser.partial and start - self._last_rx > INTER_BYTE_GAP:
                 self.parser.reset()  # the rest of that frame never came: start hunting afresh
             self._last_rx = arrive
@@ -364,6 +367,7 @@ class SimDevice:
             tt += len(data) * 10.0 / self.app_baud
             self.out.append(Chunk(tt, self.app_baud, data))
         self._next_heartbeat = tt + 2.0
+        self.behaviour.app_started(self, t)
 
     def _app_log(self) -> str:
         if self.flash.zero:
@@ -411,6 +415,7 @@ class SimDevice:
             data = bootlog.HEARTBEAT.encode()
             self.out.append(Chunk(self._next_heartbeat, self.app_baud, data))
             self._next_heartbeat += 5.0
+        self.behaviour.advance(self, now)
 
     def _send(self, frame: bytes, ready: float) -> None:
         stall = self.faults.stall()
@@ -440,6 +445,8 @@ class SimDevice:
             if self.faults.spontaneous_reset():
                 self._enter_reset(t, hold=False)
                 self._boot(t)
+                return
+            if self.behaviour.command(self, code, long, t):
                 return
             self.commands.append(code | (0x100 if long else 0))
             ready = max(t, self._busy) + self.timing.overhead()

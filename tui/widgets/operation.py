@@ -270,9 +270,9 @@ class OperationPane(Vertical):
                 self.log_line(f"{event.level}: {event.message}")
             elif isinstance(event, Retry):
                 self.log_line(f"retry #{event.attempt} at 0x{event.addr:06X}: {event.reason}")
-            elif isinstance(event, LinkAttempt) and event.hint and event.hint not in self._hints_logged:
-                self._hints_logged.add(event.hint)  # each finding once, without its advice (shown live above)
-                finding = event.hint.split(". ", 1)[0].rstrip(".") + "."
+            elif isinstance(event, LinkAttempt) and event.hint and (
+                    finding := event.hint.split(". ", 1)[0].rstrip(".") + ".") not in self._hints_logged:
+                self._hints_logged.add(finding)  # each finding once, without its advice (shown live above)
                 self.log_line(f"link attempt {event.attempt} ({event.elapsed:.0f}s): {finding}")
         self.refresh_stats()
 
