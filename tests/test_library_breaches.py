@@ -176,3 +176,25 @@ def test_temporaries_that_are_not_the_librarys_own_are_left_alone(tmp_path):
     os.utime(foreign, (old, old))
     BackupLibrary(root).list()
     assert foreign.exists() and not dead.exists()
+
+
+@pytest.mark.parametrize("command", ["write", "restore", "config"])
+def test_storage_is_checked_before_the_chip_is_touched(tmp_path, monkeypatch, capsys, command):
+    from bkbench.core.analysis.obk_config import ObkConfig
+    from bkbench.core.sim.synth import synth_flash
+    from simhelpers import sim_url
+
+    monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the library's parent folder should be")
+    library = str(blocker / "lib")
+    flash = synth_flash("BK7231N", 0x200000)
+    files = {"write": ("raw.bin", b"\x5a" * 0x1000), "restore": ("dump.bin", flash),
+             "config": ("cfg.bin", ObkConfig.new(b"\xc4\x4f\x33\x00\x00\x01").sector())}
+    name, blob = files[command]
+    (tmp_path / name).write_bytes(blob)
+    with sim_url("BK7231N", flash) as (url, dev):
+        argv = {"write": ["write", "--start", "0x1D1000"], "restore": ["restore"], "config": ["config", "write"]}
+        rc = main(argv[command] + [str(tmp_path / name), "--port", url, "--library", library])
+        assert dev.commands == [] and dev.resets == 0  # not linked, not reset, nothing asked of the chip
+    assert rc == 1 and "backup library" in capsys.readouterr().err
