@@ -198,3 +198,14 @@ def test_storage_is_checked_before_the_chip_is_touched(tmp_path, monkeypatch, ca
         rc = main(argv[command] + [str(tmp_path / name), "--port", url, "--library", library])
         assert dev.commands == [] and dev.resets == 0  # not linked, not reset, nothing asked of the chip
     assert rc == 1 and "backup library" in capsys.readouterr().err
+
+
+def test_a_hand_edited_sidecar_does_not_crash_the_listing(tmp_path, capsys):
+    lib = BackupLibrary(tmp_path / "lib")
+    e = lib.save(DATA, _meta())
+    meta = json.loads(e.sidecar.read_text())
+    meta.update({"chip": ["BK7231N"], "time": 20240101, "mac": {"x": 1}, "seq": "7"})
+    os.chmod(e.sidecar, 0o600)
+    e.sidecar.write_text(json.dumps(meta))
+    assert main(["backups", "--library", str(lib.root)]) == 0
+    assert str(e.path) in capsys.readouterr().out
