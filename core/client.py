@@ -12,6 +12,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import serial
 
@@ -44,6 +45,9 @@ from .protocol import (
     ResponseScanner,
     encode,
 )
+
+if TYPE_CHECKING:
+    from .protection_memory import ProtectionMemory
 
 LINK_BAUD = 115200
 
@@ -145,6 +149,8 @@ class BkClient:
         self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
         self.anomalies = 0  # failed exchanges so far (each one is followed by recover())
         self.sr_found: int | None = None  # the status register as the first unprotect found it
+        # What the SR was before bkbench first touched this chip, across interrupted runs (set by the session).
+        self.protection: ProtectionMemory | None = None
 
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
@@ -667,10 +673,12 @@ class BkClient:
             try:
                 got = self._stable_sr(nbytes)
                 if (got ^ want) & ~0x0003 == 0:
+                    self._protection_back()
                     return None if last is None else f"flash protection restored (SR 0x{got & ~0x0003:04X})"
                 self.write_sr(want, min(nbytes, 2))
                 got = self._stable_sr(nbytes)
                 if (got ^ want) & ~0x0003 == 0:
+                    self._protection_back()
                     return f"flash protection restored (SR 0x{got & ~0x0003:04X})"
                 last = ProtocolError(f"putting the flash protection back failed: wrote 0x{want:04X}, "
                                      f"read 0x{got:04X}")
@@ -689,11 +697,13 @@ class BkClient:
         if nbytes == 0:
             return "flash has no status register"
         sr = self._stable_sr(nbytes)
-        if self.sr_found is None:
-            self.sr_found = sr
+        if self.sr_found is None:  # an interrupted earlier run may have left `sr` unprotected: ask the record
+            self.sr_found = sr if self.protection is None else self.protection.found(sr, mask, self.part)
         want = self.sr_found & ~mask
         if (sr ^ want) & ~0x0003 == 0:
             return f"flash not protected (SR 0x{sr:04X})"
+        if self.protection is not None:
+            self.protection.remember(self.sr_found, want)  # on disk before the chip is unprotected
         for _ in range(3):
             self.write_sr(want, min(nbytes, 2))
             got = self._stable_sr(nbytes)
@@ -702,6 +712,10 @@ class BkClient:
             if (got ^ want) & ~0x0003 == 0:
                 return f"flash unprotected (SR 0x{sr:04X} -> 0x{got:04X})"
         raise ProtocolError(f"writing the status register failed: wrote 0x{want:04X}, read 0x{got:04X}")
+
+    def _protection_back(self) -> None:
+        if self.protection is not None:
+            self.protection.forget()
 
     def _stable_sr(self, nbytes: int) -> int:
         """The status register as two reads in a row agree on it (a damaged reply must not be written back)."""

@@ -33,6 +33,7 @@ from .link.reset import ResetStrategy, adapter_note, for_port, get_strategy
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
+from .protection_memory import ProtectionMemory
 from .restore_check import check_restore_image
 from .transport import can_change_baud, open_port
 
@@ -229,6 +230,7 @@ class Session:
                 info.mac = info.mac or parse_mac(client.read_4k(rf))  # stock T1 keeps it at 0x1E3000
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")
+        client.protection = ProtectionMemory.for_chip(info, self.sink)  # SR found before bkbench first touched it
         self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))
         return info
 

@@ -313,6 +313,8 @@ def run_write(args: argparse.Namespace) -> int:
             ObkConfig.parse(blob[off : off + SECTOR], chip)
         except BkError as exc:
             raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
+    if not args.no_backup:
+        BackupLibrary(args.library).check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
         info = s.connect()
         off = _in_file(_config_offset(info.chip), rotation, len(blob))

@@ -286,6 +286,8 @@ def cmd_write(args: argparse.Namespace) -> int:
     data = read_image_file(path)
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     check_file_offline(data, path.name, args.start, args.replace_bootloader)
+    if not args.no_backup:
+        BackupLibrary(args.library).check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
         chip = s.connect().chip
         image, plan = plan_for_file(data, path.name, chip, args.start, args.replace_bootloader)
@@ -339,6 +341,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if kind.format != "dump":
         raise BkError(f"{path.name} is {kind.description[:1].lower() + kind.description[1:]}, not a full flash "
                       "dump; restore takes a backup", hint=f"to write firmware: bkbench write -p PORT {path.name}")
+    if not args.no_backup:
+        BackupLibrary(args.library).check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
         info = s.connect()
         from ..analysis.dump import identify_bootloader
