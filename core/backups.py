@@ -25,13 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
+from .chips import DEFAULT_CHIP, FAMILIES
 from .errors import BkError
+from .layout import BLOCK  # unit of the content identity: one CheckCRC per 64 KiB block
 from .paths import data_dir, rescue_dirs
 
 log = logging.getLogger(__name__)
 
-BLOCK = 0x10000  # unit of the content identity: one CheckCRC per 64 KiB block
-DEFAULT_DUMP_SIZE = 0x200000  # BK7231N/T flash, for a space check before the chip's size is known
+DEFAULT_DUMP_SIZE = FAMILIES[DEFAULT_CHIP].default_flash  # for a space check before the chip's size is known
 SIDECAR_ROOM = 64 * 1024  # sidecar, directory entries and a margin
 STALE_PART_S = 3600.0  # a .part temporary older than this belongs to no running save
 

@@ -13,7 +13,7 @@ import zlib
 from typing import Iterable
 
 from .backups import BackupEntry, BackupLibrary, block_crcs
-from .chips import FAMILIES
+from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, MiB
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
@@ -83,8 +83,9 @@ class Session:
                           + ", ".join(str(b) for b in SUPPORTED_BAUDS))
         if not (isinstance(link_timeout, (int, float)) and math.isfinite(link_timeout) and link_timeout > 0):
             raise BkError(f"link timeout must be a positive number of seconds, not {link_timeout!r}")
-        if flash_size is not None and (flash_size & (flash_size - 1) or not 0x40000 <= flash_size <= 0x1000000):
-            raise BkError(f"flash size {flash_size:#x} is not a power of two between 256 KiB and 16 MiB")
+        if flash_size is not None and (flash_size & (flash_size - 1) or not MIN_FLASH <= flash_size <= MAX_FLASH):
+            raise BkError(f"flash size {flash_size:#x} is not a power of two between {MIN_FLASH // 1024} KiB and "
+                          f"{MAX_FLASH // MiB} MiB")
         self.flash_size = flash_size  # the user's override when the chip's flash ID is not trusted
         self.url = url
         self.baud = baud
@@ -217,7 +218,7 @@ class Session:
             self._switch_baud(cancel)
         try:
             fam = FAMILIES.get(info.chip)
-            for rf in (RF_OFFSET.get(info.chip, 0x1D0000), *(fam.extra_rf if fam else ())):
+            for rf in (RF_OFFSET.get(info.chip, RF_OFFSET[DEFAULT_CHIP]), *(fam.extra_rf if fam else ())):
                 info.mac = info.mac or parse_mac(client.read_4k(rf))  # stock T1 keeps it at 0x1E3000
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")

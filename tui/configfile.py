@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.chips import DEFAULT_CHIP
 from bkbench.core.errors import BkError
-from bkbench.core.layout import OBK_CONFIG_OFFSET
-
-SECTOR = 0x1000
+from bkbench.core.layout import OBK_CONFIG_OFFSET, SECTOR
 
 
 @dataclass
@@ -56,7 +55,7 @@ class ConfigFile:
         return out
 
 
-def load_config_file(path: Path, chip_hint: str = "BK7231N") -> ConfigFile:
+def load_config_file(path: Path, chip_hint: str = DEFAULT_CHIP) -> ConfigFile:
     data = path.read_bytes()
     if not data:
         raise BkError("the file is empty")
@@ -78,7 +77,7 @@ def load_config_file(path: Path, chip_hint: str = "BK7231N") -> ConfigFile:
         from bkbench.core.images.recognize import unrotate
 
         flash = unrotate(data, info.rotation)
-    offset = OBK_CONFIG_OFFSET.get(chip, OBK_CONFIG_OFFSET["BK7231N"])
+    offset = OBK_CONFIG_OFFSET.get(chip, OBK_CONFIG_OFFSET[DEFAULT_CHIP])
     mapping = None
     try:
         from bkbench.core.analysis.dump import analyze_dump

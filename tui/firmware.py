@@ -13,9 +13,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bkbench.core.chips import MAX_FLASH
 from bkbench.core.layout import layout_for
 
-MAX_FILE = 0x400000  # nothing bigger fits in a BK7231 flash
+MAX_FILE = MAX_FLASH  # nothing bigger fits in a Beken flash
 FIRMWARE_SUFFIXES = (".bin", ".rbl", ".img", ".ug", ".ota")
 
 

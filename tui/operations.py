@@ -171,8 +171,8 @@ class OperationsMixin:
         if self.last_written is not None and getattr(info, "mac", None) != self._written_mac:
             self.last_written = None  # another chip: `v` compares with its backup again
         self._written_mac = getattr(info, "mac", None)
-        size = getattr(info, "flash_size", 0) or 0x200000
-        chip = getattr(info, "chip", "BK7231N") or "BK7231N"
+        size = info.flash_size
+        chip = info.chip
         if (chip, size) != (self.flash_model.chip, self.flash_model.flash_size):
             self.flash_model = FlashMapModel(chip, size)
             self.flash_pane.set_model(self.flash_model)

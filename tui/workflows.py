@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bkbench.core.chips import DEFAULT_CHIP
 from bkbench.core.errors import BkError
 from bkbench.core.layout import protected_ranges, subtract_ranges
 from bkbench.core.ops.events import CancelToken, SectorState, SectorUpdate
@@ -274,7 +275,7 @@ class WorkflowsMixin:
         from bkbench.core.images.recognize import plan_write, recognize
 
         data = self.library.load(entry)
-        chip = getattr(self.chip_info, "chip", None) or entry.meta.get("chip") or "BK7231N"
+        chip = getattr(self.chip_info, "chip", None) or entry.meta.get("chip") or DEFAULT_CHIP
         size = getattr(self.chip_info, "flash_size", None) or len(data)
         plan = plan_write(recognize(data, Path(entry.path).name), data, chip, flash_size=size)
         # The engine's restore checks the dump against the chip (family, size, another device's MAC).

@@ -13,15 +13,12 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..chips import MAX_FLASH  # no offset or length beyond the largest flash means anything
 from ..errors import BkError
+from ..link.baud import SUPPORTED_BAUDS  # exactly the rates the session takes (checked before anything else)
 from ..ops.events import CancelToken
 from ..session import Session
 from .render import make_renderer
-
-# Rates a BK7231 bootloader and common USB adapters take (the baud ladder's rungs and two round ones).
-# Checked before anything else: a rate the chip cannot take would be tried, fail and be remembered.
-SUPPORTED_BAUDS = (115200, 230400, 460800, 500000, 921600, 1000000, 1500000, 2000000, 3000000)
-MAX_FLASH = 0x400000  # the largest BK7231 flash: no offset or length beyond it means anything
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -41,7 +38,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_int(text: str) -> int:
-    """Accept 0x11000, 69632, 1M, 64K: a flash offset or length, never negative or beyond 4 MiB."""
+    """Accept 0x11000, 69632, 1M, 64K: a flash offset or length, never negative or beyond the largest flash."""
     t = text.strip().lower().replace("_", "")
     mult = 1
     if t.endswith("k"):

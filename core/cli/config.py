@@ -10,6 +10,7 @@ from typing import Any
 from ..analysis.dump import analyze_dump
 from ..analysis.obk_config import ObkConfig, parse_assignment
 from ..backups import BackupLibrary, atomic_write
+from ..chips import FLASH_SIZES
 from ..errors import BkError
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
 from .common import HelpFormatter, add_port_args, check_output_path, read_input_file, session_for
@@ -189,8 +190,8 @@ def run_set(args: argparse.Namespace) -> int:
 def run_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     blob = read_input_file(path, "config sector or flash dump")
-    if len(blob) not in (SECTOR, 0x200000):
-        raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
+    if len(blob) != SECTOR and len(blob) not in FLASH_SIZES:
+        raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a full dump (from `config set`)")
     # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
     chip = None if len(blob) == SECTOR else _detect_chip(blob)
     if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:

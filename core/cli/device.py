@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import remote_ports
 from ..backups import BackupLibrary, atomic_write
+from ..chips import DEFAULT_CHIP, MiB
 from ..errors import BkError, ImageError
 from ..ops.events import Notice
 from ..ports import list_ports
@@ -147,7 +148,7 @@ def cmd_ports(args: argparse.Namespace) -> int:
 
 
 def _size_text(n: int) -> str:
-    return f"{n // 0x100000} MiB" if n % 0x100000 == 0 else f"{n // 1024} KiB"
+    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n // 1024} KiB"
 
 
 def _info_text(info) -> str:
@@ -196,8 +197,6 @@ def cmd_read(args: argparse.Namespace) -> int:
                                   "--length": args.length, "--efuse": args.efuse, "--rom": args.rom})
         return run_station(args, ports, Plan(backup=True, fresh_backup=True))
     if args.efuse or args.rom:
-        from ..efuse import cmd_read_registers
-
         return cmd_read_registers(args)
     if args.output:
         check_output_path(args.output)  # before linking: a refusal after a 3-minute read helps nobody
@@ -245,7 +244,7 @@ def check_file_offline(data: bytes, name: str, start: int | None, replace_bootlo
     from ..images.recognize import plan_write, recognize
 
     info = recognize(data, name)
-    chip = info.chip or "BK7231N"  # placement is the same on both; the family is checked after linking
+    chip = info.chip or DEFAULT_CHIP  # placement is the same on every family; the family is checked after linking
     try:
         plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
     except ImageError as exc:
@@ -363,4 +362,22 @@ def cmd_reboot(args: argparse.Namespace) -> int:
         s.connect()
         s.reboot()
     emit(args, {"ok": True}, "rebooted")
+    return 0
+
+
+def cmd_read_registers(args: argparse.Namespace) -> int:
+    """`bkbench read --efuse | --rom`: save the bytes to a new file (never overwrites)."""
+    from ..efuse import read_efuse, read_rom
+
+    what = "efuse" if args.efuse else "rom"
+    out = Path(args.output or f"bkbench-{what}.bin")
+    if out.exists():
+        raise BkError(f"{out} exists; bkbench never overwrites a dump (choose another --output)")
+    with session_for(args) as s:
+        s.connect()
+        data = read_efuse(s.client) if args.efuse else read_rom(s.client)
+    atomic_write(out, data)
+    note = "read twice, both reads agree" if args.efuse else "registers carry no CRC"
+    emit(args, {"ok": True, "path": str(out), "memory": what, "length": len(data)},
+         f"{what}: {len(data)} bytes ({note}) -> {out}")
     return 0

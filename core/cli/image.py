@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..chips import SUPPORTED_CHIPS
 from ..errors import ImageError
 from ..images.recognize import MAX_IMAGE_SIZE, ImageInfo, recognize
 from .common import HelpFormatter, check_output_path
@@ -131,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="firmware file (QIO, UA, RBL/UG, dump, ...), or `convert`")
     p.add_argument("ota", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--output", "-o", help="convert: the UART image to write")
-    p.add_argument("--chip", type=str.upper, choices=("BK7231N", "BK7231T"),
+    p.add_argument("--chip", type=str.upper, choices=SUPPORTED_CHIPS,
                    help="convert: the chip it is for (checked against the package)")
     # SUPPRESS keeps the main parser's --json when the flag is given before the command.
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

@@ -61,6 +61,7 @@ from typing import Callable
 
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
+from ..layout import BLOCK, SECTOR
 from .events import (
     CancelToken,
     EventSink,
@@ -74,8 +75,6 @@ from .events import (
     null_sink,
 )
 
-SECTOR = 0x1000
-BLOCK = 0x10000
 CRC_FF_SECTOR = zlib.crc32(b"\xff" * SECTOR)
 READ_RETRIES = 20
 WRITE_RETRIES = 3

@@ -17,11 +17,8 @@ from typing import Callable
 
 from ..client import BkClient
 from ..errors import BkError, ProtocolError
-from ..layout import subtract_ranges
+from ..layout import BLOCK, SECTOR, subtract_ranges
 from .events import EventSink, Notice, Stage, null_sink
-
-SECTOR = 0x1000
-BLOCK = 0x10000
 
 Repair = Callable[[int, int], "bytes | None"]
 
