@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import List
 
 from . import __version__
 from .chips import DEFAULT_CHIP, FAMILIES
@@ -374,7 +375,7 @@ class BackupLibrary:
                           hint="choose an output file outside the library")
 
     # ------------------------------------------------------------------ identity
-    def find_covering(self, chip: str, flash_size: int, block_crcs: list[int], mac: str | None = None,
+    def find_covering(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
                       ) -> BackupEntry | None:
         """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
         the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
@@ -405,7 +406,7 @@ class BackupLibrary:
         self.problems.append(text)
         log.warning("%s", text)
 
-    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> list[BackupEntry]:
+    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> List[BackupEntry]:
         """Full backups recorded for this chip's MAC (a flash ID is shared by thousands of modules, so it
         never identifies a chip; without a MAC nothing matches). Listing only: what covers the chip's
         current content is `find_covering`."""

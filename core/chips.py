@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Dialect(str, enum.Enum):
@@ -93,7 +94,7 @@ class Family:
 
 
 _N_QIO_SIZE = 1_220_464  # bootloader + the 0x108700-byte app container of the N release QIO
-_T_LIKE = {"app": (0x11000, 0x121000), "ota": (0x132000, 0x96000)}
+_T_LIKE: dict[str, Any] = {"app": (0x11000, 0x121000), "ota": (0x132000, 0x96000)}
 
 FAMILIES: dict[str, Family] = {
     f.name: f

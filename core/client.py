@@ -71,7 +71,7 @@ class UnsentCommandExecuted(BkError):
 
 # Replies of the commands that change flash, with their exact payload length (status + echo): a reply
 # of this shape to a command we did not send means a damaged command was executed as this one.
-DESTRUCTIVE_REPLY_LEN = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
+DESTRUCTIVE_REPLY_LEN: dict[int, int] = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
                          LongCmd.FLASH_WRITE: 6}
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 

@@ -72,7 +72,8 @@ def read_rom(client: BkClient, length: int = ROM_SIZE, progress: Callable[[int],
 
 
 def key_words(efuse: bytes) -> tuple[int, int, int, int]:
-    return struct.unpack("<IIII", efuse[:16])  # type: ignore[return-value]
+    a, b, c, d = struct.unpack("<IIII", efuse[:16])
+    return a, b, c, d
 
 
 # Twins that share a chip ID and differ only in their eFuse code key (BK7231N / BK7231M, GUI `doGenericSetup`).

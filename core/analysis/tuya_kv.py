@@ -188,13 +188,13 @@ def read_vault(data: bytes, offset: int | None = None) -> TuyaVault | None:
                     break
                 for pid in range(first, last + 1):
                     value += page(pbid, pid)
-            value = bytes(value[:length])
-            if not ok or len(value) != length:
+            data = bytes(value[:length])
+            if not ok or len(data) != length:
                 vault.problems.append(f"value of {name!r} is incomplete")
             if name in vault.entries:
                 vault.problems.append(f"duplicate key {name!r}")
                 continue
-            vault.entries[name] = KvEntry(name, value, block_id, page_id, sum(value) == csum)
+            vault.entries[name] = KvEntry(name, data, block_id, page_id, sum(data) == csum)
     return vault
 
 

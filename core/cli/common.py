@@ -7,11 +7,10 @@ import json
 import math
 import os
 import signal
-import stat
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 from ..chips import MAX_FLASH  # no offset or length beyond the largest flash means anything
 from ..errors import BkError
@@ -33,7 +32,7 @@ class HelpFormatter(argparse.HelpFormatter):
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (`bkbench: error: ...`) instead of the usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"bkbench: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -98,27 +97,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def read_input_file(path: str | os.PathLike, what: str = "file", max_size: int = MAX_FLASH) -> bytes:
-    """Read a user-named input file, refusing before opening it what would hang or exhaust memory:
-    directories, FIFOs, devices (/dev/zero), and anything larger than a BK7231 flash."""
-    p = os.fspath(path)
-    try:
-        st = os.stat(p)
-    except OSError as exc:
-        raise BkError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BkError(f"{p} is a directory, not a {what}")
-    if not stat.S_ISREG(st.st_mode):
-        raise BkError(f"{p} is not a regular file (a pipe or device); give a {what} saved on disk")
-    if st.st_size > max_size:
-        raise BkError(f"{p} is {st.st_size:,} bytes, larger than any {what} ({max_size:,} bytes at most)")
-    try:
-        with open(p, "rb") as fh:
-            return fh.read(max_size + 1)[: max_size]
-    except OSError as exc:
-        raise BkError(f"cannot read {p}: {exc.strerror or exc}") from None
-
-
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output that cannot be written, before any chip or file work is done."""
     p = os.fspath(path)
@@ -176,7 +154,7 @@ def session_for(args: argparse.Namespace) -> Iterator[Session]:
         yield s
     except KeyboardInterrupt:
         # Aborted mid-sector by a second Ctrl-C: still say what is unfinished (a sector may be erased).
-        left = s.unfinished()
+        left = s.unfinished_write()
         if left:
             print(f"bkbench: aborted; {left}", file=sys.stderr)
         raise

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from ..analysis.dump import analyze_dump
-from ..analysis.obk_config import ObkConfig, parse_assignment
+from ..analysis.obk_config import parse_assignment
 from ..backups import BackupLibrary, atomic_write
 from ..chips import FLASH_SIZES
+from ..config_file import ChipUnknown, ConfigSource, is_sector_file, load_config
 from ..errors import BkError
+from ..files import read_input_file
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
-from .common import HelpFormatter, add_port_args, check_output_path, read_input_file, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, session_for
 
 RAW = HelpFormatter
 
@@ -72,47 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=run_write)
 
 
-def load_config(
-    data: bytes, chip: str | None = None, new_if_missing: bool = False
-) -> tuple[ObkConfig, int | None, str | None]:
-    """(config, its offset in `data` or None for a bare sector, chip)."""
-    if len(data) <= SECTOR * 2:
-        return ObkConfig.parse(data), None, chip
-    if chip is None:
-        chip = _detect_chip(data)
-    if chip not in OBK_CONFIG_OFFSET:
-        raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
-                      "--chip BK7231T.")
-    off = OBK_CONFIG_OFFSET[chip]
-    sector = data[off : off + SECTOR]
-    if new_if_missing and sector[:3] != b"CFG":
-        from ..analysis.dump import parse_tlv_mac
-        from ..layout import RF_OFFSET
-
-        mac = parse_tlv_mac(data[RF_OFFSET[chip] : RF_OFFSET[chip] + SECTOR])
-        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None), off, chip
-    return ObkConfig.parse(sector), off, chip
-
-
 def _config_offset(chip: str) -> int:
     if chip not in OBK_CONFIG_OFFSET:
         raise BkError(f"OpenBK's config location on {chip} is not known: bkbench does not edit it there.")
     return OBK_CONFIG_OFFSET[chip]
-
-
-def _detect_chip(data: bytes) -> str | None:
-    from ..analysis.dump import identify_bootloader
-
-    found = identify_bootloader(data)
-    return found[0] if found else None
-
-
-def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
-    """Write one config sector to the chip; nothing else is touched."""
-    if len(sector_bytes) != SECTOR or sector_bytes[:3] != b"CFG":
-        raise BkError("Refusing to write: not a 4 KiB OpenBK config sector.")
-    ObkConfig.parse(sector_bytes)  # checksum must be right
-    session.write(sector_bytes, start=OBK_CONFIG_OFFSET[chip], confirm_sector=True)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -120,18 +84,16 @@ def run_show(args: argparse.Namespace) -> int:
         with session_for(args) as s:
             info = s.connect()
             sector = s.read(_config_offset(info.chip), SECTOR)
-        cfg, _, _ = load_config(sector)
+        cfg = load_config(sector).config
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
     else:
         data = read_input_file(args.file, "config sector or flash dump")
-        try:
-            cfg, off, chip = load_config(data, args.chip)
-        except BkError as exc:
-            if len(data) > SECTOR * 2 and ("CFG" in str(exc) or "erased" in str(exc)):
-                raise BkError(f"{args.file} holds no OpenBK config (stock firmware?); "
-                              f"`bkbench config set {args.file} ssid=... -o NEW.bin` creates one") from None
-            raise
+        found = load_config(data, args.chip, create=not is_sector_file(data))
+        if found.created:
+            raise BkError(f"{args.file} holds no OpenBK config (stock firmware?); "
+                          f"`bkbench config set {args.file} ssid=... -o NEW.bin` creates one")
+        cfg = found.config
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
         print(json.dumps(j, indent=2))
@@ -160,20 +122,18 @@ def run_set(args: argparse.Namespace) -> int:
     if out_path.exists() and Path(args.file).exists() and out_path.resolve() == Path(args.file).resolve():
         raise BkError("--output is the input file; bkbench writes the edit to a new file")
     data = read_input_file(args.file, "config sector or flash dump")
-    cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
-    created = off is not None and data[off : off + 3] != b"CFG"
+    found = load_config(data, getattr(args, "chip", None), create=not is_sector_file(data))
+    cfg, off, chip, created = found.config, found.offset, found.chip, bool(found.created)
+    if found.created and found.sector[:3] == b"CFG":  # a config that is there but damaged is not replaced
+        raise BkError(f"{args.file}: {found.created}")
     if args.from_tuya:
-        a = analyze_dump(data)
+        a = analyze_dump(found.data)
         if a.mapping is None:
             raise BkError("No Tuya configuration found in this file.")
         cfg.apply_mapping(a.mapping)
     for assignment in args.assignments:
         parse_assignment(cfg, assignment)
-    sector = cfg.sector()
-    if off is None:
-        out = sector
-    else:
-        out = data[:off] + sector + data[off + SECTOR :]
+    out = found.file_with(cfg)
     BackupLibrary().refuse_output(out_path)  # a library image is never rewritten in place
     atomic_write(out_path, out, mode=0o600, overwrite=True)
     where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
@@ -187,27 +147,33 @@ def run_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_in(path: Path, blob: bytes, chip: str | None = None) -> ConfigSource | None:
+    try:
+        return load_config(blob, chip)
+    except ChipUnknown:
+        if chip is not None:
+            raise
+        return None
+    except BkError as exc:
+        raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
+
+
 def run_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     blob = read_input_file(path, "config sector or flash dump")
     if len(blob) != SECTOR and len(blob) not in FLASH_SIZES:
         raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a full dump (from `config set`)")
-    # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
-    chip = None if len(blob) == SECTOR else _detect_chip(blob)
-    if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
-        off = 0 if chip is None else OBK_CONFIG_OFFSET[chip]
-        try:
-            ObkConfig.parse(blob[off : off + SECTOR])
-        except BkError as exc:
-            raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
+    # Before linking: the file must hold a valid config (a dump's own chip tells where it is).
+    found = _config_in(path, blob)  # None: a dump that does not tell its chip (the chip's own place is used)
     with session_for(args) as s:
         info = s.connect()
         off = _config_offset(info.chip)
-        sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
-        s.backup_first = not args.no_backup
-        s.backup_library = BackupLibrary(args.library)
-        write_config_to_chip(s, info.chip, sector)
-    off = OBK_CONFIG_OFFSET[info.chip]
+        found = found or _config_in(path, blob, info.chip)
+        assert found is not None  # with the chip named, the file tells or it is refused
+        if found.chip not in (None, info.chip) and OBK_CONFIG_OFFSET.get(found.chip or "") != off:
+            raise BkError(f"{path} is a dump of a {found.chip}; this chip is a {info.chip}")
+        s.write_config(found.sector, backup_library=BackupLibrary(args.library),
+                       backup_first=not args.no_backup)
     if getattr(args, "json", False):
         print(json.dumps({"ok": True, "chip": info.chip, "offset": off, "length": SECTOR}))
     else:

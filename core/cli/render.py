@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..ops.events import Event, LinkAttempt, Notice, Progress, Retry, SectorUpdate, Stage
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class PlainRenderer:
@@ -60,7 +64,7 @@ class RichRenderer:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._started = False
         self._t0 = time.monotonic()
 

@@ -99,6 +99,8 @@ class WritePlan:
     payload: bytes
     description: str
     includes_bootloader: bool = False
+    banner: bytes | None = None  # what the firmware prints when it boots (checked after the reboot), if known
+    dump: bool = False  # a full flash dump: written by a restore (the chip keeps its RF calibration)
 
     @property
     def end(self) -> int:
@@ -585,4 +587,6 @@ def plan_write(
         raise ImageError(
             f"The app image ends at 0x{end:X}, past the {chip} app partition (ends 0x{_app_limit(chip):X})."
         )
-    return WritePlan(start=start, payload=payload, description=desc, includes_bootloader=includes_boot)
+    banner = b"OpenBK" if info.version and info.format in ("qio", "ua", "dump") else None
+    return WritePlan(start=start, payload=payload, description=desc, includes_bootloader=includes_boot,
+                     banner=banner, dump=info.format == "dump")

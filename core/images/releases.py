@@ -263,7 +263,7 @@ class ReleaseClient:
             ) from None
 
     def _http_error(self, exc: urllib.error.HTTPError, url: str) -> ReleaseError:
-        headers = exc.headers or {}
+        headers: Any = exc.headers or {}
         remaining = headers.get("X-RateLimit-Remaining")
         if exc.code in (403, 429) and (remaining == "0" or exc.code == 429 or headers.get("Retry-After")):
             reset_at: float | None = None

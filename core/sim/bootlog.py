@@ -20,7 +20,7 @@ from ..layout import OBK_CONFIG_OFFSET, RF_OFFSET, layout_for
 from ..paths import fixtures_dir
 
 WINDOW_BLOCKS = 2048  # 34-byte stored blocks decrypted per step (64 KiB of plain code)
-_facts_cache: dict[tuple[str, int], dict[str, Any]] = {}
+_facts_cache: dict[tuple[str, int, bool], dict[str, Any]] = {}
 
 
 def _app_span(chip: str) -> tuple[int, int]:
