@@ -55,11 +55,11 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return out
 
 
-def test_no_family_name_or_flash_address_outside_the_fact_modules() -> None:
+def _scan(paths: list[Path]) -> list[str]:
     found = []
-    for path in _sources():
+    for path in paths:
         src = path.read_text()
-        rel = path.relative_to(ROOT).as_posix()
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
         tree = ast.parse(src)
         docs = _docstrings(tree)
         for node in ast.walk(tree):
@@ -79,20 +79,22 @@ def test_no_family_name_or_flash_address_outside_the_fact_modules() -> None:
                 value = int(tok.string, 16)
                 if value >= 0x10000 and value % 0x1000 == 0:
                     found.append(f"{rel}:{tok.start[0]}: flash address {tok.string}")
+    return found
+
+
+def test_no_family_name_or_flash_address_outside_the_fact_modules() -> None:
+    found = _scan(_sources())
     assert not found, "\n".join(found)
 
 
-def test_the_check_above_sees_what_it_forbids(tmp_path: Path, monkeypatch) -> None:
+def test_the_check_above_sees_what_it_forbids(tmp_path: Path) -> None:
     """The scanner must fail on the literals it exists to keep out (so it cannot pass by looking nowhere)."""
-    bad = ROOT / "tui" / "_chip_fact_probe.py"
-    bad.write_text('CHIP = "BK7231N"\nRF = 0x1D0000\nSECTOR = 0x1000\n')
-    try:
-        with pytest.raises(AssertionError) as caught:
-            test_no_family_name_or_flash_address_outside_the_fact_modules()
-    finally:
-        bad.unlink()
-    text = str(caught.value)
+    probe = tmp_path / "probe.py"
+    probe.write_text('CHIP = "BK7231N"\nRF = 0x1D0000\nSECTOR = 0x1000\nTEXT = "a BK7231N plug at 0x1D0000"\n')
+    text = "\n".join(_scan([probe]))
     assert "'BK7231N'" in text and "0x1D0000" in text and "SECTOR / BLOCK" in text
+    assert len(text.splitlines()) == 3  # prose naming a family and an address is not data
+    assert len(_sources()) > 40  # and it does look at the engine and the workbench
 
 
 def test_the_derived_layouts_are_the_ones_checked_on_fixture_dumps() -> None:
@@ -137,22 +139,28 @@ def test_baud_accepted_exactly_when_the_session_takes_it(baud: str, capsys) -> N
         assert "not a supported baud rate" in capsys.readouterr().err
 
 
-def test_an_8mib_bk7258_backs_up_verifies_restores_and_analyzes(tmp_path: Path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("mib", [8, 16])
+def test_an_8_or_16_mib_bk7258_backs_up_verifies_restores_and_analyzes(mib: int, tmp_path: Path, capsys,
+                                                                        monkeypatch) -> None:
     monkeypatch.setenv("BKBENCH_DATA_DIR", str(tmp_path / "data"))
     from bkbench.core.sim import registry
+    from bkbench.core.sim.device import SimDevice
 
-    dev = registry.create_device("BK7258", wiring="rts")
+    dev = registry.create_device("BK7258", wiring="rts")  # its 8 MiB flash, RF calibration at 0x7FE000
+    if mib == 16:  # the same chip on a 16 MiB part (GD25Q128C)
+        dev = SimDevice(bytes(dev.flash.data) + b"\xff" * 0x800000, chip="BK7258", wiring="rts",
+                        jedec=(0xC8, 0x40, 0x18))
     registry.register("facts7258", dev)
     url = "sim://@facts7258"
     try:
         assert main(["read", "-p", url, "--json"]) == 0
         backup = Path(json.loads(capsys.readouterr().out)["path"])
-        assert backup.stat().st_size == 8 * 0x100000 and backup.read_bytes() == bytes(dev.flash.data)
+        assert backup.stat().st_size == mib * 0x100000 and backup.read_bytes() == bytes(dev.flash.data)
         assert main(["verify", "-p", url, str(backup), "--json"]) == 0, capsys.readouterr()
         assert json.loads(capsys.readouterr().out)["ok"] is True
         assert main(["analyze", str(backup), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
-        assert report["chip"] == "BK7258" and report["flash_size"] == 8 * 0x100000
+        assert report["chip"] == "BK7258" and report["flash_size"] == mib * 0x100000
         assert report["mac"], report  # from the RF sector at 0x7FE000
         changed = 0x200000
         dev.flash.data[changed:changed + 0x1000] = b"\x5a" * 0x1000  # the chip moved on since its backup
