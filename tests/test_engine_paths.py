@@ -33,6 +33,11 @@ FAULTS = {
 }
 
 
+def faults(ci: str):
+    """Every fault kind; the one named runs in CI, the others with ./dev test --long (CI time is short)."""
+    return [pytest.param(k, marks=() if k == ci else pytest.mark.slow) for k in sorted(FAULTS)]
+
+
 def twins(fixtures_dir: Path, faults: FaultPlan, dump: str = N_DUMP):
     """Two simulated plugs with the same flash and the same seeded faults: one for the CLI, one for the keys."""
     out = []
@@ -58,11 +63,24 @@ def cli(data: Path, *argv: str) -> int:
     return main(["--data-dir", str(data), *argv, "-q"])
 
 
+def cli_stages(capsys, data: Path, *argv: str) -> list[str]:
+    """Run a command (exit 0) and return its stage lines ("[verify] comparing ..."), as a person sees them."""
+    capsys.readouterr()
+    code = main(["--data-dir", str(data), *argv])
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    return [line for line in err.splitlines() if line.startswith("[")]
+
+
+def tui_stages(app: BkBenchApp) -> list[str]:
+    return [t.split("stage ", 1)[1] for t in app.op_pane.event_log.texts if " stage " in t]
+
+
 def app_on(url: str, data: Path) -> BkBenchApp:
     return BkBenchApp(url=url, data_dir=data, ports_source=lambda: [], monitor=False, poll_ports=0)
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", faults("resets"))
 @sync
 async def test_backup_key_and_cli_read_leave_the_same_library(fault: str, fixtures_dir: Path, tmp_path: Path):
     (c_url, c_dev), (t_url, t_dev) = twins(fixtures_dir, FAULTS[fault])
@@ -87,16 +105,17 @@ async def test_backup_key_and_cli_read_leave_the_same_library(fault: str, fixtur
     assert bytes(c_dev.flash.data) == bytes(t_dev.flash.data) == original  # a backup only reads
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", faults("noise+flips"))
 @sync
-async def test_write_key_and_cli_write_leave_the_same_flash(fault: str, fixtures_dir: Path, tmp_path: Path, obk_images):
+async def test_write_key_and_cli_write_leave_the_same_flash(fault: str, fixtures_dir: Path, tmp_path: Path, obk_images,
+                                                             capsys):
     (c_url, c_dev), (t_url, t_dev) = twins(fixtures_dir, FAULTS[fault])
     original = bytes(c_dev.flash.data)
     ua = obk_images["BK7231N"]["ua"]
     image = tmp_path / "OpenBK7231N_UA.bin"
     image.write_bytes(ua)
     try:
-        assert cli(tmp_path / "cli", "write", "-p", c_url, str(image)) == 0
+        cli_seen = cli_stages(capsys, tmp_path / "cli", "write", "-p", c_url, str(image))
         app = app_on(t_url, tmp_path / "tui")
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.press("w")
@@ -109,6 +128,7 @@ async def test_write_key_and_cli_write_leave_the_same_flash(fault: str, fixtures
             await settle(app, pilot, timeout=180)
             assert app.last_outcome is not None and app.last_outcome[0] == "ok", app.last_outcome
             assert "verified" in app.last_outcome[1] and "rebooted" in app.last_outcome[1]
+            tui_seen = tui_stages(app)
     finally:
         registry.unregister(c_url[7:])
         registry.unregister(t_url[7:])
@@ -117,11 +137,17 @@ async def test_write_key_and_cli_write_leave_the_same_flash(fault: str, fixtures
     want[0x11000:0x11000 + len(padded)] = padded
     assert bytes(c_dev.flash.data) == bytes(t_dev.flash.data) == bytes(want)
     assert images(tmp_path / "cli") == images(tmp_path / "tui") == [original]  # the backup taken first
+    # the same steps after the write on both: the final compare of what was written, the reboot
+    final = f"[verify] comparing 0x011000-0x{0x11000 + len(ua):06X} by CRC"
+    for seen in (cli_seen, [f"[{s.split(':', 1)[0]}]{s.split(':', 1)[1]}" for s in tui_seen]):
+        assert final in seen, (final, seen)
+        assert any(line.startswith("[reboot]") for line in seen), seen
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("fault", faults("resets"))
 @sync
-async def test_restore_key_and_cli_restore_leave_the_same_flash(fault: str, fixtures_dir: Path, tmp_path: Path):
+async def test_restore_key_and_cli_restore_leave_the_same_flash(fault: str, fixtures_dir: Path, tmp_path: Path,
+                                                                 capsys):
     (c_url, c_dev), (t_url, t_dev) = twins(fixtures_dir, FaultPlan())
     original = bytes(c_dev.flash.data)
     for side in ("cli", "tui"):  # each library holds the chip's backup, taken before it changed
@@ -134,7 +160,7 @@ async def test_restore_key_and_cli_restore_leave_the_same_flash(fault: str, fixt
         dev.faults = FaultInjector(FaultPlan(**vars(FAULTS[fault])))
     backup = BackupLibrary(tmp_path / "cli" / "backups").list()[0].path
     try:
-        assert cli(tmp_path / "cli", "restore", "-p", c_url, str(backup)) == 0
+        cli_seen = cli_stages(capsys, tmp_path / "cli", "restore", "-p", c_url, str(backup))
         app = app_on(t_url, tmp_path / "tui")
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("l")
@@ -145,15 +171,20 @@ async def test_restore_key_and_cli_restore_leave_the_same_flash(fault: str, fixt
             await pilot.press("y")
             await settle(app, pilot, timeout=180)
             assert app.last_outcome is not None and app.last_outcome[0] == "ok", app.last_outcome
+            tui_seen = tui_stages(app)
     finally:
         registry.unregister(c_url[7:])
         registry.unregister(t_url[7:])
     assert bytes(c_dev.flash.data) == bytes(t_dev.flash.data) == original
+    # the same steps after the restore on both: the final compare of what was written, then the reboot
+    for seen in (cli_seen, [f"[{s.split(':', 1)[0]}]{s.split(':', 1)[1]}" for s in tui_seen]):
+        compares = [line for line in seen if line.startswith("[verify] comparing 0x011000-")]
+        assert compares and any(line.startswith("[reboot]") for line in seen[seen.index(compares[0]):]), seen
     # what the chip held before the restore was backed up first, on both sides
     assert images(tmp_path / "cli") == images(tmp_path / "tui") == sorted([original, bytes(changed)])
 
 
-@pytest.mark.parametrize("fault", ["noise+flips", "resets"])
+@pytest.mark.parametrize("fault", faults("rx-corrupt"))
 @sync
 async def test_multi_port_o_and_cli_station_leave_the_same_flash(fault: str, fixtures_dir: Path, tmp_path: Path,
                                                                   obk_images, monkeypatch):

@@ -140,7 +140,8 @@ class WorkflowsMixin(AppState):
         try:
             if request.plan.dump:
                 report = session.restore(request.flash, cancel, backup_library=self.library,
-                                         expected_chip=request.firmware.info.chip)
+                                         expected_chip=request.firmware.info.chip,
+                                         include_bootloader=request.includes_bootloader)
             else:
                 report = session.write_image(request.plan, cancel, backup_library=self.library)
         except VerifyFailed:
