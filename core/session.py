@@ -361,11 +361,11 @@ class Session:
         return self._recovering("read", lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token,
                                                              record=rec, into=buf, known_crcs=known_crcs), rec)
 
-    def backup_meta(self, partial: bool = False) -> dict:
+    def backup_meta(self) -> dict:
         info = self.info
         assert info is not None
         meta = info.to_json()
-        meta.update({"port": self.url, "partial": partial})
+        meta.update({"port": self.url, "partial": False})
         meta["adapter"] = getattr(self.port, "name", "") or ""
         return meta
 

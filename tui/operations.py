@@ -121,6 +121,9 @@ class OperationsMixin(AppState):
         """What a cancelled write did and did not do: from the engine's OperationRecord when it has one
         (the flash map only mirrors events), else from the map."""
         record: OperationRecord | None = exc.record
+        if name in ("Write", "Restore", "Write config") and record is not None and record.kind == "verify":
+            return ("cancelled during the final compare: the write itself completed, every sector verified by CRC; "
+                    "v compares again")
         if name in ("Write", "Restore", "Write config"):
             if record is not None and record.kind != "read":
                 written = ranges_text(record.done, limit=8)
