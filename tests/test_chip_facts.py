@@ -131,6 +131,9 @@ def test_baud_accepted_exactly_when_the_session_takes_it(baud: str, capsys) -> N
     except Exception:
         session_takes = False
     assert session_takes == (int(baud) in SUPPORTED_BAUDS)
+    from bkbench.tui.widgets.ports import BAUDS
+
+    assert tuple(BAUDS) == tuple(SUPPORTED_BAUDS)  # the workbench offers exactly these
     if session_takes:
         assert baud_rate(baud) == int(baud)
     else:
