@@ -25,15 +25,17 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import List
 
 from . import __version__
+from .chips import DEFAULT_CHIP, FAMILIES
 from .errors import BkError
+from .layout import BLOCK  # unit of the content identity: one CheckCRC per 64 KiB block
 from .paths import data_dir, rescue_dirs
 
 log = logging.getLogger(__name__)
 
-BLOCK = 0x10000  # unit of the content identity: one CheckCRC per 64 KiB block
-DEFAULT_DUMP_SIZE = 0x200000  # BK7231N/T flash, for a space check before the chip's size is known
+DEFAULT_DUMP_SIZE = FAMILIES[DEFAULT_CHIP].default_flash  # for a space check before the chip's size is known
 SIDECAR_ROOM = 64 * 1024  # sidecar, directory entries and a margin
 STALE_PART_S = 3600.0  # a .part temporary older than this belongs to no running save
 # A library temporary's name: ".<final name>.w<pid>@<host>.<random>.part". The writer's pid and host let the
@@ -439,7 +441,7 @@ class BackupLibrary:
                           hint="choose an output file outside the library")
 
     # ------------------------------------------------------------------ identity
-    def find_covering(self, chip: str, flash_size: int, block_crcs: list[int], mac: str | None = None,
+    def find_covering(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
                       ) -> BackupEntry | None:
         """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
         the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
@@ -470,7 +472,7 @@ class BackupLibrary:
         self.problems.append(text)
         log.warning("%s", text)
 
-    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> list[BackupEntry]:
+    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> List[BackupEntry]:
         """Full backups recorded for this chip's MAC (a flash ID is shared by thousands of modules, so it
         never identifies a chip; without a MAC nothing matches). Listing only: what covers the chip's
         current content is `find_covering`."""

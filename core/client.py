@@ -24,6 +24,9 @@ from .chips import (
     EFUSE_CTRL,
     EFUSE_OPTR,
     FAMILIES,
+    FLASH_SIZES,
+    MAX_FLASH,
+    MIN_FLASH,
     ZERO_FLASH_BOOT_CRC,
     Bootloader,
     Dialect,
@@ -34,6 +37,7 @@ from .chips import (
 )
 from .errors import BkError, LinkLost, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
+from .layout import SECTOR
 from .ops.events import CancelToken, EventSink, null_sink
 from .protocol import (
     ERASE_4K,
@@ -70,12 +74,10 @@ class UnsentCommandExecuted(BkError):
         self.addr, self.size = addr, size
 
 
-SECTOR = 0x1000
 # Replies of the commands that change flash, with their exact payload length (status + echo): a reply
 # of this shape to a command we did not send means a damaged command was executed as this one.
-DESTRUCTIVE_REPLY_LEN = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
+DESTRUCTIVE_REPLY_LEN: dict[int, int] = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
                          LongCmd.FLASH_WRITE: 6}
-MIN_FLASH, MAX_FLASH = 0x40000, 0x1000000  # sizes of the parts BK72xx modules carry (flash_ids table)
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
 
@@ -550,7 +552,7 @@ class BkClient:
                 warnings.append(f"flash size {flash_size // 1024} KiB given by the user (the chip's ID says "
                                 f"{info.flash_size // 1024} KiB)")
             info.flash_size, info.size_trusted = flash_size, True
-        if info.flash_size < 0x40000 or info.flash_size > 0x1000000:
+        if not MIN_FLASH <= info.flash_size <= MAX_FLASH:
             info.size_trusted = False
             warnings.append(f"implausible flash size {info.flash_size:#x}")
         else:
@@ -594,7 +596,7 @@ class BkClient:
 
     def _detect_size(self) -> int:
         ref = self.read_4k(0x11000)
-        for size in (0x200000, 0x400000, 0x800000, 0x1000000):
+        for size in FLASH_SIZES:
             if self.read_4k(size + 0x11000) == ref:
                 return size
         raise ProtocolError("could not detect the flash size")

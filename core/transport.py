@@ -115,7 +115,7 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
         if greeting in ("", "data"):
             port.reset_input_buffer()  # what pyserial's open() would have done
             # ser2net hangs up on a second client after one line ("Port's device already in use")
-            greeting = "closed" if greeting == "data" and _hung_up(sock) else ""
+            greeting = "closed" if greeting == "data" and sock is not None and _hung_up(sock) else ""
         if greeting:
             port.close()
             if greeting == "closed":  # as core/rfc2217.py says it

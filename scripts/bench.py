@@ -280,7 +280,7 @@ def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, start: int, len
             n0 = len(retries)
             if op == "read":
                 if (start, length) == (0, len(stock)):
-                    t, entry = timed(lambda: s.backup(lib))
+                    t, entry = timed(lambda: s.backup(lib).entry)
                     data = lib.load(entry)
                 else:
                     t, data = timed(lambda: s.read(start, length))

@@ -22,6 +22,7 @@ from bkbench.core.analysis.obk_config import (
 )
 from bkbench.core.cli import config as config_cli
 from bkbench.core.cli.main import main
+from bkbench.core.config_file import check_sector_for
 from bkbench.core.errors import BkError
 
 
@@ -176,7 +177,8 @@ def test_old_unsigned_checksum_is_named_not_called_good(tmp_path) -> None:
     path = tmp_path / "old.bin"
     path.write_bytes(bytes(sec))
     with pytest.raises(BkError, match="older bkbench"):
-        config_cli.write_config_to_chip(None, "BK7231N", bytes(sec))
+        check_sector_for(bytes(sec), "BK7231N")  # what Session.write_config checks
+    assert main(["config", "write", str(path), "-p", "sim://bk7231n", "--no-backup"]) != 0  # refused before linking
 
 
 def test_config_set_json_masks_passwords(tmp_path, capsys) -> None:
@@ -214,14 +216,20 @@ def test_config_set_on_dump_touches_only_the_config_sector(fixtures_dir, tmp_pat
     assert out2.read_bytes() == sector.read_bytes()
 
 
-def test_write_config_to_chip_calls_session() -> None:
-    calls = []
+def test_write_config_writes_only_the_chips_config_sector(tmp_path) -> None:
+    from bkbench.core.backups import BackupLibrary
+    from bkbench.core.session import Session
+    from simhelpers import sim_url
 
-    class FakeSession:
-        def write(self, data, start, confirm_sector):
-            calls.append((len(data), start, confirm_sector))
-
-    config_cli.write_config_to_chip(FakeSession(), "BK7231T", ObkConfig.new().sector())
-    assert calls == [(4096, 0x1E1000, True)]
-    with pytest.raises(BkError):
-        config_cli.write_config_to_chip(FakeSession(), "BK7231T", b"\xff" * 4096)
+    with sim_url("BK7231T") as (url, dev):
+        before = bytes(dev.flash.data)
+        with Session(url) as s:
+            s.connect()
+            with pytest.raises(BkError):
+                s.write_config(b"\xff" * 4096, backup_library=BackupLibrary(tmp_path / "lib"))
+            assert bytes(dev.flash.data) == before
+            sector = ObkConfig.new().sector()
+            s.write_config(sector, backup_library=BackupLibrary(tmp_path / "lib"))
+        after = bytes(dev.flash.data)
+    changed = [a for a in range(0, len(after), 0x1000) if after[a:a + 0x1000] != before[a:a + 0x1000]]
+    assert changed == [0x1E1000] and after[0x1E1000:0x1E2000] == sector

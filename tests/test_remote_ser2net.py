@@ -67,7 +67,7 @@ def test_rfc2217_backup_and_verify_in_a_session(fixtures_dir, tmp_path):
             info = s.connect()
             assert info.baud == 2000000 and dev.host_baud == 2000000
             lib = BackupLibrary(tmp_path / "lib")
-            entry = s.backup(lib)
+            entry = s.backup(lib).entry
             assert s.verify(stock).ok
             changed = bytearray(stock)
             changed[0x150000] ^= 0x01

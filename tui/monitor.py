@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from textual import work
 
+from .state import AppState
 from .widgets.ports import PortsPane
 
 MONITOR_BAUD = 115200  # the application's UART log rate
 
 
-class MonitorMixin:
+class MonitorMixin(AppState):
     """BkBenchApp's serial-monitor handling (the workers run off the UI thread because opening can block)."""
 
     def on_ports_pane_chosen(self, message: PortsPane.Chosen) -> None:

@@ -184,10 +184,10 @@ def guard_middleware(guard: Guard, log: Logger):
             return response
         verdict = guard.password_ok(request)
         if verdict:
-            response = await handler(request)
-            if not response.prepared:  # a websocket is under way already; its page got the cookie
-                guard.set_cookie(response, request.secure)
-            return response
+            reply = await handler(request)
+            if not reply.prepared:  # a websocket is under way already; its page got the cookie
+                guard.set_cookie(reply, request.secure)
+            return reply
         if verdict is False:
             guard.failed(peer)
             log(f"refused {_client(request)}: wrong password")
@@ -369,8 +369,11 @@ class WorkbenchServer(Server):
         websocket = web.WebSocketResponse(heartbeat=15)  # a vanished browser is noticed within ~30 s
         await websocket.prepare(request)
         self.websockets.add(websocket)
+        async def close() -> None:
+            await websocket.close()
+
         session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                          close=websocket.close, download_manager=self.download_manager)
+                          close=close, download_manager=self.download_manager)
         await session.start(_cells(request.query.get("width", "80"), 80),
                             _cells(request.query.get("height", "24"), 24))
         self.live.add(session)

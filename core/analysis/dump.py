@@ -186,7 +186,7 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
         return res
 
     full = info is not None and info.format == "dump"
-    if full:
+    if info is not None and full:
         if info.rotation:
             data = _unrotate(data, info.rotation)
             res.rotated = info.rotation

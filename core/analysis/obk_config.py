@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BkError
+from ..layout import SECTOR
 from .tuya_pins import ROLE_NAMES, PinMapping, role_number
 
-SECTOR = 0x1000
 SIZE_V3 = 2016
 SIZE_V4 = 3584  # sizeof(mainConfig_t) on Beken since version 4
 CFG_VERSION = 5

@@ -191,14 +191,14 @@ def read_vault(data: bytes, offset: int | None = None) -> TuyaVault | None:
                     break
                 for pid in range(first, last + 1):
                     value += page(pbid, pid)
-            value = bytes(value[:length])
-            if not ok or len(value) != length:
+            data = bytes(value[:length])
+            if not ok or len(data) != length:
                 vault.problems.append(f"value of {name!r} is incomplete")
             if name in vault.entries:
                 vault.problems.append(f"duplicate key {name!r}")
                 continue
-            vault.entries[name] = KvEntry(name, value, block_id, page_id, sum(value) == csum)
-            depth = nesting_depth(value.decode("latin-1"))
+            vault.entries[name] = KvEntry(name, data, block_id, page_id, sum(data) == csum)
+            depth = nesting_depth(data.decode("latin-1"))
             if depth > MAX_NESTING:
                 vault.problems.append(f"value of {name!r} nests {depth} levels deep (more than {MAX_NESTING}): "
                                       "kept as text, not parsed")

@@ -13,7 +13,8 @@ from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
 from ..errors import BkError
-from .common import HelpFormatter, add_port_args, read_input_file, session_for
+from ..files import read_input_file
+from .common import HelpFormatter, add_port_args, session_for
 
 MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything bigger is not one
 
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         # A live analysis reads the whole chip: keep that verified dump as a backup too.
         with session_for(args) as s:
             s.connect()
-            entry = s.backup(BackupLibrary(args.library))
+            entry = s.backup(BackupLibrary(args.library)).entry
         report = analyze_file(entry.path, args.show_secrets)
         report["backup"] = str(entry.path)
     elif not args.file:

@@ -5,25 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from ..analysis.device_apply import EntryPlan, apply_plan, plan_entry
 from ..analysis.device_list import load_default
 from ..analysis.devices import facts_from_report
 from ..analysis.dump import analyze_dump
-from ..analysis.obk_config import (
-    ALIASES,
-    LEGACY_CRC_NOTE,
-    SECRET_FIELDS,
-    ObkConfig,
-    layout_hint,
-    parse_assignment,
-    pin_layout,
-)
+from ..analysis.obk_config import ALIASES, LEGACY_CRC_NOTE, SECRET_FIELDS, ObkConfig, parse_assignment
 from ..backups import BackupLibrary, atomic_write
+from ..chips import FLASH_SIZES
+from ..config_file import ChipUnknown, ConfigSource, is_sector_file, load_config
 from ..errors import BkError
+from ..files import read_input_file
 from ..layout import OBK_CONFIG_OFFSET, SECTOR
-from .common import HelpFormatter, add_port_args, check_output_path, read_input_file, session_for
+from .common import HelpFormatter, add_port_args, check_output_path, session_for
 
 RAW = HelpFormatter
 
@@ -98,86 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=run_write)
 
 
-def load_config(
-    data: bytes, chip: str | None = None, new_if_missing: bool = False
-) -> tuple[ObkConfig, int | None, str | None]:
-    """(config, its offset in `data` or None for a bare sector, chip). A dump read with wrap-around (rotated)
-    is handled in place: the offset is where the config sector sits in the file. A config with the
-    unsigned checksum of older bkbench versions is returned with `legacy_crc` set, to be shown with a
-    warning or re-saved."""
-    if len(data) <= SECTOR * 2:
-        return ObkConfig.parse(data, chip, allow_legacy=True), None, chip
-    found, rotation = _dump_geometry(data, chip is not None)
-    chip = chip or found
-    if chip not in OBK_CONFIG_OFFSET:
-        raise BkError("Cannot tell the chip of this dump (bootloader not recognised); add --chip BK7231N or "
-                      "--chip BK7231T.")
-    off = _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(data))
-    sector = data[off : off + SECTOR]
-    if new_if_missing and sector[:3] != b"CFG":
-        from ..analysis.dump import parse_tlv_mac
-        from ..layout import RF_OFFSET
-
-        rf = _in_file(RF_OFFSET[chip], rotation, len(data))
-        mac = parse_tlv_mac(data[rf : rf + SECTOR])
-        return ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None, chip), off, chip
-    return ObkConfig.parse(sector, chip, allow_legacy=True), off, chip
-
-
-def _in_file(flash_addr: int, rotation: int, size: int) -> int:
-    """Where flash address `flash_addr` sits in a dump that was read starting at `rotation`."""
-    return (flash_addr - rotation) % size
-
-
 def _config_offset(chip: str) -> int:
     if chip not in OBK_CONFIG_OFFSET:
         raise BkError(f"OpenBK's config location on {chip} is not known: bkbench does not edit it there.")
     return OBK_CONFIG_OFFSET[chip]
-
-
-def _dump_geometry(data: bytes, chip_given: bool = False) -> tuple[str | None, int]:
-    """(chip, rotation) of a full flash dump; BkError when `data` is not one. With --chip, a file of a
-    flash's size is taken as an unrotated dump even when nothing in it is recognised."""
-    from ..analysis.dump import identify_bootloader
-    from ..errors import ImageError
-    from ..images.recognize import recognize
-
-    known = identify_bootloader(data)
-    if known is not None:
-        return known[0], 0  # a known bootloader at 0: an unrotated dump of that chip
-    try:
-        info = recognize(data)
-    except ImageError:
-        info = None
-    if info is not None and info.format == "dump":
-        return info.chip, info.rotation
-    if chip_given and len(data) >= 0x100000 and not len(data) & (len(data) - 1):
-        return None, 0
-    raise BkError(f"This file ({len(data)} bytes) is neither a 4 KiB config sector nor a flash dump bkbench "
-                  "recognises; for a full dump it does not recognise, add --chip BK7231N (or BK7231T, ...).")
-
-
-def _detect_chip(data: bytes) -> str | None:
-    return _dump_geometry(data)[0]
-
-
-def write_config_to_chip(session: Any, chip: str, sector_bytes: bytes) -> None:
-    """Write one config sector to the chip; nothing else is touched."""
-    if len(sector_bytes) != SECTOR or sector_bytes[:3] != b"CFG":
-        raise BkError("Refusing to write: not a 4 KiB OpenBK config sector.")
-    check_sector_for(sector_bytes, chip)
-    session.write(sector_bytes, start=OBK_CONFIG_OFFSET[chip], confirm_sector=True)
-
-
-def check_sector_for(sector: bytes, chip: str) -> ObkConfig:
-    """The sector as OpenBK on `chip` would judge it: BkError (one line) unless it would be accepted (the old
-    unsigned checksum included) and its pin layout is the chip's."""
-    hint = layout_hint(sector)
-    if hint and pin_layout(hint) is not pin_layout(chip):
-        raise BkError(f"This config was made for {hint} ({pin_layout(hint).name} layout) and the chip is {chip}: "
-                      "its pins would land on the wrong fields. Make it with `bkbench config set --chip "
-                      f"{chip}`.")
-    return ObkConfig.parse(sector, chip)
 
 
 def secret_free(assignment: str) -> str:
@@ -201,18 +119,18 @@ def run_show(args: argparse.Namespace) -> int:
         with session_for(args) as s:
             info = s.connect()
             sector = s.read(_config_offset(info.chip), SECTOR)
-        cfg, _, _ = load_config(sector, info.chip)
+        cfg = load_config(sector, info.chip).config
     elif not args.file:
         raise BkError("Give a config sector or dump FILE, or --port for the live chip.")
     else:
         data = read_input_file(args.file, "config sector or flash dump")
-        try:
-            cfg, off, chip = load_config(data, args.chip)
-        except BkError as exc:
-            if len(data) > SECTOR * 2 and ("CFG" in str(exc) or "erased" in str(exc)):
-                raise BkError(f"{args.file} holds no OpenBK config (stock firmware?); "
-                              f"`bkbench config set {args.file} ssid=... -o NEW.bin` creates one") from None
-            raise
+        found = load_config(data, args.chip, create=not is_sector_file(data))
+        if found.created and found.sector[:3] == b"CFG":  # there, but OpenBK would not accept it
+            raise BkError(f"{args.file}: {found.created}")
+        if found.created:
+            raise BkError(f"{args.file} holds no OpenBK config (stock firmware?); "
+                          f"`bkbench config set {args.file} ssid=... -o NEW.bin` creates one")
+        cfg = found.config
     j = cfg.to_json(args.show_secrets)
     if getattr(args, "json", False):
         j["warnings"] = _warnings(cfg)
@@ -249,25 +167,24 @@ def run_set(args: argparse.Namespace) -> int:
     if args.from_tuya and device:
         raise BkError("--from-tuya and --device both set the pins; choose one.")
     data = read_input_file(args.file, "config sector or flash dump")
-    cfg, off, chip = load_config(data, getattr(args, "chip", None), new_if_missing=True)
-    created = off is not None and data[off : off + 3] != b"CFG"
+    found = load_config(data, getattr(args, "chip", None), create=not is_sector_file(data))
+    cfg, chip, created = found.config, found.chip, bool(found.created)
+    if found.created and found.sector[:3] == b"CFG":  # a config that is there but damaged is not replaced
+        raise BkError(f"{args.file}: {found.created}")
+    off = found.file_offset  # where the sector is in the file as given (a rotated dump stays rotated)
     legacy = cfg.legacy_crc
-    plan = _device_plan(device, data if off is not None else None, chip) if device else None
+    plan = _device_plan(device, found.data if found.offset is not None else None, chip) if device else None
     if plan is not None:
         apply_plan(cfg, plan)
     if args.from_tuya:
-        a = analyze_dump(data)
+        a = analyze_dump(found.data)
         if a.mapping is None:
             why = next((w for w in (a.vault.problems if a.vault else []) if "levels deep" in w), "")
             raise BkError("No Tuya configuration found in this file" + (f" ({why})." if why else "."))
         cfg.apply_mapping(a.mapping)
     for assignment in args.assignments:
         parse_assignment(cfg, assignment)
-    sector = cfg.sector()
-    if off is None:
-        out = sector
-    else:
-        out = data[:off] + sector + data[off + SECTOR :]
+    out = found.file_as_given_with(cfg)
     BackupLibrary().refuse_output(out_path)  # a library image is never rewritten in place
     atomic_write(out_path, out, mode=0o600, overwrite=True)
     where = f" (config sector at 0x{off:06X}, {chip})" if off is not None else ""
@@ -300,29 +217,37 @@ def _device_plan(key: str, dump: bytes | None, chip: str | None) -> EntryPlan:
     return plan_entry(entry, chip, facts)
 
 
+def _config_in(path: Path, blob: bytes, chip: str | None = None) -> ConfigSource | None:
+    """The config `config write` would write (the old unsigned checksum refused), or None for a dump that does
+    not tell its chip; BkError (one line, before linking when it can) for anything else."""
+    try:
+        return load_config(blob, chip, allow_legacy=False)
+    except ChipUnknown:
+        if chip is not None:
+            raise
+        return None
+    except BkError as exc:
+        raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
+
+
 def run_write(args: argparse.Namespace) -> int:
     path = Path(args.file)
     blob = read_input_file(path, "config sector or flash dump")
-    if len(blob) not in (SECTOR, 0x200000):
-        raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a 2 MiB dump (from `config set`)")
-    # Before linking: the sector must be a valid config (the dump's own chip tells where it is).
-    chip, rotation = (None, 0) if len(blob) == SECTOR else _dump_geometry(blob, chip_given=True)
-    if len(blob) == SECTOR or chip in OBK_CONFIG_OFFSET:
-        off = 0 if chip is None else _in_file(OBK_CONFIG_OFFSET[chip], rotation, len(blob))
-        try:
-            ObkConfig.parse(blob[off : off + SECTOR], chip)
-        except BkError as exc:
-            raise BkError(f"{path}: {exc} Nothing was written; make one with `bkbench config set`.") from None
+    if len(blob) != SECTOR and len(blob) not in FLASH_SIZES:
+        raise BkError(f"{path} is {len(blob)} bytes: give a 4 KiB config sector or a full dump (from `config set`)")
+    # Before linking: the file must hold a valid config (a dump's own chip tells where it is).
+    found = _config_in(path, blob)  # None: a dump that does not tell its chip (the chip's own place is used)
+    library = BackupLibrary(args.library)
     if not args.no_backup:
-        BackupLibrary(args.library).check_space(getattr(args, "flash_size", None))  # before the chip is touched
+        library.check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
         info = s.connect()
-        off = _in_file(_config_offset(info.chip), rotation, len(blob))
-        sector = blob if len(blob) == SECTOR else blob[off : off + SECTOR]
-        s.backup_first = not args.no_backup
-        s.backup_library = BackupLibrary(args.library)
-        write_config_to_chip(s, info.chip, sector)
-    off = OBK_CONFIG_OFFSET[info.chip]
+        off = _config_offset(info.chip)
+        found = found or _config_in(path, blob, info.chip)
+        assert found is not None  # with the chip named, the file tells or it is refused
+        if found.chip not in (None, info.chip) and OBK_CONFIG_OFFSET.get(found.chip or "") != off:
+            raise BkError(f"{path} is a dump of a {found.chip}; this chip is a {info.chip}")
+        s.write_config(found.sector, backup_library=library, backup_first=not args.no_backup)
     if getattr(args, "json", False):
         print(json.dumps({"ok": True, "chip": info.chip, "offset": off, "length": SECTOR}))
     else:

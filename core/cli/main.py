@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
-    out = []
+    out: list[argparse.ArgumentParser] = []
     for p in dict.fromkeys(sub.choices.values()):  # aliases map to the same parser
         nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
         out += _leaf_parsers(nested[0]) if nested else [p]

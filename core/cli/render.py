@@ -6,8 +6,12 @@ import shutil
 import sys
 import textwrap
 import time
+from typing import TYPE_CHECKING
 
 from ..ops.events import Event, LinkAttempt, Notice, Progress, Retry, SectorUpdate, Stage
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _width() -> int:
@@ -70,7 +74,7 @@ class RichRenderer:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._started = False
         self._t0 = time.monotonic()
         self._last_hint = ""

@@ -38,7 +38,7 @@ LineRef = Union[str, OutputLine]
 
 def _gpiod() -> Any:
     try:
-        import gpiod  # type: ignore[import-not-found]
+        import gpiod
     except ImportError:
         raise BkError(GPIOD_MISSING) from None
     if not hasattr(gpiod, "request_lines"):
@@ -85,7 +85,7 @@ class GpiodLine:
 
     def __init__(self, name: str, level: bool) -> None:
         gpiod = _gpiod()
-        from gpiod.line import Direction, Value  # type: ignore[import-not-found]
+        from gpiod.line import Direction, Value
 
         self.name = name
         self._values = {True: Value.ACTIVE, False: Value.INACTIVE}

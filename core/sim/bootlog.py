@@ -22,7 +22,7 @@ from ..paths import fixtures_dir
 
 Store = Callable[[int, bytes], None]  # (flash address, bytes): the application writing its own flash
 WINDOW_BLOCKS = 2048  # 34-byte stored blocks decrypted per step (64 KiB of plain code)
-_facts_cache: dict[tuple[str, int], dict[str, Any]] = {}
+_facts_cache: dict[tuple[str, int, bool], dict[str, Any]] = {}
 
 
 def _app_span(chip: str) -> tuple[int, int]:

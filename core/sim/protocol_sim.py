@@ -15,6 +15,8 @@ from .registry import from_url
 
 
 class Serial(SerialBase):
+    is_open: bool
+
     def open(self) -> None:
         if self._port is None:
             raise SerialException("Port must be configured before it can be used.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ..chips import FAMILIES
@@ -172,7 +173,7 @@ def from_url(url: str) -> SimDevice:
     if host.startswith("@"):
         return get(host[1:])
     q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if "window" in q:
         kwargs["boot_window"] = float(q["window"])
     if "max_baud" in q:

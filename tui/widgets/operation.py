@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 from bkbench.core.ops.events import LinkAttempt, Notice, Progress, Retry, Stage
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
@@ -79,7 +80,7 @@ class ReflowLog(RichLog):
         self.texts.clear()
         return super().clear()
 
-    def on_resize(self) -> None:
+    def on_resize(self, _event: events.Resize) -> None:
         width = self.scrollable_content_region.width
         if width > 0 and width != self._drawn_width:
             self._drawn_width = width
@@ -260,7 +261,7 @@ class OperationPane(Vertical):
     def log_line(self, text: str) -> None:
         self.event_log.add(time.strftime("%H:%M:%S ") + for_tui(text))
 
-    def apply(self, events: list[object]) -> None:
+    def apply(self, events: Sequence[object]) -> None:
         """Apply a batch of (already coalesced) events from the pump."""
         for event in events:
             self.state.apply(event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
+from bkbench.core.link.baud import SUPPORTED_BAUDS
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -14,7 +15,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, DataTable, Input, Label, Select
 from textual.worker import get_current_worker
 
-BAUDS = (115200, 230400, 460800, 921600, 1500000, 2000000, 3000000)
+BAUDS = SUPPORTED_BAUDS  # exactly the rates the session takes
 # Reset methods offered (core.link.reset presets); any sequence (R1|W0.1|R0) or gpio:GPIO17 spec may be typed.
 RESET_CHOICES = ("auto", "manual", "dtr-rts", "gui", "rts", "dtr", "reboot", "gpio:GPIO17", "R1|W0.1|R0")
 

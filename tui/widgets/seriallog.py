@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from bkbench.core.backups import atomic_write
 from bkbench.core.logmask import mask_secrets
@@ -75,7 +75,7 @@ class RawLog:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._size = 0
 
     def _open(self):
