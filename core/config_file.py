@@ -74,6 +74,7 @@ def load_config(data: bytes, chip: str | None = None, *, create: bool = False, f
                             chip)
     from .analysis.dump import identify_bootloader
 
+    found: str | None
     known = identify_bootloader(data)  # a known bootloader at 0: an unrotated dump (the slower recognition skipped)
     if known is not None:
         dump, found, rotation, what = True, known[0], 0, ""

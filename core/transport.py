@@ -141,7 +141,7 @@ def _adapter_setup(port: serial.SerialBase, url: str) -> None:
         return
     if adapter is None:
         return
-    port.bkbench_adapter = adapter  # type: ignore[attr-defined]
+    port.bkbench_adapter = adapter
     if adapter.latency.changed:
         real_close = port.close
 
@@ -151,7 +151,7 @@ def _adapter_setup(port: serial.SerialBase, url: str) -> None:
             finally:
                 real_close()
 
-        port.close = close  # type: ignore[method-assign]
+        port.close = close
 
 
 TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)

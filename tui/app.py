@@ -120,7 +120,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.unfinished_backups = {}
         self.monitor = None
         self.monitor_url = ""
-        self.rx_capture: Any = None  # what the serial log saw on monitor_url (core/link/capture.py), for the doctor
+        self.rx_capture = None  # what the serial log saw on monitor_url (core/link/capture.py), for the doctor
         self.busy = False
         self.op_name = ""
         self.cancel_token = None

@@ -15,9 +15,11 @@ from textual.app import App
 from textual.screen import Screen
 
 if TYPE_CHECKING:
+    from bkbench.core.analysis.device_apply import EntryPlan
     from bkbench.core.analysis.dump import DumpAnalysis
     from bkbench.core.backups import BackupEntry, BackupLibrary
     from bkbench.core.client import ChipInfo
+    from bkbench.core.link.capture import RxCapture
     from bkbench.core.link.doctor import Diagnosis
     from bkbench.core.monitor import SerialMonitor
     from bkbench.core.session import ChipKey, Session, UnfinishedRead
@@ -60,6 +62,7 @@ class AppState(App[int]):
     unfinished_backups: dict[ChipKey, UnfinishedRead]  # backups that stopped: `b` continues them
     monitor: SerialMonitor | None
     monitor_url: str
+    rx_capture: RxCapture | None  # what the serial log saw on monitor_url, for the doctor
     log_buffer: LogBuffer
     # -- the running operation and what it left
     busy: bool
@@ -116,5 +119,5 @@ class AppState(App[int]):
         def backups_for_chip(self) -> list[BackupEntry]: ...
         def station_busy_on(self, url: str) -> bool: ...
         def cancel_station(self, runs: list[PortRun]) -> int: ...
-        def action_config(self) -> None: ...
+        def action_config(self, entry_plan: EntryPlan | None = None) -> None: ...
         def _quit_worker(self) -> Any: ...

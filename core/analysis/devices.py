@@ -240,8 +240,8 @@ def compare_pins(facts: DeviceFacts, entry: Entry) -> list[PinVerdict]:
         if role == "None" or not role_text:
             continue  # an explicitly unused pin
         parsed[g] = (role, text, ch)
-    pairs = [(facts.pins[g].channel, parsed[g][2]) for g in parsed
-             if g in facts.pins and parsed[g][0] and parsed[g][0].lower() == facts.pins[g].role.lower()
+    pairs = [(facts.pins[g].channel, ch) for g, (known, _text, ch) in parsed.items()
+             if g in facts.pins and known and known.lower() == facts.pins[g].role.lower()
              and uses_channel(facts.pins[g].role)]
     renumber = _channel_map(pairs)
     out: list[PinVerdict] = []

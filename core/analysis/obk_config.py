@@ -195,9 +195,9 @@ class ObkConfig:
         self.legacy_crc = legacy_crc  # read from a sector with the old unsigned checksum
 
     @property
-    def raw(self) -> bytearray:
+    def raw(self) -> memoryview:
         """The struct image (3584 bytes; for version 3 the bytes after 0x7E0 are the flash tail)."""
-        return memoryview(self.sector_raw)[:SIZE_V4]  # type: ignore[return-value]
+        return memoryview(self.sector_raw)[:SIZE_V4]
 
     def copy(self) -> ObkConfig:
         return ObkConfig(bytes(self.sector_raw), self.chip, self.legacy_crc)

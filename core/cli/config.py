@@ -30,7 +30,7 @@ class _AssignmentsAnywhere(argparse.ArgumentParser):
     """`config set FILE --from-tuya ssid=x`: argparse fills a '*' positional once, at its first chance (right
     after FILE), so key=value pairs written after an option would be "unrecognized"; they are assignments."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         ns, extras = super().parse_known_args(args, namespace)
         late = [a for a in extras if "=" in a and not a.startswith("-")]
         if late:

@@ -7,9 +7,10 @@ import shutil
 import textwrap
 
 from ..errors import BkError
+from ..files import read_input_file
 from ..link.baud import adapter_key, forget, remembered
 from ..link.doctor import diagnose
-from .common import HelpFormatter, emit, positive_seconds, read_input_file
+from .common import HelpFormatter, emit, positive_seconds
 from .render import make_renderer
 
 EXIT_PROBLEM = 2

@@ -46,7 +46,7 @@ def _asset_name(rel, chip: str, variant: str | None) -> str:
 def _devices(args: argparse.Namespace, as_json: bool) -> int:
     """`fetch --devices [FILE]`: download OpenBK's community device list (or take a copy) into the cache."""
     from ..analysis.device_list import MAX_LIST_SIZE, DeviceListNetworkError, DeviceListStore, default_url
-    from .common import read_input_file
+    from ..files import read_input_file
 
     store = DeviceListStore(Path(args.cache_dir) / "devices" if args.cache_dir else None)
     warning = ""
@@ -55,11 +55,12 @@ def _devices(args: argparse.Namespace, as_json: bool) -> int:
         dl = store.save(data, str(Path(args.devices).resolve()))
         verb = "imported"
     elif args.offline:
-        dl = store.load()
-        if dl is None:
+        cached = store.load()
+        if cached is None:
             raise BkError("Offline mode and no cached device list.",
                           hint="Download it once with `bkbench fetch --devices`, or import a copy: "
                           "bkbench fetch --devices FILE")
+        dl = cached
         verb = "cached"
     else:
         try:

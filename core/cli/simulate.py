@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from ..errors import BkError
 from ..link.adapters import FAMILIES as ADAPTERS
@@ -76,7 +77,7 @@ def _keys(dev: SimDevice, stop: threading.Event, fd: int) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    kwargs: dict[str, object] = {"max_baud": args.max_baud} if args.max_baud else {}
+    kwargs: dict[str, Any] = {"max_baud": args.max_baud} if args.max_baud else {}
     if args.idle is not None:
         if not 0 < args.idle <= 3600:
             raise BkError(f"--idle {args.idle}: give seconds, more than 0 and at most 3600")

@@ -189,9 +189,9 @@ def prepare(port: object, url: str, sysfs: str | Path = "/sys") -> PortAdapter |
     A simulated port (core/sim/protocol_sim.py) names its own family and offers the same two knobs; a
     device path is looked up by VID:PID; network ports and unknown devices get None (nothing done)."""
     family = getattr(port, "adapter_family", None)
-    if family is not None:  # simulated adapter
-        control = port.latency_control()  # type: ignore[attr-defined]
-        return PortAdapter(family, lower(family, control), "(simulated)")
+    latency_control = getattr(port, "latency_control", None)
+    if family is not None and latency_control is not None:  # simulated adapter
+        return PortAdapter(family, lower(family, latency_control()), "(simulated)")
     if "://" in url:
         return None
     vid, pid, product = _usb_identity(url)
