@@ -50,6 +50,9 @@ CHIP_ID_REGISTER = 0x00800000  # SCTRL_CHIP_ID
 DEVICE_ID_REGISTER = 0x44010004  # read first on BK7236 / BK7258 (GUI BKChipIdentity.cs)
 EFUSE_CTRL = 0x00800074
 EFUSE_OPTR = 0x00800078
+# The UART clock of every Beken family here: a baud rate is this divided by an integer (`UART_CLOCK / baud` in
+# Beken's SDK uart driver), so the rate the chip really runs is UART_CLOCK / (UART_CLOCK // baud).
+UART_CLOCK = 26_000_000
 
 MiB = 0x100000
 # Whole-flash sizes of the SPI parts Beken modules carry (core/flash_ids.py): a full dump has one of them.
@@ -83,6 +86,7 @@ class Family:
     modules: tuple[str, ...] = ()
     mqtt_group: str = ""  # OpenBK's default MQTT group for this build (src/new_common.h DEF_MQTT_GROUP)
     qio_size: int | None = None  # the OpenBK release QIO file's exact size (bootloader + app container)
+    obk_pins: int = 32  # entries in the OpenBK config's pin arrays on this build (new_pins.h MAX_PIN_ROLES)
 
     @property
     def default_flash(self) -> int:
@@ -142,13 +146,13 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "BK7252", Dialect.BASIC_BEKEN, (0x7252,), ZERO_KEY, (2 * MiB, 4 * MiB), 0x1E0000, 0x1E1000,
-            "7252", "UA", **_T_LIKE, extra_rf=(0x3FE000,), mqtt_group="bekens_52s",
+            "7252", "UA", **_T_LIKE, extra_rf=(0x3FE000,), mqtt_group="bekens_52s", obk_pins=48,
             verified="bootloader CRCs 0x39F9B50C / 0xE3A27C26: bk7231tools table and peers; RF/config: GUI",
             assumed="partitions below 2 MiB as on T; 4 MiB parts keep RF at 0x3FE000 (LibreTiny)",
         ),
         Family(
             "BK7252N", Dialect.FULL, (0x7252A,), ZERO_KEY, (2 * MiB, 4 * MiB), 0x1E0000, 0x1E1000, "7252N", "QIO",
-            **_T_LIKE, mqtt_group="bekens_52n",
+            **_T_LIKE, mqtt_group="bekens_52n", obk_pins=48,
             verified="chip ID 0x7252A: GUI flash tool; RF/config offsets: GUI",
             assumed="no public bootloader CRC (simulator: synthetic); FULL dialect because the GUI reads its "
             "chip ID, ROM and eFuse; partitions as on T",

@@ -16,11 +16,8 @@ from typing import Any
 from ..errors import BkError
 from .device_list import Entry
 from .devices import DeviceFacts, PinVerdict, canonical_role, compare_pins, intended_role, parse_pin_value, role_names
-from .obk_config import ObkConfig
+from .obk_config import ObkConfig, pin_layout
 
-# OpenBK new_pins.h: PLATFORM_GPIO_MAX is 29 on Beken chips, 40 on BK7252/BK7252N.
-GPIO_COUNT = {"BK7252": 40, "BK7252N": 40}
-BEKEN_GPIO_COUNT = 29
 # hal_pins_bk7231.c, PIN_GetPWMIndexForPinIndex: the six pins with a PWM channel on every Beken build.
 BEKEN_PWM_PINS = (6, 7, 8, 9, 24, 26)
 PWM_ROLES = frozenset({"pwm", "pwm_n", "pwm_scriptonly", "pwm_scriptonly_n"})
@@ -80,7 +77,8 @@ class EntryPlan:
 
 
 def gpio_count(chip: str) -> int:
-    return GPIO_COUNT.get(chip.upper(), BEKEN_GPIO_COUNT)
+    """OpenBK's PLATFORM_GPIO_MAX on `chip` (new_pins.h): the pins its build applies."""
+    return pin_layout(chip).gpio_max
 
 
 def _suggest(text: str) -> str:

@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ..chips import DEFAULT_CHIP, FAMILIES
 from ..errors import BkError
 from ..layout import SECTOR
 from .tuya_pins import ROLE_NAMES, PinMapping, role_number
@@ -61,16 +62,19 @@ class PinLayout:
 
 LAYOUT_32 = PinLayout("32-pin", 32, 29, 0x33E, 0x35E, 0x37E, 0x39E, 0x478, 0x4B8, 0x4C0)
 LAYOUT_48 = PinLayout("48-pin", 48, 40, 0x33E, 0x36E, 0x39E, 0x3CE, 0x4A8, 0x4E8, 0x4F0)
-WIDE_CHIPS = frozenset({"BK7252", "BK7252N"})  # PLATFORM_BK7252 / PLATFORM_BK7252N: 48-entry arrays
+# PLATFORM_BK7252 / PLATFORM_BK7252N: 48-entry arrays (the families' obk_pins in core/chips.py)
+WIDE_CHIPS = frozenset(n for n, f in FAMILIES.items() if f.obk_pins == LAYOUT_48.count)
 
-# Per chip: DEVICENAME_PREFIX_FULL and DEF_MQTT_GROUP (src/new_common.h). BK7231M runs the N build.
-CHIP_NAMES: dict[str, tuple[str, str]] = {
-    "BK7231N": ("OpenBK7231N", "bekens_n"), "BK7231M": ("OpenBK7231N", "bekens_n"),
-    "BK7231T": ("OpenBK7231T", "bekens_t"), "BK7231U": ("OpenBK7231U", "bekens_u"),
-    "BK7238": ("OpenBK7238", "bekens_8s"), "BK7252": ("OpenBK7252", "bekens_52s"),
-    "BK7252N": ("OpenBK7252N", "bekens_52n"),
-}  # fmt: skip
-DEFAULT_CHIP = "BK7231N"
+
+def _chip_names() -> dict[str, tuple[str, str]]:
+    """Per chip: DEVICENAME_PREFIX_FULL and DEF_MQTT_GROUP (src/new_common.h), from the family rows. A family
+    without a group of its own runs its twin's build (BK7231M runs the N build)."""
+    groups = {f.openbk_target: f.mqtt_group for f in FAMILIES.values() if f.mqtt_group}
+    return {n: (f"OpenBK{f.openbk_target}", groups[f.openbk_target])
+            for n, f in FAMILIES.items() if f.openbk_target in groups}
+
+
+CHIP_NAMES = _chip_names()
 
 
 def pin_layout(chip: str | None) -> PinLayout:

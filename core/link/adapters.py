@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
-CHIP_UART_CLOCK = 26_000_000  # chip fact (Beken UART clock); core/chips.py may take it over
+from ..chips import UART_CLOCK as CHIP_UART_CLOCK
+
 TOLERANCE = 0.03
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..client import LINK_BAUD, BkClient
 from ..errors import BkError, OperationCancelled, ProtocolError
+from ..layout import BLOCK, BOOTLOADER_END
 from ..ops.events import CancelToken, EventSink, LinkAttempt, Notice, Stage, null_sink
 from ..protocol import LINK_CHECK_REPLY_CODE, Cmd, encode
 from ..transport import open_port
@@ -56,7 +57,8 @@ PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\n\r"
 HEAD_KEEP = 32768  # the start of a boot log holds the banner and `json cfg`
 TAIL_KEEP = 4096
 PROBE_CHECKS = 30
-FLASH_PROBE = ((0x11000, 0x10000), (0x21000, 0x10000), (0x31000, 0x10000))  # CRCs that keep the flash busy
+# CRCs that keep the flash busy: the first three 64 KiB blocks after the bootloader
+FLASH_PROBE = tuple((BOOTLOADER_END + i * BLOCK, BLOCK) for i in range(3))
 UART1 = uart1.UART1
 _BANNER = re.compile(rb"V:BK72\d\d")
 # A stock Tuya application prints a heartbeat every few seconds once booted (the simulator every 5 s): no
