@@ -167,7 +167,7 @@ def _write_config(url: str, _data_dir: Path) -> None:
     with Session(url) as s:
         s.connect()
         s.backup_first = False
-        s.write(cfg, CFG_N, confirm_sector=True)
+        s.write(cfg, CFG_N)
 
 
 def test_the_record_is_on_disk_0600_before_the_chip_is_unprotected(home, stock):
@@ -227,7 +227,7 @@ def test_an_unusable_record_store_protects_with_the_stock_value_and_says_so(home
         with Session(url, on_event=lambda ev: notes.append(getattr(ev, "message", ""))) as s:
             s.connect()
             s.backup_first = False
-            s.write(cfg, CFG_N, confirm_sector=True)
+            s.write(cfg, CFG_N)
         assert dev.flash.status.value == stock_sr(dev.flash.part) == 0x4004
     said = [n for n in notes if "stock SR 0x4004" in n]
     assert len(said) == 1 and "\n" not in said[0]
