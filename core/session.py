@@ -560,7 +560,8 @@ class Session:
                 pass  # the first error is the one to report
             raise
         try:
-            note = client.reprotect()
+            # a chip lost here (reset, brown-out) is found again and asked again: the SR found is kept
+            note = self._recovering("putting the flash protection back", lambda c: c.reprotect())
         except BkError as exc:
             raise BkError(f"the {kind} completed and was verified, but the flash protection (status register) "
                           f"could not be put back as found: {exc}",
@@ -658,9 +659,13 @@ class Session:
                 reboot: bool, banner: bytes | None) -> None:
         """After a write: one final compare of everything written (the same for every frontend), then the
         reboot and the boot-banner check."""
+        # What the write put there: each span to its sector's end, erased (0xFF) past the data as write_flash
+        # pads it. The compare hashes whole sectors, which every bootloader can: the T bootloader's CheckCRC
+        # hashes whole 256-byte blocks only (REALCODE.md B.2), so an image's ragged end cannot be hashed alone.
+        spans = [(s, d + b"\xff" * (-len(d) % SECTOR)) for s, d in spans]
         self.written = list(spans)
         if verify:
-            ranges = sorted((s, s + len(d) + (-len(d)) % SECTOR) for s, d in spans)
+            ranges = sorted((s, s + len(d)) for s, d in spans)
             record = OperationRecord(kind, ranges[0][0], ranges[-1][1] - ranges[0][0])
             bad: list[tuple[int, int]] = []
             for start, data in sorted(spans):

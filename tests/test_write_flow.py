@@ -225,3 +225,18 @@ def test_cli_write_of_a_full_dump_is_a_restore_keeping_rf(fixtures_dir, datadir,
     data = other.read_bytes()
     assert flash[:0x11000] == chip_flash[:0x11000] and flash[0x1D0000:0x1D1000] == chip_flash[0x1D0000:0x1D1000]
     assert flash[0x11000:0x1D0000] == data[0x11000:0x1D0000] and flash[0x1D1000:] == data[0x1D1000:]
+
+
+def test_verify_file_after_a_t_write_compares_what_the_write_left(obk_images, fixtures_dir, datadir, capsys):
+    """An OpenBK UA image ends mid-sector; the T bootloader's CheckCRC hashes whole 256-byte blocks only
+    (REALCODE.md B.2, modelled by core/sim). `verify FILE` compares the image's last sector as the write left
+    it (erased past the image), so a good write is not called different."""
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231T"]).read_bytes()
+    f = datadir / "openbk.ug.bin"
+    f.write_bytes(obk_images["BK7231T"]["ota"])  # converted to its UA image by both commands
+    assert len(obk_images["BK7231T"]["ua"]) % 256  # the case: a ragged end
+    with sim_url("BK7231T", stock, wiring="none") as (url, _dev):
+        assert main(["write", "--port", url, str(f), "--no-backup", "--no-reboot", "-q"]) == 0
+        capsys.readouterr()
+        assert main(["verify", "--port", url, str(f), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["ok"] is True

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..chips import DEFAULT_CHIP, FAMILIES
 from ..errors import BkError, ImageError
 from ..files import read_input_file
+from ..layout import SECTOR
 from .recognize import ImageInfo, WritePlan, check_compatible, plan_write, recognize, unrotate
 
 
@@ -88,7 +89,8 @@ def place(fw: Firmware, chip: str | None = None, flash_size: int | None = None, 
 def compare_target(fw: Firmware, chip: str, flash_size: int, offset: int | None = None) -> tuple[int, bytes]:
     """(address, bytes) a verify of this file compares: where a write of it went. An `offset` given is taken
     as it is (the file's bytes from there); else a full dump is compared whole (in flash order), raw data
-    from 0, an image (an OTA package as its UA image) where `place` puts it."""
+    from 0, an image (an OTA package as its UA image) where `place` puts it, with the rest of its last
+    sector erased, as the write left it (the T bootloader's CRC cannot hash a ragged end: REALCODE.md B.2)."""
     if offset is not None:
         return offset, fw.data
     if fw.is_dump:
@@ -96,7 +98,7 @@ def compare_target(fw: Firmware, chip: str, flash_size: int, offset: int | None 
     if fw.info.format == "raw":
         return 0, fw.data
     plan = place(fw, chip, flash_size)
-    return plan.start, plan.payload
+    return plan.start, plan.payload + b"\xff" * (-len(plan.payload) % SECTOR)
 
 
 def _hint(exc: ImageError, fw: Firmware, chip: str | None) -> str:

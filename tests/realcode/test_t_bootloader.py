@@ -125,9 +125,10 @@ def test_full_backup_is_byte_exact(version, fixtures_dir, tmp_path):
     with real_t(dump) as (url, dev):
         with Session(url, baud=921600) as s:
             s.connect()
-            entry = s.backup(BackupLibrary(tmp_path / "lib"))
+            got = s.backup(BackupLibrary(tmp_path / "lib"))
         flash = bytes(dev.flash.data)
-    assert entry.path.read_bytes() == dump and flash == dump
+    entry = got.entry
+    assert got.taken and entry.path.read_bytes() == dump and flash == dump
     meta = entry.meta
     assert meta["boot_version"] == f"BK7231S_{version}" and meta["bootloader"] == f"bk7231s {version}"
 
