@@ -11,6 +11,7 @@ import contextlib
 import struct
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 
 import serial
@@ -71,6 +72,8 @@ SECTOR = 0x1000
 # of this shape to a command we did not send means a damaged command was executed as this one.
 DESTRUCTIVE_REPLY_LEN = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
                          LongCmd.FLASH_WRITE: 6}
+DESTRUCTIVE_COMMANDS = frozenset(DESTRUCTIVE_REPLY_LEN) | {LongCmd.FLASH_ERASE_4K, LongCmd.FLASH_ERASE_ALL,
+                                                         LongCmd.FLASH_WRITE_SR}
 MIN_FLASH, MAX_FLASH = 0x40000, 0x1000000  # sizes of the parts BK72xx modules carry (flash_ids table)
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
@@ -112,6 +115,17 @@ class ChipInfo:
         } | ({"bootloader_table": self.bootloader_table} if self.bootloader_table else {})
 
 
+@dataclass(frozen=True)
+class CrcReply:
+    """One CheckCRC answer as received, with the request it answered (core/ops/crc.py ties them)."""
+
+    value: int
+    start: int  # wire addresses as sent
+    end: int
+    length: int  # bytes the request asked to hash
+    epoch: int  # destructive commands sent before it (the same range may hold other bytes after one)
+
+
 @dataclass
 class LinkStats:
     """What arrived while linking, for the link doctor."""
@@ -142,6 +156,8 @@ class BkClient:
         self.link_stats = LinkStats()
         self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
         self.anomalies = 0  # failed exchanges so far (each one is followed by recover())
+        self.crc_log: deque[CrcReply] = deque(maxlen=8)  # the latest CheckCRC answers, newest last
+        self.epoch = 0  # erase / program / status-register writes sent so far
         self.sr_found: int | None = None  # the status register as the first unprotect found it
 
     # ------------------------------------------------------------------ framing
@@ -196,6 +212,8 @@ class BkClient:
         self.scanner.skipped.clear()
         if send:
             self._write(encode(code, payload, long))
+            if long and code in DESTRUCTIVE_COMMANDS:
+                self.epoch += 1
             if long and code in DESTRUCTIVE_REPLY_LEN and len(payload) >= 4:
                 at = 1 if code == LongCmd.FLASH_ERASE else 0
                 self._recent = (self._recent + [(code, struct.unpack_from("<I", payload, at)[0])])[-4:]
@@ -365,21 +383,30 @@ class BkClient:
             raise ProtocolError(f"baud switch echo mismatch at {baud} baud")
 
     # ------------------------------------------------------------------ chip info
-    def crc_raw(self, start: int, end: int, timeout: float | None = None) -> int:
-        """CheckCRC with wire addresses as given; returns the zlib-convention CRC."""
+    def crc_raw(self, start: int, end: int, timeout: float | None = None, length: int | None = None) -> int:
+        """CheckCRC with wire addresses as given; returns the zlib-convention CRC. Every answer is logged
+        in `crc_log`: the reply carries no address, so only the host can tell it from an earlier one."""
         span = max(1, end - start)
         t = max(self.timeout, span / CRC_SPEED + 0.5) if timeout is None else timeout
         r = self.command(Cmd.CHECK_CRC, struct.pack("<II", start, end), timeout=t)
         if len(r.payload) < 4:
             raise ProtocolError("short CheckCRC response")
-        return struct.unpack_from("<I", r.payload)[0] ^ 0xFFFFFFFF
+        value = struct.unpack_from("<I", r.payload)[0] ^ 0xFFFFFFFF
+        self.crc_log.append(CrcReply(value, start, end, end - start if length is None else length, self.epoch))
+        return value
+
+    def crc_once(self, start: int, length: int) -> int:
+        """One CheckCRC of flash[start:start+length] (logical), dialect end semantics applied, no relink.
+        Decisions use core/ops/crc.py, which ties the answer to this request."""
+        assert self.dialect is not None
+        wire = self._wire(start)
+        end = wire + length - (1 if self.dialect.crc_end_inclusive else 0)
+        return self.crc_raw(wire, end, length=length)
 
     def crc(self, start: int, length: int) -> int:
         """CRC-32 of flash[start:start+length] as the chip computes it (dialect end semantics applied)."""
         assert self.dialect is not None
-        wire = self._wire(start)
-        end = wire + length - (1 if self.dialect.crc_end_inclusive else 0)
-        value = self.crc_raw(wire, end)
+        value = self.crc_once(start, length)
         if self.dialect.crc_locks_protection:
             self.relink()
         return value

@@ -28,6 +28,7 @@ from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protec
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
 from .link.reset import ResetStrategy, for_port, get_strategy
+from .ops.crc import block_crcs as block_crcs_of_chip
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
 from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
@@ -341,13 +342,8 @@ class Session:
     def chip_block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
         """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention)."""
         client, info = self._require()
-        cancel = cancel or self.cancel_token
-        out = []
-        for addr in range(0, info.flash_size, BLOCK):
-            if cancel is not None and cancel.cancelled:
-                raise OperationCancelled("cancelled while asking the chip for its block CRCs")
-            out.append(client.crc(addr, min(BLOCK, info.flash_size - addr)))
-        return out
+        return block_crcs_of_chip(client, info.flash_size, self.sink, cancel or self.cancel_token,
+                                  "cancelled while asking the chip for its block CRCs")
 
     def ensure_backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
                       crcs: list[int] | None = None) -> tuple[BackupEntry, bool]:
@@ -568,19 +564,8 @@ class Session:
     def _block_crcs(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None = None) -> list[int]:
         """The chip's CRC of every 64 KiB block: content identity for the backup and the guard's baseline."""
         self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
-        out = []
-        for addr in range(0, info.flash_size, BLOCK):
-            if cancel is not None and cancel.cancelled:
-                raise OperationCancelled("cancelled before anything was written; nothing to undo")
-            for attempt in range(4):
-                try:
-                    out.append(client.crc(addr, BLOCK))
-                    break
-                except ProtocolError:
-                    if attempt == 3:
-                        raise
-                    client.recover()
-        return out
+        return block_crcs_of_chip(client, info.flash_size, self.sink, cancel,
+                                  "cancelled before anything was written; nothing to undo")
 
     def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]):
         """Sectors a damaged command hit outside the write come back from the backup, but only from
@@ -636,6 +621,8 @@ class Session:
                                 backup_library=backup_library, backup_first=backup_first, kind="restore")
 
     def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
+        if not data:
+            raise BkError("nothing to verify: the file is empty")
         client, info = self._require()
         if start + len(data) > info.flash_size:
             raise BkError("the file is larger than the flash")

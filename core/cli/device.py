@@ -282,6 +282,8 @@ def cmd_write(args: argparse.Namespace) -> int:
                                              reboot=not args.no_reboot, differential=not args.full))
     path = Path(args.file)
     data = read_image_file(path)
+    if not data:
+        raise BkError(f"{path.name} is empty: there is nothing to compare with the chip")
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     check_file_offline(data, path.name, args.start, args.replace_bootloader)
     with session_for(args) as s:
@@ -328,6 +330,8 @@ def plan_payload_flash(image, data: bytes) -> bytes:
 def cmd_restore(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
+    if not data:
+        raise BkError(f"{path.name} is empty: there is nothing to compare with the chip")
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     if args.bootloader and not args.yes:
         raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
@@ -354,6 +358,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.file)
     data = read_image_file(path)
+    if not data:
+        raise BkError(f"{path.name} is empty: there is nothing to compare with the chip")
     BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
     with session_for(args) as s:
         s.connect()

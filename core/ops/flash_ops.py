@@ -61,6 +61,7 @@ from typing import Callable
 
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
+from .crc import READ_RETRIES, chip_crc, chip_crc_check, chip_crc_is
 from .events import (
     CancelToken,
     EventSink,
@@ -77,8 +78,14 @@ from .events import (
 SECTOR = 0x1000
 BLOCK = 0x10000
 CRC_FF_SECTOR = zlib.crc32(b"\xff" * SECTOR)
-READ_RETRIES = 20
 WRITE_RETRIES = 3
+# Where the strong check cuts each sector, in 256-byte units, by the sector's place in its 64 KiB block:
+# every cut between 0x300 and 0xB00 (so a record near either end of a sector and one in its middle fall
+# in different pieces), and chosen so that no two of any three consecutive CheckCRCs of a vouch (pieces,
+# and the sector or block CRC before and after) have the same length. Erased pieces of different lengths
+# have different CRCs, so a stale or late reply of a neighbouring piece can never read as "erased"
+# (core/ops/crc.py), and no piece needs splitting to be told apart from the one before.
+CUTS = (3, 5, 3, 4, 11, 3, 7, 3, 11, 9, 3, 2, 4, 7, 2, 11)
 
 
 class OperationFailed(BkError):
@@ -125,6 +132,8 @@ def _with_record(kind: str):
 
     def wrap(fn):
         def inner(client, start, *args, **kwargs):
+            if kind == "verify" and not args[0]:
+                raise BkError("nothing to verify: the data to compare with the chip is empty")
             record = kwargs.get("record")
             if record is None:
                 length = args[0] if isinstance(args[0], int) else len(args[0])
@@ -193,21 +202,22 @@ def blank_crc(n: int) -> int:
 _BLANK_CRCS: dict[int, int] = {SECTOR: CRC_FF_SECTOR}
 
 
-def _chip_crc(client: BkClient, addr: int, n: int, sink: EventSink, record: OperationRecord) -> int:
-    return _retrying(lambda: client.crc(addr, n), "crc", addr, sink, record, READ_RETRIES, client)
-
-
 def _hash(client: BkClient, addr: int, n: int, sink: EventSink, record: OperationRecord) -> int:
-    """Chip CRC for reads and verifies. BASIC bootloaders re-protect the flash after every CheckCRC and
-    need a LinkCheck before the next erase, which client.crc sends each time; a read or a verify hashes
-    many ranges in a row and erases nothing, so it re-links once at its end instead (`_relink_after`)."""
-    def once() -> int:
-        if client.dialect is None or not client.dialect.crc_locks_protection:
-            return client.crc(addr, n)
-        wire = client._wire(addr)
-        return client.crc_raw(wire, wire + n)  # BASIC dialects hash to an exclusive end
+    """Chip CRC for reads and verifies, tied to its request (core/ops/crc.py). BASIC bootloaders
+    re-protect the flash after every CheckCRC and need a LinkCheck before the next erase; a read or a
+    verify hashes many ranges in a row and erases nothing, so it re-links once at its end instead
+    (`_relink_after`)."""
+    return chip_crc(client, addr, n, sink, record, relink=False)
 
-    return _retrying(once, "crc", addr, sink, record, READ_RETRIES, client)
+
+def _hash_is(client: BkClient, addr: int, n: int, want: int, sink: EventSink, record: OperationRecord) -> bool:
+    """`_hash(...) == want`, shown by an answer tied to this request."""
+    return chip_crc_is(client, addr, n, want, sink, record, relink=False)
+
+
+def _hash_check(client: BkClient, addr: int, n: int, want: int, sink: EventSink, record: OperationRecord) -> int:
+    """`_hash` where only `want` must be tied to the request (a difference is confirmed by `_confirmed_crc`)."""
+    return chip_crc_check(client, addr, n, want, sink, record, relink=False)
 
 
 def _relink_after(client: BkClient) -> None:
@@ -219,12 +229,15 @@ def _relink_after(client: BkClient) -> None:
 
 
 def _blank_pieces(s: int, e: int) -> list[tuple[int, int]]:
-    """[s, e) cut at the middle of every 4 KiB sector it covers: each piece straddles a sector boundary,
+    """[s, e) cut inside every 4 KiB sector it covers (at CUTS): each piece straddles a sector boundary,
     so no piece is a union of whole sectors (see the module docstring)."""
     cuts = [s]
     for a in range(s - s % SECTOR, e, SECTOR):
         lo, hi = max(a, s), min(a + SECTOR, e)
-        if hi - lo >= 2:
+        cut = a + CUTS[(a // SECTOR) % len(CUTS)] * 0x100
+        if lo < cut < hi:
+            cuts.append(cut)
+        elif hi - lo >= 2:
             cuts.append(lo + (hi - lo) // 2)
     cuts.append(e)
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
@@ -240,7 +253,7 @@ def _vouched_prefix(client: BkClient, s: int, e: int, sink: EventSink, record: O
     """The strong check piece by piece, stopping at the first piece that is not erased: returns where
     the sectors it vouched for end (e: all of them). A failing piece starts inside the sector it spoils."""
     for a, b in _blank_pieces(s, e):
-        if _hash(client, a, b - a, sink, record) != blank_crc(b - a):
+        if not _hash_is(client, a, b - a, blank_crc(b - a), sink, record):
             return max(s, a - a % SECTOR)
     return e
 
@@ -409,7 +422,7 @@ def write_flash(
     _repair_outside(client, start, start + length, record, sink, repair)
     sink(Stage("verify", "checking the whole range"))
     want = zlib.crc32(data)
-    got = _retrying(lambda: client.crc(start, length), "crc", start, sink, record, READ_RETRIES, client)
+    got = chip_crc(client, start, length, sink, record)
     if got != want:
         if differential:
             sink(Notice("warning", "final CRC differs: rewriting every sector"))
@@ -432,8 +445,7 @@ def _repair_outside(client: BkClient, start: int, end: int, record: OperationRec
             raise OperationFailed(
                 f"a command damaged on the line may have erased or overwritten sector 0x{addr:06X}, outside "
                 "the write; restore it from a backup (`bkbench restore`)", record)
-        got = _retrying(lambda a=addr: client.crc(a, SECTOR), "crc", addr, sink, record, READ_RETRIES, client)
-        if got == zlib.crc32(expected):
+        if chip_crc_is(client, addr, SECTOR, zlib.crc32(expected), sink, record):
             continue  # only the reply was damaged: the sector is intact
         sink(Notice("warning", f"sector 0x{addr:06X} was hit by a damaged command: restoring it from the backup"))
         _write_sector(client, addr, expected, sink, record, WriteReport(), erased=False)
@@ -448,12 +460,12 @@ def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: 
     target = data[g_start - base : g_end - base]
     sectors = list(range(g_start, g_end, SECTOR))
     if differential and not assume_changed:
+        want = zlib.crc32(target)
         if known is not None:
-            chip_crc: int | None = known
+            same = known == want
         else:
-            chip_crc = _retrying(lambda: client.crc(g_start, g_end - g_start), "crc", g_start, sink, record,
-                                 READ_RETRIES, client) if group_check else None
-        if chip_crc == zlib.crc32(target):
+            same = group_check and chip_crc_is(client, g_start, g_end - g_start, want, sink, record)
+        if same:
             for addr in sectors:
                 sink(SectorUpdate(addr, SectorState.SKIPPED))
             report.skipped += len(sectors)
@@ -461,9 +473,7 @@ def _write_group(client: BkClient, base: int, data: bytes, g_start: int, g_end: 
         changed = []
         for addr in sectors:
             want = zlib.crc32(data[addr - base : addr - base + SECTOR])
-            got = _retrying(lambda a=addr: client.crc(a, SECTOR), "crc", addr, sink, record, READ_RETRIES,
-                            client)
-            if got == want:
+            if chip_crc_is(client, addr, SECTOR, want, sink, record):
                 sink(SectorUpdate(addr, SectorState.SKIPPED))
                 report.skipped += 1
             else:
@@ -498,10 +508,10 @@ def _program_block(client: BkClient, base: int, data: bytes, g_start: int, g_end
                       client)
             sink(SectorUpdate(addr, SectorState.WRITTEN))
     want = zlib.crc32(data[g_start - base : g_end - base])
-    whole_ok = _chip_crc(client, g_start, g_end - g_start, sink, record) == want
+    whole_ok = chip_crc_is(client, g_start, g_end - g_start, want, sink, record)
     for addr in sectors:
         chunk = data[addr - base : addr - base + SECTOR]
-        if whole_ok or _chip_crc(client, addr, SECTOR, sink, record) == zlib.crc32(chunk):
+        if whole_ok or chip_crc_is(client, addr, SECTOR, zlib.crc32(chunk), sink, record):
             blank = _is_blank(chunk)
             sink(SectorUpdate(addr, SectorState.ERASED if blank else SectorState.VERIFIED))
             if blank:
@@ -531,7 +541,7 @@ def _write_sector(client: BkClient, addr: int, chunk: bytes, sink: EventSink, re
                 client.write_4k(addr, chunk)
                 sink(SectorUpdate(addr, SectorState.WRITTEN))
             step = "crc"
-            got = client.crc(addr, SECTOR)
+            got = chip_crc(client, addr, SECTOR, sink, record, retries=0)
         except ProtocolError as exc:
             if isinstance(exc, MisdirectedCommand):
                 record.damaged.append((exc.addr, exc.addr + exc.size))
@@ -598,6 +608,8 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
     Where `data` is erased the pieces of the strong check stand in for the group CRC (module docstring)."""
     if start % SECTOR:
         raise BkError("verify must start on a 4 KiB boundary")
+    if not data:
+        raise BkError("nothing to verify: the data to compare with the chip is empty")
     record = record or OperationRecord("verify", start, len(data))
     sink(Stage("verify", f"comparing 0x{start:06X}-0x{start + len(data):06X} by CRC"))
     bad: list[tuple[int, int]] = []
@@ -610,7 +622,7 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
             if blank:
                 same = _vouch_blank(client, g_start, g_end, sink, record)
             else:
-                same = _hash(client, g_start, g_end - g_start, sink, record) == zlib.crc32(expect)
+                same = _hash_is(client, g_start, g_end - g_start, zlib.crc32(expect), sink, record)
             if same:
                 for addr in range(g_start, g_end, SECTOR):
                     sink(SectorUpdate(addr, SectorState.BLANK if blank else SectorState.VERIFIED,
@@ -636,20 +648,18 @@ def _is_blank(chunk: bytes) -> bool:
 
 
 def _verify_sector(client: BkClient, addr: int, expect: bytes, sink: EventSink, record: OperationRecord) -> bool:
+    """Whether the sector holds `expect`. A difference counts only once the chip gave the same CRC twice in
+    a row (`_confirmed_crc`): a CRC command damaged on the way in hashes another range once, which is line
+    trouble (a Retry), never a difference; a real difference is reported as one, without a Retry."""
     n = len(expect)
-    if _is_blank(expect):
-        ok = _vouch_blank(client, addr, addr + n, sink, record)
-        if not ok:
-            # Ask once more before calling it a difference: a CRC command damaged on the way in hashes
-            # another range, and the same damage twice in a row is not plausible.
-            record.retries += 1
-            sink(Retry(addr, 1, "erased sector not confirmed by the strong check"))
-            ok = _vouch_blank(client, addr, addr + n, sink, record)
-        sink(SectorUpdate(addr, SectorState.BLANK if ok else SectorState.FAILED, n))
-        return ok
-    want = zlib.crc32(expect)
-    c = _hash(client, addr, n, sink, record)
-    if c != want:
-        c = _confirmed_crc(client, addr, n, c, sink, record)
-    sink(SectorUpdate(addr, SectorState.VERIFIED if c == want else SectorState.FAILED, n))
-    return c == want
+    blank = _is_blank(expect)
+    pieces = _blank_pieces(addr, addr + n) if blank else [(addr, addr + n)]
+    ok = True
+    for a, b in pieces:
+        want = blank_crc(b - a) if blank else zlib.crc32(expect)
+        c = _hash_check(client, a, b - a, want, sink, record)
+        if c != want and _confirmed_crc(client, a, b - a, c, sink, record) != want:
+            ok = False
+            break
+    sink(SectorUpdate(addr, (SectorState.BLANK if blank else SectorState.VERIFIED) if ok else SectorState.FAILED, n))
+    return ok

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..client import BkClient
-from ..errors import BkError, ProtocolError
+from ..errors import BkError
 from ..layout import subtract_ranges
+from .crc import chip_crc
 from .events import EventSink, Notice, Stage, null_sink
 
 SECTOR = 0x1000
 BLOCK = 0x10000
+GUARD_RETRIES = 3
 
 Repair = Callable[[int, int], "bytes | None"]
 
@@ -51,14 +53,7 @@ class OutsideDamage(BkError):
 
 
 def _ask_crc(client: BkClient, start: int, length: int) -> int:
-    for attempt in range(4):
-        try:
-            return client.crc(start, length)
-        except ProtocolError:
-            if attempt == 3:
-                raise
-            client.recover()
-    raise AssertionError("unreachable")
+    return chip_crc(client, start, length, retries=GUARD_RETRIES)  # tied to its request (core/ops/crc.py)
 
 
 @dataclass
