@@ -8,11 +8,14 @@ while the Tuya bootloader's range check does not, so the bootloader area can be 
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
+import threading
 import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import serial
 
@@ -47,6 +50,21 @@ from .protocol import (
 )
 
 LINK_BAUD = 115200
+
+
+def _exchange(fn):
+    """One exchange (or a sequence that must not be split, e.g. a baud switch) owns the port: a keepalive
+    (core/link/keepalive.py) waits for it and only speaks on a line that has been quiet."""
+
+    @functools.wraps(fn)
+    def inner(self, *args, **kwargs):
+        with self.lock:
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                self.last_io = time.monotonic()
+
+    return inner
 
 
 class MisdirectedCommand(ProtocolError):
@@ -159,6 +177,17 @@ class BkClient:
         self.crc_log: deque[CrcReply] = deque(maxlen=8)  # the latest CheckCRC answers, newest last
         self.epoch = 0  # erase / program / status-register writes sent so far
         self.sr_found: int | None = None  # the status register as the first unprotect found it
+        self.lock = threading.RLock()  # held for every exchange (`_exchange`)
+        self.last_io = time.monotonic()  # end of the latest exchange
+        self.boot_said: str | None = None  # what BootVersion said at identification
+        # How erases are re-armed after a CheckCRC ("relink"/"restart", chips.erases_after_crc) once a write
+        # found out otherwise than the bootloader's version says (an erase acknowledged that did not take).
+        self.erase_mode: str | None = None
+        # Brings the chip back into its bootloader after a restart when the Reboot command's boot window was
+        # missed (the session's reset strategy); None: only the Reboot command is tried.
+        self.reset_link: Callable[[], None] | None = None
+        # A reply to a destructive command seen by the keepalive between operations: raised by the next command.
+        self.deferred_error: BkError | None = None
 
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
@@ -195,6 +224,7 @@ class BkClient:
         except (serial.SerialException, OSError) as exc:
             raise self._lost(exc) from exc
 
+    @_exchange
     def command(
         self,
         code: int,
@@ -207,6 +237,9 @@ class BkClient:
         send: bool = True,
     ) -> Response:
         """Send one command and return its response frame (garbage and foreign frames skipped)."""
+        if self.deferred_error is not None:
+            err, self.deferred_error = self.deferred_error, None
+            raise err
         if drain:
             self.drain()
         self.scanner.skipped.clear()
@@ -278,6 +311,7 @@ class BkClient:
                                      addr, span)
 
     # ------------------------------------------------------------------ link
+    @_exchange
     def link(
         self,
         timeout: float,
@@ -336,6 +370,7 @@ class BkClient:
                 time.sleep(0.002)
         self.scanner.clear()
 
+    @_exchange
     def relink(self, timeout: float = 0.5) -> None:
         """A quick LinkCheck round on an already linked chip (unlocks protection on BASIC dialects)."""
         deadline = time.monotonic() + timeout
@@ -348,6 +383,7 @@ class BkClient:
                 if time.monotonic() > deadline:
                     raise ProtocolError("chip stopped answering the link check") from None
 
+    @_exchange
     def recover(self) -> None:
         """After a failed exchange: let stray bytes arrive, drop them, and check the chip still answers."""
         self.anomalies += 1  # the session checks the whole flash after an operation that had any
@@ -358,6 +394,7 @@ class BkClient:
         except ProtocolError:
             raise LinkLost("the chip stopped answering the link check (did it reset or lose power?)") from None
 
+    @_exchange
     def set_baudrate(self, baud: int, delay_ms: int = 20) -> None:
         """Switch both ends: the echo arrives at the new rate after the chip's delay."""
         payload = struct.pack("<IB", baud, delay_ms)
@@ -549,7 +586,7 @@ class BkClient:
                 warnings.append(f"flash ID {bytes(mid).hex()} is not in the table: size unknown "
                                 f"(assumed {info.flash_size // 1024} KiB)")
         else:
-            info.boot_version = self.boot_version()
+            info.boot_version = self.boot_said = self.boot_version()
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
             if bl is not None and name_as_reported(bl, info.boot_version) != bl.name:
                 # what the code says wins; the table's name stays as evidence (REALCODE.md B.1)
@@ -738,7 +775,22 @@ class BkClient:
             prev = sr
         raise ProtocolError("the status register reads differently each time")
 
+    @_exchange
     def reboot(self) -> None:
         for _ in range(3):
             self.port.write(encode(Cmd.REBOOT, b"\xa5"))
             time.sleep(0.01)
+
+    @_exchange
+    def restart_bootloader(self, window: float = 1.0) -> bool:
+        """Restart the bootloader with its Reboot command (`0e a5`: no reply, a watchdog reset, REALCODE.md
+        B.10) and catch its boot window with LinkChecks at 115200, no hands on CEN. Sent once: a second Reboot
+        landing in the new boot window would restart it again. True once it answers at 115200 (the caller
+        switches the rate up again); False after `window` s (the frame may have been lost: the chip may still
+        listen at the old rate)."""
+        self.drain()
+        self._write(encode(Cmd.REBOOT, b"\xa5"))
+        with contextlib.suppress(serial.SerialException, OSError, AttributeError):
+            self.port.flush()
+        time.sleep(0.005)  # the adapter sends the frame at the old rate before the rate changes under it
+        return self.link(window, baud=LINK_BAUD)

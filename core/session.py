@@ -27,6 +27,7 @@ from .errors import (
 from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protected_ranges
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import LinkDoctor, PortTap
+from .link.keepalive import Keepalive, revive
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.crc import block_crcs as block_crcs_of_chip
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
@@ -105,6 +106,7 @@ class Session:
         # The backup that covers this chip, once taken or found (also when the write after it fails).
         self.last_backup: tuple[BackupEntry, bool] | None = None  # (entry, taken now)
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
+        self.keepalive: Keepalive | None = None  # LinkChecks while idle: T bootloaders leave download mode
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
@@ -113,6 +115,7 @@ class Session:
             self.client = BkClient(self.port, self.sink)
 
     def close(self) -> None:
+        self.stop_keepalive()
         if self.port is not None:
             try:
                 self._restore_link_baud()
@@ -147,7 +150,9 @@ class Session:
         return self.client
 
     # ------------------------------------------------------------------ link
-    def link(self, cancel: CancelToken | None = None, timeout: float | None = None) -> None:
+    def link(self, cancel: CancelToken | None = None, timeout: float | None = None, reset_first: bool = False) -> None:
+        """`reset_first`: reset the chip before the first LinkCheck (a restart that must happen: one that answers
+        without it is not the chip the caller needs, core/link/keepalive.restart)."""
         # --- link doctor integration (core/link/doctor.py): the doctor watches RX while linking, its
         # current Diagnosis goes into LinkAttempt.hint, `self.diagnosis` and the LinkError hint.
         client = self._client()
@@ -178,12 +183,13 @@ class Session:
             cancel = cancel or self.cancel_token
             # A chip left linked at a faster rate (an earlier session that was killed) answers there.
             good = remembered(adapter_key(self.url)).get("good")
-            if isinstance(good, int) and good != LINK_BAUD and client.link(0.1, cancel, None, baud=good):
+            if not reset_first and isinstance(good, int) and good != LINK_BAUD and client.link(0.1, cancel, None,
+                                                                                               baud=good):
                 self.sink(Notice("info", f"the chip was still linked at {good} baud"))
                 doctor.link_ok()
                 return
             self.port.baudrate = LINK_BAUD
-            linked = client.link(0.3, cancel, None) or client.link(timeout, cancel, on_attempt)
+            linked = (not reset_first and client.link(0.3, cancel, None)) or client.link(timeout, cancel, on_attempt)
         finally:
             client.port = self.port
         if linked:
@@ -197,6 +203,7 @@ class Session:
         # --- end link doctor integration
 
     def connect(self, cancel: CancelToken | None = None) -> ChipInfo:
+        self.stop_keepalive()
         self.open()
         self.link(cancel)
         client = self._client()
@@ -223,7 +230,23 @@ class Session:
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")
         self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))
+        self.start_keepalive()
         return info
+
+    # --- idle chip (core/link/keepalive.py): a BASIC bootloader leaves download mode when idle; a write may
+    # restart it (the reset strategy when its boot window is missed).
+    def start_keepalive(self) -> None:
+        self.stop_keepalive()
+        client = self._client()
+        client.reset_link = lambda: self.link(reset_first=True)
+        if self.info is not None and self.info.dialect.crc_locks_protection:
+            self.keepalive = Keepalive(client).start()
+
+    def stop_keepalive(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
+    # --- end idle chip
 
     def _switch_baud(self, cancel: CancelToken | None) -> None:
         # --- baud ladder (core/link/baud.py): step down on failure, remember per adapter.
@@ -250,6 +273,8 @@ class Session:
 
     # ------------------------------------------------------------------ operations
     def _require(self) -> tuple[BkClient, ChipInfo]:
+        if self.info is not None:
+            revive(self)  # the chip may have left its bootloader while the user read a dialog
         if self.info is None:
             self.connect()
         assert self.info is not None
@@ -632,6 +657,7 @@ class Session:
 
     def reboot(self) -> None:
         client = self._client()
+        self.stop_keepalive()
         self.sink(Stage("reboot", "rebooting into the firmware"))
         client.reboot()
         self.info = None

@@ -136,9 +136,6 @@ def _assert_openbk_written(r, dev, before: bytes, chip: str, name: str, files: d
     assert Path(r["backup"]).read_bytes() == before  # the backup is the chip as it was
 
 
-@pytest.mark.xfail(strict=True, reason="CheckCRC on a T hashes whole 256-byte blocks (REALCODE.md B.2): the station's "
-                   "verify asks for the CRC of the UA file's unaligned tail and reports a difference after a good "
-                   "write (engine fix outstanding: issue 19)")
 def test_station_backs_up_then_writes_openbk_per_family(fixtures_dir: Path, tmp_path: Path, obk_images: dict,
                                                         monkeypatch) -> None:
     files = seed_release_cache(tmp_path / "cache", obk_images)

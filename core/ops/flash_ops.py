@@ -61,7 +61,7 @@ from typing import Callable
 
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
-from .crc import READ_RETRIES, chip_crc, chip_crc_check, chip_crc_is
+from .crc import GRAIN, READ_RETRIES, chip_crc, chip_crc_check, chip_crc_is
 from .events import (
     CancelToken,
     EventSink,
@@ -390,6 +390,10 @@ def write_flash(
         data = data + b"\xff" * (SECTOR - len(data) % SECTOR)
     length = len(data)
     record = record or OperationRecord("write", start, length)
+    if client.dialect is not None and client.dialect.crc_locks_protection:
+        from .planned import write_planned  # every CRC first, then the erases (issue 19 item 4)
+
+        return write_planned(client, start, data, sink, cancel, differential, record, repair, known_crcs)
     report = WriteReport(record=record)
     retries_before = record.retries
     sink(Stage("unprotect", _retrying(client.unprotect, "unprotect", start, sink, record, WRITE_RETRIES, client)))
@@ -614,8 +618,11 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
     sink(Stage("verify", f"comparing 0x{start:06X}-0x{start + len(data):06X} by CRC"))
     bad: list[tuple[int, int]] = []
     end = start + len(data)
+    # BASIC bootloaders hash whole 256-byte blocks only (REALCODE.md B.2): a tail shorter than that is compared
+    # by bytes, read back and vouched for by the chip's CRC of its block (`_verify_tail`).
+    tail = len(data) % GRAIN if client.dialect is not None and client.dialect.crc_locks_protection else 0
     try:
-        for g_start, g_end in _groups(start, end):
+        for g_start, g_end in _groups(start, end - tail):
             _check_cancel(cancel, record)
             expect = data[g_start - start : g_end - start]
             blank = _is_blank(expect)
@@ -638,9 +645,35 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
                         bad.append((addr, addr + n))
             record.mark_done(g_start, g_end)
             sink(Progress(g_end - start, len(data)))
+        if tail:
+            if _verify_tail(client, end - tail, data[-tail:], sink, record):
+                pass
+            elif bad and bad[-1][1] == end - tail:
+                bad[-1] = (bad[-1][0], end)
+            else:
+                bad.append((end - tail, end))
+            record.mark_done(end - tail, end)
+            sink(Progress(len(data), len(data)))
     finally:
         _relink_after(client)
     return VerifyReport(not bad, bad, len(data))
+
+
+def _verify_tail(client: BkClient, at: int, expect: bytes, sink: EventSink, record: OperationRecord) -> bool:
+    """Whether the flash at `at` (256-aligned) holds `expect` (shorter than 256 bytes): the sector is read and
+    the 256 bytes from `at` must have the chip's CRC of that block (Read4K carries none), then compared."""
+    sector = at - at % SECTOR
+    for attempt in range(READ_RETRIES):
+        got = _retrying(lambda: client.read_4k(sector), "read", sector, sink, record, READ_RETRIES, client)
+        block = got[at - sector : at - sector + GRAIN]
+        if _hash_is(client, at, GRAIN, zlib.crc32(block), sink, record):
+            ok = block[: len(expect)] == expect
+            if not ok or at == sector:
+                sink(SectorUpdate(sector, SectorState.VERIFIED if ok else SectorState.FAILED, len(expect)))
+            return ok
+        record.retries += 1
+        sink(Retry(at, attempt + 1, "read data failed its CRC check"))
+    raise ProtocolError(f"the bytes read at 0x{at:06X} never matched the chip's CRC of them")
 
 
 def _is_blank(chunk: bytes) -> bool:

@@ -2,9 +2,8 @@
 
 Every operation runs through the engine the way the CLI runs it (core/session.Session, or the CLI itself) and
 is judged on the emulated flash only: byte-exact where it should change, bootloader and RF untouched. On
-1.0.4 the OpenBK write, the restore and the config write fail today (REALCODE.md B.8: the block CRCs taken
-before the write protect the flash and every later erase is dropped until a reset); those tests are written as
-they should pass and marked xfail(strict) until issue 19 item 4 changes the engine's order of operations.
+1.0.4 no erase may follow a CheckCRC in the same boot (REALCODE.md B.8): the writes there take every CRC first
+and restart the bootloader with its Reboot command before erasing (core/ops/planned.py).
 """
 
 from __future__ import annotations
@@ -25,10 +24,7 @@ from .t_bootloader import RealTDevice, TBootloader
 
 BOOT_END, RF = 0x11000, 0x1E0000
 CONFIG = 0x1E1000
-ITEM4 = pytest.mark.xfail(strict=True, reason="issue 19 item 4: on bootloader 1.0.4 the CheckCRCs before the write "
-                          "protect the flash and every later erase is dropped until a reset")
 VERSIONS = ["1.0.5", "1.0.4"]
-WRITES = [pytest.param("1.0.5"), pytest.param("1.0.4", marks=ITEM4)]
 _names = itertools.count()
 
 
@@ -132,7 +128,7 @@ def test_full_backup_is_byte_exact(version, fixtures_dir, tmp_path):
     assert meta["boot_version"] == f"BK7231S_{version}" and meta["bootloader"] == f"bk7231s {version}"
 
 
-@pytest.mark.parametrize("version", WRITES)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_openbk_write_lands_byte_exact(version, fixtures_dir, ua_image, tmp_path):
     dump = dump_of(fixtures_dir, version)
     image = tmp_path / "OpenBK7231T_UA.bin"
@@ -164,8 +160,6 @@ def test_verify_by_crc_finds_the_one_changed_sector(version, fixtures_dir, ua_im
     assert flash == on_chip
 
 
-@pytest.mark.xfail(strict=True, reason="CheckCRC on T hashes whole 256-byte blocks (REALCODE.md B.2): bkbench's "
-                   "verify asks for the CRC of a file's unaligned tail and sees a difference (engine fix outstanding)")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_verify_of_a_file_whose_length_is_not_a_multiple_of_256(version, fixtures_dir, ua_image):
     dump = dump_of(fixtures_dir, version)
@@ -176,7 +170,7 @@ def test_verify_of_a_file_whose_length_is_not_a_multiple_of_256(version, fixture
             assert s.verify(ua_image, BOOT_END).ok
 
 
-@pytest.mark.parametrize("version", WRITES)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_restore_puts_the_stock_firmware_back(version, fixtures_dir, ua_image, tmp_path):
     dump = dump_of(fixtures_dir, version)
     backup = tmp_path / "stock.bin"
@@ -189,7 +183,7 @@ def test_restore_puts_the_stock_firmware_back(version, fixtures_dir, ua_image, t
     assert rc == 0
 
 
-@pytest.mark.parametrize("version", WRITES)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_config_write_changes_the_config_sector_only(version, fixtures_dir, tmp_path):
     dump = dump_of(fixtures_dir, version)
     src = tmp_path / "stock.bin"
