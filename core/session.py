@@ -318,6 +318,7 @@ class Session:
 
     def _reconnect(self, tries: int = 3) -> bool:
         """Reset, link and identify again after the chip was lost; False if it never came back."""
+        self.stop_keepalive()  # the port is the link's alone until connect() starts a new one
         self.reconnects += 1
         timeout, self.link_timeout = self.link_timeout, min(self.link_timeout, 5.0)
         try:

@@ -55,6 +55,7 @@ def catch(client: BkClient, baud: int, window: float = CATCH) -> bool:
     """LinkChecks at 115200 for `window` s (a boot window after an idle or Reboot restart), then `baud` again.
     Raises ProtocolError when caught but the rate switch fails (the chip then listens at 115200)."""
     with client.lock:
+        client.drain()  # a reply received at the old rate is not an answer from a boot window
         if not client.link(window, baud=LINK_BAUD):
             return False
         if baud != LINK_BAUD:
@@ -159,8 +160,9 @@ def revive(session: Session) -> str | None:
     client, info, keep = session.client, session.info, session.keepalive
     if client is None or info is None or keep is None:
         return None
-    if not keep.lost and (time.monotonic() - client.last_io < PROBE_AFTER or _ping(client)):
-        return None
+    with client.lock:  # a keepalive tick under way finishes first (it may be catching a boot window)
+        if not keep.lost and (time.monotonic() - client.last_io < PROBE_AFTER or _ping(client)):
+            return None
     keep.stop()
     baud = info.baud
     how = None

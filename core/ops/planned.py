@@ -259,17 +259,21 @@ def _erase_and_program(client: BkClient, units: list[_Unit], arming: Arming, sin
     # The first unit whose old content is known and not erased shows whether its erase took.
     probe = next((u for u in units if u.old not in (None, blank_crc(u.size))), units[0])
     telling = probe.old not in (None, blank_crc(probe.size))
+    restarts = 0
     for u in units:
         _check_cancel(cancel, record)
         _retrying(lambda u=u: client.erase(u.addr, u.size), "erase", u.addr, sink, record, WRITE_RETRIES, client)
         for addr, _ in u.sectors():
             sink(SectorUpdate(addr, SectorState.ERASED))
         while u is probe and not _erased(client, u, sink, record):
-            # Acknowledged and not done: this bootloader ignores erases after a CRC check until it restarts.
+            # Acknowledged and not done: this bootloader ignores erases after a CRC check until it restarts. A
+            # restart already under way is tried twice more (a Reboot frame lost at 115200 looks like a restart).
             if not arming.escalate(u.addr):
-                sink(SectorUpdate(u.addr, SectorState.FAILED))
-                record.failed_at = u.addr
-                raise arming.protected(u.addr)
+                restarts += 1
+                if restarts > 2:
+                    sink(SectorUpdate(u.addr, SectorState.FAILED))
+                    record.failed_at = u.addr
+                    raise arming.protected(u.addr)
             arming.arm()
             _retrying(lambda u=u: client.erase(u.addr, u.size), "erase", u.addr, sink, record, WRITE_RETRIES, client)
         if u is probe and telling:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import pytest
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.cli.main import main
+from bkbench.core.ops import planned
+from bkbench.core.ops.events import Notice, Retry
 from bkbench.core.session import Session
 from bkbench.core.sim.flash import NorFlash
 from bkbench.core.sim.pty_bridge import PtyBridge
@@ -140,6 +142,25 @@ def test_openbk_write_lands_byte_exact(version, fixtures_dir, ua_image, tmp_path
     assert flash[:BOOT_END] == dump[:BOOT_END] and flash[RF:] == dump[RF:]  # bootloader, RF, config, vault
     assert flash == with_app(dump, ua_image)
     assert rc == 0
+
+
+def test_a_1_0_4_taken_for_a_version_a_link_check_rearms_is_restarted_on_evidence(fixtures_dir, ua_image, monkeypatch):
+    """The re-arm an unknown version (1.0.6) gets first is a LinkCheck. The real 1.0.4 drops the erase after it; the
+    write reads the sector back, restarts the bootloader with its Reboot command, names it in one line, lands."""
+    monkeypatch.setattr(planned, "erases_after_crc", lambda dialect, said: "relink")
+    dump = dump_of(fixtures_dir, "1.0.4")
+    events: list = []
+    with real_t(dump) as (url, dev):
+        with Session(url, baud=921600, on_event=events.append) as s:
+            s.connect()
+            s.write(ua_image, BOOT_END, backup_first=False)
+        flash, resets = bytes(dev.flash.data), dev.boot.stats.resets
+    assert flash == with_app(dump, ua_image)
+    assert resets == 1
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert "the bootloader BK7231S_1.0.4 ignores erases after a CRC check until it restarts: bkbench restarts it " \
+           "(its Reboot command) before erasing" in notes
+    assert not [e for e in events if isinstance(e, Retry)]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
