@@ -322,7 +322,9 @@ class BkClient:
     ) -> bool:
         """Spam LinkCheck until the chip answers (the user or a reset strategy resets it meanwhile).
 
-        `baud` other than 115200 probes a chip still linked at a faster rate by an earlier session."""
+        `baud` other than 115200 probes a chip still linked at a faster rate by an earlier session. A `window`
+        under 10 ms sends them back to back without waiting on the port's read timeout (a boot window after a
+        Reboot or an idle restart is a loop count: a few ms on a fast chip)."""
         if self.port.baudrate != baud:
             self.port.baudrate = baud
         frame = encode(Cmd.LINK_CHECK)
@@ -342,7 +344,11 @@ class BkClient:
             self.port.write(frame)
             until = time.monotonic() + window
             while time.monotonic() < until:
-                data = self.port.read(self.port.in_waiting or 1)
+                waiting = self.port.in_waiting
+                if not waiting and window < 0.01:
+                    time.sleep(0.0005)
+                    continue
+                data = self.port.read(waiting or 1)
                 if data:
                     stats.add_rx(data)
                     self.scanner.feed(data)
@@ -792,5 +798,6 @@ class BkClient:
         self._write(encode(Cmd.REBOOT, b"\xa5"))
         with contextlib.suppress(serial.SerialException, OSError, AttributeError):
             self.port.flush()
-        time.sleep(0.005)  # the adapter sends the frame at the old rate before the rate changes under it
-        return self.link(window, baud=LINK_BAUD)
+        time.sleep(0.002)  # the adapter sends the frame at the old rate before the rate changes under it
+        # LinkChecks back to back: the boot window is a loop count too (~644k instructions), short on a fast chip
+        return self.link(timeout=window, baud=LINK_BAUD, window=0.003)

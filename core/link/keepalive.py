@@ -56,7 +56,7 @@ def catch(client: BkClient, baud: int, window: float = CATCH) -> bool:
     Raises ProtocolError when caught but the rate switch fails (the chip then listens at 115200)."""
     with client.lock:
         client.drain()  # a reply received at the old rate is not an answer from a boot window
-        if not client.link(window, baud=LINK_BAUD):
+        if not client.link(timeout=window, baud=LINK_BAUD, window=0.003):
             return False
         if baud != LINK_BAUD:
             client.set_baudrate(baud)

@@ -154,7 +154,8 @@ def write_planned(client: BkClient, start: int, data: bytes, sink: EventSink, ca
     units = _plan(client, start, data, sink, cancel, differential, record, report, known_crcs or {}, olds, progress)
     if units:
         _put(client, units, arming, sink, cancel, record, report, olds, progress)
-    sink(Progress(length, length))
+    if progress[0] < length:
+        sink(Progress(length, length))
     if record.retries == retries_before and not record.remaining() and not record.damaged:
         sink(Stage("verify", "every sector verified by CRC"))
         return report

@@ -9,6 +9,7 @@ and restart the bootloader with its Reboot command before erasing (core/ops/plan
 from __future__ import annotations
 
 import itertools
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -219,6 +220,25 @@ def test_config_write_changes_the_config_sector_only(version, fixtures_dir, tmp_
     assert flash[:BOOT_END] == dump[:BOOT_END] and flash[RF:CONFIG] == dump[RF:CONFIG]
     assert flash == dump[:CONFIG] + sector + dump[CONFIG + 0x1000:]
     assert rc == 0
+
+
+def test_an_idle_bootloader_is_kept_in_download_mode_then_written(fixtures_dir, tmp_path):
+    """REALCODE.md B.11 by the real code: paced at 20 M instructions/s, the 1.0.4's idle count runs out in about
+    half a second of wall time and its boot window (after the Reboot the write needs) in ~50 ms. Connected, left
+    alone for 3 s, then a config write: the keepalive held it, the restart caught its short boot window."""
+    dump = dump_of(fixtures_dir, "1.0.4")
+    sector = b"CFG" + bytes(range(253)) * 16 + b"\xff" * (0x1000 - 3 - 253 * 16)
+    events: list = []
+    with real_t(dump, pace=20e6) as (url, dev):
+        with Session(url, baud=921600, on_event=events.append) as s:
+            s.connect()
+            time.sleep(3.0)
+            assert dev.boot.stats.resets == 0 and not dev.boot.in_app
+            s.write(sector, CONFIG, backup_first=False)
+        flash, resets = bytes(dev.flash.data), dev.boot.stats.resets
+    assert flash == dump[:CONFIG] + sector + dump[CONFIG + 0x1000:]
+    assert resets == 1  # the restart before erasing, nothing else
+    assert not [e for e in events if isinstance(e, Retry)]
 
 
 # ------------------------------------------------------------------------------------------- a peer
