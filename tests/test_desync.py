@@ -200,6 +200,30 @@ def test_desync_full(op: str, chip: str, backup: bool, tmp_path: Path) -> None:
     assert not bad, "\n".join(bad[:15])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("chip", CHIPS)
+def test_desync_timing(chip: str, tmp_path: Path) -> None:
+    """The wire-timing model on (921600 baud), a read across the end of the stock app into erased flash:
+    every CheckCRC reply stale, and copied again 0.5 or 3 ms after the next or the one after reaches the
+    chip (a short request may then already have its own answer: the copy lands one request later)."""
+    dry = run("read", chip, [], tmp_path, timing=True)
+    assert dry.cls == "OK", dry.detail
+    faults = []
+    for k in range(1, dry.replies["crc"] + 1):
+        faults.append(FrameFault("crc", k, "stale"))
+        faults += [FrameFault("crc", k, "late", lag, delay) for lag in (1, 2) for delay in (0.0005, 0.003)]
+    bad = []
+    for f in faults:
+        out = run("read", chip, [], tmp_path, frames=[f], timing=True)
+        if out.hits:
+            TALLY[out.cls] += 1
+            if out.cls in ("SILENT-DAMAGE", "CRASH"):
+                bad.append(f"{out.cls}: {f.describe()} delay {f.delay_s * 1000:.1f} ms: {out.detail}")
+    SILENT.extend(bad)
+    assert not bad, "\n".join(bad[:15])
+
+
 def test_desync_summary() -> None:
     """Runs last (file order): the counts per outcome class, for the README."""
     total = sum(TALLY.values())

@@ -11,12 +11,14 @@ the next reply, is a well-formed answer to whatever CheckCRC the host asks next.
 enough to vouch the stock app's RBL header as erased flash and to skip a whole 64 KiB block in a write.
 
 Fault model: one whole reply frame repeated, replaced by the chip's previous reply of its kind, copied
-again up to two commands later, delivered after the next reply, or dropped (core/sim/faults.py plays each).
-The chip answers its commands in order. Then the first answer that is not the reply to its own request
-is a copy of an answer the host has already received, at most RECENT (2) CheckCRC answers back:
+again a few ms later (up to two commands later), delivered after the next reply, or dropped
+(core/sim/faults.py plays each). The chip answers its commands in order. Then the first answer that is
+not the reply to its own request is a copy of an answer the host has already received, at most RECENT
+(3) CheckCRC answers back:
 - stale: it is the chip's previous CheckCRC reply, the previous answer the host got;
-- repeated or copied later: a copy of a received reply, `lag` commands later. Only a CheckCRC request
-  takes it (the host skips frames of another code), so it is at most `lag` CheckCRC answers back;
+- repeated or copied later: a copy of a received reply, released `lag` commands later. Only a CheckCRC
+  request takes it (the host skips frames of another code): at most `lag` CheckCRC answers back, one
+  more if it arrives only after the chip's own answer to the request it was released by;
 - delivered after the next reply: the host timed out first, sent a LinkCheck and asks again; the held
   reply is then drained, or answers the repeated request (its own range: the right value) and pushes that
   request's reply onto the next one, a copy of the answer just received;
@@ -40,13 +42,15 @@ for 64 KiB), so requests are shaped (`_cut`): a range as long as one of the RECE
 (another range) is asked in two parts of unequal length, neither equal to those, and the two CRCs
 combined (CRC-32 is affine, `crc_combine`). Erased ranges of different lengths have different CRCs and
 other contents collide with 2^-32, so a repeated answer is almost always a copy; the block CRCs cost one
-more exchange per two blocks, and the strong check's pieces (flash_ops) are cut so that no two of any
-three in a row have the same length. Lengths stay whole 256-byte blocks: the real T bootloader hashes
-floor((end - start + 1) / 256) of them (REALCODE.md B.2). The barrier is a LinkCheck, not a CheckCRC,
-and on BASIC bootloaders the caller's relink still follows the last CheckCRC before any erase.
+more exchange per two blocks (three per four with RECENT 3), and the strong check's pieces (flash_ops)
+are cut so that no two of any three in a row have the same length (the few that equal one three back are
+split too: about 10 more exchanges in a 2 MiB backup). Lengths stay whole 256-byte blocks: the real T
+bootloader hashes floor((end - start + 1) / 256) of them (REALCODE.md B.2). The barrier is a LinkCheck,
+not a CheckCRC, and on BASIC bootloaders the caller's relink still follows the last CheckCRC before any
+erase.
 
-Not covered: two faults at once (a copy more than two CheckCRC answers late after another fault), and a
-reply damaged in its bits (not a copy: a wrong value that no rule of this kind can see). Callers confirm
+Not covered: two faults at once (say a copy that lands later than RECENT answers back), and a reply
+damaged in its bits (not a copy: a wrong value that no rule of this kind can see). Callers confirm
 a difference before reporting it, and vouch erased flash only by CRCs that tile it (flash_ops docstring).
 """
 
@@ -58,7 +62,7 @@ from ..client import BkClient
 from ..errors import OperationCancelled, ProtocolError
 from .events import CancelToken, EventSink, OperationRecord, Retry, null_sink
 
-RECENT = 2  # CheckCRC answers back a copy may come from (module docstring)
+RECENT = 3  # CheckCRC answers back a copy may come from (module docstring)
 TIE_TRIES = 4  # barriers before the replies are declared untieable
 READ_RETRIES = 20  # exchanges that failed outright (timeout, damaged frame), as bk7231tools
 GRAIN = 256  # the T bootloader hashes whole 256-byte blocks
