@@ -37,12 +37,12 @@ different pieces, so content that reaches both (two records, one record across t
 one independent 32-bit coincidence per piece it touches: 2^-64 or less. The cut moves from sector to
 sector so that no two of any three pieces in a row have the same length: erased pieces of different
 lengths have different CRCs, so the (erased) reply of the piece before, stale or copied late, is never
-the answer the next piece needs. tests/test_blank_read.py forges a sector whose CRC and whose block's CRC are those of
-erased flash; the pieces catch it. A read that found an erased-looking group by its CRC also asks the
-pieces: a second command, so a forged group answer would have to be forged again 17 times.
-What no CRC can buy: a difference that lies inside one piece and is itself a multiple of G passes
+the answer the next piece needs. tests/test_blank_read.py forges a sector whose CRC and whose block's
+CRC are those of erased flash; the pieces catch it. A read that found an erased-looking group by its
+CRC also asks the pieces: a second command, so a forged group answer would have to be forged again 17
+times. What no CRC can buy: a difference that lies inside one piece and is itself a multiple of G passes
 every CRC of every range that contains it, whatever the split. Only the bytes can rule that out, so
-for a small non-erased record inside an otherwise erased half-sector the floor stays at 2^-32 (and
+for a small non-erased record inside an otherwise erased part of a sector the floor stays at 2^-32 (and
 records of up to 4 bytes are always caught). Transferred sectors need no strong check: the bytes
 themselves are the witness. `verify_flash` uses the pieces wherever the file is erased, and a single
 CRC elsewhere (the 2^-32 figure above, as any CRC comparison).
