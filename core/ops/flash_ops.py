@@ -66,7 +66,7 @@ from typing import Callable
 
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
-from .crc import READ_RETRIES, chip_crc, chip_crc_check, chip_crc_is
+from .crc import READ_RETRIES, blank_crc, chip_crc, chip_crc_check, chip_crc_is
 from .events import (
     CancelToken,
     EventSink,
@@ -194,17 +194,6 @@ def read_flash(
     finally:
         _relink_after(client)
     return bytes(buf)
-
-
-def blank_crc(n: int) -> int:
-    """CRC-32 of n bytes of 0xFF (an erased range)."""
-    c = _BLANK_CRCS.get(n)
-    if c is None:
-        c = _BLANK_CRCS[n] = zlib.crc32(b"\xff" * n)
-    return c
-
-
-_BLANK_CRCS: dict[int, int] = {SECTOR: CRC_FF_SECTOR}
 
 
 def _hash(client: BkClient, addr: int, n: int, sink: EventSink, record: OperationRecord) -> int:
