@@ -498,9 +498,13 @@ class BkClient:
         Returns None when the evidence agrees, else one sentence saying what disagrees."""
         base = 0 if self.dialect is Dialect.FULL else 0x11000  # BASIC bootloaders refuse < 0x11000
         ref = self._wrap_crc(base, 256)
-        again = self._wrap_crc(base, 256)
-        if again != ref:
-            return "the chip gave two different CRCs for the same 256 bytes"
+        for _ in range(3):  # two answers in a row that agree: one stale or damaged reply is not evidence
+            again = self._wrap_crc(base, 256)
+            if again == ref:
+                break
+            ref = again
+        else:
+            return "the chip gave different CRCs for the same 256 bytes every time"
         at_size = self._wrap_crc(base + size, 256)
         if at_size != ref:
             at_size = self._wrap_crc(base + size, 256)  # one damaged reply is not evidence

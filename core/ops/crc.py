@@ -8,15 +8,17 @@ Why a reply needs tying. CheckCRC's reply is four bytes of CRC: no address, no l
 sends twice, or answers with its previous reply, or that an adapter's buffer delivers again a few ms
 later (after the host drained its input and sent the next command), or one held back and delivered after
 the next reply, is a well-formed answer to whatever CheckCRC the host asks next. One stale reply was
-enough to vouch the stock app's RBL header as erased flash and to skip a whole 64 KiB block in a write.
+enough to vouch the stock app's RBL header as erased flash, or to let a write skip a sector that differed.
 
 Fault model: one whole reply frame repeated, replaced by the chip's previous reply of its kind, copied
-again up to two commands later, delivered after the next reply, or dropped (core/sim/faults.py plays each).
-The chip answers its commands in order. Then the first answer that is not the reply to its own request
-is a copy of an answer the host has already received, at most RECENT (2) CheckCRC answers back:
+again a few ms later (up to two commands later), delivered after the next reply, or dropped
+(core/sim/faults.py plays each). The chip answers its commands in order. Then the first answer that is
+not the reply to its own request is a copy of an answer the host has already received, at most RECENT
+(3) CheckCRC answers back:
 - stale: it is the chip's previous CheckCRC reply, the previous answer the host got;
-- repeated or copied later: a copy of a received reply, `lag` commands later. Only a CheckCRC request
-  takes it (the host skips frames of another code), so it is at most `lag` CheckCRC answers back;
+- repeated or copied later: a copy of a received reply, released `lag` commands later. Only a CheckCRC
+  request takes it (the host skips frames of another code): at most `lag` CheckCRC answers back, one
+  more if it arrives only after the chip's own answer to the request it was released by;
 - delivered after the next reply: the host timed out first, sent a LinkCheck and asks again; the held
   reply is then drained, or answers the repeated request (its own range: the right value) and pushes that
   request's reply onto the next one, a copy of the answer just received;
@@ -31,22 +33,27 @@ is then the right value). The host sends a LinkCheck (the barrier: the chip answ
 reply still in flight arrives before the LinkCheck's and is dropped with it) and asks again; the value
 stands when the answer after the barrier is the same (a copy cannot be on both sides of it, the chip's
 own reply can). A caller that only asks whether the range holds an expected value stops at the barrier
-when the answer is not that value: "differs" is the cautious direction everywhere (transfer, rewrite,
-confirm).
+when the answer is not that value: "not shown to hold it" is the cautious direction everywhere
+(transfer, rewrite, confirm a difference before reporting it).
 
-Equal answers that are not copies: ranges of the same length and content (erased flash above all, whole
-64 KiB blocks of it in a row in every stock dump). Each would cost a barrier and a second hash (160 ms
-for 64 KiB), so requests are shaped (`_cut`): a range as long as one of the RECENT requests before it
-(another range) is asked in two parts of unequal length, neither equal to those, and the two CRCs
-combined (CRC-32 is affine, `crc_combine`). Erased ranges of different lengths have different CRCs and
-other contents collide with 2^-32, so a repeated answer is almost always a copy; the block CRCs cost one
-more exchange per two blocks, and the strong check's pieces (flash_ops) are cut so that no two of any
-three in a row have the same length. Lengths stay whole 256-byte blocks: the real T bootloader hashes
-floor((end - start + 1) / 256) of them (REALCODE.md B.2). The barrier is a LinkCheck, not a CheckCRC,
-and on BASIC bootloaders the caller's relink still follows the last CheckCRC before any erase.
+Equal answers that are not copies: ranges of the same length and content, erased flash above all (whole
+64 KiB blocks of it in a row in every stock dump), and a few identical sectors (Tuya keeps copies of its
+KV sectors). Each costs a barrier and a second hash (160 ms for 64 KiB), so a request whose own answer is
+likely to equal a recent one (the caller's expected value, or without one the CRC of erased flash, is
+among the RECENT answers) is shaped (`_cut`): asked in two parts of unequal length, neither as long as
+those requests, and the CRCs combined (CRC-32 is affine, `crc_combine`). Erased ranges of different
+lengths have different CRCs and other contents collide with 2^-32, so a repeated answer then is a copy,
+or one of those identical sectors. The strong check's pieces (flash_ops) are cut so that no two of any
+three in a row have the same length and need no shaping. A caller that only asks whether the range holds
+a value learns "no" from a repeated answer that is not that value without asking again (it is not that
+value whether stale or not); the barrier still ends any shift. Lengths stay whole 256-byte blocks: the
+real T bootloader hashes floor((end - start + 1) / 256) of them (REALCODE.md B.2). The barrier is a
+LinkCheck, not a CheckCRC, and on BASIC bootloaders the caller's relink still follows the last CheckCRC
+before any erase. Cost, fault-free, on the stock LSPA9 dump: a backup 5 more CheckCRCs and 2 barriers
+(the KV copies), a write or a re-write about 8 more, a verify none.
 
-Not covered: two faults at once (a copy more than two CheckCRC answers late after another fault), and a
-reply damaged in its bits (not a copy: a wrong value that no rule of this kind can see). Callers confirm
+Not covered: two faults at once (say a copy that lands later than RECENT answers back), and a reply
+damaged in its bits (not a copy: a wrong value that no rule of this kind can see). Callers confirm
 a difference before reporting it, and vouch erased flash only by CRCs that tile it (flash_ops docstring).
 """
 
@@ -58,7 +65,7 @@ from ..client import BkClient
 from ..errors import OperationCancelled, ProtocolError
 from .events import CancelToken, EventSink, OperationRecord, Retry, null_sink
 
-RECENT = 2  # CheckCRC answers back a copy may come from (module docstring)
+RECENT = 3  # CheckCRC answers back a copy may come from (module docstring)
 TIE_TRIES = 4  # barriers before the replies are declared untieable
 READ_RETRIES = 20  # exchanges that failed outright (timeout, damaged frame), as bk7231tools
 GRAIN = 256  # the T bootloader hashes whole 256-byte blocks
@@ -85,14 +92,29 @@ def _may_be_copy(client: BkClient) -> bool:
     return any(old.value == new.value and not _same_request(old, new) for old in log[-1 - RECENT : -1])
 
 
-def _cut(client: BkClient, addr: int, n: int) -> int | None:
-    """Where to split [addr, addr+n) so that it is not as long as one of the RECENT requests before it
-    (another range); None: ask it whole."""
-    wire = client._wire(addr)
-    recent = [r for r in list(client.crc_log)[-RECENT:] if r.start != wire]
-    taken = {r.length for r in recent}
-    if n not in taken or n % GRAIN or n < 3 * GRAIN:
+def blank_crc(n: int) -> int:
+    """CRC-32 of n bytes of 0xFF (an erased range)."""
+    c = _BLANK_CRCS.get(n)
+    if c is None:
+        c = _BLANK_CRCS[n] = zlib.crc32(b"\xff" * n)
+    return c
+
+
+_BLANK_CRCS: dict[int, int] = {}
+
+
+def _cut(client: BkClient, addr: int, n: int, expect: int | None) -> int | None:
+    """Where to split [addr, addr+n) when its own answer is likely to equal one of the RECENT answers
+    (`expect`, or without one the CRC of erased flash: runs of erased blocks and sectors); None: ask it
+    whole. The parts are as long as none of those requests."""
+    if n % GRAIN or n < 3 * GRAIN:
         return None
+    wire = client._wire(addr)
+    likely = blank_crc(n) if expect is None else expect
+    recent = list(client.crc_log)[-RECENT:]
+    if not any(r.value == likely and (r.start, r.length) != (wire, n) for r in recent):
+        return None
+    taken = {r.length for r in recent}
     a = n // 2 // GRAIN * GRAIN
     while a >= GRAIN:
         a -= GRAIN
@@ -105,7 +127,7 @@ def _tied(client: BkClient, addr: int, n: int, expect: int | None, sink: EventSi
           record: OperationRecord | None) -> int:
     """The chip's CRC of [addr, addr+n), tied to this request (module docstring). With `expect`, an answer
     that is not `expect` may come back untied: the caller only learns "not shown to be `expect`"."""
-    cut = _cut(client, addr, n)
+    cut = _cut(client, addr, n, expect)
     if cut is not None:
         head = _tied(client, addr, cut, None, sink, record)
         return crc_combine(head, _tied(client, addr + cut, n - cut, None, sink, record), n - cut)
@@ -115,8 +137,7 @@ def _tied(client: BkClient, addr: int, n: int, expect: int | None, sink: EventSi
             return value
         client.relink()  # the barrier: whatever the chip sent before arrives ahead of this answer
         if expect is not None and value != expect:
-            _desync(client, addr, attempt, sink, record)
-            return value
+            return value  # not `expect` either way (stale, or the same content as a range before): no need to ask
         again = client.crc_once(addr, n)
         if again == value:
             return value  # the same answer on both sides of the barrier: this range's own

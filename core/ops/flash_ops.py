@@ -27,17 +27,22 @@ polynomial) is a multiple of the generator G, of degree 32. So:
 - the line: CheckCRC's reply carries no address, so a damaged command hashes another range. One
   damaged address byte changes the range's length as well, and the CRC of n bytes of 0xFF differs
   for every n, so it cannot forge "erased"; that takes start and end damaged by the same offset, or
-  a reply damaged into exactly the expected value (2^-32).
-The strong check (`_vouch_blank`): CRCs over pieces cut in the middle of every sector, [s, s+2K),
-[s+2K, s+6K), ..., [e-2K, e), each of which must be the CRC of that many 0xFF bytes. Each half of a
-sector falls in a different piece, so content that reaches both halves of a sector (two records, one
-record across the middle) must satisfy one independent 32-bit coincidence per piece it touches:
-2^-64 or less. tests/test_blank_read.py forges a sector whose CRC and whose block's CRC are those of
-erased flash; the pieces catch it. A read that found an erased-looking group by its CRC also asks the
-pieces: a second command, so a forged group answer would have to be forged again 17 times.
-What no CRC can buy: a difference that lies inside one piece and is itself a multiple of G passes
+  a reply damaged into exactly the expected value (2^-32);
+- the order: for the same reason a reply repeated, stale or late answers the next request. Every CRC
+  here comes from core/ops/crc.py, which ties each answer to its request (its docstring has the
+  argument); a difference verify reports is one the chip gave twice in a row (`_confirmed_crc`).
+The strong check (`_vouch_blank`): CRCs over pieces cut once inside every sector (between 0x300 and
+0xB00, `CUTS`), each of which must be the CRC of that many 0xFF bytes. The two sides of a cut fall in
+different pieces, so content that reaches both (two records, one record across the cut) must satisfy
+one independent 32-bit coincidence per piece it touches: 2^-64 or less. The cut moves from sector to
+sector so that no two of any three pieces in a row have the same length: erased pieces of different
+lengths have different CRCs, so the (erased) reply of the piece before, stale or copied late, is never
+the answer the next piece needs. tests/test_blank_read.py forges a sector whose CRC and whose block's
+CRC are those of erased flash; the pieces catch it. A read that found an erased-looking group by its
+CRC also asks the pieces: a second command, so a forged group answer would have to be forged again 17
+times. What no CRC can buy: a difference that lies inside one piece and is itself a multiple of G passes
 every CRC of every range that contains it, whatever the split. Only the bytes can rule that out, so
-for a small non-erased record inside an otherwise erased half-sector the floor stays at 2^-32 (and
+for a small non-erased record inside an otherwise erased part of a sector the floor stays at 2^-32 (and
 records of up to 4 bytes are always caught). Transferred sectors need no strong check: the bytes
 themselves are the witness. `verify_flash` uses the pieces wherever the file is erased, and a single
 CRC elsewhere (the 2^-32 figure above, as any CRC comparison).
@@ -61,7 +66,7 @@ from typing import Callable
 
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
-from .crc import GRAIN, READ_RETRIES, chip_crc, chip_crc_check, chip_crc_is
+from .crc import GRAIN, READ_RETRIES, blank_crc, chip_crc, chip_crc_check, chip_crc_is
 from .events import (
     CancelToken,
     EventSink,
@@ -189,17 +194,6 @@ def read_flash(
     finally:
         _relink_after(client)
     return bytes(buf)
-
-
-def blank_crc(n: int) -> int:
-    """CRC-32 of n bytes of 0xFF (an erased range)."""
-    c = _BLANK_CRCS.get(n)
-    if c is None:
-        c = _BLANK_CRCS[n] = zlib.crc32(b"\xff" * n)
-    return c
-
-
-_BLANK_CRCS: dict[int, int] = {SECTOR: CRC_FF_SECTOR}
 
 
 def _hash(client: BkClient, addr: int, n: int, sink: EventSink, record: OperationRecord) -> int:
@@ -584,10 +578,15 @@ class VerifyReport:
     mismatched: list[tuple[int, int]]
     checked: int
 
-    def summary(self) -> str:
+    def summary(self, limit: int = 6) -> str:
+        """One line: a match, or how much differs and where (the first `limit` ranges)."""
         if self.ok:
             return f"chip matches ({self.checked} bytes checked by CRC)"
-        return "chip differs at " + ", ".join(f"0x{s:06X}-0x{e:06X}" for s, e in self.mismatched)
+        sectors = sum(-(-(e - s) // SECTOR) for s, e in self.mismatched)
+        where = ", ".join(f"0x{s:06X}-0x{e:06X}" for s, e in self.mismatched[:limit])
+        more = f" (+{len(self.mismatched) - limit} more ranges)" if len(self.mismatched) > limit else ""
+        return (f"chip differs in {sectors} sector{'s' if sectors != 1 else ''} of {self.checked // 1024} KiB "
+                f"checked, at {where}{more}")
 
 
 def _confirmed_crc(client: BkClient, addr: int, n: int, first: int, sink: EventSink,

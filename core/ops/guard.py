@@ -5,8 +5,9 @@ another address, a read into an erase). Echo checks catch most of that, but not 
 restore and config write is bracketed: before it, the chip's CRC of every region it must not touch
 (whole 64 KiB blocks, plus the untouched parts of the blocks at its ends); after it, the same CRCs
 again. A region that changed is narrowed to sectors and put back from this chip's verified backup,
-or the operation fails naming the sectors. The CRCs are the chip's own, so a damaged CRC reply can
-only cause a false alarm, which a second ask clears.
+or the operation fails naming the sectors. The CRCs are the chip's own, tied to their requests
+(core/ops/crc.py: a stale or late reply cannot pass for the baseline), so a damaged CRC reply can only
+cause a false alarm, which a second ask clears.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Callable
 from ..chips import erases_after_crc
 from ..client import BkClient
 from ..errors import CrcMismatch, FlashProtectedError
-from .crc import chip_crc, chip_crc_is
+from .crc import blank_crc, chip_crc, chip_crc_is
 from .events import (
     CancelToken,
     EventSink,
@@ -55,7 +55,6 @@ from .flash_ops import (
     _groups,
     _is_blank,
     _retrying,
-    blank_crc,
 )
 
 CRC_FF_BLOCK = blank_crc(BLOCK)
