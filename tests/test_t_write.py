@@ -128,3 +128,31 @@ def test_verify_of_a_file_with_an_unaligned_tail_compares_the_tail_by_bytes(name
             diff = s.verify(data, APP)
             assert s.verify(data[:0x2300], APP).ok
     assert not diff.ok and diff.mismatched == [(APP + 0x2300, APP + 0x2345)]
+
+
+def test_a_restart_that_does_not_come_back_cleanly_is_resumed_by_the_session(fixtures_dir, monkeypatch):
+    """The Reboot went out but the exchange after it failed (a baud switch not confirmed): the chip is treated as
+    lost, the session resets it by its strategy and resumes the write, which lands."""
+    from bkbench.core.errors import ProtocolError
+    from bkbench.core.link import keepalive
+
+    real, failed = keepalive._restart, []
+
+    def once(client, baud, tries):
+        if not failed:
+            failed.append(client.restart_bootloader(0.6))  # restarted, and then nothing more is done
+            raise ProtocolError("chip did not confirm the switch to 921600 baud")
+        real(client, baud, tries)
+
+    monkeypatch.setattr(keepalive, "_restart", once)
+    dump = (fixtures_dir / "dumps" / GLOBE).read_bytes()
+    image = _image(dump)
+    events: list = []
+    with sim_url("BK7231T", dump, wiring="rts") as (url, dev):
+        _write(url, image, events, reset="rts")
+        flash = bytes(dev.flash.data)
+    assert failed == [True]
+    assert flash == dump[:APP] + image + dump[APP + len(image):]
+    assert [e.message for e in events if isinstance(e, Notice) and "resuming" in e.message] == [
+        "the bootloader did not come back cleanly after its restart: chip did not confirm the switch to 921600 "
+        "baud: resetting the chip and resuming the write at 0x014000"]

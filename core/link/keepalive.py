@@ -65,7 +65,15 @@ def catch(client: BkClient, baud: int, window: float = CATCH) -> bool:
 
 def restart(client: BkClient, baud: int | None = None, tries: int = 3) -> None:
     """Restart the bootloader (Reboot command, boot window caught by LinkChecks; else `client.reset_link`, the
-    session's reset strategy) and leave it linked at `baud` (the port's rate by default), BootVersion as before."""
+    session's reset strategy) and leave it linked at `baud` (the port's rate by default), BootVersion as before.
+    A chip that does not come back cleanly raises LinkLost: the session then reconnects and resumes."""
+    try:
+        _restart(client, baud, tries)
+    except ProtocolError as exc:
+        raise LinkLost(f"the bootloader did not come back cleanly after its restart: {exc}") from exc
+
+
+def _restart(client: BkClient, baud: int | None, tries: int) -> None:
     with client.lock:
         baud = baud or client.port.baudrate
         caught = False

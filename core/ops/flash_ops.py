@@ -49,9 +49,9 @@ CRC elsewhere (the 2^-32 figure above, as any CRC comparison).
 
 Dialects: FULL (BK7231N BootROM) hashes to an inclusive end, the BASIC ones exclusive. Tuya/Beken
 bootloaders re-protect the flash after every CheckCRC (PROTOCOL-DETAILS 5.2) and let the next erase
-unprotect it only after a LinkCheck: reads and verifies, which erase nothing, hash without it and
-re-link once at their end (`_hash`); a write must not program a sector after a CRC without an erase
-first (`_program_block`).
+unprotect it only after a LinkCheck (1.0.4: only after a restart, REALCODE.md B.8): reads and verifies,
+which erase nothing, hash without it and re-link once at their end (`_hash`); writes take every CRC first
+and re-arm once before erasing (core/ops/planned.py).
 
 Writes first ask the chip for the CRC of each target group and sector and touch only what differs
 (erase-only for blank targets, 64 KiB erases for whole changed blocks), then verify by CRC. Every step
