@@ -31,7 +31,15 @@ from .link.keepalive import Keepalive, revive
 from .link.reset import ResetStrategy, for_port, get_strategy
 from .ops.crc import block_crcs as block_crcs_of_chip
 from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
-from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .ops.flash_ops import (
+    OperationFailed,
+    VerifyReport,
+    WriteReport,
+    read_flash,
+    repair_with_spans,
+    verify_flash,
+    write_flash,
+)
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .restore_check import check_restore_image
 from .transport import can_change_baud, open_port
@@ -479,7 +487,7 @@ class Session:
         known = {i * BLOCK: crc for i, crc in enumerate(block_crcs)}
         retries = 0
         anomalies_before, reconnects_before = client.anomalies, self.reconnects
-        repair = self._repair_from(covering, library, block_crcs)
+        repair = repair_with_spans(self._repair_from(covering, library, block_crcs), spans)
         total = WriteReport()
         for start, data in spans:
             padded = len(data) + (-len(data)) % SECTOR

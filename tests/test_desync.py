@@ -114,6 +114,17 @@ def test_stale_block_and_sector_crcs_never_skip_a_restore_sector(tmp_path: Path)
     assert not _judge("restore", "BK7231T", faults, tmp_path, backup=False)
 
 
+@pytest.mark.parametrize("chip", CHIPS)
+def test_stale_erase_echo_never_puts_old_content_into_a_written_span(chip: str, tmp_path: Path) -> None:
+    """A restore writes two spans (around the RF sector). The first erase of the second span answered with
+    the previous erase's reply names a block of the first span: that block was "repaired" from the backup,
+    i.e. the old content went back over the restored one, and every check passed."""
+    dry = _dry_run("restore", chip, tmp_path)
+    faults = [FrameFault("erase", k, "stale") for k in range(2, dry.replies["erase"] + 1)]
+    faults += [FrameFault("write4k", k, "stale") for k in _spread(dry.replies["write4k"], 4)[1:]]
+    assert not _judge("restore", chip, faults, tmp_path)
+
+
 @pytest.mark.parametrize("op,chip", [("write", "BK7231N"), ("config", "BK7231T")])
 def test_a_stale_crc_reply_neither_fools_nor_fails_a_write(op: str, chip: str, tmp_path: Path) -> None:
     """--no-backup: every CheckCRC reply of a write / config write in turn replaced by the previous one. It

@@ -431,6 +431,22 @@ def write_flash(
     return report
 
 
+def repair_with_spans(repair: Callable[[int, int], bytes | None] | None, spans: list[tuple[int, bytes]]
+                      ) -> Callable[[int, int], bytes | None]:
+    """What a sector hit by a damaged command must hold once the operation is done: the data of the span of
+    this operation that covers it (a stale echo of an earlier span's erase names a sector there), else what
+    `repair` (this chip's backup) says. Putting a backup's old content into a span already written would
+    undo the write and still pass every check."""
+    def inner(addr: int, size: int) -> bytes | None:
+        for start, data in spans:
+            if start <= addr and addr + size <= start + len(data) + (-len(data)) % SECTOR:
+                chunk = data[addr - start : addr - start + size]
+                return chunk + b"\xff" * (size - len(chunk))
+        return repair(addr, size) if repair is not None else None
+
+    return inner
+
+
 def _repair_outside(client: BkClient, start: int, end: int, record: OperationRecord, sink: EventSink,
                     repair: Callable[[int, int], bytes | None] | None) -> None:
     """Sectors outside [start, end) that a misdirected erase/program may have hit: put them back from
