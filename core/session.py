@@ -17,6 +17,7 @@ continues from what the operation's record says was verified.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 import time
@@ -108,6 +109,16 @@ class Backup:
     taken: bool
 
 
+@dataclass(frozen=True)
+class _Over:
+    """What a completed guarded write stood on: the library image that covered the chip before it, and how the
+    flash outside the write was checked after it. After the final compare it becomes the derived entry."""
+
+    library: BackupLibrary
+    base: BackupEntry
+    outside: str
+
+
 @dataclass
 class UnfinishedRead:
     """A backup read that stopped (cancel, failure): what was verified so far, and the chip's block CRCs when
@@ -162,6 +173,9 @@ class Session:
         self.unfinished: dict[ChipKey, UnfinishedRead] = {} if unfinished is None else unfinished
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
         self.written: list[tuple[int, bytes]] = []  # what the last write put where (what a later compare uses)
+        # The library's record of what the last completed, verified write left (derived, not read), if any.
+        self.last_derived: BackupEntry | None = None
+        self._over: _Over | None = None  # set by a guarded write that completed, taken by its final compare
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
@@ -401,9 +415,8 @@ class Session:
         for problem in library.problems:
             self.sink(Notice("warning", f"backup library: {problem}"))
         if found is not None:
-            self.sink(Stage("backup", "the library already holds this chip's content"))
-            self.sink(Notice("info", f"backup {found.name} already holds this chip's content (the chip's CRC of all "
-                                     f"{len(crcs)} blocks): not read again"))
+            self.sink(Stage("backup", f"the library already holds this chip's content (the chip's CRC of all "
+                                      f"{len(crcs)} blocks): not read again"))
             self.sink(SectorUpdate(0, SectorState.VERIFIED, info.flash_size))  # every block, by the chip's CRC
             self.last_backup = Backup(found, False)
             return self.last_backup
@@ -415,8 +428,7 @@ class Session:
                           "this dump is not saved as its backup")
         self.sink(Stage("backup", "saving the verified dump"))
         entry = library.save(data, self.backup_meta())
-        self.last_backup = Backup(entry, True)
-        self.sink(Notice("info", f"backup saved: {entry.path}"))
+        self.last_backup = Backup(entry, True)  # the caller says where it went (once: a result, or a write's step)
         return self.last_backup
 
     def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None) -> bytes:
@@ -475,6 +487,7 @@ class Session:
         client, info = self._require()
         allowed = {"bootloader", "rf"} if allow_protected else set(allow_regions)
         ranges = self._check_spans(spans, info, allowed)
+        self._over = None  # only a write that completes here leaves one (for its final compare)
         first, last = ranges[0][0], ranges[-1][1]
         overall = OperationRecord(kind, first, last - first)
         for gap in _gaps(ranges):
@@ -510,6 +523,8 @@ class Session:
         covering = None
         if backup_first:
             covering = self.backup(library, cancel, crcs=block_crcs)
+            self.sink(Notice("info", f"backup saved: {covering.entry.path}" if covering.taken else
+                             f"backup {covering.entry.name} already holds this chip's content: not read again"))
         else:
             self.sink(Notice("warning", "no backup first (--no-backup): if this write goes wrong, what the chip "
                                         "holds now (its Tuya keys, calibration, config) is not saved anywhere"))
@@ -572,6 +587,10 @@ class Session:
             self.sink(Notice("info", note))
         self._active = None
         total.backup = covering.entry if covering is not None and covering.taken else None
+        if covering is not None:
+            self._over = _Over(library, covering.entry, "the chip's CRC of every region" if not clean else
+                               "the chip's CRC of the bootloader, RF calibration and configs (every exchange of "
+                               "the write clean: no retry, reconnect or foreign reply)")
         self.sink(Stage("done", total.summary()))
         return total
 
@@ -590,7 +609,8 @@ class Session:
         report = self.write_spans([(plan.start, plan.payload)], cancel, allow_regions=allowed,
                                   backup_library=backup_library, backup_first=backup_first,
                                   differential=differential, kind="write")
-        self._finish("write", [(plan.start, plan.payload)], cancel, verify, reboot, plan.banner)
+        self._finish("write", [(plan.start, plan.payload)], cancel, verify, reboot, plan.banner,
+                     what=plan.description)
         return report
 
     def restore(
@@ -632,7 +652,8 @@ class Session:
         from .images.recognize import recognize
 
         banner = b"OpenBK" if recognize(image, "restore").version else None
-        self._finish("restore", spans, cancel, verify, reboot, banner)
+        self._finish("restore", spans, cancel, verify, reboot, banner,
+                     what=f"restore of the dump with SHA-256 {hashlib.sha256(image).hexdigest()}")
         return report
 
     def write_config(self, sector: bytes, cancel: CancelToken | None = None, *,
@@ -652,13 +673,15 @@ class Session:
         check_sector_for(sector, info.chip)  # OpenBK's checksum (not the old unsigned one), the chip's pin layout
         report = self.write_spans([(offset, sector)], cancel, backup_library=backup_library,
                                   backup_first=backup_first, kind="write")
-        self._finish("write", [(offset, sector)], cancel, True, False, None)
+        self._finish("write", [(offset, sector)], cancel, True, False, None, what="OpenBK config sector",
+                     operation="config write")
         return report
 
     def _finish(self, kind: str, spans: list[tuple[int, bytes]], cancel: CancelToken | None, verify: bool,
-                reboot: bool, banner: bytes | None) -> None:
-        """After a write: one final compare of everything written (the same for every frontend), then the
-        reboot and the boot-banner check."""
+                reboot: bool, banner: bytes | None, *, what: str = "", operation: str = "") -> None:
+        """After a write: one final compare of everything written (the same for every frontend), the library's
+        record of what the chip now holds (`_record_derived`), then the reboot and the boot-banner check."""
+        over, self._over = self._over, None
         # What the write put there: each span to its sector's end, erased (0xFF) past the data as write_flash
         # pads it. The compare hashes whole sectors, which every bootloader can: the T bootloader's CheckCRC
         # hashes whole 256-byte blocks only (REALCODE.md B.2), so an image's ragged end cannot be hashed alone.
@@ -679,10 +702,31 @@ class Session:
                 raise VerifyFailed("the final compare found the chip differs from what was written at " + ", ".join(
                     f"0x{s:06X}-0x{e:06X}" for s, e in bad[:8]), record, bad, kind=kind,
                     hint="run the same command again (it rewrites what differs)")
+            if over is not None:
+                self._record_derived(over, spans, operation or kind, what)
         if reboot:
             self.reboot()
             if banner:
                 self.confirm_boot(BOOT_CHECK_S, banner)
+
+    def _record_derived(self, over: _Over, spans: list[tuple[int, bytes]], operation: str, what: str) -> None:
+        """The library's derived entry for what the chip holds after a write that completed and whose every
+        written sector the final compare found right: the covering image with the spans laid over it. Only
+        here (a write that failed, was cancelled or was not compared leaves none); the next write still takes
+        it only if the chip's CRC of every block equals it. Failing to save it never fails the write."""
+        self.last_derived = None
+        try:
+            entry, new = over.library.save_derived(
+                over.base, spans, self.backup_meta(), operation=operation, what=what,
+                checked=f"every written sector by the chip's CRC after the write; outside it, {over.outside}")
+        except (BkError, OSError) as exc:
+            self.sink(Notice("warning", f"the library keeps no record of what this {operation} left ({exc}); the "
+                                        "next write reads the chip again"))
+            return
+        self.last_derived = entry
+        self.sink(Notice("info", f"library: {entry.name} holds what the chip holds now ({over.base.name} + this "
+                                 f"{operation}; derived, not read)" if new else
+                                 f"library: {entry.name} already holds what the chip holds now"))
 
     def unfinished_write(self) -> str | None:
         """What a write interrupted right now (even mid-sector) leaves undone, for an abort message."""
