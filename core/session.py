@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 from .backups import BackupEntry, BackupLibrary, block_crcs
-from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, MiB
+from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, Dialect, MiB
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
@@ -823,7 +823,19 @@ class Session:
                     failed.pop(a, None)  # compared (again) now
                 verify_flash(c, s, data[s - start:e - start], sink, cancel or self.cancel_token, record=record)
 
+        client, _ = self._require()
+        tail = len(data) % SECTOR if client.dialect is not Dialect.FULL else 0
+        if tail:
+            # A BASIC bootloader's CheckCRC hashes whole 256-byte blocks only (REALCODE.md B.2): a range ending
+            # inside a sector is compared to its last whole sector by CRC, the rest by reading that sector.
+            record.mark_done(start + len(data) - tail, start + len(data))
         self._recovering("verify", compare, record)
+        if tail:
+            at = start + len(data) - tail
+            same = self.read(at, SECTOR, cancel)[:tail] == data[-tail:]
+            if not same:
+                failed[at] = tail
+            self.sink(SectorUpdate(at, SectorState.VERIFIED if same else SectorState.FAILED, tail))
         bad: list[tuple[int, int]] = []
         for a in sorted(failed):
             if bad and bad[-1][1] == a:
