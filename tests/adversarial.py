@@ -201,11 +201,20 @@ def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc,
     if hung:
         return "CRASH", f"hung for {RUN_TIMEOUT:.0f} s"
     flash = bytes(dev.flash.data)
-    # A backup in the library must be what the chip held: a new one must equal the flash as it was.
+    # A backup in the library must be what the chip held: a new one must equal the flash as it was. A derived
+    # one (core/backups.py: a backup plus a verified write) only after a success, and exactly what the chip holds.
     for entry in lib.list():
         if entry.path in preexisting:
             continue
         saved = entry.path.read_bytes()
+        if entry.derived is not None:
+            if exc is not None:
+                return "SILENT-DAMAGE", f"derived entry {entry.name} recorded though the operation failed: {exc}"
+            if saved != flash or saved != scn.expected:
+                bad = _sectors_differing(saved, flash) or _sectors_differing(saved, scn.expected)
+                return "SILENT-DAMAGE", (f"derived entry {entry.name} differs from what the chip holds at "
+                                         f"{', '.join(hex(a) for a in bad[:6])}")
+            continue
         if saved != scn.before:
             bad = _sectors_differing(saved, scn.before)
             return "SILENT-DAMAGE", (f"library backup {entry.name} differs from what the chip held at "
