@@ -513,15 +513,47 @@ class BackupLibrary:
             return e
         return None
 
+    def find_nearest(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
+                     ) -> tuple[BackupEntry, list[int]] | None:
+        """The intact backup of this chip whose blocks equal most of the chip's (by the chip's CRCs, as in
+        `find_covering`), with the indices of the blocks that differ; None unless one shares at least half.
+        Only those blocks need reading for a backup of what the chip holds now (`Session.backup`)."""
+        crcs = [c & 0xFFFFFFFF for c in block_crcs]
+        near = []
+        for e in sorted(self.list(), key=lambda e: e.derived is not None):  # a read first among equals
+            m = e.meta
+            if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
+                continue
+            if mac and m.get("mac") and str(m["mac"]).lower() != mac.lower():
+                continue
+            stored = e.block_crcs
+            if stored is None or len(stored) != len(crcs):
+                continue
+            differ = [i for i, (a, b) in enumerate(zip(stored, crcs)) if a != b]
+            if 2 * len(differ) <= len(crcs):
+                near.append((len(differ), len(near), e, differ))
+        for _, _, e, differ in sorted(near, key=lambda t: t[:2]):
+            try:
+                data = self.load(e)
+            except (DamagedBackup, OSError) as exc:
+                self._problem(f"skipped {e.path.name}: {exc}")
+                continue
+            if compute_block_crcs(data) != e.block_crcs:
+                self._problem(f"skipped {e.path.name}: its block CRCs do not match its own image")
+                continue
+            return e, differ
+        return None
+
     def save_derived(self, base: BackupEntry, spans: list[tuple[int, bytes]], meta: dict, *, operation: str,
                      what: str, checked: str) -> tuple[BackupEntry, bool]:
-        """Record what the chip holds after a completed, verified write: `base` (the library image that covered
-        the chip before it, SHA-256 checked again here) with `spans` laid over it. Returns (entry, new): when
-        the library already holds that content (a restore of the original), that entry, and nothing is saved.
+        """Record what the chip holds now: `base` (a library image, SHA-256 checked again here) with `spans`
+        laid over it: what a completed write verified, or the blocks a backup read because only they differed
+        from the base. Returns (entry, new): when the library already holds that content (a restore of the
+        original), that entry, and nothing is saved.
 
-        The caller vouches that every span verified on the chip and that the flash outside them was the base's
-        (`checked` says how, for the sidecar). No rescue copy: this content is the base plus bytes the caller
-        has, so a library that cannot take it loses nothing (StorageError, the write stands)."""
+        The caller vouches that every span is on the chip (verified) and that the flash outside them was the
+        base's (`checked` says how, for the sidecar). No rescue copy (StorageError only): a write stands without
+        its record, and a backup of changed blocks is read again next time."""
         image = bytearray(self.load(base))
         for start, data in spans:
             if start < 0 or start + len(data) > len(image) or not data:
@@ -540,8 +572,8 @@ class BackupLibrary:
             "original": original,
             "operation": operation,
             "what": what,
-            "written": [{"start": f"0x{s:06X}", "end": f"0x{s + len(d):06X}",
-                         "sha256": hashlib.sha256(d).hexdigest()} for s, d in sorted(spans)],
+            "spans": [{"start": f"0x{s:06X}", "end": f"0x{s + len(d):06X}",
+                       "sha256": hashlib.sha256(d).hexdigest()} for s, d in sorted(spans)],
             "checked": checked,
         }
         try:

@@ -4,11 +4,13 @@
 One owner of the port at a time; every method emits events to `on_event` and raises BkError subclasses
 with one clear sentence. One orchestration per action:
 - `backup`: the library's backup of what the chip holds now, by content (the chip's CRC of every 64 KiB
-  block), read only when no library image holds it; a read that stopped is continued; a chip whose content
-  changed while it was read is never saved.
+  block), read only when no library image holds it, and then only the blocks that differ from the library
+  image sharing most of them; a read that stopped is continued; a chip whose content changed while it was
+  read is never saved.
 - `write_image` (a firmware file placed by core/images/placement.py), `restore` (a full dump) and
   `write_config` (the OpenBK config sector): a covering backup first, the guarded write, one final compare
-  of what was written, then (images and restores) a reboot and a check of the firmware's boot banner.
+  of what was written, the library's derived entry for what the chip now holds (core/backups.py: so the next
+  write reads nothing), then (images and restores) a reboot and a check of the firmware's boot banner.
 - `write` / `write_spans`: the guarded write itself (bootloader and RF refused unless named, everything
   outside checked by CRC before and after and put back from the backup).
 When the chip is lost mid-way (reset, brown-out) and the port can reset it, `_recovering` reconnects and
@@ -402,8 +404,9 @@ class Session:
                crcs: list[int] | None = None) -> Backup:
         """The library's backup of what the chip holds now. The chip's CRC of every 64 KiB block decides, once,
         whether an intact library image already holds this content (the MAC only narrows the candidates);
-        if none does, a full verified read, continued where a stopped backup of the same content left off,
-        and saved only if every block still has the CRC taken before it (`crcs`, when the caller has them)."""
+        if none does but one shares at least half the blocks, only the others are read (`_backup_blocks`);
+        else a full verified read, continued where a stopped backup of the same content left off. Saved only
+        if every block still has the CRC taken before it (`crcs`, when the caller has them)."""
         library = library or self.backup_library or BackupLibrary()
         _, info = self._require()
         library.check_space(info.flash_size)  # before anything is asked of the chip
@@ -420,6 +423,12 @@ class Session:
             self.sink(SectorUpdate(0, SectorState.VERIFIED, info.flash_size))  # every block, by the chip's CRC
             self.last_backup = Backup(found, False)
             return self.last_backup
+        said = set(library.problems)
+        near = library.find_nearest(info.chip, info.flash_size, crcs, info.mac)
+        for problem in dict.fromkeys(p for p in library.problems if p not in said):
+            self.sink(Notice("warning", f"backup library: {problem}"))
+        if near is not None:
+            return self._backup_blocks(library, info, near[0], near[1], crcs, cancel)
         data = self._read_whole(info, crcs, cancel)
         changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), crcs)) if a != b]
         if changed or len(crcs) != -(-len(data) // BLOCK):
@@ -429,6 +438,40 @@ class Session:
         self.sink(Stage("backup", "saving the verified dump"))
         entry = library.save(data, self.backup_meta())
         self.last_backup = Backup(entry, True)  # the caller says where it went (once: a result, or a write's step)
+        return self.last_backup
+
+    def _backup_blocks(self, library: BackupLibrary, info: ChipInfo, base: BackupEntry, blocks: list[int],
+                       crcs: list[int], cancel: CancelToken | None) -> Backup:
+        """A backup of what the chip holds now from `base` and only the 64 KiB blocks whose CRC differs from it:
+        those are read (verified against the CRCs taken before), every other block is the base's, which the
+        chip's CRC of that block vouches for. Saved as a derived entry naming the base and what was read."""
+        self.sink(Stage("backup", f"the chip differs from {base.name} in {len(blocks)} of {len(crcs)} 64 KiB "
+                                  "blocks (the chip's CRC of each): reading only those"))
+        image = bytearray(library.load(base))
+        known = {i * BLOCK: c for i, c in enumerate(crcs)}
+        runs: list[tuple[int, int]] = []
+        for i in blocks:
+            if runs and runs[-1][1] == i * BLOCK:
+                runs[-1] = (runs[-1][0], (i + 1) * BLOCK)
+            else:
+                runs.append((i * BLOCK, (i + 1) * BLOCK))
+        pos = 0
+        for start, end in runs + [(info.flash_size, info.flash_size)]:
+            if start > pos:
+                self.sink(SectorUpdate(pos, SectorState.VERIFIED, start - pos))  # the base's, by the chip's CRC
+            if end > start:
+                image[start:end] = self.read(start, end - start, cancel, known)
+            pos = end
+        changed = [i for i, (a, b) in enumerate(zip(block_crcs(bytes(image)), crcs)) if a != b]
+        if changed:
+            raise BkError(f"the chip's content changed while it was read (64 KiB blocks at "
+                          f"{', '.join(f'0x{i * BLOCK:06X}' for i in changed[:8])}); it is not saved as its backup")
+        self.sink(Stage("backup", "saving the verified dump"))
+        entry, _ = library.save_derived(
+            base, [(s, bytes(image[s:e])) for s, e in runs], self.backup_meta(), operation="read",
+            what=f"the blocks whose CRC differed from {base.name}",
+            checked="the blocks read, by the chip's CRC; every other block equal to the base by the chip's CRC of it")
+        self.last_backup = Backup(entry, True)
         return self.last_backup
 
     def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None) -> bytes:

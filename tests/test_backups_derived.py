@@ -1,9 +1,11 @@
 """Derived library entries (issue 22 item 5): after a write bkbench completed and verified, the library records
 the covering backup with the write laid over it, so the next write finds it by the chip's block CRCs and does not
-read the chip again. Judged by what the simulated chip served (its Read4K commands) and by the library's files.
-Each way it could lie is played: a final compare that fails, a cancelled write, a write without a final compare,
-another tool writing in between, a derived image damaged on disk, a library that cannot take it; a restore of the
-original adds nothing, and the original read is always listed."""
+read the chip again; and when no entry covers the chip but one shares most of its blocks (the chip's CRC of each),
+a backup reads only the blocks that differ. Judged by what the simulated chip served (its Read4K commands) and by
+the library's files. Each way it could lie is played: a final compare that fails, a cancelled write, a write
+without a final compare, another tool writing in between, a derived image damaged on disk, the chip changing while
+its blocks are read, a library that cannot take it; a restore of the original adds nothing, and the original read
+is always listed."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import random
 import pytest
 from bkbench.core.analysis.obk_config import ObkConfig
 from bkbench.core.backups import BackupLibrary
-from bkbench.core.errors import OperationCancelled, VerifyFailed
+from bkbench.core.errors import BkError, OperationCancelled, VerifyFailed
 from bkbench.core.images.recognize import WritePlan
 from bkbench.core.ops.events import Notice, SectorState, SectorUpdate, Stage
 from bkbench.core.protocol import LongCmd
@@ -71,8 +73,8 @@ def test_writes_after_our_own_read_nothing_again_and_the_library_says_what_each_
     prov = d2.derived
     assert prov["from"] == {"file": d1.name, "sha256": d1.meta["sha256"]}
     assert prov["original"] == {"file": first.name, "sha256": first.meta["sha256"]}  # the read it all came from
-    assert prov["operation"] == "config write" and prov["written"][0]["start"] == f"0x{CFG:06X}"
-    assert prov["written"][0]["sha256"] == hashlib.sha256(sector("two")).hexdigest()
+    assert prov["operation"] == "config write" and prov["spans"][0]["start"] == f"0x{CFG:06X}"
+    assert prov["spans"][0]["sha256"] == hashlib.sha256(sector("two")).hexdigest()
     assert "final" not in prov["checked"] or "CRC" in prov["checked"]
     kinds = by_origin(lib)
     assert [e.path for e in kinds["read"]] == [first.path]  # the original read is kept and listed
@@ -113,10 +115,14 @@ def test_a_cancelled_write_leaves_no_derived_entry(lib):
                 s.write_image(WritePlan(0x100000, image, "raw data"), backup_library=lib, reboot=False)
             assert s.last_derived is None
             s.sink, s.cancel_token = (lambda ev: None), None
+            left = bytes(dev.flash.data)
             n = reads(dev)
             s.write_config(sector("one"), backup_library=lib)  # what the cancelled write left is not covered:
-            assert reads(dev) - n > 100  # read again (a full backup)
-    assert [e.origin for e in lib.list()] == ["derived", "read", "read"]
+            assert s.last_backup is not None and s.last_backup.taken  # a new backup, of the blocks it changed
+            assert 0 < reads(dev) - n <= 3 * BLOCK_OF_SECTORS
+            assert lib.load(s.last_backup.entry) == left
+    assert [(e.origin, (e.derived or {}).get("operation")) for e in lib.list()] == [
+        ("derived", "config write"), ("derived", "read"), ("read", None)]
 
 
 def test_a_write_without_its_final_compare_leaves_no_derived_entry(lib):
@@ -141,29 +147,52 @@ def test_another_tool_writing_in_between_is_not_covered_by_the_derived_entry(lib
             held = bytes(dev.flash.data)
             n = reads(dev)
             s.write_config(sector("two"), backup_library=lib)
-            assert reads(dev) - n > 100  # the chip's block CRCs differ from the derived entry: read again
-            assert s.last_backup is not None and s.last_backup.taken
-            assert lib.load(s.last_backup.entry) == held  # the new read holds what the other tool left
-            assert s.last_derived.derived["from"]["file"] == s.last_backup.entry.name  # derived from that read
+            # the chip's block CRCs differ from the derived entry in one block: that block is read again
+            assert reads(dev) - n == BLOCK_OF_SECTORS
+            got = s.last_backup
+            assert got is not None and got.taken and lib.load(got.entry) == held  # what the other tool left
+            assert got.entry.derived["operation"] == "read" and got.entry.derived["from"]["file"] == derived.name
+            assert [(x["start"], x["end"]) for x in got.entry.derived["spans"]] == [("0x150000", "0x160000")]
+            assert s.last_derived.derived["from"]["file"] == got.entry.name  # the write's record builds on it
     assert derived is not None and lib.load(derived) != held
 
 
-def test_a_damaged_derived_entry_is_skipped_said_and_read_again(lib):
+def test_a_damaged_derived_entry_is_skipped_and_said(lib):
     events: list = []
     with sim_url("BK7231N") as (url, dev):
         with Session(url, on_event=events.append) as s:
             s.connect()
-            s.backup(lib)
+            first = s.backup(lib).entry
             s.write_config(sector("one"), backup_library=lib)
             derived = s.last_derived
             rot = bytearray(derived.path.read_bytes())
             rot[0x30000] ^= 0x80
             os.chmod(derived.path, 0o600)
             derived.path.write_bytes(bytes(rot))
+            held = bytes(dev.flash.data)
             n = reads(dev)
             s.write_config(sector("two"), backup_library=lib)
-            assert reads(dev) - n > 100
+            # never used: the backup comes from the intact read and the one block the chip has changed since
+            assert reads(dev) - n == BLOCK_OF_SECTORS
+            assert lib.load(s.last_backup.entry) == held and s.last_backup.entry.derived["from"]["file"] == first.name
     assert any(isinstance(e, Notice) and derived.name in e.message and "damaged" in e.message for e in events)
+
+
+def test_a_block_that_changes_while_it_is_read_is_not_saved(lib):
+    with sim_url("BK7231N") as (url, dev):
+        with Session(url) as s:
+            s.connect()
+            s.backup(lib)
+            dev.flash.data[0x150000] ^= 0xFF  # changed since the backup: only this block is to be read
+
+            def sink(ev) -> None:  # ... and it changes again while it is read
+                if isinstance(ev, Stage) and ev.name == "read":
+                    dev.flash.data[0x158000] ^= 0xFF
+
+            s.sink = sink
+            with pytest.raises(BkError, match="changed while it was read"):
+                s.backup(lib)
+    assert [e.origin for e in lib.list()] == ["read"]
 
 
 def test_restoring_the_original_adds_nothing_and_names_the_read(lib):
@@ -209,6 +238,6 @@ def test_a_derived_sidecar_says_what_it_is_made_of(lib):
             s.write_config(sector("one"), backup_library=lib)
             entry = s.last_derived
     meta = json.loads(entry.sidecar.read_text())
-    assert set(meta["derived"]) == {"from", "original", "operation", "what", "written", "checked"}
+    assert set(meta["derived"]) == {"from", "original", "operation", "what", "spans", "checked"}
     assert meta["sha256"] == hashlib.sha256(entry.path.read_bytes()).hexdigest()
     assert oct(entry.path.stat().st_mode & 0o777) == "0o400"  # as every library image

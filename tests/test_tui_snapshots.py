@@ -108,7 +108,7 @@ def test_snapshot_backups_browser(snap_compare, tmp_path: Path):
         **entry.meta, "time": "2026-11-25T19:35:12", "sha256": "cd" * 32, "derived": {
             "from": {"file": entry.path.name, "sha256": "ab" * 32},
             "original": {"file": entry.path.name, "sha256": "ab" * 32}, "operation": "write", "what": "UA app",
-            "written": [{"start": "0x011000", "end": "0x0E3000", "sha256": "ef" * 32}], "checked": "by CRC"}})
+            "spans": [{"start": "0x011000", "end": "0x0E3000", "sha256": "ef" * 32}], "checked": "by CRC"}})
 
     class Labels:  # what core/backup_labels.py would say of these images (no image files here)
         def cached(self, e):

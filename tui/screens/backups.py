@@ -33,10 +33,14 @@ def provenance_lines(meta: dict) -> list[str]:
         return ["read: the chip's flash as read and verified"]
     base = d.get("from") if isinstance(d.get("from"), dict) else {}
     first = d.get("original") if isinstance(d.get("original"), dict) else {}
-    spans = [w for w in d.get("written") or [] if isinstance(w, dict)]
+    spans = [w for w in d.get("spans") or [] if isinstance(w, dict)]
     where = ", ".join(f"{w.get('start')}-{w.get('end')}" for w in spans[:4]) + (" ..." if len(spans) > 4 else "")
-    lines = [f"derived, not read: {base.get('file', '?')} + the {d.get('operation', 'write')} of "
-             f"{d.get('what') or 'data'} at {where or '?'} (verified on the chip)"]
+    if d.get("operation") == "read":  # a backup that read only the blocks differing from an entry
+        lines = [f"derived: {base.get('file', '?')} with {where or '?'} read from the chip (the other blocks "
+                 "equal to it by the chip's CRCs)"]
+    else:
+        lines = [f"derived, not read: {base.get('file', '?')} + the {d.get('operation', 'write')} of "
+                 f"{d.get('what') or 'data'} at {where or '?'} (verified on the chip)"]
     if first.get("file") and first.get("file") != base.get("file"):
         lines.append(f"original read: {first.get('file')}")
     return lines
