@@ -201,13 +201,14 @@ def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc,
     if hung:
         return "CRASH", f"hung for {RUN_TIMEOUT:.0f} s"
     flash = bytes(dev.flash.data)
-    # A backup in the library must be what the chip held: a new one must equal the flash as it was. A derived
-    # one (core/backups.py: a backup plus a verified write) only after a success, and exactly what the chip holds.
+    # A backup in the library must be what the chip held: a new one must equal the flash as it was (also one
+    # that read only the blocks differing from an entry). One derived from a write (core/backups.py: a backup
+    # plus a verified write) only after a success, and exactly what the chip holds.
     for entry in lib.list():
         if entry.path in preexisting:
             continue
         saved = entry.path.read_bytes()
-        if entry.derived is not None:
+        if entry.derived is not None and entry.derived.get("operation") != "read":
             if exc is not None:
                 return "SILENT-DAMAGE", f"derived entry {entry.name} recorded though the operation failed: {exc}"
             if saved != flash or saved != scn.expected:
