@@ -696,7 +696,7 @@ class Session:
 
         banner = b"OpenBK" if recognize(image, "restore").version else None
         self._finish("restore", spans, cancel, verify, reboot, banner,
-                     what=f"restore of the dump with SHA-256 {hashlib.sha256(image).hexdigest()}")
+                     what=f"the dump with SHA-256 {hashlib.sha256(image).hexdigest()}")
         return report
 
     def write_config(self, sector: bytes, cancel: CancelToken | None = None, *,
@@ -716,7 +716,7 @@ class Session:
         check_sector_for(sector, info.chip)  # OpenBK's checksum (not the old unsigned one), the chip's pin layout
         report = self.write_spans([(offset, sector)], cancel, backup_library=backup_library,
                                   backup_first=backup_first, kind="write")
-        self._finish("write", [(offset, sector)], cancel, True, False, None, what="OpenBK config sector",
+        self._finish("write", [(offset, sector)], cancel, True, False, None, what="an OpenBK config sector",
                      operation="config write")
         return report
 

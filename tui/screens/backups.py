@@ -39,8 +39,8 @@ def provenance_lines(meta: dict) -> list[str]:
         lines = [f"derived: {base.get('file', '?')} with {where or '?'} read from the chip (the other blocks "
                  "equal to it by the chip's CRCs)"]
     else:
-        lines = [f"derived, not read: {base.get('file', '?')} + the {d.get('operation', 'write')} of "
-                 f"{d.get('what') or 'data'} at {where or '?'} (verified on the chip)"]
+        lines = [f"derived, not read: {base.get('file', '?')} + {d.get('what') or 'data'} at {where or '?'} "
+                 f"(a {d.get('operation', 'write')} verified on the chip)"]
     if first.get("file") and first.get("file") != base.get("file"):
         lines.append(f"original read: {first.get('file')}")
     return lines
@@ -90,7 +90,7 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
 
     DEFAULT_CSS = """
     BackupsScreen #backups-table { height: 1fr; min-height: 5; }
-    BackupsScreen #backup-meta { height: auto; max-height: 12; border: round $primary; padding: 0 1; }
+    BackupsScreen #backup-meta { height: auto; max-height: 55%; border: round $primary; padding: 0 1; }
     BackupsScreen #backups-empty { color: $text-muted; padding: 0 1; }
     BackupsScreen #backups-check { height: auto; max-height: 8; color: $warning; padding: 0 1; }
     """
