@@ -514,12 +514,12 @@ class BackupLibrary:
         return None
 
     def find_nearest(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
-                     ) -> tuple[BackupEntry, list[int]] | None:
+                     ) -> tuple[BackupEntry, List[int]] | None:
         """The intact backup of this chip whose blocks equal most of the chip's (by the chip's CRCs, as in
         `find_covering`), with the indices of the blocks that differ; None unless one shares at least half.
         Only those blocks need reading for a backup of what the chip holds now (`Session.backup`)."""
         crcs = [c & 0xFFFFFFFF for c in block_crcs]
-        near = []
+        near: List[tuple[int, int, BackupEntry, List[int]]] = []
         for e in sorted(self.list(), key=lambda e: e.derived is not None):  # a read first among equals
             m = e.meta
             if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
@@ -544,7 +544,7 @@ class BackupLibrary:
             return e, differ
         return None
 
-    def save_derived(self, base: BackupEntry, spans: list[tuple[int, bytes]], meta: dict, *, operation: str,
+    def save_derived(self, base: BackupEntry, spans: List[tuple[int, bytes]], meta: dict, *, operation: str,
                      what: str, checked: str) -> tuple[BackupEntry, bool]:
         """Record what the chip holds now: `base` (a library image, SHA-256 checked again here) with `spans`
         laid over it: what a completed write verified, or the blocks a backup read because only they differed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..backup_labels import Labels
 from ..backups import BackupLibrary
@@ -30,6 +31,9 @@ def cmd_backups(args: argparse.Namespace) -> int:
     # One line per entry, the file first (the name holds chip, MAC and time): is it a read or derived (backup +
     # a verified write), and what firmware the image holds. The folder is said once, above.
     width = max((len(e.path.name) for e in entries), default=0)
+    todo = sum(labels.cached(e) is None for e in entries)
+    if todo >= 3:  # about a second each, once: then they are cached by SHA-256
+        print(f"looking at {todo} images for the firmware they hold (once: then cached)...", file=sys.stderr)
     rows = [(e, labels.label(e)) for e in entries]
     lines = [f"{len(entries)} backup(s) in {lib.root}, newest first:"] if entries else []
     lines += [f"{e.path.name:<{width}}  {e.origin:<7}  {label}" for e, label in rows]

@@ -31,8 +31,8 @@ def provenance_lines(meta: dict) -> list[str]:
     d = meta.get("derived")
     if not isinstance(d, dict):
         return ["read: the chip's flash as read and verified"]
-    base = d.get("from") if isinstance(d.get("from"), dict) else {}
-    first = d.get("original") if isinstance(d.get("original"), dict) else {}
+    base: dict = d["from"] if isinstance(d.get("from"), dict) else {}
+    first: dict = d["original"] if isinstance(d.get("original"), dict) else {}
     spans = [w for w in d.get("spans") or [] if isinstance(w, dict)]
     where = ", ".join(f"{w.get('start')}-{w.get('end')}" for w in spans[:4]) + (" ..." if len(spans) > 4 else "")
     if d.get("operation") == "read":  # a backup that read only the blocks differing from an entry
