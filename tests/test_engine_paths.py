@@ -53,10 +53,12 @@ def twins(fixtures_dir: Path, faults: FaultPlan, dump: str = N_DUMP):
 
 
 def images(data_dir: Path, origin: str = "read") -> list[bytes]:
-    """The library's images of one origin: "read" (backups read from the chip) or "derived" (a backup plus a
-    write the engine verified: what the chip held right after it)."""
+    """The library's images of one origin: "read" (backups of what the chip held: read whole, or only its blocks
+    that differed from an entry) or "derived" (a backup plus a write the engine verified: what the chip held
+    right after it)."""
     lib = BackupLibrary(data_dir / "backups")
-    return sorted(lib.load(e) for e in lib.list() if e.origin == origin)
+    by_write = [e for e in lib.list() if e.derived is not None and e.derived.get("operation") != "read"]
+    return sorted(lib.load(e) for e in lib.list() if (e in by_write) == (origin == "derived"))
 
 
 def shas(blobs: list[bytes]) -> list[str]:
