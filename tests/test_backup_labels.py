@@ -73,3 +73,30 @@ def test_bkbench_backups_lists_file_origin_and_label(tmp_path, stock, capsys):
     assert out[0] == f"2 backup(s) in {lib.root}, newest first:"
     assert out[1].split() == [derived.name, "derived", "stock", "Tuya", "plug", "1.1.15", "+", "OpenBK", "config"]
     assert out[2].split() == [read.name, "read", "stock", "Tuya", "plug", "1.1.15"]
+
+
+def test_restoring_a_derived_entry_says_what_it_is_made_of(tmp_path, stock):
+    import asyncio
+
+    from bkbench.tui.app import BkBenchApp
+    from bkbench.tui.screens.backups import BackupsScreen
+    from bkbench.tui.screens.confirm import ConfirmScreen
+
+    lib = BackupLibrary(tmp_path / "backups")
+    read = lib.save(stock, {"chip": "BK7231N", "mac": "1C:90:FF:F7:C9:34"})
+    lib.save_derived(read, [(CFG, ObkConfig.new(chip="BK7231N").sector())], {"chip": "BK7231N"},
+                     operation="config write", what="an OpenBK config sector", checked="test")
+    app = BkBenchApp(url="sim://bk7231n", data_dir=tmp_path, ports_source=lambda: [], monitor=False, poll_ports=0)
+
+    async def run() -> str:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("l")
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, BackupsScreen)
+            await pilot.press("r")  # the newest: the derived entry
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, ConfirmScreen)
+            return app.screen.body
+
+    body = " ".join(asyncio.run(run()).split())
+    assert f"derived, not read: {read.name} + an OpenBK config sector at 0x1D1000-0x1D2000" in body

@@ -241,3 +241,19 @@ def test_a_derived_sidecar_says_what_it_is_made_of(lib):
     assert set(meta["derived"]) == {"from", "original", "operation", "what", "spans", "checked"}
     assert meta["sha256"] == hashlib.sha256(entry.path.read_bytes()).hexdigest()
     assert oct(entry.path.stat().st_mode & 0o777) == "0o400"  # as every library image
+
+
+def test_a_derived_entry_can_be_restored_and_adds_nothing(lib):
+    with sim_url("BK7231N") as (url, dev):
+        with Session(url) as s:
+            s.connect()
+            s.backup(lib)
+            s.write_config(sector("one"), backup_library=lib)
+            d1 = s.last_derived
+            s.write_config(sector("two"), backup_library=lib)
+            n, count = reads(dev), len(lib.list())
+            s.restore(lib.load(d1), backup_library=lib, reboot=False)  # back to "stock + config one"
+            assert reads(dev) - n < BLOCK_OF_SECTORS  # covered by the newest derived entry
+            assert s.last_derived is not None and s.last_derived.path == d1.path  # that content: d1 itself
+        assert bytes(dev.flash.data) == lib.load(d1)
+    assert len(lib.list()) == count
