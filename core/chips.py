@@ -268,6 +268,27 @@ def name_as_reported(bl: Bootloader, boot_version: str | None) -> str:
     return bl.name[: -len(bl.version)] + said
 
 
+ERASES_AFTER_CRC = ("always", "relink", "restart")
+
+
+def erases_after_crc(dialect: Dialect, boot_version: str | None) -> str:
+    """What makes a bootloader take erases again after a CheckCRC (REALCODE.md B.8), by what its code says:
+    "always" (FULL: CheckCRC protects nothing), "relink" (BK7231S_1.0.5: the next LinkCheck re-arms the
+    one-shot unprotect), "restart" (BK7231S_1.0.4 and older: nothing but a reset in that boot). A version whose
+    code never ran here (1.0.6, the Beken bootloaders, no BootVersion) starts with "relink"; a write restarts it
+    instead once an erase was acknowledged and did not take (core/ops/planned.py)."""
+    if not dialect.crc_locks_protection:
+        return "always"
+    said = (boot_version or "").upper()
+    if said.startswith("BK7231S_"):
+        try:
+            version = tuple(int(x) for x in said.split("_", 1)[1].split("."))
+        except ValueError:
+            return "relink"
+        return "restart" if version <= (1, 0, 4) else "relink"
+    return "relink"
+
+
 def bootloader_by_crc(crc: int) -> Bootloader | None:
     return BOOTLOADERS.get(crc)
 

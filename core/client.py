@@ -8,11 +8,14 @@ while the Tuya bootloader's range check does not, so the bootloader area can be 
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
+import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 import serial
 
@@ -54,6 +57,22 @@ if TYPE_CHECKING:
     from .protection_memory import ProtectionMemory
 
 LINK_BAUD = 115200
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exchange(fn: F) -> F:
+    """One exchange (or a sequence that must not be split, e.g. a baud switch) owns the port: a keepalive
+    (core/link/keepalive.py) waits for it and only speaks on a line that has been quiet."""
+
+    @functools.wraps(fn)
+    def inner(self: BkClient, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                self.last_io = time.monotonic()
+
+    return cast(F, inner)
 
 
 class MisdirectedCommand(ProtocolError):
@@ -78,6 +97,8 @@ class UnsentCommandExecuted(BkError):
 # of this shape to a command we did not send means a damaged command was executed as this one.
 DESTRUCTIVE_REPLY_LEN: dict[int, int] = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
                          LongCmd.FLASH_WRITE: 6}
+DESTRUCTIVE_COMMANDS = frozenset(DESTRUCTIVE_REPLY_LEN) | {LongCmd.FLASH_ERASE_4K, LongCmd.FLASH_ERASE_ALL,
+                                                         LongCmd.FLASH_WRITE_SR}
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
 
@@ -120,6 +141,17 @@ class ChipInfo:
         } | ({"bootloader_table": self.bootloader_table} if self.bootloader_table else {})
 
 
+@dataclass(frozen=True)
+class CrcReply:
+    """One CheckCRC answer as received, with the request it answered (core/ops/crc.py ties them)."""
+
+    value: int
+    start: int  # wire addresses as sent
+    end: int
+    length: int  # bytes the request asked to hash
+    epoch: int  # destructive commands sent before it (the same range may hold other bytes after one)
+
+
 @dataclass
 class LinkStats:
     """What arrived while linking, for the link doctor."""
@@ -150,9 +182,22 @@ class BkClient:
         self.link_stats = LinkStats()
         self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
         self.anomalies = 0  # failed exchanges so far (each one is followed by recover())
+        self.crc_log: deque[CrcReply] = deque(maxlen=8)  # the latest CheckCRC answers, newest last
+        self.epoch = 0  # erase / program / status-register writes sent so far
         self.sr_found: int | None = None  # the status register as the first unprotect found it
         # What the SR was before bkbench first touched this chip, across interrupted runs (set by the session).
         self.protection: ProtectionMemory | None = None
+        self.lock = threading.RLock()  # held for every exchange (`_exchange`)
+        self.last_io = time.monotonic()  # end of the latest exchange
+        self.boot_said: str | None = None  # what BootVersion said at identification
+        # How erases are re-armed after a CheckCRC ("relink"/"restart", chips.erases_after_crc) once a write
+        # found out otherwise than the bootloader's version says (an erase acknowledged that did not take).
+        self.erase_mode: str | None = None
+        # Brings the chip back into its bootloader after a restart when the Reboot command's boot window was
+        # missed (the session's reset strategy); None: only the Reboot command is tried.
+        self.reset_link: Callable[[], None] | None = None
+        # A reply to a destructive command seen by the keepalive between operations: raised by the next command.
+        self.deferred_error: BkError | None = None
 
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
@@ -189,6 +234,7 @@ class BkClient:
         except (serial.SerialException, OSError) as exc:
             raise self._lost(exc) from exc
 
+    @_exchange
     def command(
         self,
         code: int,
@@ -201,11 +247,16 @@ class BkClient:
         send: bool = True,
     ) -> Response:
         """Send one command and return its response frame (garbage and foreign frames skipped)."""
+        if self.deferred_error is not None:
+            err, self.deferred_error = self.deferred_error, None
+            raise err
         if drain:
             self.drain()
         self.scanner.skipped.clear()
         if send:
             self._write(encode(code, payload, long))
+            if long and code in DESTRUCTIVE_COMMANDS:
+                self.epoch += 1
             if long and code in DESTRUCTIVE_REPLY_LEN and len(payload) >= 4:
                 at = 1 if code == LongCmd.FLASH_ERASE else 0
                 self._recent = (self._recent + [(code, struct.unpack_from("<I", payload, at)[0])])[-4:]
@@ -270,6 +321,7 @@ class BkClient:
                                      addr, span)
 
     # ------------------------------------------------------------------ link
+    @_exchange
     def link(
         self,
         timeout: float,
@@ -280,7 +332,9 @@ class BkClient:
     ) -> bool:
         """Spam LinkCheck until the chip answers (the user or a reset strategy resets it meanwhile).
 
-        `baud` other than 115200 probes a chip still linked at a faster rate by an earlier session."""
+        `baud` other than 115200 probes a chip still linked at a faster rate by an earlier session. A `window`
+        under 10 ms sends them back to back without waiting on the port's read timeout (a boot window after a
+        Reboot or an idle restart is a loop count: a few ms on a fast chip)."""
         if self.port.baudrate != baud:
             self.port.baudrate = baud
         frame = encode(Cmd.LINK_CHECK)
@@ -300,7 +354,11 @@ class BkClient:
             self.port.write(frame)
             until = time.monotonic() + window
             while time.monotonic() < until:
-                data = self.port.read(self.port.in_waiting or 1)
+                waiting = self.port.in_waiting
+                if not waiting and window < 0.01:
+                    time.sleep(0.0005)
+                    continue
+                data = self.port.read(waiting or 1)
                 if data:
                     stats.add_rx(data)
                     self.scanner.feed(data)
@@ -328,6 +386,7 @@ class BkClient:
                 time.sleep(0.002)
         self.scanner.clear()
 
+    @_exchange
     def relink(self, timeout: float = 0.5) -> None:
         """A quick LinkCheck round on an already linked chip (unlocks protection on BASIC dialects)."""
         deadline = time.monotonic() + timeout
@@ -340,6 +399,7 @@ class BkClient:
                 if time.monotonic() > deadline:
                     raise ProtocolError("chip stopped answering the link check") from None
 
+    @_exchange
     def recover(self) -> None:
         """After a failed exchange: let stray bytes arrive, drop them, and check the chip still answers."""
         self.anomalies += 1  # the session checks the whole flash after an operation that had any
@@ -350,6 +410,7 @@ class BkClient:
         except ProtocolError:
             raise LinkLost("the chip stopped answering the link check (did it reset or lose power?)") from None
 
+    @_exchange
     def set_baudrate(self, baud: int, delay_ms: int = 20) -> None:
         """Switch both ends: the echo arrives at the new rate after the chip's delay."""
         payload = struct.pack("<IB", baud, delay_ms)
@@ -375,21 +436,30 @@ class BkClient:
             raise ProtocolError(f"baud switch echo mismatch at {baud} baud")
 
     # ------------------------------------------------------------------ chip info
-    def crc_raw(self, start: int, end: int, timeout: float | None = None) -> int:
-        """CheckCRC with wire addresses as given; returns the zlib-convention CRC."""
+    def crc_raw(self, start: int, end: int, timeout: float | None = None, length: int | None = None) -> int:
+        """CheckCRC with wire addresses as given; returns the zlib-convention CRC. Every answer is logged
+        in `crc_log`: the reply carries no address, so only the host can tell it from an earlier one."""
         span = max(1, end - start)
         t = max(self.timeout, span / CRC_SPEED + 0.5) if timeout is None else timeout
         r = self.command(Cmd.CHECK_CRC, struct.pack("<II", start, end), timeout=t)
         if len(r.payload) < 4:
             raise ProtocolError("short CheckCRC response")
-        return struct.unpack_from("<I", r.payload)[0] ^ 0xFFFFFFFF
+        value = struct.unpack_from("<I", r.payload)[0] ^ 0xFFFFFFFF
+        self.crc_log.append(CrcReply(value, start, end, end - start if length is None else length, self.epoch))
+        return value
+
+    def crc_once(self, start: int, length: int) -> int:
+        """One CheckCRC of flash[start:start+length] (logical), dialect end semantics applied, no relink.
+        Decisions use core/ops/crc.py, which ties the answer to this request."""
+        assert self.dialect is not None
+        wire = self._wire(start)
+        end = wire + length - (1 if self.dialect.crc_end_inclusive else 0)
+        return self.crc_raw(wire, end, length=length)
 
     def crc(self, start: int, length: int) -> int:
         """CRC-32 of flash[start:start+length] as the chip computes it (dialect end semantics applied)."""
         assert self.dialect is not None
-        wire = self._wire(start)
-        end = wire + length - (1 if self.dialect.crc_end_inclusive else 0)
-        value = self.crc_raw(wire, end)
+        value = self.crc_once(start, length)
         if self.dialect.crc_locks_protection:
             self.relink()
         return value
@@ -438,9 +508,13 @@ class BkClient:
         Returns None when the evidence agrees, else one sentence saying what disagrees."""
         base = 0 if self.dialect is Dialect.FULL else 0x11000  # BASIC bootloaders refuse < 0x11000
         ref = self._wrap_crc(base, 256)
-        again = self._wrap_crc(base, 256)
-        if again != ref:
-            return "the chip gave two different CRCs for the same 256 bytes"
+        for _ in range(3):  # two answers in a row that agree: one stale or damaged reply is not evidence
+            again = self._wrap_crc(base, 256)
+            if again == ref:
+                break
+            ref = again
+        else:
+            return "the chip gave different CRCs for the same 256 bytes every time"
         at_size = self._wrap_crc(base + size, 256)
         if at_size != ref:
             at_size = self._wrap_crc(base + size, 256)  # one damaged reply is not evidence
@@ -532,7 +606,7 @@ class BkClient:
                 warnings.append(f"flash ID {bytes(mid).hex()} is not in the table: size unknown "
                                 f"(assumed {info.flash_size // 1024} KiB)")
         else:
-            info.boot_version = self.boot_version()
+            info.boot_version = self.boot_said = self.boot_version()
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
             if bl is not None and name_as_reported(bl, info.boot_version) != bl.name:
                 # what the code says wins; the table's name stays as evidence (REALCODE.md B.1)
@@ -729,7 +803,23 @@ class BkClient:
             prev = sr
         raise ProtocolError("the status register reads differently each time")
 
+    @_exchange
     def reboot(self) -> None:
         for _ in range(3):
             self.port.write(encode(Cmd.REBOOT, b"\xa5"))
             time.sleep(0.01)
+
+    @_exchange
+    def restart_bootloader(self, window: float = 1.0) -> bool:
+        """Restart the bootloader with its Reboot command (`0e a5`: no reply, a watchdog reset, REALCODE.md
+        B.10) and catch its boot window with LinkChecks at 115200, no hands on CEN. Sent once: a second Reboot
+        landing in the new boot window would restart it again. True once it answers at 115200 (the caller
+        switches the rate up again); False after `window` s (the frame may have been lost: the chip may still
+        listen at the old rate)."""
+        self.drain()
+        self._write(encode(Cmd.REBOOT, b"\xa5"))
+        with contextlib.suppress(serial.SerialException, OSError, AttributeError):
+            self.port.flush()
+        time.sleep(0.002)  # the adapter sends the frame at the old rate before the rate changes under it
+        # LinkChecks back to back: the boot window is a loop count too (~644k instructions), short on a fast chip
+        return self.link(timeout=window, baud=LINK_BAUD, window=0.003)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 from .backups import BackupEntry, BackupLibrary, block_crcs
-from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, Dialect, MiB
+from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, MiB
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
@@ -47,8 +47,10 @@ from .layout import BLOCK, BOOTLOADER_END, OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR,
 from .link.adapters import family_for_url
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
 from .link.doctor import Diagnosis, LinkDoctor, PortTap
+from .link.keepalive import Keepalive, revive
 from .link.latency import describe as describe_adapter
 from .link.reset import ResetStrategy, adapter_note, for_port, get_strategy
+from .ops.crc import block_crcs as block_crcs_of_chip
 from .ops.events import (
     BootLog,
     CancelToken,
@@ -63,7 +65,7 @@ from .ops.events import (
     Stage,
     null_sink,
 )
-from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .ops.flash_ops import VerifyReport, WriteReport, read_flash, repair_with_spans, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .protection_memory import ProtectionMemory
 from .restore_check import check_restore_image
@@ -178,6 +180,7 @@ class Session:
         # The library's record of what the last completed, verified write left (derived, not read), if any.
         self.last_derived: BackupEntry | None = None
         self._over: _Over | None = None  # set by a guarded write that completed, taken by its final compare
+        self.keepalive: Keepalive | None = None  # LinkChecks while idle: T bootloaders leave download mode
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
@@ -188,6 +191,7 @@ class Session:
                 self.sink(Notice("info", describe_adapter(self.port)))
 
     def close(self) -> None:
+        self.stop_keepalive()
         if self.port is not None:
             try:
                 self._restore_link_baud()
@@ -222,7 +226,9 @@ class Session:
         return self.client
 
     # ------------------------------------------------------------------ link
-    def link(self, cancel: CancelToken | None = None, timeout: float | None = None) -> None:
+    def link(self, cancel: CancelToken | None = None, timeout: float | None = None, reset_first: bool = False) -> None:
+        """`reset_first`: reset the chip before the first LinkCheck (a restart that must happen: one that answers
+        without it is not the chip the caller needs, core/link/keepalive.restart)."""
         # --- link doctor integration (core/link/doctor.py): the doctor watches RX while linking, its
         # current Diagnosis goes into LinkAttempt.hint, `self.diagnosis` and the LinkError hint.
         client = self._client()
@@ -256,12 +262,13 @@ class Session:
             cancel = cancel or self.cancel_token
             # A chip left linked at a faster rate (an earlier session that was killed) answers there.
             good = remembered(adapter_key(self.url)).get("good")
-            if isinstance(good, int) and good != LINK_BAUD and client.link(0.1, cancel, None, baud=good):
+            if not reset_first and isinstance(good, int) and good != LINK_BAUD and client.link(0.1, cancel, None,
+                                                                                               baud=good):
                 self.sink(Notice("info", f"the chip was still linked at {good} baud"))
                 doctor.link_ok()
                 return
             self.port.baudrate = LINK_BAUD
-            linked = client.link(0.3, cancel, None) or client.link(timeout, cancel, on_attempt)
+            linked = (not reset_first and client.link(0.3, cancel, None)) or client.link(timeout, cancel, on_attempt)
         finally:
             client.port = self.port
         if linked:
@@ -273,6 +280,7 @@ class Session:
         # --- end link doctor integration
 
     def connect(self, cancel: CancelToken | None = None) -> ChipInfo:
+        self.stop_keepalive()
         self.open()
         self.link(cancel)
         client = self._client()
@@ -300,7 +308,23 @@ class Session:
         client.protection = ProtectionMemory.for_chip(info, self.sink)  # SR found before bkbench first touched it
         self.sink(Connected("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud",
                             info))
+        self.start_keepalive()
         return info
+
+    # --- idle chip (core/link/keepalive.py): a BASIC bootloader leaves download mode when idle; a write may
+    # restart it (the reset strategy when its boot window is missed).
+    def start_keepalive(self) -> None:
+        self.stop_keepalive()
+        client = self._client()
+        client.reset_link = lambda: self.link(reset_first=True)
+        if self.info is not None and self.info.dialect.crc_locks_protection:
+            self.keepalive = Keepalive(client).start()
+
+    def stop_keepalive(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            self.keepalive = None
+    # --- end idle chip
 
     def _switch_baud(self, cancel: CancelToken | None) -> None:
         # --- baud ladder (core/link/baud.py): step down on failure, remember per adapter.
@@ -327,6 +351,8 @@ class Session:
 
     # ------------------------------------------------------------------ operations
     def _require(self) -> tuple[BkClient, ChipInfo]:
+        if self.info is not None:
+            revive(self)  # the chip may have left its bootloader while the user read a dialog
         if self.info is None:
             self.connect()
         assert self.info is not None
@@ -356,6 +382,7 @@ class Session:
 
     def _reconnect(self, tries: int = 3) -> bool:
         """Reset, link and identify again after the chip was lost; False if it never came back."""
+        self.stop_keepalive()  # the port is the link's alone until connect() starts a new one
         self.reconnects += 1
         timeout, self.link_timeout = self.link_timeout, min(self.link_timeout, 5.0)
         try:
@@ -576,7 +603,8 @@ class Session:
         known = {i * BLOCK: crc for i, crc in enumerate(block_crcs)}
         retries = 0
         anomalies_before, reconnects_before = client.anomalies, self.reconnects
-        repair = self._repair_from(covering.entry if covering else None, library, block_crcs)
+        repair = repair_with_spans(self._repair_from(covering.entry if covering else None, library, block_crcs),
+                                   spans)
         total = WriteReport()
         for start, data in spans:
             padded = len(data) + (-len(data)) % SECTOR
@@ -811,19 +839,8 @@ class Session:
     def _block_crcs(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None = None) -> list[int]:
         """The chip's CRC of every 64 KiB block: content identity for the backup and the guard's baseline."""
         self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
-        out = []
-        for addr in range(0, info.flash_size, BLOCK):
-            if cancel is not None and cancel.cancelled:
-                raise OperationCancelled("cancelled before anything was written; nothing to undo")
-            for attempt in range(4):
-                try:
-                    out.append(client.crc(addr, BLOCK))
-                    break
-                except ProtocolError:
-                    if attempt == 3:
-                        raise
-                    client.recover()
-        return out
+        return block_crcs_of_chip(client, info.flash_size, self.sink, cancel,
+                                  "cancelled before anything was written; nothing to undo")
 
     def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]
                      ) -> Callable[[int, int], bytes | None] | None:
@@ -849,6 +866,8 @@ class Session:
     def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
         """Compare the chip with `data` at `start` by CRC. A chip lost mid-way (and found again) is compared
         from where it stopped; the sectors found different are those the compare marked (SectorUpdate)."""
+        if not data:
+            raise BkError("nothing to verify: the file is empty")
         _, info = self._require()
         if start + len(data) > info.flash_size:
             raise BkError("the file is larger than the flash")
@@ -862,23 +881,12 @@ class Session:
 
         def compare(c: BkClient) -> None:
             for s, e in record.remaining():
-                for a in range(s, e, SECTOR):
-                    failed.pop(a, None)  # compared (again) now
+                s -= (s - start) % SECTOR  # a T's sub-256-byte tail (verify_flash) is compared from its sector
+                for a in [a for a in failed if s <= a < e]:
+                    del failed[a]  # compared (again) now
                 verify_flash(c, s, data[s - start:e - start], sink, cancel or self.cancel_token, record=record)
 
-        client, _ = self._require()
-        tail = len(data) % SECTOR if client.dialect is not Dialect.FULL else 0
-        if tail:
-            # A BASIC bootloader's CheckCRC hashes whole 256-byte blocks only (REALCODE.md B.2): a range ending
-            # inside a sector is compared to its last whole sector by CRC, the rest by reading that sector.
-            record.mark_done(start + len(data) - tail, start + len(data))
         self._recovering("verify", compare, record)
-        if tail:
-            at = start + len(data) - tail
-            same = self.read(at, SECTOR, cancel)[:tail] == data[-tail:]
-            if not same:
-                failed[at] = tail
-            self.sink(SectorUpdate(at, SectorState.VERIFIED if same else SectorState.FAILED, tail))
         bad: list[tuple[int, int]] = []
         for a in sorted(failed):
             if bad and bad[-1][1] == a:
@@ -891,6 +899,7 @@ class Session:
 
     def reboot(self) -> None:
         client = self._client()
+        self.stop_keepalive()
         self.sink(Stage("reboot", "rebooting into the firmware"))
         client.reboot()
         self.info = None

@@ -1,6 +1,7 @@
-"""Harness of the adversarial fault suite (tests/test_adversarial.py): one run = one operation on a
-fresh simulated chip with chosen bits flipped on the wire, judged against the chip's flash and the
-backup library only (never against what the engine says).
+"""Harness of the adversarial fault suites (tests/test_adversarial.py, tests/test_desync.py): one run =
+one operation on a fresh simulated chip with chosen bits flipped on the wire, or chosen reply frames
+repeated, replaced by a stale one, copied late, swapped or dropped (core/sim/faults.py), judged against
+the chip's flash and the backup library only (never against what the engine says).
 
 Outcome classes:
   OK             the operation succeeded and the flash / backup is exactly right;
@@ -9,7 +10,8 @@ Outcome classes:
   REPORTED-DAMAGE  it raised a BkError and sectors outside the range changed, but the error names
                  every one of them (the user is told what to restore);
   SILENT-DAMAGE  it reported success with wrong flash or a wrong backup, or changed sectors outside the
-                 range without naming them, or reported as done what is wrong;
+                 range without naming them, or reported as done what is wrong, or (verify) reported
+                 differences that are not the chip's;
   CRASH          a non-BkError exception or a hang.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import random
 import re
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +29,16 @@ from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
 from bkbench.core.images.placement import as_firmware, place
 from bkbench.core.layout import OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR, layout_for
+from bkbench.core.paths import fixtures_dir
 from bkbench.core.session import Session, parse_mac
 from bkbench.core.sim import registry
+from bkbench.core.sim.faults import FaultInjector, FaultPlan, FrameFault
 from bkbench.core.sim.tamper import C2H, H2C, Flip, LineTamper, fields_of
 from simhelpers import run_with_deadline
 
 OPS = ("backup", "write", "restore", "config")
+DESYNC_OPS = ("backup", "verify", "write", "restore", "config", "station", "station-backup")  # station: fixtures
+READ_RANGE = (0x110000, 0x20000)  # "read": the end of the stock app and the erased flash after it
 CHIPS = ("BK7231N", "BK7231T")
 CLASSES = ("OK", "CLEAN-FAIL", "REPORTED-DAMAGE", "SILENT-DAMAGE", "CRASH")
 CLIENT_TIMEOUT = 0.25  # replies are immediate with the timing model off; keeps recovery quick
@@ -51,6 +58,7 @@ class Scenario:
     data: bytes = b""
     library_image: bytes | None = None  # the verified backup of this chip already in the library
     sr: int | None = None
+    start: int = 0  # where `data` goes (station: the firmware's own start)
 
     def inside(self, addr: int) -> bool:
         return any(s <= addr < e for s, e in self.ranges)
@@ -67,7 +75,9 @@ def scenario(op: str, chip: str) -> Scenario:
     flash = bytes(registry.load_flash(chip, None))
     rng = random.Random(f"adv-{op}-{chip}")
     before, expected, ranges, data, lib_image, sr = flash, flash, [], b"", flash, None
-    if op == "backup":
+    if op == "read":
+        ranges = [(READ_RANGE[0], READ_RANGE[0] + READ_RANGE[1])]
+    if op in ("backup", "station-backup"):
         lib_image = None
         # A flash left unprotected (by an earlier write, or a chip that never protects) is the case in
         # which a damaged read command can erase: model it.
@@ -82,6 +92,31 @@ def scenario(op: str, chip: str) -> Scenario:
         data = cfg.sector()
         start = OBK_CONFIG_OFFSET[chip]
         ranges = [(start, start + SECTOR)]
+    elif op == "verify":
+        # The file differs from the chip in three sectors: erased on the chip, data in the file; data on the
+        # chip, erased in the file; one byte. The verify must name exactly those.
+        data = bytearray(flash)
+        blank = next(a for a in range(0x11000, len(flash), SECTOR) if flash[a : a + SECTOR] == b"\xff" * SECTOR)
+        full = next(a for a in range(0x20000, len(flash), SECTOR) if b"\xff" * 16 not in flash[a : a + SECTOR])
+        data[blank + 0x700 : blank + 0x740] = rng.randbytes(0x40)
+        data[full : full + SECTOR] = b"\xff" * SECTOR
+        data[0x1000 + 0x123] ^= 0x10
+        data = bytes(data)
+    elif op == "station":
+        from bkbench.core.images.builders import build_from_ota
+
+        fx = fixtures_dir()
+        assert fx is not None, "the station scenario needs the fixtures (an OpenBK OTA file)"
+        ota = (fx / "firmware" / f"OpenBeken-v1.18.219_{chip.lower()}.ug.bin").read_bytes()
+        fw = as_firmware(f"OpenBK7231{chip[-1]}_UA_1.18.219.bin", build_from_ota(ota, flash, chip)["ua"])
+        plan = place(fw, chip, len(flash))
+        lib_image, data = None, fw.data
+        ranges = [(plan.start, plan.start + len(plan.payload) + (-len(plan.payload)) % SECTOR)]
+        exp = bytearray(flash)
+        padded = plan.payload + b"\xff" * (-len(plan.payload) % SECTOR)  # a write ends on a whole sector
+        exp[plan.start : plan.start + len(padded)] = padded
+        _cache[key] = Scenario(op, chip, flash, bytes(exp), ranges, fw.data, None, None, plan.start)
+        return _cache[key]
     elif op == "restore":
         # The chip was flashed since the backup being restored: a block, a free sector and a KV sector
         # differ. The library holds a backup of the chip as it is now.
@@ -93,7 +128,7 @@ def scenario(op: str, chip: str) -> Scenario:
         before, lib_image, data = bytes(cur), bytes(cur), flash
         rf = RF_OFFSET[chip]
         ranges = [(0x11000, rf), (rf + SECTOR, len(flash))]
-    if data and op != "restore":
+    if data and op not in ("restore", "verify"):
         exp = bytearray(before)
         exp[ranges[0][0] : ranges[0][0] + len(data)] = data
         expected = bytes(exp)
@@ -107,7 +142,9 @@ class Outcome:
     detail: str = ""
     trace: list[tuple[str, str]] = field(default_factory=list)
     connect_frames: int = 0  # frames of the trace that belong to connecting (link, identify)
-    hits: list[Flip] = field(default_factory=list)
+    hits: list = field(default_factory=list)  # flips (Flip) and frame faults (FrameFault) applied
+    replies: dict[str, int] = field(default_factory=dict)  # reply frames the chip sent, by kind
+    crc_requests: list[tuple[int, int]] = field(default_factory=list)  # CheckCRC (start, end) sent, wire addresses
     sr: tuple[int, int] = (0, 0)  # the flash status register before and after
     flash: bytes = b""  # the chip's flash after the run
 
@@ -135,12 +172,15 @@ def _guarded(fn):
     return run_with_deadline(fn, RUN_TIMEOUT)
 
 
-def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -> Outcome:
-    """One operation with `flips` on the wire. `backup=False`: no backup of the chip in the library and
-    the write takes none (--no-backup), so nothing can be repaired from one."""
+def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True,
+        frames: list[FrameFault] | tuple[FrameFault, ...] = (), timing: bool = False) -> Outcome:
+    """One operation with `flips` on the wire and `frames` (reply-frame faults, counted from the first
+    reply). `backup=False`: no backup of the chip in the library and the write takes none (--no-backup),
+    so nothing can be repaired from one. `timing`: the wire-timing model on (and 921600 baud)."""
     scn = scenario(op, chip)
-    dev = registry.create_device(chip, wiring="rts", sr=scn.sr)
+    dev = registry.create_device(chip, wiring="rts", sr=scn.sr, timing=timing)
     dev.flash.data[:] = scn.before
+    dev.faults = FaultInjector(FaultPlan(frames=tuple(frames)))
     sr_before = dev.flash.sr
     name = f"adv{next(_names)}"
     registry.register(name, dev)
@@ -149,22 +189,42 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -
     preexisting = {e.path for e in lib.list()}
     state: dict = {}
 
+    baud = 921600 if timing else 115200
+
+    def prepare(s: Session) -> None:
+        s.open()
+        assert s.client is not None
+        tamper = LineTamper(s.port, flips)
+        state["tamper"] = tamper
+        requests = state.setdefault("crc_requests", [])
+        write = tamper.write
+
+        def recording_write(data: bytes) -> int:
+            if data[:5] == bytes.fromhex("01e0fc0910") and len(data) == 13:  # CheckCRC start, end
+                requests.append(struct.unpack_from("<II", data, 5))
+            return write(data)
+
+        object.__setattr__(tamper, "write", recording_write)
+        s.port = s.client.port = tamper
+        s.client.timeout = CLIENT_TIMEOUT
+
     def go():
-        s = Session(f"sim://@{name}", baud=115200, reset="rts", link_timeout=5)
+        if op.startswith("station"):
+            return _station(scn, f"sim://@{name}", lib, baud, prepare)
+        s = Session(f"sim://@{name}", baud=baud, reset="rts", link_timeout=5)
         try:
-            s.open()
-            assert s.client is not None
-            tamper = LineTamper(s.port, flips)
-            state["tamper"] = tamper
-            s.port = s.client.port = tamper
-            s.client.timeout = CLIENT_TIMEOUT
+            prepare(s)
             s.backup_library = lib
             s.connect()
-            state["connect_frames"] = len(tamper.trace)
+            state["connect_frames"] = len(state["tamper"].trace)
             # The calls the workbench's keys and the CLI make (b, w, restore, the config editor's write),
             # without the reboot that ends a write: the flash is judged, not the boot.
             if op == "backup":
                 return s.backup(lib).entry
+            if op == "read":
+                return s.read(*READ_RANGE)
+            if op == "verify":
+                return s.verify(scn.data, 0)
             s.backup_first = backup
             if op == "write":
                 return s.write_image(raw_plan(scn.data, WRITE_START, chip), backup_library=lib, reboot=False)
@@ -177,9 +237,13 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -
     try:
         result, exc, hung = _guarded(go)
         tamper = state.get("tamper")
+        if isinstance(exc, _StationFailed):
+            exc = exc.error
         out = Outcome("OK", trace=list(tamper.trace) if tamper else [],
-                      connect_frames=state.get("connect_frames", 0), hits=list(tamper.hits) if tamper else [],
-                      sr=(sr_before, dev.flash.sr), flash=bytes(dev.flash.data))
+                      connect_frames=state.get("connect_frames", 0),
+                      hits=(list(tamper.hits) if tamper else []) + list(dev.faults.hits),
+                      replies=dict(dev.faults.replies), sr=(sr_before, dev.flash.sr), flash=bytes(dev.flash.data),
+                      crc_requests=list(state.get("crc_requests", [])))
         out.cls, out.detail = judge(scn, dev, lib, preexisting, result, exc, hung)
         if out.cls != "CRASH" and (dev.flash.sr ^ sr_before) & ~SR_PROTECT_BITS:
             changed = f"status register 0x{sr_before:04X} -> 0x{dev.flash.sr:04X}: bits other than block protection"
@@ -191,6 +255,27 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -
         return out
     finally:
         registry.unregister(name)
+
+
+class _StationFailed(Exception):
+    def __init__(self, error: BkError) -> None:
+        self.error = error
+
+
+def _station(scn: Scenario, url: str, lib: BackupLibrary, baud: int, prepare):
+    """`bkbench station --image` on one port (core/station.run_port): backup, write, verify, no reboot;
+    "station-backup": `bkbench station --backup-only`."""
+    from bkbench.core.station import Plan, run_port
+
+    fw = as_firmware(f"OpenBK7231{scn.chip[-1]}_UA_1.18.219.bin", scn.data) if scn.data else None
+    plan = Plan(backup=True, image=Path(fw.name) if fw else None, verify=True, reboot=False)
+    result = run_port(url, plan, baud=baud, library=lib, reset="rts", firmware=fw, session_hook=prepare,
+                      link_timeout=5)
+    if result.state == "done":
+        return result
+    if result.error.startswith("internal error"):
+        raise RuntimeError(result.error)
+    raise _StationFailed(BkError(result.error, record=result.record))
 
 
 def _sectors_differing(a: bytes, b: bytes) -> list[int]:
@@ -224,6 +309,20 @@ def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc,
     if exc is None:
         if scn.op == "backup" and (result is None or lib.load(result) != scn.before):
             return "SILENT-DAMAGE", "backup reported but it is not what the chip held"
+        if scn.op == "station-backup" and not any(lib.load(e) == scn.before for e in lib.list()):
+            return "SILENT-DAMAGE", "station reported a backup but the library holds none of what the chip held"
+        if scn.op == "read":
+            lo, n = READ_RANGE
+            bad = [a for a in range(lo, lo + n, SECTOR)
+                   if result[a - lo : a - lo + SECTOR] != scn.before[a : a + SECTOR]]
+            if bad:
+                return "SILENT-DAMAGE", f"read returned wrong data at {', '.join(hex(a) for a in bad[:6])}"
+        if scn.op == "verify":
+            truth = [a for a in range(0, len(scn.data), SECTOR) if scn.data[a : a + SECTOR] != flash[a : a + SECTOR]]
+            said = [a for s, e in result.mismatched for a in range(s, e, SECTOR)]
+            if said != truth:
+                return "SILENT-DAMAGE", (f"verify said the chip differs at {[hex(a) for a in said[:6]]}, it differs "
+                                         f"at {[hex(a) for a in truth[:6]]}")
         wrong = _sectors_differing(flash, scn.expected)
         if wrong:
             return "SILENT-DAMAGE", (f"reported success but sectors {', '.join(hex(a) for a in wrong[:6])} are "

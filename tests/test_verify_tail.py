@@ -1,7 +1,8 @@
 """`bkbench verify --start X FILE` and `verify` of a raw file on a T (issue 22, after the engine merge): the T
 bootloader's CheckCRC hashes whole 256-byte blocks only (REALCODE.md B.2, modelled by core/sim), so a file that
-ends inside a sector cannot have its last bytes hashed; they are compared by reading that sector. A good chip
-is not called different, and a changed last byte still is."""
+ends inside a 256-byte block cannot have its last bytes hashed; they are compared by reading their sector back,
+vouched for by the chip's CRC of their whole block (verify_flash). A good chip is not called different, and a
+changed last byte still is."""
 
 from __future__ import annotations
 

@@ -42,6 +42,8 @@ def load_firmware(path: str | os.PathLike, what: str = "firmware file") -> Firmw
 
     p = Path(path)
     data = read_input_file(p, what)
+    if not data:
+        raise BkError(f"{p.name} is empty: there is nothing to write or compare with the chip")
     BackupLibrary().verify_file(p)  # a library image that no longer matches its SHA-256 is refused
     return as_firmware(p.name, data)
 

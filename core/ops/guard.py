@@ -5,8 +5,9 @@ another address, a read into an erase). Echo checks catch most of that, but not 
 restore and config write is bracketed: before it, the chip's CRC of every region it must not touch
 (whole 64 KiB blocks, plus the untouched parts of the blocks at its ends); after it, the same CRCs
 again. A region that changed is narrowed to sectors and put back from this chip's verified backup,
-or the operation fails naming the sectors. The CRCs are the chip's own, so a damaged CRC reply can
-only cause a false alarm, which a second ask clears.
+or the operation fails naming the sectors. The CRCs are the chip's own, tied to their requests
+(core/ops/crc.py: a stale or late reply cannot pass for the baseline), so a damaged CRC reply can only
+cause a false alarm, which a second ask clears.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..client import BkClient
-from ..errors import BkError, ProtocolError
+from ..errors import BkError
 from ..layout import BLOCK, SECTOR, subtract_ranges
+from .crc import chip_crc
 from .events import EventSink, Notice, OperationRecord, Stage, null_sink
+
+GUARD_RETRIES = 3
 
 Repair = Callable[[int, int], "bytes | None"]
 
@@ -48,14 +52,7 @@ class OutsideDamage(BkError):
 
 
 def _ask_crc(client: BkClient, start: int, length: int) -> int:
-    for attempt in range(4):
-        try:
-            return client.crc(start, length)
-        except ProtocolError:
-            if attempt == 3:
-                raise
-            client.recover()
-    raise AssertionError("unreachable")
+    return chip_crc(client, start, length, retries=GUARD_RETRIES)  # tied to its request (core/ops/crc.py)
 
 
 @dataclass

@@ -417,13 +417,14 @@ class SimDevice:
             self._next_heartbeat += 5.0
         self.behaviour.advance(self, now)
 
-    def _send(self, frame: bytes, ready: float) -> None:
-        stall = self.faults.stall()
-        start = max(ready + stall, self._tx_free)
-        end = start + self.timing.wire(len(frame), self.chip_baud)
-        self._tx_free = end
-        frame = self.faults.noise() + self.faults.corrupt(frame, "tx")
-        self.out.append(Chunk(self._to_host(end, len(frame), self.chip_baud), self.chip_baud, frame))
+    def _send(self, reply: bytes, ready: float) -> None:
+        for frame in self.faults.reply(reply):  # whole-frame faults: repeated, stale, held, dropped
+            stall = self.faults.stall()
+            start = max(ready + stall, self._tx_free)
+            end = start + self.timing.wire(len(frame), self.chip_baud)
+            self._tx_free = end
+            frame = self.faults.noise() + self.faults.corrupt(frame, "tx")
+            self.out.append(Chunk(self._to_host(end, len(frame), self.chip_baud), self.chip_baud, frame))
 
     def _receive(self, data: bytes, t: float) -> None:
         if self.state in ("reset",) or not self.powered:
@@ -449,6 +450,8 @@ class SimDevice:
             if self.behaviour.command(self, code, long, t):
                 return
             self.commands.append(code | (0x100 if long else 0))
+            for frame, delay in self.faults.command():  # late copies of old replies, before this answer
+                self.out.append(Chunk(t + (delay if self.timing.enabled else 0.0), self.chip_baud, frame))
             ready = max(t, self._busy) + self.timing.overhead()
             self._busy = ready
             if long:
