@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from bkbench.core.backups import BackupLibrary
 from bkbench.core.chips import (
     BOOTLOADERS,
     DEFAULT_BOOTLOADER,
@@ -157,8 +158,10 @@ def test_backup_and_openbk_write_round_trip(chip, datadir, capsys):
     assert after[fam.bootloader_end : fam.bootloader_end + len(payload)] == payload
     for start, end in protected_ranges(chip):
         assert after[start:end] == before[start:end]
-    backups = list((datadir / "data" / "backups").glob("*.bin"))
-    assert len(backups) == 1 and backups[0].read_bytes() == before  # the verified backup came first
+    entries = BackupLibrary(datadir / "data" / "backups").list()
+    # the verified backup came first (then the library's record of what the write left: derived, not read)
+    assert [e.path.read_bytes() for e in entries if e.origin == "read"] == [before]
+    assert [e.origin for e in entries] == ["derived", "read"]
 
 
 @pytest.mark.parametrize("image_chip, chip", [

@@ -237,6 +237,10 @@ class WorkflowsMixin(AppState):
                 "Everything after the bootloader to the end of the flash is rewritten (the bootloader and the "
                 "chip's RF calibration are kept); identical sectors are skipped. A backup is made first if this "
                 "chip has none. Then verify and reboot.")
+        if entry.derived is not None:  # not read from a chip: say what it is made of (core/backups.py)
+            from .screens.backups import provenance_lines
+
+            body += "\nThis entry is " + "; ".join(provenance_lines(entry.meta)) + "."
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -74,8 +74,10 @@ FALLBACK_DOCS = {
                  "sector). For the built-in demo plug: python -m bkbench.core.demo_image demo.bin; --dump demo.bin",
                  ["bkbench simulate --chip bk7231n", "bkbench simulate --scenario app-running --wiring rts",
                   "bkbench simulate --json    (prints {\"path\": ...} on the first line)"]),
-    "backups": ("List the full backups in the library (DATA_DIR/backups): time, chip, MAC and path. "
-                "The workbench and every command share this library.",
+    "backups": ("List the full backups in the library (DATA_DIR/backups), newest first: the file (chip, MAC, time), "
+                "read (the chip's flash as read) or derived (a backup plus a write bkbench verified, so the next "
+                "write need not read the chip again), and the firmware the image holds. The workbench and every "
+                "command share this library.",
                 ["bkbench backups", "bkbench --data-dir /srv/bkbench backups --json"]),
 }
 
