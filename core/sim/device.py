@@ -124,6 +124,9 @@ class SimDevice:
         self.parser = CommandParser()
         self.out: list[Chunk] = []
         self.host_baud = LINK_BAUD
+        # (time, rate) of the host's recent rate changes: a byte is decoded at the rate the host's UART had
+        # when it arrived, not when the host got round to reading it (a host that switches late loses it).
+        self._host_bauds: list[tuple[float, int]] = [(float("-inf"), LINK_BAUD)]
         self.chip_baud = LINK_BAUD
         self.app_baud = 921600 if scenario == "wrong-baud" else LINK_BAUD
         self._baud_switch: tuple[float, int] | None = None
@@ -156,15 +159,24 @@ class SimDevice:
             self.state = "window"  # waiting in the bootloader, as after a well-timed reset
 
     # ------------------------------------------------------------------ host side
-    def set_host_baud(self, baud: int) -> None:
+    def set_host_baud(self, baud: int, since: float | None = None) -> None:
+        """The host's UART now runs at `baud`; `since`: the earliest it may have switched (a pty bridge
+        only sees the change when it next looks)."""
         with self.lock:
-            self._advance(self.clock())
+            now = self.clock()
+            self._advance(now)
             self.host_baud = int(baud)
+            since = now if since is None else max(min(since, now), self._host_bauds[-1][0])
+            self._host_bauds = self._host_bauds[-15:] + [(since, self.host_baud)]
 
-    def _effective_host_baud(self) -> int:
-        if self.max_baud and self.host_baud > self.max_baud:
+    def _effective_host_baud(self, baud: int | None = None) -> int:
+        baud = self.host_baud if baud is None else baud
+        if self.max_baud and baud > self.max_baud:
             return -1  # the adapter cannot produce this rate: everything is garbled
-        return self.host_baud
+        return baud
+
+    def _host_baud_at(self, t: float) -> int:
+        return next((b for since, b in reversed(self._host_bauds) if since <= t), self.host_baud)
 
     def host_write(self, data: bytes) -> None:
         with self.lock:
@@ -209,8 +221,9 @@ class SimDevice:
             for ch in self.out:
                 if ch.t <= now and (limit is None or len(out) < limit):
                     data = ch.data
-                    if ch.baud != self._effective_host_baud():
-                        data = garble(data, ch.baud, self.host_baud, self.rng)
+                    then = self._host_baud_at(ch.t)
+                    if ch.baud != self._effective_host_baud(then):
+                        data = garble(data, ch.baud, then, self.rng)
                     out += data
                 else:
                     keep.append(ch)

@@ -41,6 +41,7 @@ class PtyBridge:
         self._thread: threading.Thread | None = None
         self._queue = bytearray()  # chip -> host bytes the host has not taken yet
         self.dropped = 0
+        self._looked = device.clock()  # when the host's rate was last read from the pty
 
     def start(self) -> PtyBridge:
         self._thread = threading.Thread(target=self.serve, name="bkbench-pty", daemon=True)
@@ -58,12 +59,16 @@ class PtyBridge:
                 pass
 
     def _sync_baud(self) -> None:
+        now = self.device.clock()
         try:
             baud = pty_baud(self.slave)
         except OSError:
             return
         if baud and baud != self.device.host_baud:
-            self.device.set_host_baud(baud)
+            # The host switched some time after the previous look: bytes that arrived since then count as
+            # received at the new rate (only a host that really switched late loses them).
+            self.device.set_host_baud(baud, since=self._looked)
+        self._looked = now
 
     def serve(self) -> None:
         dev = self.device
