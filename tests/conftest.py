@@ -91,6 +91,7 @@ def obk_images(fixtures_dir: Path) -> dict:
     return out
 
 
+ORIGINAL_HOME = str(Path.home())  # for tools that need the user's own settings (pip's index configuration)
 # The user's own bkbench folders as the suite found them (the environment it was started with): no test may
 # touch them. Every test runs with HOME and XDG_* pointing at its own temporary folders (so do the processes
 # it starts: tmux, the CLI, serve), and each test is checked afterwards.

@@ -215,3 +215,13 @@ def test_ports_without_a_usb_adapter_has_a_header_and_says_so(monkeypatch, capsy
     assert main(["ports", "--no-probe"]) == 0
     out = capsys.readouterr().out
     assert "CH340" in out and "no USB serial adapter" not in out
+
+
+def test_read_names_the_backup_once(tmp_path, demo_chip) -> None:
+    """Issue 22: `read` printed the backup path twice (a notice on stderr, the result on stdout)."""
+    url, _ = demo_chip
+    code, out, err = run(["--data-dir", str(tmp_path), "read", "-p", url, "-b", "2000000"])
+    assert code == 0, err
+    (saved,) = (tmp_path / "backups").glob("*.bin")
+    assert out.strip() == f"backup saved: {saved}"
+    assert str(saved) not in err and "[backup]" in err  # the progress is still there

@@ -222,7 +222,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         BackupLibrary(args.library).check_space()  # before the chip is touched
     elif args.output:
         BackupLibrary(args.library).refuse_output(args.output)  # a dump never lands inside a library
-    with session_for(args) as s:
+    with session_for(args, result_says=("backup saved:",)) as s:  # the last line names the backup
         info = s.connect()
         whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
         if args.output is None and whole:

@@ -148,6 +148,7 @@ class SimDevice:
         self._host_bytes = 0
         self._app_text = ""
         self._next_heartbeat = 0.0
+        self._heartbeat = bootlog.HEARTBEAT.encode()  # the running firmware's periodic line
         now = clock()
         self.window_end = float("inf")
         if scenario in ("app-running", "wrong-baud"):
@@ -329,6 +330,7 @@ class SimDevice:
             self.flash.sr = N_STOCK_SR  # the stock application protects its flash again
         began = self.clock()
         text = self._app_log()
+        self._heartbeat = bootlog.heartbeat_for(text).encode()
         # Working out what firmware is in flash may take a moment (decryption); the log starts after it,
         # and is paced by the UART whatever the timing model says: the doctor reads its rhythm.
         tt = t + (self.clock() - began)
@@ -364,8 +366,7 @@ class SimDevice:
         ):
             self._start_app(max(self._last_rx, self._busy) + self.idle_timeout)
         if self.state == "app" and self._next_heartbeat and now >= self._next_heartbeat:
-            data = bootlog.HEARTBEAT.encode()
-            self.out.append(Chunk(self._next_heartbeat, self.app_baud, data))
+            self.out.append(Chunk(self._next_heartbeat, self.app_baud, self._heartbeat))
             self._next_heartbeat += 5.0
 
     def _send(self, frame: bytes, ready: float) -> None:
