@@ -67,3 +67,29 @@ def test_demo_pick_ug_write_and_see_openbk_boot_in_tmux(tmp_path: Path, fixtures
         backups = list((data / "backups").glob("*.bin"))
         assert len(backups) == 1  # the stock firmware was backed up before the write
         tm.keys("C-q")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_config_fields_typed_fast_in_tmux(tmp_path: Path):
+    """Issue 22 at 80x24: `tmux send-keys` of `SSID<Tab>password` (as a paste arrives) put the password into
+    the SSID, and the confirmation showed it. Also a bracketed paste (tmux paste-buffer -p)."""
+    cmd = f"env BKBENCH_DATA_DIR='{tmp_path}' BKBENCH_DEMO_TIMING=0 " + " ".join(f"'{c}'" for c in _command())
+    with Tmux(cmd, 80, 24) as tm:
+        tm.wait_for("Not connected", 30)
+        tm.keys("e")  # connects, reads the config sector, opens the editor
+        tm.wait_for("Wi-Fi password", 60)
+        tm.keys("MyWiFi\thunter22", literal=True)
+        screen = tm.wait_for("MyWiFi ", 5)
+        assert "hunter22" not in screen and "••••••••" in screen  # the password went to its own field
+        tm.keys("Tab")
+        tm.tmux("set-buffer", "Home2\tpass5678")
+        tm.tmux("paste-buffer", "-p", "-t", tm.session)  # Wi-Fi 2 SSID, then its password
+        screen = tm.wait_for("Home2 ", 5)
+        assert "pass5678" not in screen and screen.count("••••••••") == 2
+        tm.keys("C-o")
+        screen = tm.wait_for("Write the OpenBK config?", 10)
+        assert "Wi-Fi MyWiFi (password: 8 characters)" in screen
+        assert "hunter22" not in screen
+        tm.keys("n")  # back to the editor with the edits
+        screen = tm.wait(lambda s: "Write the OpenBK config?" not in s and "MyWiFi" in s, 10)
+        tm.keys("C-q")

@@ -76,6 +76,10 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
         Binding("ctrl+n", "next_pane", "Next pane", show=False, priority=True),
+        # Priority: the focus moves when the Tab is read, so keys typed right after it (a paste, tmux
+        # send-keys) go to the next field, not to the one the Tab left (issue 22: password in the SSID).
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # in `?` and the status line: room
     ]
     # Shown in the footer only while they apply (check_action hides the rest).

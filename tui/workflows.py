@@ -14,7 +14,7 @@ from textual import work
 from .ranges import ranges_text
 from .screens.analysis import AnalysisScreen
 from .screens.backups import BackupsScreen
-from .screens.config import ConfigScreen
+from .screens.config import ConfigScreen, confirm_text
 from .screens.confirm import ConfirmScreen
 from .screens.write import WriteRequest, WriteScreen
 from .widgets.flashmap import FlashMapModel
@@ -406,26 +406,13 @@ class WorkflowsMixin:
             return None
 
     def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int) -> None:
+        # The editor asks "Write the OpenBK config?" itself: a "No" goes back to the edits, not away.
         def saved(new_cfg: Any) -> None:
             if new_cfg is not None:
-                self._confirm_config_write(new_cfg, chip, offset)
+                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, new_cfg, offset))
 
-        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset), saved)
-
-    def _confirm_config_write(self, cfg: Any, chip: str, offset: int) -> None:
-        ssid = cfg.get("wifi_ssid") or "(none)"
-        host = cfg.get("mqtt_host") or "(none)"
-        body = (f"Write the OpenBK config sector of this {chip}:\n"
-                f"Wi-Fi {ssid}, MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
-                f"{len(cfg.pins())} pins.\n"
-                f"Only 0x{offset:06X}-0x{offset + 0x1000:06X} is written (checksummed, version {cfg.version});"
-                " a full backup is made first if this chip has none.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, cfg, offset))
-
-        self.push_screen(ConfirmScreen("Write the OpenBK config?", body, yes="Write [y]"), answered)
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, confirm=lambda edited: (
+            "Write the OpenBK config?", confirm_text(edited, chip, offset))), saved)
 
     def _do_write_config(self, session: Any, cancel: CancelToken, cfg: Any, offset: int) -> str:
         sector = cfg.sector()

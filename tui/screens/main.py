@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, Tab, Tabs
+from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
 
 from ..demo import DEMO_URL
 from ..widgets.flashmap import FlashMapPane
@@ -129,7 +129,11 @@ class MainLayoutMixin:
         if not self._main_attached():
             return
         st = self.op_pane.state
-        if self.busy:
+        field = self.focused
+        if isinstance(field, Input):  # keys go into the field, not to the workbench: say so (issue 22)
+            name = str(field.border_title or field.placeholder or "a field")
+            text = f"typing in {name} · Enter: use it · Esc: leave the field (then c, b, w ... are keys again)"
+        elif self.busy:
             pct = f"{100 * st.done // st.total}%" if st.total else ""
             rate = f"{human_bytes(st.rate)}/s" if st.rate else ""
             text = f"{self.op_name}: {st.stage} {pct} {rate} ETA {clock(st.eta)}  [x cancel]"

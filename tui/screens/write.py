@@ -35,6 +35,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from ..firmware import RecentFiles, Verdict, WriteRequest, assess, is_candidate
+from ..widgets.tickbox import TickBox
 
 __all__ = ["FirmwareTree", "WriteRequest", "WriteScreen"]
 
@@ -160,7 +161,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
                         yield Static(self._intro(), id="write-info", markup=False)
                     yield ProgressBar(total=None, show_eta=False, id="write-fetch-bar")
                     with Horizontal(id="write-opts"):
-                        yield Checkbox("replace the bootloader too", id="write-boot", compact=True)
+                        yield TickBox("replace the bootloader too", id="write-boot", compact=True)
                         yield Input("", placeholder="offset (raw)", id="write-offset")
                     with Horizontal(id="write-buttons"):
                         yield Button("Cancel [ctrl+g]", id="cancel", compact=True)
