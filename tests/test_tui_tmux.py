@@ -54,7 +54,7 @@ def test_demo_pick_ug_write_and_see_openbk_boot_in_tmux(tmp_path: Path, fixtures
         tm.wait_for("Not connected", 30)  # first start: the state and the next key
         tm.keys("w")
         tm.wait_for("UG BK7231N 1.18.219", 90)  # the picker says what the file is
-        tm.keys("Down", "Enter")
+        tm.keys("Tab", "Down", "Enter")  # past Latest OpenBK and the demo's cached builds, into the folder
         screen = tm.wait_for("a confirmation comes first", 120)  # judged, converted, writable
         assert "converted: UG BK7231N 1.18.219 package unpacked" in screen
         tm.keys("C-o")

@@ -55,6 +55,20 @@ def pretty_path(path: Path) -> str:
         return str(path)
 
 
+class QuickList(OptionList):
+    """Latest OpenBK, recent and cached files: focused first, so the first Enter takes Latest OpenBK (it
+    used to fold the folder the tree opened on). Down past its last entry goes on into the files."""
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is not None and self.highlighted >= self.option_count - 1:
+            tree = self.screen.query_one(FirmwareTree)
+            tree.focus()
+            if tree.cursor_line <= 0 and tree.root.children:
+                tree.cursor_line = 1  # the first entry of the folder, not the folder itself
+            return
+        super().action_cursor_down()
+
+
 class FirmwareTree(DirectoryTree):
     """A DirectoryTree that hides dot files and shows each file's verdict (greyed when not writable)."""
 
@@ -71,6 +85,14 @@ class FirmwareTree(DirectoryTree):
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if not p.name.startswith(".")]
+
+    def action_cursor_up(self) -> None:
+        if self.cursor_line <= 0:  # above the folder: back to Latest OpenBK and the recent files
+            quick = self.screen.query_one(QuickList)
+            quick.focus()
+            quick.highlighted = quick.option_count - 1
+            return
+        super().action_cursor_up()
 
     def render_label(self, node: TreeNode, base_style: Style, style: Style) -> Text:
         text = super().render_label(node, base_style, style)
@@ -153,7 +175,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
             yield Label(f"Pick the firmware to write: {chip_note}", id="write-title")
             with Horizontal(id="write-body"):
                 with Vertical(id="write-left"):
-                    yield OptionList(*self._quick_options(), id="write-quick")
+                    yield QuickList(*self._quick_options(), id="write-quick")
                     yield FirmwareTree(self.start_dir, self.verdicts, self._listed, id="write-tree")
                     yield Input(self.initial_path, placeholder="or type a path and press Enter", id="write-path")
                 with Vertical(id="write-right"):
@@ -170,8 +192,9 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
 
     def _intro(self) -> str:
         return (f"Folder: {pretty_path(self.start_dir)}\n"
-                "Arrow keys move; each file says what it is, greyed ones cannot go on this "
-                f"{self.chip}. Enter picks a file (UG/RBL packages are converted), ctrl+o writes it.\n"
+                "Enter takes the highlighted entry (Latest OpenBK first); arrow keys move on into this folder, "
+                f"where each file says what it is, greyed ones cannot go on this {self.chip}. UG/RBL packages "
+                "are converted; ctrl+o writes.\n"
                 "f latest OpenBK · u parent folder · a analyse · e edit its OpenBK config · Esc back")
 
     def _quick_options(self) -> list[Option]:
@@ -201,7 +224,9 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 110, "-narrow")
-        self.query_one("#write-tree", FirmwareTree).focus()
+        quick = self.query_one("#write-quick", QuickList)
+        quick.highlighted = 0
+        quick.focus()
         if self.initial_path:
             self.check()
 
