@@ -177,3 +177,17 @@ async def test_an_unticked_box_is_empty():
         box.value = True
         await pilot.pause()
         assert box.render().plain.startswith("▐X▌")
+
+
+@sync
+async def test_a_key_whose_action_is_off_says_why(tmp_path: Path):
+    """`a` with no backup to analyze (hidden from the footer) answered nothing (issue 22)."""
+    app, _ = demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        said = [n.message for n in app._notifications]
+        assert any(m.startswith("Nothing to analyze yet") for m in said), said
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        assert any(n.message.startswith("Nothing to verify against yet") for n in app._notifications)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from bkbench.core.layout import subtract_ranges
 from bkbench.core.ops.events import CancelToken
-from textual import messages, work
+from textual import events, messages, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -185,6 +185,21 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             return self._has_backup() or (action == "verify" and self.last_written is not None)
         return True
 
+    # Keys whose action is off just now (hidden from the footer): said, not ignored (issue 22: `a` with
+    # nothing to analyze did nothing).
+    _WHY_NOT = {
+        "a": ("analyze", "Nothing to analyze yet: back the chip up first (b), or pick a file (w) and press a."),
+        "v": ("verify", "Nothing to verify against yet: back the chip up (b) or write a file (w) first."),
+    }
+
+    def on_key(self, event: events.Key) -> None:
+        why = self._WHY_NOT.get(event.key)
+        if why is None or not isinstance(self.screen, MainScreen) or self.check_action(why[0], ()):
+            return
+        event.stop()
+        self.notify("An operation is running: wait for it, or x cancels it." if self.busy else why[1],
+                    severity="warning")
+
     def _has_backup(self) -> bool:
         try:
             return bool(self.library.list())
@@ -201,7 +216,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         if isinstance(focused, (Input, Select, Checkbox)) or (focused is not None and
                                                                focused.__class__.__name__ == "SelectOverlay"):
             target = {"ports": "#ports-table", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}
-            pane = "ports" if focused.id in ("port-url", "reset", "baud", "keep-trying") else self.active_pane
+            pane = "ports" if focused.id in ("port-url", "reset", "reset-custom", "baud", "keep-trying") \
+                else self.active_pane
             try:
                 self.query_one(target[pane]).focus()
             except Exception:
