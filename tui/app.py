@@ -113,7 +113,9 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self._linking: Any = None  # the Session while it links (its .diagnosis is polled)
         self._prefer_log = False  # the user asked for the log while a diagnosis is shown (wide layout)
         self.data_dir = Path(data_dir) if data_dir else None
-        self.ports_source = ports_source
+        # The demo lists its simulated plugs only: the machine's own ports (a PC's /dev/ttyS0) were offered
+        # in its multi-port view, and `a` selected them for a backup (issue 22).
+        self.ports_source = ports_source if ports_source is not None or not demo else (lambda: [])
         self.use_monitor = monitor
         self.poll_ports = poll_ports
         self.pump = EventPump()

@@ -7,6 +7,7 @@ with its warnings (P10/P11 = RX1/TX1 carry the flashing UART) and any OpenBK con
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -119,6 +120,17 @@ def analysis_text(result: dict[str, Any], source: str = "") -> Text:
     return out
 
 
+def clipboard_note(env: dict[str, str] | None = None) -> str:
+    """What became of a copy: the terminal sets the clipboard from an OSC 52 sequence, and over SSH or
+    inside tmux that clipboard is the local machine's only if the terminal (and tmux) let it through."""
+    env = dict(os.environ) if env is None else env
+    remote = [name for name, var in (("SSH", "SSH_CONNECTION"), ("tmux", "TMUX"), ("screen", "STY")) if env.get(var)]
+    if not remote:
+        return "copied to the clipboard"
+    return (f"sent to the clipboard through the terminal (OSC 52; over {' and '.join(remote)} it reaches your "
+            "local clipboard only if the terminal allows it: else copy it from the file)")
+
+
 class AnalysisScreen(Screen[Optional[str]]):
     """Read-only report; `e` asks the app to open the config editor, ctrl+g / q / Esc go back."""
 
@@ -178,8 +190,8 @@ class AnalysisScreen(Screen[Optional[str]]):
             self.notify(f"Template not saved: {exc}", severity="error")
             return
         self.app.copy_to_clipboard(blob)
-        self.notify(f"OpenBK template saved to {path} and copied to the clipboard (paste it in OpenBK's web app).",
-                    timeout=10)
+        self.notify(f"OpenBK template saved to {path}; {clipboard_note()} (paste it in OpenBK's web app).",
+                    timeout=12)
 
     def action_back(self) -> None:
         self.dismiss(None)
