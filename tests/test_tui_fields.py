@@ -73,6 +73,8 @@ async def test_a_tab_right_after_typing_goes_to_the_next_field_and_no_keeps_the_
         assert isinstance(app.screen, ConfirmScreen)
         body = str(app.screen.query_one("#confirm-body").render())
         assert "Wi-Fi MyWiFi (password: 8 characters)" in body and "hunter22" not in body
+        # the keys on the buttons are shown (as markup, "[y]" was read as a style tag and vanished)
+        assert [str(b.label) for b in app.screen.query("Button")] == ["Back to the edits [n]", "Write [y]"]
         await pilot.press("n")  # "No": back to the editor, the edits still there
         await pilot.pause(0.2)
         assert app.screen is screen and value(screen, "wifi_pass") == "hunter22"

@@ -198,14 +198,15 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
                 "f latest OpenBK · u parent folder · a analyse · e edit its OpenBK config · Esc back")
 
     def _quick_options(self) -> list[Option]:
-        opts = [Option(f"⬇ Latest OpenBK for {self.chip} [f]", id="fetch")]
+        # Text, not markup: "[f]" (and a file name with brackets) would be read as a style tag and vanish
+        opts = [Option(Text(f"⬇ Latest OpenBK for {self.chip} [f]"), id="fetch")]
         seen: set[Path] = set()
         for p in self.recent.list():
             seen.add(p)
-            opts.append(Option(f"recent: {p.name}", id=f"path:{p}"))
+            opts.append(Option(Text(f"recent: {p.name}"), id=f"path:{p}"))
         for p in self._cached_releases():
             if p not in seen:
-                opts.append(Option(f"cached: {p.name}", id=f"path:{p}"))
+                opts.append(Option(Text(f"cached: {p.name}"), id=f"path:{p}"))
         return opts
 
     def _cached_releases(self) -> list[Path]:

@@ -15,6 +15,7 @@ from bkbench.core.ops.events import LinkAttempt, Notice, Progress, Retry, Stage
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
 
 from ..advice import for_tui
@@ -213,7 +214,7 @@ class OperationPane(Vertical):
             yield Static("", id="op-hint", markup=False)
         with Horizontal(id="op-bar-row"):
             yield ProgressBar(total=100, show_eta=False, id="op-bar")
-            yield Button("Cancel [x]", id="op-cancel", variant="error", disabled=True, compact=True)
+            yield Button(Content("Cancel [x]"), id="op-cancel", variant="error", disabled=True, compact=True)
         yield Static("", id="op-stats")
         yield ReflowLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
 
