@@ -173,6 +173,7 @@ class PortsPane(Vertical):
         problem = reset_problem(field.value) if field.has_class("-shown") else ""
         field.set_class(bool(problem) and bool(field.value.strip()), "-invalid")
         field.border_subtitle = problem if field.value.strip() else f"e.g. {CUSTOM_EXAMPLES}"
+        field.tooltip = problem or None  # the whole reason: the border shows its start in a narrow pane
 
     @property
     def keep_trying(self) -> bool:
@@ -228,6 +229,8 @@ class PortsPane(Vertical):
             self.post_message(self.chosen())
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reset-custom" and event.input.has_class("-invalid"):
+            self.notify(f"Reset: {reset_problem(event.input.value)}", severity="warning")
         if event.input.id in ("port-url", "reset-custom"):
             self.post_message(self.chosen())
 
