@@ -58,16 +58,31 @@ class PtyBridge:
             except OSError:
                 pass
 
-    def _sync_baud(self) -> None:
-        now = self.device.clock()
+    def _read_host(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EAGAIN, or the host closed the slave
+            data = b""
+        if data:
+            self.device.host_write(data)
+
+    def _sync_baud(self, pending: bool) -> None:
+        dev = self.device
+        now = dev.clock()
         try:
             baud = pty_baud(self.slave)
         except OSError:
             return
-        if baud and baud != self.device.host_baud:
+        if baud and baud != dev.host_baud:
+            # A pty keeps no time stamps: bytes still waiting when a rate change is seen may have been written
+            # before it. A host that was talking at the chip's rate and now leaves it has just sent its last
+            # bytes at that rate (SetBaudRate, then the switch 10 ms later: a bridge lagging on a busy machine
+            # read them only after the switch and garbled a command the chip got fine): take those first.
+            if pending and dev.host_baud == dev.chip_baud != baud:
+                self._read_host()
             # The host switched some time after the previous look: bytes that arrived since then count as
             # received at the new rate (only a host that really switched late loses them).
-            self.device.set_host_baud(baud, since=self._looked)
+            dev.set_host_baud(baud, since=self._looked)
         self._looked = now
 
     def serve(self) -> None:
@@ -79,14 +94,9 @@ class PtyBridge:
                 ready, _, _ = select.select([self.master], [self.master] if self._queue else [], [], wait)
             except (OSError, ValueError):
                 return
-            self._sync_baud()
+            self._sync_baud(pending=bool(ready))
             if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:  # EAGAIN, or the host closed the slave
-                    data = b""
-                if data:
-                    dev.host_write(data)
+                self._read_host()
             out = dev.host_read()
             if out:
                 room = RX_BUFFER - len(self._queue)
