@@ -48,3 +48,32 @@ def test_the_clipboard_message_says_when_it_may_not_reach_this_machine():
     over_ssh = clipboard_note({"SSH_CONNECTION": "10.0.0.2 50000 10.0.0.1 22"})
     assert "OSC 52" in over_ssh and "SSH" in over_ssh and "copied to the clipboard" not in over_ssh
     assert "tmux" in clipboard_note({"TMUX": "/tmp/tmux-1000/default,1,0"})
+
+
+@sync
+async def test_a_title_change_while_a_header_goes_away_does_not_end_the_app():
+    """Seen once in ./dev test under load (test_analysis_view_after_backup): q on the analysis right after
+    it opened, the app's title changed meanwhile, and Textual's Header raised NoMatches: the app ended."""
+    from bkbench.tui.widgets.header import SafeHeader
+    from textual.app import App
+    from textual.screen import Screen
+    from textual.widgets import Static
+    from textual.widgets._header import HeaderTitle
+
+    class WithHeader(Screen):
+        def compose(self):
+            yield SafeHeader()
+            yield Static("analysis")
+
+    app = App()
+    async with app.run_test(size=(60, 10)) as pilot:
+        await app.push_screen(WithHeader())
+        await pilot.pause()
+        await app.screen.query_one(HeaderTitle).remove()  # the screen is being taken down
+        app.title = "BK7231N · connected"
+        await pilot.pause(0.1)
+        assert app.is_running
+        app.pop_screen()
+        app.sub_title = "after"
+        await pilot.pause(0.1)
+        assert app.is_running

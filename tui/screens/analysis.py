@@ -16,7 +16,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
+
+from ..widgets.header import SafeHeader
 
 # Values under these user_param_key names are shown; the rest of the vault only by key name.
 PIN_ROLE_WIDTH = 12
@@ -151,7 +153,7 @@ class AnalysisScreen(Screen[Optional[str]]):
         self.source = source
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield SafeHeader()
         with VerticalScroll(id="analysis-scroll"):
             yield Static(analysis_text(self.result, self.source), id="analysis-text", markup=False)
         yield Footer(compact=True)

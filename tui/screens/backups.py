@@ -8,7 +8,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
+
+from ..widgets.header import SafeHeader
 
 META_ORDER = (
     "chip", "bootloader", "flash_id", "flash_size", "mac", "time", "sha256", "crc32", "tool_version", "port",
@@ -77,7 +79,7 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
         self.report: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield SafeHeader()
         with Vertical():
             yield Label(
                 f"{len(self.entries)} backup(s) in the library" if self.entries

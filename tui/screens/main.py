@@ -10,10 +10,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
+from textual.widgets import Footer, Input, Static, Tab, Tabs
 
 from ..demo import DEMO_URL
 from ..widgets.flashmap import FlashMapPane
+from ..widgets.header import SafeHeader
 from ..widgets.operation import OperationPane, clock, human_bytes
 from ..widgets.ports import PortsPane
 from ..widgets.seriallog import SerialLogPane
@@ -34,7 +35,7 @@ class MainLayoutMixin:
     """BkBenchApp's main-screen layout: composition, wide / narrow switching, pane focus, status line."""
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield SafeHeader(show_clock=False)
         yield Tabs(*(Tab(f"{i + 1} {PANE_TITLES[p]}", id=f"tab-{p}") for i, p in enumerate(PANES)), id="tabs")
         with Container(id="main"):
             extra = []
