@@ -17,23 +17,32 @@ import json
 import logging
 import os
 import re
+import socket
+import stat
 import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import List
 
 from . import __version__
+from .chips import DEFAULT_CHIP, FAMILIES
 from .errors import BkError
+from .layout import BLOCK  # unit of the content identity: one CheckCRC per 64 KiB block
 from .paths import data_dir, rescue_dirs
 
 log = logging.getLogger(__name__)
 
-BLOCK = 0x10000  # unit of the content identity: one CheckCRC per 64 KiB block
-DEFAULT_DUMP_SIZE = 0x200000  # BK7231N/T flash, for a space check before the chip's size is known
+DEFAULT_DUMP_SIZE = FAMILIES[DEFAULT_CHIP].default_flash  # for a space check before the chip's size is known
 SIDECAR_ROOM = 64 * 1024  # sidecar, directory entries and a margin
 STALE_PART_S = 3600.0  # a .part temporary older than this belongs to no running save
+# A library temporary's name: ".<final name>.w<pid>@<host>.<random>.part". The writer's pid and host let the
+# next save or listing remove what a killed save left at once (its pid is gone) and never touch what a live
+# save is writing. A name without them (an older version's, or another program's) only goes after an hour.
+_PART_RE = re.compile(r"^\..+\.(?:bin|json)\.(?:w(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?[^./]+\.part$")
+_warned_loose: set[str] = set()  # libraries already said to be readable by others (once per process)
 
 
 class DamagedBackup(BkError):
@@ -68,9 +77,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(dir_fd)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname().split(".")[0])[:40]
+
+
 def _write_temp(folder: Path, name: str, data: bytes, mode: int) -> str:
     """A complete, fsynced temporary beside `name`; the caller links or renames it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.w{os.getpid()}@{_host()}.", suffix=".part", dir=folder)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
@@ -208,11 +221,22 @@ class BackupLibrary:
 
     # ------------------------------------------------------------------ storage
     def _ensure(self) -> None:
+        """Create the library folder (and missing parents) private. A folder that already exists is never
+        chmodded: `--library DIR` may be a shared folder (1777, /tmp) that other users and programs need as it
+        is; the dumps in it are 0400 anyway, and one line says that their names are visible to others."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.root, 0o700)
+            _mkdirs_private(self.root)
         except OSError as exc:
             raise StorageError(self._storage_reason(exc)) from None
+        try:
+            mode = self.root.stat().st_mode
+        except OSError:
+            return
+        key = str(self.root.resolve())
+        if mode & 0o044 and key not in _warned_loose:
+            _warned_loose.add(key)
+            log.warning("the backup library %s is readable by other users (mode %04o): its dumps are private "
+                        "(0400), but their names (chip, MAC) can be listed", self.root, stat.S_IMODE(mode))
 
     def _storage_reason(self, exc: OSError) -> str:
         if exc.errno == errno.ENOSPC:
@@ -277,6 +301,7 @@ class BackupLibrary:
         full = dict(meta)
         full.update({
             "time": now.isoformat(timespec="seconds"),
+            "seq": 0,  # set under the name reservation in _save_pair: the library's order, whatever the clock
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
             "crc32": f"0x{zlib.crc32(data):08X}",
@@ -295,6 +320,7 @@ class BackupLibrary:
                                hint="free some space or fix the folder, then retry the save") from None
 
     def _save_pair(self, data: bytes, full: dict, stem: str) -> BackupEntry:
+        self.clean_temporaries()  # what a killed save left (its writer is gone), before adding 2 MiB more
         img_tmp = _write_temp(self.root, stem + ".bin", data, 0o400)
         try:
             for n in range(1000):
@@ -302,6 +328,9 @@ class BackupLibrary:
                 if path.exists():
                     continue
                 full["file"] = path.name
+                # One more than any backup in the library: "newest" must not follow a clock set back (or a
+                # time zone change). Two saves at the same instant may take the same number; time breaks that tie.
+                full["seq"] = self._last_seq() + 1
                 side_tmp = _write_temp(self.root, path.name, json.dumps(full, indent=2).encode(), 0o400)
                 try:
                     os.link(side_tmp, _sidecar_of(path))  # the sidecar reserves the name
@@ -323,11 +352,48 @@ class BackupLibrary:
         finally:
             _unlink(img_tmp)
 
+    def _last_seq(self) -> int:
+        last = 0
+        for side in self.root.glob("*.json"):
+            try:
+                meta = json.loads(side.read_text())
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(meta, dict):
+                last = max(last, _seq(meta))
+        return last
+
+    def clean_temporaries(self, stale_after: float = STALE_PART_S) -> list[Path]:
+        """Remove the library's own .part temporaries that no running save is writing: its writer (pid on
+        this host, from the name) is gone, or it is older than `stale_after`. Returns what was removed."""
+        removed: list[Path] = []
+        try:
+            names = [p for p in self.root.iterdir() if p.name.endswith(".part")]
+        except OSError:
+            return removed
+        now, host, me = time.time(), _host(), os.geteuid()
+        for p in names:
+            m = _PART_RE.match(p.name)
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if m is None or not stat.S_ISREG(st.st_mode) or st.st_uid != me:
+                continue  # not ours (a shared folder): never removed
+            writer_gone = m["pid"] is not None and m["host"] == host and not _alive(int(m["pid"]))
+            if writer_gone or now - st.st_mtime > stale_after:
+                _unlink(p)
+                if not p.exists():
+                    removed.append(p)
+        return removed
+
     # ------------------------------------------------------------------ read
     def list(self) -> list[BackupEntry]:
-        """Images that have a readable sidecar naming them, newest first (integrity is not checked here)."""
+        """Images that have a readable sidecar naming them, newest first (integrity is not checked here).
+        Temporaries a killed save left are removed on the way."""
         if not self.root.is_dir():
             return []
+        self.clean_temporaries()
         out = []
         for side in self.root.glob("*.json"):
             bin_path = side.with_suffix(".bin")
@@ -337,8 +403,10 @@ class BackupLibrary:
             if meta is None:
                 continue
             out.append(BackupEntry(bin_path, meta))
-        # ISO times have one-second resolution: the file's mtime breaks ties between same-second backups.
-        out.sort(key=lambda e: (str(e.meta.get("time", "")), _mtime(e.path)), reverse=True)
+        # By the library's own sequence number (a clock set back or a time zone change cannot reorder it);
+        # backups saved before it existed have none (0) and come by their time. ISO times have one-second
+        # resolution: the file's mtime breaks ties between same-second backups.
+        out.sort(key=lambda e: (_seq(e.meta), _utc(e.meta.get("time")), _mtime(e.path)), reverse=True)
         return out
 
     def load(self, entry: BackupEntry) -> bytes:
@@ -373,7 +441,7 @@ class BackupLibrary:
                           hint="choose an output file outside the library")
 
     # ------------------------------------------------------------------ identity
-    def find_covering(self, chip: str, flash_size: int, block_crcs: list[int], mac: str | None = None,
+    def find_covering(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
                       ) -> BackupEntry | None:
         """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
         the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
@@ -404,7 +472,7 @@ class BackupLibrary:
         self.problems.append(text)
         log.warning("%s", text)
 
-    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> list[BackupEntry]:
+    def find_for(self, chip: str, mac: str | None = None, flash_id: str | None = None) -> List[BackupEntry]:
         """Full backups recorded for this chip's MAC (a flash ID is shared by thousands of modules, so it
         never identifies a chip; without a MAC nothing matches). Listing only: what covers the chip's
         current content is `find_covering`."""
@@ -420,12 +488,11 @@ class BackupLibrary:
         report = LibraryCheck(self.root)
         if not self.root.is_dir():
             return report
-        now = time.time()
+        if clean:
+            report.cleaned = self.clean_temporaries(stale_after)
         for p in sorted(self.root.iterdir()):
             if p.name.endswith(".part"):
-                if clean and now - _mtime(p) / 1e9 > stale_after:
-                    _unlink(p)
-                    report.cleaned.append(p)
+                continue
             elif p.suffix == ".bin":
                 meta = _read_sidecar(p)
                 if not _sidecar_of(p).exists():
@@ -449,6 +516,46 @@ def _holds_library(folder: Path) -> bool:
         return any(is_library_image(side.with_suffix(".bin")) for side in folder.glob("*.json"))
     except OSError:
         return False
+
+
+def _mkdirs_private(path: Path) -> None:
+    """mkdir -p, each folder it creates 0700 (whatever the umask); folders that exist are left as they are."""
+    missing = []
+    for p in [path, *path.parents]:
+        if p.is_dir():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:
+            if not p.is_dir():
+                raise
+            continue  # made meanwhile by someone else: theirs, not ours to chmod
+        os.chmod(p, 0o700)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _seq(meta: dict) -> int:
+    value = meta.get("seq")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _utc(value: object) -> float:
+    """A sidecar's ISO time as a POSIX timestamp (so time zones compare right), 0 if it has none."""
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return 0.0
 
 
 def _mtime(path: Path) -> int:

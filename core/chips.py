@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Dialect(str, enum.Enum):
@@ -49,8 +50,15 @@ CHIP_ID_REGISTER = 0x00800000  # SCTRL_CHIP_ID
 DEVICE_ID_REGISTER = 0x44010004  # read first on BK7236 / BK7258 (GUI BKChipIdentity.cs)
 EFUSE_CTRL = 0x00800074
 EFUSE_OPTR = 0x00800078
+# The UART clock of every Beken family here: a baud rate is this divided by an integer (`UART_CLOCK / baud` in
+# Beken's SDK uart driver), so the rate the chip really runs is UART_CLOCK / (UART_CLOCK // baud).
+UART_CLOCK = 26_000_000
 
 MiB = 0x100000
+# Whole-flash sizes of the SPI parts Beken modules carry (core/flash_ids.py): a full dump has one of them.
+FLASH_SIZES = (2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB)
+MIN_FLASH, MAX_FLASH = 0x40000, FLASH_SIZES[-1]  # plausible flash sizes at all (a 256 KiB part to 16 MiB)
+DEFAULT_CHIP = "BK7231N"  # assumed until a chip is connected or a file names one (the commonest module)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,9 @@ class Family:
     verified: str = ""
     assumed: str = ""
     modules: tuple[str, ...] = ()
+    mqtt_group: str = ""  # OpenBK's default MQTT group for this build (src/new_common.h DEF_MQTT_GROUP)
+    qio_size: int | None = None  # the OpenBK release QIO file's exact size (bootloader + app container)
+    obk_pins: int = 32  # entries in the OpenBK config's pin arrays on this build (new_pins.h MAX_PIN_ROLES)
 
     @property
     def default_flash(self) -> int:
@@ -86,21 +97,22 @@ class Family:
         return self.app[0]
 
 
-_T_LIKE = {"app": (0x11000, 0x121000), "ota": (0x132000, 0x96000)}
+_N_QIO_SIZE = 1_220_464  # bootloader + the 0x108700-byte app container of the N release QIO
+_T_LIKE: dict[str, Any] = {"app": (0x11000, 0x121000), "ota": (0x132000, 0x96000)}
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
             "BK7231N", Dialect.FULL, (0x7231C,), TUYA_KEY, (2 * MiB,), 0x1D0000, 0x1D1000, "7231N", "QIO",
-            key_tells_family=True,
+            key_tells_family=True, mqtt_group="bekens_n", qio_size=_N_QIO_SIZE,
             verified="bootloader CRC and chip ID 0x7231C: bk7231tools tables and peers against the simulator; "
             "layout, RF and config offsets: fixture dumps, GUI flash tool",
             modules=("CB2S", "CB3S", "WB2S", "T34"),
         ),
         Family(
             "BK7231M", Dialect.FULL, (0x7231C,), ZERO_KEY, (2 * MiB,), 0x1D0000, 0x1D1000, "7231N", "QIO",
-            key_tells_family=True,
+            key_tells_family=True, qio_size=_N_QIO_SIZE,
             verified="chip ID 0x7231C shared with N and the all-zero eFuse key: GUI flash tool "
             "(BKChipIdentity.cs, N/M key check); RF/config offsets: GUI",
             assumed="no public bootloader CRC: the simulator uses a synthetic one; OpenBK M builds carry the "
@@ -109,14 +121,14 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "BK7231T", Dialect.BASIC_TUYA, (0x7231A,), TUYA_KEY, (2 * MiB,), 0x1E0000, 0x1E1000, "7231T", "UA",
-            **_T_LIKE,
+            **_T_LIKE, mqtt_group="bekens_t", qio_size=MiB,
             verified="bootloader CRCs and boot version: bk7231tools tables and peers against the simulator; "
             "layout: fixture dumps",
             modules=("WB2S", "WB3S", "CB2S (T)"),
         ),
         Family(
             "BK7231U", Dialect.BASIC_BEKEN, (0x0001,), ZERO_KEY, (2 * MiB,), 0x1E0000, 0x1E1000, "7231U", "UA",
-            **_T_LIKE,
+            **_T_LIKE, mqtt_group="bekens_u",
             verified="bootloader CRC 0x2739019F (2 MiB, BASIC_BEKEN): bk7231tools table; RF/config offsets: GUI",
             assumed="app/OTA partitions as on T (LibreTiny's former bk7231u layout); zero code key from the "
             "bk7231tools bootloader comment",
@@ -124,6 +136,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "BK7238", Dialect.FULL, (0x7238,), ZERO_KEY, (2 * MiB,), 0x1E0000, 0x1E1000, "7238", "QIO",
             app=(0x11000, 0x11B000), ota=(0x12C000, 0xB5000), tuya_kv=(0x1F5000, 0xB000), extra_rf=(0x1E3000,),
+            mqtt_group="bekens_8s",
             verified="bootloader CRCs 0xF42F8C32 (T1 2.0.0) and 0x6BEB0924 (1.0.14), chip ID 0x7238: bk7231tools "
             "tables and peers against the simulator; RF 0x1E0000 / config 0x1E1000: GUI; stock T1 RF at "
             "0x1E3000 and app/download partitions: LibreTiny beken-7238-tuya",
@@ -133,13 +146,13 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "BK7252", Dialect.BASIC_BEKEN, (0x7252,), ZERO_KEY, (2 * MiB, 4 * MiB), 0x1E0000, 0x1E1000,
-            "7252", "UA", **_T_LIKE, extra_rf=(0x3FE000,),
+            "7252", "UA", **_T_LIKE, extra_rf=(0x3FE000,), mqtt_group="bekens_52s", obk_pins=48,
             verified="bootloader CRCs 0x39F9B50C / 0xE3A27C26: bk7231tools table and peers; RF/config: GUI",
             assumed="partitions below 2 MiB as on T; 4 MiB parts keep RF at 0x3FE000 (LibreTiny)",
         ),
         Family(
             "BK7252N", Dialect.FULL, (0x7252A,), ZERO_KEY, (2 * MiB, 4 * MiB), 0x1E0000, 0x1E1000, "7252N", "QIO",
-            **_T_LIKE,
+            **_T_LIKE, mqtt_group="bekens_52n", obk_pins=48,
             verified="chip ID 0x7252A: GUI flash tool; RF/config offsets: GUI",
             assumed="no public bootloader CRC (simulator: synthetic); FULL dialect because the GUI reads its "
             "chip ID, ROM and eFuse; partitions as on T",
@@ -183,6 +196,9 @@ class Bootloader:
     version: str
     flash_size: int | None = None  # when the table fixes it (no MID on BASIC dialects)
     synthetic: bool = False  # made up for the simulator: no real chip has been seen with it
+    # What its BootVersion (0x11) answers, where the code was run (REALCODE.md B.1): it can differ from the
+    # name the CRC tables give it (0x4B31E44D is "bk7231s 1.0.3" in every table, but says BK7231S_1.0.4).
+    reports: str | None = None
 
 
 BOOTLOADERS: dict[int, Bootloader] = {
@@ -190,8 +206,10 @@ BOOTLOADERS: dict[int, Bootloader] = {
     for b in (
         Bootloader(0xE14191BA, "bl_bk7231n 1.0.1", "BK7231N", Dialect.FULL, "1.0.1"),
         Bootloader(0xC1ECA871, "bk7231s 1.0.1", "BK7231T", Dialect.BASIC_TUYA, "1.0.1", 0x200000),
-        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000),
-        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000),
+        Bootloader(0x4B31E44D, "bk7231s 1.0.3", "BK7231T", Dialect.BASIC_TUYA, "1.0.3", 0x200000,
+                   reports="BK7231S_1.0.4"),
+        Bootloader(0xBA54C1B8, "bk7231s 1.0.5", "BK7231T", Dialect.BASIC_TUYA, "1.0.5", 0x200000,
+                   reports="BK7231S_1.0.5"),
         Bootloader(0xE5CBC953, "bk7231s 1.0.6", "BK7231T", Dialect.BASIC_TUYA, "1.0.6", 0x200000),
         Bootloader(0x2739019F, "bk7231u 1.0.6", "BK7231U", Dialect.BASIC_BEKEN, "1.0.6", 0x200000),
         Bootloader(0xF0231EF6, "bk7231q", "BK7231Q", Dialect.BASIC_BEKEN, ""),
@@ -237,6 +255,17 @@ def families_for_id(chip_id: int) -> list[str]:
     return [f.name for f in FAMILIES.values() if chip_id in f.chip_ids] or (
         ["BK7231Q"] if chip_id == 0x7231 else []
     )
+
+
+def name_as_reported(bl: Bootloader, boot_version: str | None) -> str:
+    """The bootloader's name by what its code says (BootVersion, e.g. BK7231S_1.0.4) when that differs from
+    the CRC table's version: the code wins (REALCODE.md B.1; Globe's 0x4B31E44D is "1.0.3" in every table)."""
+    if not boot_version or "_" not in boot_version or not bl.version:
+        return bl.name
+    said = boot_version.rsplit("_", 1)[1].strip()
+    if not said or said == bl.version or not bl.name.endswith(bl.version):
+        return bl.name
+    return bl.name[: -len(bl.version)] + said
 
 
 def bootloader_by_crc(crc: int) -> Bootloader | None:

@@ -12,6 +12,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import serial
 
@@ -23,15 +24,20 @@ from .chips import (
     EFUSE_CTRL,
     EFUSE_OPTR,
     FAMILIES,
+    FLASH_SIZES,
+    MAX_FLASH,
+    MIN_FLASH,
     ZERO_FLASH_BOOT_CRC,
     Bootloader,
     Dialect,
     families_for_id,
     identify,
     key_name,
+    name_as_reported,
 )
 from .errors import BkError, LinkLost, OperationCancelled, PortError, ProtocolError
 from .flash_ids import FlashPart, lookup
+from .layout import SECTOR
 from .ops.events import CancelToken, EventSink, null_sink
 from .protocol import (
     ERASE_4K,
@@ -43,6 +49,9 @@ from .protocol import (
     ResponseScanner,
     encode,
 )
+
+if TYPE_CHECKING:
+    from .protection_memory import ProtectionMemory
 
 LINK_BAUD = 115200
 
@@ -65,12 +74,10 @@ class UnsentCommandExecuted(BkError):
         self.addr, self.size = addr, size
 
 
-SECTOR = 0x1000
 # Replies of the commands that change flash, with their exact payload length (status + echo): a reply
 # of this shape to a command we did not send means a damaged command was executed as this one.
-DESTRUCTIVE_REPLY_LEN = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
+DESTRUCTIVE_REPLY_LEN: dict[int, int] = {LongCmd.FLASH_ERASE: 6, LongCmd.FLASH_ERASE_4K: 5, LongCmd.FLASH_WRITE_4K: 5,
                          LongCmd.FLASH_WRITE: 6}
-MIN_FLASH, MAX_FLASH = 0x40000, 0x1000000  # sizes of the parts BK72xx modules carry (flash_ids table)
 CRC_SPEED = 400_000  # bytes/s the chip hashes (bk7231tools' figure for BK7231N)
 
 
@@ -90,6 +97,8 @@ class ChipInfo:
     size_trusted: bool = True  # flash ID in the table and confirmed by the wrap-around probe
     warnings: list[str] = field(default_factory=list)
     code_key: str | None = None  # eFuse code key as read (N / M twins only)
+    bootloader_table: str | None = None  # the CRC table's name when the code reports another version
+    adapter: str = ""  # the USB adapter and what was done to its latency (core/link/latency.py)
 
     def to_json(self) -> dict:
         return {
@@ -105,9 +114,10 @@ class ChipInfo:
             "size_trusted": self.size_trusted,
             "mac": self.mac,
             "baud": self.baud,
+            "adapter": self.adapter,
             "warnings": list(self.warnings),
             "code_key": self.code_key,
-        }
+        } | ({"bootloader_table": self.bootloader_table} if self.bootloader_table else {})
 
 
 @dataclass
@@ -141,6 +151,8 @@ class BkClient:
         self._recent: list[tuple[int, int]] = []  # (code, wire addr) of the last destructive commands sent
         self.anomalies = 0  # failed exchanges so far (each one is followed by recover())
         self.sr_found: int | None = None  # the status register as the first unprotect found it
+        # What the SR was before bkbench first touched this chip, across interrupted runs (set by the session).
+        self.protection: ProtectionMemory | None = None
 
     # ------------------------------------------------------------------ framing
     def _wire(self, addr: int) -> int:
@@ -522,6 +534,9 @@ class BkClient:
         else:
             info.boot_version = self.boot_version()
             info.flash_size = (bl.flash_size if bl else None) or self._detect_size()
+            if bl is not None and name_as_reported(bl, info.boot_version) != bl.name:
+                # what the code says wins; the table's name stays as evidence (REALCODE.md B.1)
+                info.bootloader_table, info.bootloader = bl.name, name_as_reported(bl, info.boot_version)
         ident = identify(bl, info.chip_id, key, info.boot_version, info.flash_size)
         if ident.disagreement:
             warnings.append(ident.disagreement)
@@ -537,7 +552,7 @@ class BkClient:
                 warnings.append(f"flash size {flash_size // 1024} KiB given by the user (the chip's ID says "
                                 f"{info.flash_size // 1024} KiB)")
             info.flash_size, info.size_trusted = flash_size, True
-        if info.flash_size < 0x40000 or info.flash_size > 0x1000000:
+        if not MIN_FLASH <= info.flash_size <= MAX_FLASH:
             info.size_trusted = False
             warnings.append(f"implausible flash size {info.flash_size:#x}")
         else:
@@ -581,7 +596,7 @@ class BkClient:
 
     def _detect_size(self) -> int:
         ref = self.read_4k(0x11000)
-        for size in (0x200000, 0x400000, 0x800000, 0x1000000):
+        for size in FLASH_SIZES:
             if self.read_4k(size + 0x11000) == ref:
                 return size
         raise ProtocolError("could not detect the flash size")
@@ -660,10 +675,12 @@ class BkClient:
             try:
                 got = self._stable_sr(nbytes)
                 if (got ^ want) & ~0x0003 == 0:
+                    self._protection_back()
                     return None if last is None else f"flash protection restored (SR 0x{got & ~0x0003:04X})"
                 self.write_sr(want, min(nbytes, 2))
                 got = self._stable_sr(nbytes)
                 if (got ^ want) & ~0x0003 == 0:
+                    self._protection_back()
                     return f"flash protection restored (SR 0x{got & ~0x0003:04X})"
                 last = ProtocolError(f"putting the flash protection back failed: wrote 0x{want:04X}, "
                                      f"read 0x{got:04X}")
@@ -682,11 +699,13 @@ class BkClient:
         if nbytes == 0:
             return "flash has no status register"
         sr = self._stable_sr(nbytes)
-        if self.sr_found is None:
-            self.sr_found = sr
+        if self.sr_found is None:  # an interrupted earlier run may have left `sr` unprotected: ask the record
+            self.sr_found = sr if self.protection is None else self.protection.found(sr, mask, self.part)
         want = self.sr_found & ~mask
         if (sr ^ want) & ~0x0003 == 0:
             return f"flash not protected (SR 0x{sr:04X})"
+        if self.protection is not None:
+            self.protection.remember(self.sr_found, want)  # on disk before the chip is unprotected
         for _ in range(3):
             self.write_sr(want, min(nbytes, 2))
             got = self._stable_sr(nbytes)
@@ -695,6 +714,10 @@ class BkClient:
             if (got ^ want) & ~0x0003 == 0:
                 return f"flash unprotected (SR 0x{sr:04X} -> 0x{got:04X})"
         raise ProtocolError(f"writing the status register failed: wrote 0x{want:04X}, read 0x{got:04X}")
+
+    def _protection_back(self) -> None:
+        if self.protection is not None:
+            self.protection.forget()
 
     def _stable_sr(self, nbytes: int) -> int:
         """The status register as two reads in a row agree on it (a damaged reply must not be written back)."""

@@ -13,7 +13,7 @@ import struct
 import time
 from typing import Callable
 
-from .chips import Dialect
+from .chips import FAMILIES, TUYA_KEY, ZERO_KEY, Dialect, family
 from .client import BkClient
 from .errors import BkError, ProtocolError
 from .protocol import Cmd
@@ -23,7 +23,6 @@ EFUSE_OPTR = 0x00800078
 EFUSE_SIZE = 32
 ROM_SIZE = 0x4000
 POLL_TIMEOUT = 1.0  # GUI gives up after 1 s
-TUYA_KEY = (0x510FB093, 0xA3CBEADC, 0x5993A17E, 0xC7ADEB03)
 
 
 def require_registers(client: BkClient) -> None:
@@ -73,17 +72,19 @@ def read_rom(client: BkClient, length: int = ROM_SIZE, progress: Callable[[int],
 
 
 def key_words(efuse: bytes) -> tuple[int, int, int, int]:
-    return struct.unpack("<IIII", efuse[:16])  # type: ignore[return-value]
+    a, b, c, d = struct.unpack("<IIII", efuse[:16])
+    return a, b, c, d
+
+
+# Twins that share a chip ID and differ only in their eFuse code key (BK7231N / BK7231M, GUI `doGenericSetup`).
+_TWINS = [f for f in FAMILIES.values() if f.key_tells_family]
 
 
 def variant_of(efuse: bytes) -> str:
-    """BK7231M is a BK7231N with an all-zero code key (GUI `doGenericSetup`)."""
+    """Which twin the code key names (BK7231M is a BK7231N with an all-zero key)."""
     words = key_words(efuse)
-    if words == TUYA_KEY:
-        return "BK7231N"
-    if not any(words):
-        return "BK7231M"
-    return "BK7231N (non-standard key)"
+    named = next((f.name for f in _TWINS if f.code_key == words), None)
+    return named or f"{_TWINS[0].name} (non-standard key)"
 
 
 def key_text(efuse: bytes) -> str:
@@ -91,7 +92,7 @@ def key_text(efuse: bytes) -> str:
     any other key is a vendor's secret, so only its first and last two bytes are shown."""
     words = key_words(efuse)
     text = " ".join(f"{w:08x}" for w in words)
-    if words == TUYA_KEY or not any(words):
+    if words in (TUYA_KEY, ZERO_KEY):
         return text
     return f"{text[:4]}{'*' * (len(text) - 8)}{text[-4:]}"
 
@@ -106,27 +107,8 @@ def efuse_summary(client: BkClient | None, info) -> dict[str, str]:
         info.warnings.append(f"eFuse not readable: {exc}")
         return {}
     out = {"efuse_key": key_text(efuse)}
-    if info.chip in ("BK7231N", "BK7231M", "unknown"):  # the key tells N from M; other families have no M
+    fam = family(info.chip)
+    if fam is None or fam.key_tells_family:  # the key tells N from M; other families have no twin
         out["variant"] = variant_of(efuse)
     return out
 
-
-def cmd_read_registers(args) -> int:
-    """`bkbench read --efuse | --rom`: save the bytes to a new file (never overwrites)."""
-    from pathlib import Path
-
-    from .backups import atomic_write
-    from .cli.common import emit, session_for
-
-    what = "efuse" if args.efuse else "rom"
-    out = Path(args.output or f"bkbench-{what}.bin")
-    if out.exists():
-        raise BkError(f"{out} exists; bkbench never overwrites a dump (choose another --output)")
-    with session_for(args) as s:
-        s.connect()
-        data = read_efuse(s.client) if args.efuse else read_rom(s.client)
-    atomic_write(out, data)
-    note = "read twice, both reads agree" if args.efuse else "registers carry no CRC"
-    emit(args, {"ok": True, "path": str(out), "memory": what, "length": len(data)},
-         f"{what}: {len(data)} bytes ({note}) -> {out}")
-    return 0

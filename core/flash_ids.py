@@ -112,7 +112,7 @@ _ROWS: list[tuple] = [
     ((0xEF, 0x40, 0x16), 'unknown', '', 0x400000, 2, 0x407C, (0x05, 0x35), (0x01,)),
 ]
 
-FLASH_PARTS: dict[tuple[int, int, int], FlashPart] = {
+FLASH_PARTS: dict[tuple[int, ...], FlashPart] = {
     r[0]: FlashPart(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in _ROWS
 }
 

@@ -1,21 +1,26 @@
 """Flash layouts per chip family (PROTOCOL.md section 7, PROTOCOL-DETAILS.md 8.1), built from core/chips.py.
 
-BK7231N/M and BK7231T keep their hand-checked maps (verified on fixture dumps). The other families
-get a map derived from their table row: bootloader, app, OTA, RF/TLV, OpenBK config, the sector
-after it, OpenBK flash vars (two sectors after that, as OpenBK's flash-vars code places them) and
-the Tuya storage. Protected: the bootloader and every RF/calibration sector the family may use.
+Every family's map is derived from its table row: bootloader, app, OTA, RF/TLV, OpenBK config, the
+sector after it, OpenBK's flash variables and the Tuya storage (the BK7231N/T maps derived so equal the
+ones checked on fixture dumps: tests/test_chip_facts.py). Protected: the bootloader and every
+RF/calibration sector the family may use. This module and core/chips.py hold every flash address and size
+the engine uses.
+
+OpenBK's flash variables (easyflash: boot count, channel states, SSID choice) sit at OBK_VARS on every
+Beken chip since OpenBK #1969 (2026-02); older builds kept them two sectors after the config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chips import FAMILIES, Family, family
+from .chips import DEFAULT_CHIP, FAMILIES, Family, MiB, family
 
 SECTOR = 0x1000
 BLOCK = 0x10000
 BOOTLOADER_END = 0x11000
-FLASH_2M = 0x200000
+FLASH_2M = 2 * MiB
+OBK_VARS = (0x1E5000, 0x8000)  # 0x1E5000-0x1ECFFF
 
 
 @dataclass(frozen=True)
@@ -32,35 +37,6 @@ class Partition:
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr < self.end
-
-
-def _n_layout() -> tuple[Partition, ...]:
-    return (
-        Partition("Bootloader", "bootloader", 0x000000, 0x11000, protected=True),
-        Partition("Application", "app", 0x011000, 0x119000),
-        Partition("OTA download", "ota", 0x12A000, 0xA6000),
-        Partition("RF calibration / TLV", "rf", 0x1D0000, 0x1000, protected=True),
-        Partition("OpenBK config", "obk_config", 0x1D1000, 0x1000),
-        Partition("Net / TLV", "net", 0x1D2000, 0x1000),
-        Partition("OpenBK flash vars", "obk_vars", 0x1D3000, 0x2000),
-        Partition("Free", "free", 0x1D5000, 0x18000),
-        Partition("Tuya KV storage", "tuya_kv", 0x1ED000, 0x13000),
-    )
-
-
-def _t_layout() -> tuple[Partition, ...]:
-    return (
-        Partition("Bootloader", "bootloader", 0x000000, 0x11000, protected=True),
-        Partition("Application", "app", 0x011000, 0x121000),
-        Partition("OTA download", "ota", 0x132000, 0x96000),
-        Partition("Free", "free", 0x1C8000, 0x18000),
-        Partition("RF calibration / TLV", "rf", 0x1E0000, 0x1000, protected=True),
-        Partition("OpenBK config", "obk_config", 0x1E1000, 0x1000),
-        Partition("Net", "net", 0x1E2000, 0x1000),
-        Partition("OpenBK flash vars", "obk_vars", 0x1E3000, 0x2000),
-        Partition("Free", "free", 0x1E5000, 0x8000),
-        Partition("Tuya KV storage", "tuya_kv", 0x1ED000, 0x13000),
-    )
 
 
 def _fill(parts: list[Partition], end: int) -> tuple[Partition, ...]:
@@ -99,7 +75,7 @@ def _derived_layout(f: Family) -> tuple[Partition, ...]:
         parts += [
             Partition("OpenBK config", "obk_config", cfg, SECTOR),
             Partition("Net", "net", cfg + SECTOR, SECTOR),
-            Partition("OpenBK flash vars", "obk_vars", cfg + 2 * SECTOR, 2 * SECTOR),
+            Partition("OpenBK flash vars", "obk_vars", *OBK_VARS),
         ]
     if f.tuya_kv is not None:
         parts.append(Partition("Tuya KV storage", "tuya_kv", *f.tuya_kv))
@@ -107,19 +83,7 @@ def _derived_layout(f: Family) -> tuple[Partition, ...]:
     return _fill(parts, end)
 
 
-def _build() -> dict[str, tuple[Partition, ...]]:
-    out: dict[str, tuple[Partition, ...]] = {}
-    for name, fam in FAMILIES.items():
-        if name in ("BK7231N", "BK7231M"):
-            out[name] = _n_layout()
-        elif name == "BK7231T":
-            out[name] = _t_layout()
-        else:
-            out[name] = _derived_layout(fam)
-    return out
-
-
-LAYOUTS: dict[str, tuple[Partition, ...]] = _build()
+LAYOUTS: dict[str, tuple[Partition, ...]] = {name: _derived_layout(fam) for name, fam in FAMILIES.items()}
 RF_OFFSET: dict[str, int] = {n: f.rf_offset for n, f in FAMILIES.items()}
 OBK_CONFIG_OFFSET: dict[str, int] = {
     n: f.obk_config_offset for n, f in FAMILIES.items() if f.obk_config_offset is not None
@@ -129,7 +93,7 @@ TUYA_KV_OFFSET = 0x1ED000
 
 def layout_for(chip: str | None) -> tuple[Partition, ...]:
     fam = family(chip)
-    return LAYOUTS[fam.name] if fam else LAYOUTS["BK7231N"]
+    return LAYOUTS[fam.name] if fam else LAYOUTS[DEFAULT_CHIP]
 
 
 def partition_at(chip: str, addr: int) -> Partition | None:

@@ -8,21 +8,10 @@ from dataclasses import asdict, dataclass
 
 from serial.tools import list_ports as _lp
 
-ADAPTERS: dict[tuple[int, int], str] = {
-    (0x1A86, 0x7523): "CH340",
-    (0x1A86, 0x5523): "CH341",
-    (0x1A86, 0x7522): "CH340K",
-    (0x1A86, 0x55D4): "CH9102",
-    (0x1A86, 0x55D3): "CH343",
-    (0x10C4, 0xEA60): "CP210x",
-    (0x10C4, 0xEA70): "CP2105",
-    (0x0403, 0x6001): "FT232R",
-    (0x0403, 0x6010): "FT2232",
-    (0x0403, 0x6014): "FT232H",
-    (0x0403, 0x6015): "FT231X",
-    (0x067B, 0x2303): "PL2303",
-    (0x067B, 0x23A3): "PL2303GC",
-}
+from .link.adapters import names_by_vid_pid
+
+# VID:PID -> chip name; the families and their facts live in core/link/adapters.py.
+ADAPTERS: dict[tuple[int, int], str] = names_by_vid_pid()
 PI_UARTS = ("/dev/serial0", "/dev/serial1", "/dev/ttyS0", "/dev/ttyAMA0", "/dev/ttyAMA1",
             "/dev/ttyAMA2", "/dev/ttyAMA3", "/dev/ttyAMA4", "/dev/ttyAMA10")
 

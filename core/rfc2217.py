@@ -62,6 +62,8 @@ def _control_group(value: int) -> int:
 class Rfc2217Port(SerialBase):
     """A pyserial-compatible port on an RFC 2217 server (ser2net `telnet(rfc2217)`, pyserial's PortManager)."""
 
+    is_open: bool
+
     def __init__(self, *args, **kwargs) -> None:
         self._sock: socket.socket | None = None
         self._wlock = threading.Lock()

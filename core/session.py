@@ -1,7 +1,18 @@
-"""A session with one chip on one port: the facade the CLI and the TUI both drive.
+"""A session with one chip on one port: the engine every frontend drives (the CLI, `station` and several
+`--port`s, the workbench's single-port and multi-port views), and the one the fault suites judge.
 
-One owner of the port at a time; every method emits events to `on_event` and raises BkError
-subclasses with one clear sentence.
+One owner of the port at a time; every method emits events to `on_event` and raises BkError subclasses
+with one clear sentence. One orchestration per action:
+- `backup`: the library's backup of what the chip holds now, by content (the chip's CRC of every 64 KiB
+  block), read only when no library image holds it; a read that stopped is continued; a chip whose content
+  changed while it was read is never saved.
+- `write_image` (a firmware file placed by core/images/placement.py), `restore` (a full dump) and
+  `write_config` (the OpenBK config sector): a covering backup first, the guarded write, one final compare
+  of what was written, then (images and restores) a reboot and a check of the firmware's boot banner.
+- `write` / `write_spans`: the guarded write itself (bootloader and RF refused unless named, everything
+  outside checked by CRC before and after and put back from the backup).
+When the chip is lost mid-way (reset, brown-out) and the port can reset it, `_recovering` reconnects and
+continues from what the operation's record says was verified.
 """
 
 from __future__ import annotations
@@ -10,29 +21,53 @@ import math
 import struct
 import time
 import zlib
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, TypeVar
 
 from .backups import BackupEntry, BackupLibrary, block_crcs
-from .chips import FAMILIES
+from .chips import DEFAULT_CHIP, FAMILIES, MAX_FLASH, MIN_FLASH, MiB
 from .client import LINK_BAUD, BkClient, ChipInfo
 from .errors import (
     BkError,
+    ImageError,
     LinkError,
     LinkLost,
     OperationCancelled,
+    OperationFailed,
     PortError,
     ProtocolError,
     UnsafeWriteError,
+    VerifyFailed,
 )
-from .layout import BLOCK, BOOTLOADER_END, RF_OFFSET, SECTOR, layout_for, protected_ranges
+from .images.recognize import WritePlan
+from .layout import BLOCK, BOOTLOADER_END, OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR, layout_for, protected_ranges
+from .link.adapters import family_for_url
 from .link.baud import SUPPORTED_BAUDS, adapter_key, climb, remembered
-from .link.doctor import LinkDoctor, PortTap
-from .link.reset import ResetStrategy, for_port, get_strategy
-from .ops.events import CancelToken, EventSink, LinkAttempt, Notice, OperationRecord, Stage, null_sink
-from .ops.flash_ops import OperationFailed, VerifyReport, WriteReport, read_flash, verify_flash, write_flash
+from .link.doctor import Diagnosis, LinkDoctor, PortTap
+from .link.latency import describe as describe_adapter
+from .link.reset import ResetStrategy, adapter_note, for_port, get_strategy
+from .ops.events import (
+    BootLog,
+    CancelToken,
+    Connected,
+    Event,
+    EventSink,
+    LinkAttempt,
+    Notice,
+    OperationRecord,
+    SectorState,
+    SectorUpdate,
+    Stage,
+    null_sink,
+)
+from .ops.flash_ops import VerifyReport, WriteReport, read_flash, verify_flash, write_flash
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
+from .protection_memory import ProtectionMemory
 from .restore_check import check_restore_image
 from .transport import can_change_baud, open_port
+
+T = TypeVar("T")
+BOOT_CHECK_S = 5.0  # seconds to watch for the firmware's banner after a reboot
 
 
 def parse_mac(rf_sector: bytes) -> str | None:
@@ -51,21 +86,39 @@ def _gaps(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _restate(exc: BkError, overall: OperationRecord) -> BkError:
-    """The same failure, naming everything the whole operation still has to do (not only one span)."""
-    head = str(exc)
-    for marker in ("; still to do:", "; write still to do:", "; read still to do:", f"; {overall.kind} still to do:"):
-        head = head.split(marker)[0]
+    """The same failure, its record the whole operation's (everything it still has to do, not one span's)."""
+    reason = exc.reason
     if not overall.remaining():
-        head += " (the write itself completed and verified; the check of the rest of the flash did not finish: " \
-                "compare it with the backup, `bkbench verify`)"
+        reason += (" (the write itself completed and verified; the check of the rest of the flash did not finish: "
+                   "compare it with the backup, `bkbench verify`)")
     if isinstance(exc, OperationCancelled):
-        new: BkError = OperationCancelled(f"{head}; {overall.kind} still to do: {overall.describe_remaining()}")
-        new.record = overall  # type: ignore[attr-defined]
-    else:
-        new = OperationFailed(head, overall)
-    new.hint = exc.hint
-    new.restated = True  # type: ignore[attr-defined]
-    return new
+        return OperationCancelled(reason, exc.hint, record=overall, kind=overall.kind)
+    return OperationFailed(reason, overall, exc.hint)
+
+
+def _left(record: OperationRecord | None) -> int:
+    return sum(e - s for s, e in record.remaining()) if record is not None else 0
+
+
+@dataclass(frozen=True)
+class Backup:
+    """The library image that holds what the chip held: `taken` now, or already there (found by content)."""
+
+    entry: BackupEntry
+    taken: bool
+
+
+@dataclass
+class UnfinishedRead:
+    """A backup read that stopped (cancel, failure): what was verified so far, and the chip's block CRCs when
+    it began (it continues only if the chip still holds that content)."""
+
+    crcs: list[int]
+    record: OperationRecord
+    buf: bytearray
+
+
+ChipKey = tuple[str, "str | None", int]
 
 
 class Session:
@@ -77,39 +130,46 @@ class Session:
         reset: str | ResetStrategy = "auto",
         link_timeout: float = 20.0,
         flash_size: int | None = None,
+        unfinished: dict[ChipKey, UnfinishedRead] | None = None,
     ) -> None:
         if not isinstance(baud, int) or baud not in SUPPORTED_BAUDS:
             raise BkError(f"unsupported baud rate {baud!r}; choose one of "
                           + ", ".join(str(b) for b in SUPPORTED_BAUDS))
         if not (isinstance(link_timeout, (int, float)) and math.isfinite(link_timeout) and link_timeout > 0):
             raise BkError(f"link timeout must be a positive number of seconds, not {link_timeout!r}")
-        if flash_size is not None and (flash_size & (flash_size - 1) or not 0x40000 <= flash_size <= 0x1000000):
-            raise BkError(f"flash size {flash_size:#x} is not a power of two between 256 KiB and 16 MiB")
+        if flash_size is not None and (flash_size & (flash_size - 1) or not MIN_FLASH <= flash_size <= MAX_FLASH):
+            raise BkError(f"flash size {flash_size:#x} is not a power of two between {MIN_FLASH // 1024} KiB and "
+                          f"{MAX_FLASH // MiB} MiB")
         self.flash_size = flash_size  # the user's override when the chip's flash ID is not trusted
         self.url = url
         self.baud = baud
         self.sink = on_event
         self.reset = reset if isinstance(reset, ResetStrategy) else get_strategy(reset)
         self.link_timeout = link_timeout
-        self.port = None
+        self.port: Any = None  # a pyserial port (or a simulator / RFC 2217 port with the same interface)
         self.client: BkClient | None = None
         self.info: ChipInfo | None = None
         self.cancel_token: CancelToken | None = None  # used when a call passes none (the CLI's Ctrl-C)
-        self.doctor = None  # LinkDoctor of the last link attempt (core.link.doctor)
-        self.diagnosis = None  # its latest Diagnosis, shown by the UIs while linking
-        # Defaults for write() callers that cannot pass them (e.g. `config write`).
+        self.doctor: LinkDoctor | None = None  # the doctor of the last link attempt (core.link.doctor)
+        self.diagnosis: Diagnosis | None = None  # its latest verdict, shown by the UIs while linking
+        # Defaults for callers that pass none (a Station, `config write`).
         self.backup_first = True
         self.backup_library: BackupLibrary | None = None
         self.reconnects = 0  # chip lost and found again (a write then gets the full outside check)
         # The backup that covers this chip, once taken or found (also when the write after it fails).
-        self.last_backup: tuple[BackupEntry, bool] | None = None  # (entry, taken now)
+        self.last_backup: Backup | None = None
+        # Backups that stopped part-way, by chip: a UI passes one dict to all its sessions so `b` continues one.
+        self.unfinished: dict[ChipKey, UnfinishedRead] = {} if unfinished is None else unfinished
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
+        self.written: list[tuple[int, bytes]] = []  # what the last write put where (what a later compare uses)
 
     # ------------------------------------------------------------------ port
     def open(self) -> None:
         if self.port is None:
             self.port = open_port(self.url, LINK_BAUD)
             self.client = BkClient(self.port, self.sink)
+            if describe_adapter(self.port):  # the adapter and what was done to its latency (core/link/latency.py)
+                self.sink(Notice("info", describe_adapter(self.port)))
 
     def close(self) -> None:
         if self.port is not None:
@@ -153,9 +213,12 @@ class Session:
         strategy, note = for_port(self.reset, self.port)
         if note:
             self.sink(Notice("warning", note))
+        family = family_for_url(self.url)  # the adapter's reset habits (core/link/adapters.py)
+        if habit := adapter_note(strategy, family):
+            self.sink(Notice("info", habit))
         strategy.check()
         timeout = self.link_timeout if timeout is None else timeout
-        doctor = LinkDoctor(strategy)
+        doctor = LinkDoctor(strategy, adapter=family)
         self.doctor, self.diagnosis = doctor, None
         self.sink(Stage("link", "linking at 115200 baud: " + (
             strategy.instructions if strategy.manual else f"resetting by {strategy.describe()}")))
@@ -168,8 +231,8 @@ class Session:
                 doctor.reset_applied()
             if elapsed - state["last_event"] >= 0.25:
                 state["last_event"] = elapsed
-                self.diagnosis = doctor.current()
-                self.sink(LinkAttempt(n, elapsed, self.diagnosis.hint()))
+                self.diagnosis = diag = doctor.current()
+                self.sink(LinkAttempt(n, elapsed, diag.hint(), diag, doctor.rx_total, strategy.describe()))
 
         client.port = PortTap(self.port, doctor)
         try:
@@ -189,10 +252,8 @@ class Session:
             doctor.link_ok()
             return
         self.diagnosis = diag = doctor.current(final=True)
-        err = LinkError(f"no answer to the link check within {timeout:.0f} s: {diag.title}",
-                        hint=" ".join(diag.advice) or "run `bkbench doctor` for a diagnosis")
-        err.diagnosis = diag  # type: ignore[attr-defined]
-        raise err
+        raise LinkError(f"no answer to the link check within {timeout:.0f} s",
+                        hint=" ".join(diag.advice) or "run `bkbench doctor` for a diagnosis", diagnosis=diag)
         # --- end link doctor integration
 
     def connect(self, cancel: CancelToken | None = None) -> ChipInfo:
@@ -208,20 +269,21 @@ class Session:
                 raise
             self.doctor.note_error(exc)
             diag = self.diagnosis = self.doctor.current(final=True)
-            err = LinkError(f"the chip answered, then stopped: {diag.title}", hint=" ".join(diag.advice))
-            err.diagnosis = diag  # type: ignore[attr-defined]
-            raise err from exc
+            raise LinkError("the chip answered, then stopped", hint=" ".join(diag.advice), diagnosis=diag) from exc
         info.baud = self.port.baudrate
+        info.adapter = describe_adapter(self.port)
         self.info = info
         if self.baud != LINK_BAUD or self.port.baudrate != LINK_BAUD:
             self._switch_baud(cancel)
         try:
             fam = FAMILIES.get(info.chip)
-            for rf in (RF_OFFSET.get(info.chip, 0x1D0000), *(fam.extra_rf if fam else ())):
+            for rf in (RF_OFFSET.get(info.chip, RF_OFFSET[DEFAULT_CHIP]), *(fam.extra_rf if fam else ())):
                 info.mac = info.mac or parse_mac(client.read_4k(rf))  # stock T1 keeps it at 0x1E3000
         except ProtocolError:
             info.warnings.append("could not read the RF sector for the MAC")
-        self.sink(Stage("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud"))
+        client.protection = ProtectionMemory.for_chip(info, self.sink)  # SR found before bkbench first touched it
+        self.sink(Connected("connected", f"{info.chip} ({info.bootloader or 'unknown bootloader'}) at {info.baud} baud",
+                            info))
         return info
 
     def _switch_baud(self, cancel: CancelToken | None) -> None:
@@ -254,39 +316,25 @@ class Session:
         assert self.info is not None
         return self._client(), self.info
 
-    def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None,
-             known_crcs: dict[int, int] | None = None) -> bytes:
-        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again)."""
-        client, info = self._require()
-        if length is None:
-            length = info.flash_size - start
-        if start < 0 or length <= 0 or start + length > info.flash_size:
-            raise BkError(f"range 0x{start:X}+0x{length:X} is outside the {info.flash_size // 1024} KiB flash")
-        record = OperationRecord("read", start, length)
-        buf = bytearray(length)
-        return self._resuming(
-            "read", record,
-            lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token, record=record, into=buf,
-                                 known_crcs=known_crcs))
-
-    def _resuming(self, what: str, record: OperationRecord, run):
-        """Run an operation; if the chip stops answering mid-way (reset, brown-out) and this port can
-        reset it, reconnect and continue from the record instead of starting over."""
-        stalled = 0
-        left = sum(e - s for s, e in record.remaining())
+    def _recovering(self, what: str, fn: Callable[[BkClient], T], record: OperationRecord | None = None) -> T:
+        """Run `fn(client)`. When the chip is lost mid-way (reset, brown-out) and this port can reset it,
+        reconnect and run it again: an operation with a `record` continues from what it verified, a step
+        without one is repeated. Three losses in a row without progress end it."""
+        stalled, left = 0, _left(record)
         while True:
             try:
-                return run(self._client())
-            except OperationFailed as exc:
-                now_left = sum(e - s for s, e in record.remaining())
-                stalled = 0 if now_left < left else stalled + 1
-                left = now_left
-                strategy, _ = for_port(self.reset, self.port)
-                if not isinstance(exc.__cause__, LinkLost) or stalled >= 3 or strategy.manual:
+                return fn(self._client())
+            except BkError as exc:
+                lost = exc if isinstance(exc, LinkLost) else exc.__cause__
+                if not isinstance(lost, LinkLost):
                     raise
-                rem = record.remaining()  # empty when the chip was lost in the final check
-                self.sink(Notice("warning", f"{exc.__cause__}: resetting the chip and resuming the {what} " + (
-                    f"at 0x{rem[0][0]:06X}" if rem else "with its final check")))
+                now = _left(record)
+                stalled, left = (0 if now < left else stalled + 1), now
+                if stalled >= 3 or for_port(self.reset, self.port)[0].manual:
+                    raise
+                rem = record.remaining() if record is not None else []
+                where = f" at 0x{rem[0][0]:06X}" if rem else " with its final check" if record is not None else ""
+                self.sink(Notice("warning", f"{lost}: resetting the chip and resuming the {what}{where}"))
                 if not self._reconnect():
                     raise
 
@@ -308,70 +356,87 @@ class Session:
         finally:
             self.link_timeout = timeout
 
-    def backup_meta(self, partial: bool = False) -> dict:
+    def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None,
+             known_crcs: dict[int, int] | None = None, *, record: OperationRecord | None = None,
+             into: bytearray | None = None) -> bytes:
+        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again);
+        `record` and `into` continue a read that stopped."""
+        _, info = self._require()
+        if length is None:
+            length = info.flash_size - start
+        if start < 0 or length <= 0 or start + length > info.flash_size:
+            raise BkError(f"range 0x{start:X}+0x{length:X} is outside the {info.flash_size // 1024} KiB flash")
+        rec = record or OperationRecord("read", start, length)
+        buf = into if into is not None else bytearray(length)
+        return self._recovering("read", lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token,
+                                                             record=rec, into=buf, known_crcs=known_crcs), rec)
+
+    def backup_meta(self) -> dict:
         info = self.info
         assert info is not None
         meta = info.to_json()
-        meta.update({"port": self.url, "partial": partial})
+        meta.update({"port": self.url, "partial": False})
         meta["adapter"] = getattr(self.port, "name", "") or ""
         return meta
 
+    def block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
+        """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention): its content identity."""
+        _, info = self._require()
+        return self._recovering("block CRCs", lambda c: self._block_crcs(c, info, cancel or self.cancel_token))
+
     def backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
-               expect_block_crcs: list[int] | None = None) -> BackupEntry:
-        """A full verified read saved to the library. The library's storage is checked before the read;
-        `expect_block_crcs` (the chip's per-64 KiB CRCs taken before the read) catches a chip whose content
-        changed while it was read, so such a dump is never saved as this chip's backup."""
-        library = library or BackupLibrary()
+               crcs: list[int] | None = None) -> Backup:
+        """The library's backup of what the chip holds now. The chip's CRC of every 64 KiB block decides, once,
+        whether an intact library image already holds this content (the MAC only narrows the candidates);
+        if none does, a full verified read, continued where a stopped backup of the same content left off,
+        and saved only if every block still has the CRC taken before it (`crcs`, when the caller has them)."""
+        library = library or self.backup_library or BackupLibrary()
         _, info = self._require()
-        library.check_space(info.flash_size)
-        known = None if expect_block_crcs is None else {i * BLOCK: c for i, c in enumerate(expect_block_crcs)}
-        data = self.read(0, None, cancel, known_crcs=known)
-        if expect_block_crcs is not None:
-            changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), expect_block_crcs)) if a != b]
-            if changed or len(expect_block_crcs) != -(-len(data) // BLOCK):
-                where = ", ".join(f"0x{i * BLOCK:06X}" for i in changed[:8]) or "its size"
-                raise BkError(f"the chip's content changed while it was read (64 KiB blocks at {where}); "
-                              "this dump is not saved as its backup")
-        self.sink(Stage("backup", "saving the verified dump"))
-        entry = library.save(data, self.backup_meta())
-        self.last_backup = (entry, True)
-        self.sink(Notice("info", f"backup saved: {entry.path}"))
-        return entry
-
-    def chip_block_crcs(self, cancel: CancelToken | None = None) -> list[int]:
-        """The chip's own CRC-32 of every 64 KiB block (CheckCRC, zlib convention)."""
-        client, info = self._require()
+        library.check_space(info.flash_size)  # before anything is asked of the chip
         cancel = cancel or self.cancel_token
-        out = []
-        for addr in range(0, info.flash_size, BLOCK):
-            if cancel is not None and cancel.cancelled:
-                raise OperationCancelled("cancelled while asking the chip for its block CRCs")
-            out.append(client.crc(addr, min(BLOCK, info.flash_size - addr)))
-        return out
-
-    def ensure_backup(self, library: BackupLibrary | None = None, cancel: CancelToken | None = None,
-                      crcs: list[int] | None = None) -> tuple[BackupEntry, bool]:
-        """A library backup holding exactly what the chip holds now: (entry, taken_now).
-
-        Identity is by content: every 64 KiB block's CRC as the chip computes it must match the image;
-        the MAC only narrows the candidates. Nothing matches: a full verified backup is taken."""
-        library = library or BackupLibrary()
-        _, info = self._require()
         if crcs is None:
-            self.sink(Stage("identity", "asking the chip for the CRC of every 64 KiB block"))
-            crcs = self.chip_block_crcs(cancel)
+            crcs = self.block_crcs(cancel)
         library.problems.clear()
         found = library.find_covering(info.chip, info.flash_size, crcs, info.mac)
         for problem in library.problems:
             self.sink(Notice("warning", f"backup library: {problem}"))
         if found is not None:
-            self.sink(Notice("info", f"backup {found.name} covers this chip: same content by CRC of all "
-                                     f"{len(crcs)} blocks"))
-            self.last_backup = (found, False)
-            return found, False
-        self.sink(Notice("info", f"no backup in the library holds this chip's current content (CRC of its "
-                                 f"{len(crcs)} blocks): taking a full verified backup first"))
-        return self.backup(library, cancel, expect_block_crcs=crcs), True
+            self.sink(Stage("backup", "the library already holds this chip's content"))
+            self.sink(Notice("info", f"backup {found.name} already holds this chip's content (the chip's CRC of all "
+                                     f"{len(crcs)} blocks): not read again"))
+            self.sink(SectorUpdate(0, SectorState.VERIFIED, info.flash_size))  # every block, by the chip's CRC
+            self.last_backup = Backup(found, False)
+            return self.last_backup
+        data = self._read_whole(info, crcs, cancel)
+        changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), crcs)) if a != b]
+        if changed or len(crcs) != -(-len(data) // BLOCK):
+            where = ", ".join(f"0x{i * BLOCK:06X}" for i in changed[:8]) or "its size"
+            raise BkError(f"the chip's content changed while it was read (64 KiB blocks at {where}); "
+                          "this dump is not saved as its backup")
+        self.sink(Stage("backup", "saving the verified dump"))
+        entry = library.save(data, self.backup_meta())
+        self.last_backup = Backup(entry, True)
+        self.sink(Notice("info", f"backup saved: {entry.path}"))
+        return self.last_backup
+
+    def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None) -> bytes:
+        """The whole flash, verified; a read of the same content that stopped earlier is continued."""
+        key: ChipKey = (info.chip, info.mac, info.flash_size)
+        part = self.unfinished.pop(key, None)
+        if part is None or part.crcs != crcs:
+            part = UnfinishedRead(list(crcs), OperationRecord("read", 0, info.flash_size), bytearray(info.flash_size))
+        else:
+            done = sum(e - s for s, e in part.record.done)
+            self.sink(Notice("info", f"resuming the backup that stopped earlier: {done // 1024} KiB already read "
+                                     "and verified (the chip still holds the same content)"))
+            for s, e in part.record.done:
+                self.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
+        known = {i * BLOCK: c for i, c in enumerate(crcs)}
+        try:
+            return self.read(0, info.flash_size, cancel, known, record=part.record, into=part.buf)
+        except (OperationCancelled, OperationFailed):
+            self.unfinished[key] = part
+            raise
 
     def write(
         self,
@@ -384,11 +449,9 @@ class Session:
         backup_library: BackupLibrary | None = None,
         backup_first: bool | None = None,
         differential: bool = True,
-        confirm_sector: bool = False,
     ) -> WriteReport:
-        """Write `data` at `start`. `confirm_sector` marks a deliberate one-sector edit (config).
-        `allow_regions` names the protected regions this write may touch ("bootloader", "rf");
-        `allow_protected` allows both."""
+        """Write `data` at `start` (guarded: see `write_spans`). `allow_regions` names the protected regions
+        this write may touch ("bootloader", "rf"); `allow_protected` allows both."""
         return self.write_spans([(start, data)], cancel, allow_protected=allow_protected,
                                 allow_regions=allow_regions, backup_library=backup_library,
                                 backup_first=backup_first, differential=differential, kind="write")
@@ -421,18 +484,18 @@ class Session:
                                      backup_library=backup_library, backup_first=backup_first,
                                      differential=differential, kind=kind)
         except OutsideDamage as exc:
-            exc.record = overall  # type: ignore[attr-defined]
-            raise
+            raise OutsideDamage(exc.sectors, overall) from exc
         except BkError as exc:
-            if getattr(exc, "restated", False) or isinstance(exc, UnsafeWriteError):
+            if exc.record is overall or isinstance(exc, UnsafeWriteError):
                 raise
             raise _restate(exc, overall) from exc
         finally:
             self._active = None
 
-    def _write_spans(self, client: BkClient, info: ChipInfo, spans, ranges, overall: OperationRecord,
-                     cancel: CancelToken | None, *, backup_library: BackupLibrary | None,
-                     backup_first: bool | None, differential: bool, kind: str) -> WriteReport:
+    def _write_spans(self, client: BkClient, info: ChipInfo, spans: list[tuple[int, bytes]],
+                     ranges: list[tuple[int, int]], overall: OperationRecord, cancel: CancelToken | None, *,
+                     backup_library: BackupLibrary | None, backup_first: bool | None, differential: bool,
+                     kind: str) -> WriteReport:
         cancel = cancel or self.cancel_token
         backup_first = self.backup_first if backup_first is None else backup_first
         library = backup_library or self.backup_library or BackupLibrary()
@@ -443,30 +506,30 @@ class Session:
                 hint="if you know the flash size, pass --flash-size (e.g. --flash-size 2M)")
         if backup_first:
             library.check_space(info.flash_size)  # before anything is asked of the chip
-        block_crcs = self._retry_lost("block CRCs", lambda c: self._block_crcs(c, info, cancel))
-        backup = None
+        block_crcs = self._recovering("block CRCs", lambda c: self._block_crcs(c, info, cancel))
         covering = None
         if backup_first:
-            covering, fresh = self.ensure_backup(library, cancel, crcs=block_crcs)
-            backup = covering if fresh else None
+            covering = self.backup(library, cancel, crcs=block_crcs)
         else:
             self.sink(Notice("warning", "no backup first (--no-backup): if this write goes wrong, what the chip "
                                         "holds now (its Tuya keys, calibration, config) is not saved anywhere"))
-        guard = self._retry_lost("guard CRCs", lambda c: FlashGuard.take(c, info.flash_size, ranges, self.sink,
+        guard = self._recovering("guard CRCs", lambda c: FlashGuard.take(c, info.flash_size, ranges, self.sink,
                                                                          block_crcs=block_crcs))
         known = {i * BLOCK: crc for i, crc in enumerate(block_crcs)}
         retries = 0
         anomalies_before, reconnects_before = client.anomalies, self.reconnects
-        repair = self._repair_from(covering, library, block_crcs)
+        repair = self._repair_from(covering.entry if covering else None, library, block_crcs)
         total = WriteReport()
         for start, data in spans:
             padded = len(data) + (-len(data)) % SECTOR
             record = OperationRecord(kind, start, padded)
             self._active = (overall, record)
+            def span(c: BkClient, st: int = start, d: bytes = data, r: OperationRecord = record) -> WriteReport:
+                return write_flash(c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair,
+                                   known_crcs=known)
+
             try:
-                rep = self._resuming(kind, record, lambda c, st=start, d=data, r=record: write_flash(
-                    c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair,
-                    known_crcs=known))
+                rep = self._recovering(kind, span, record)
             except (OperationFailed, OperationCancelled) as exc:
                 for d in record.done:
                     overall.mark_done(*d)
@@ -485,9 +548,9 @@ class Session:
         # into another, so the regions that must never change are checked; after any anomaly, everything.
         clean = (client.anomalies == anomalies_before and self.reconnects == reconnects_before
                  and retries == 0)
-        only = None if clean is False else critical_ranges(info.chip, info.flash_size)
+        only = critical_ranges(info.chip, info.flash_size) if clean else None
         try:
-            self._retry_lost("check outside the write", lambda c: guard.check(
+            self._recovering("check outside the write", lambda c: guard.check(
                 c, repair, self.sink, rewrite=lambda a, d: write_flash(c, a, d, self.sink, None, differential=False),
                 only=only))
         except BaseException:
@@ -497,26 +560,133 @@ class Session:
                 pass  # the first error is the one to report
             raise
         try:
-            note = client.reprotect()
+            # a chip lost here (reset, brown-out) is found again and asked again: the SR found is kept
+            note = self._recovering("putting the flash protection back", lambda c: c.reprotect())
         except BkError as exc:
-            err = BkError(f"the {kind} completed and was verified, but the flash protection (status register) "
+            raise BkError(f"the {kind} completed and was verified, but the flash protection (status register) "
                           f"could not be put back as found: {exc}",
                           hint="power-cycle the module (a status register locked by a damaged command unlocks "
-                               "at power-up), then run the same command again: it skips what is written")
-            err.restated = True  # type: ignore[attr-defined]
-            err.record = overall  # type: ignore[attr-defined]  # nothing of the data is left to write
-            raise err from exc
+                               "at power-up), then run the same command again: it skips what is written",
+                          record=overall) from exc  # nothing of the data is left to write
         if note:
             self.sink(Notice("info", note))
         self._active = None
-        total.backup = backup
-        total.covering = covering  # type: ignore[attr-defined]
+        total.backup = covering.entry if covering is not None and covering.taken else None
         self.sink(Stage("done", total.summary()))
         return total
 
-    def unfinished(self) -> str | None:
+    # ------------------------------------------------------------------ what the keys and commands do
+    def write_image(self, plan: WritePlan, cancel: CancelToken | None = None, *,
+                    backup_library: BackupLibrary | None = None, backup_first: bool | None = None,
+                    allow_regions: Iterable[str] = (), differential: bool = True, verify: bool = True,
+                    reboot: bool = True) -> WriteReport:
+        """Write a firmware file where core/images/placement.py put it: a covering backup first, the guarded
+        write, the final compare of what was written, then the reboot and the check of its boot banner.
+        Only the bootloader a QIO image carries is unlocked by the plan, on request; never the RF sector."""
+        if plan.dump:
+            raise ImageError("a full flash dump is written by a restore (the chip keeps its RF calibration)",
+                             hint="bkbench restore -p PORT FILE, or the library's restore in the workbench")
+        allowed = set(allow_regions) | ({"bootloader"} if plan.includes_bootloader else set())
+        report = self.write_spans([(plan.start, plan.payload)], cancel, allow_regions=allowed,
+                                  backup_library=backup_library, backup_first=backup_first,
+                                  differential=differential, kind="write")
+        self._finish("write", [(plan.start, plan.payload)], cancel, verify, reboot, plan.banner)
+        return report
+
+    def restore(
+        self,
+        image: bytes,
+        cancel: CancelToken | None = None,
+        *,
+        include_bootloader: bool = False,
+        keep_rf: bool = True,
+        backup_library: BackupLibrary | None = None,
+        backup_first: bool | None = None,
+        expected_chip: str | None = None,
+        accept_other_device: bool = False,
+        verify: bool = True,
+        reboot: bool = True,
+    ) -> WriteReport:
+        """Write a full backup back. The bootloader only on request; the chip's own RF/TLV sector
+        (calibration, MAC) is kept unless `keep_rf` is False. The image is checked first (rotated
+        dumps put in flash order; another chip family, another device or non-dump data refused). Then the
+        final compare, the reboot and (an OpenBK dump) the check of its boot banner, as for an image."""
+        _, info = self._require()
+        image = check_restore_image(image, info, expected_chip, accept_other_device, self.sink)
+        # Keep every calibration sector of the family (core/layout.py), not only the main RF sector.
+        start = 0 if include_bootloader else BOOTLOADER_END
+        keep = sorted(r for r in protected_ranges(info.chip) if r[0] >= BOOTLOADER_END and r[1] <= info.flash_size)
+        wanted, pos = [], start
+        for a, b in keep if keep_rf else []:
+            if a > pos:
+                wanted.append((pos, a))
+            pos = max(pos, b)
+        if pos < info.flash_size:
+            wanted.append((pos, info.flash_size))
+        allowed = {"rf"} if not keep_rf else set()
+        if include_bootloader:
+            allowed.add("bootloader")
+        spans = [(a, image[a:b]) for a, b in wanted if b > a]
+        report = self.write_spans(spans, cancel, allow_regions=allowed, backup_library=backup_library,
+                                  backup_first=backup_first, kind="restore")
+        from .images.recognize import recognize
+
+        banner = b"OpenBK" if recognize(image, "restore").version else None
+        self._finish("restore", spans, cancel, verify, reboot, banner)
+        return report
+
+    def write_config(self, sector: bytes, cancel: CancelToken | None = None, *,
+                     backup_library: BackupLibrary | None = None, backup_first: bool | None = None) -> WriteReport:
+        """Write one OpenBK config sector (checked first as OpenBK on this chip would judge it: checksum, pin
+        layout) where this chip's OpenBK keeps it, after a covering backup; nothing else is touched; then the
+        final compare. The chip is not rebooted (the firmware reads its config when it starts: a reboot is the
+        caller's next step)."""
+        from .config_file import check_sector_for
+
+        _, info = self._require()
+        offset = OBK_CONFIG_OFFSET.get(info.chip)
+        if offset is None:
+            raise BkError(f"OpenBK's config location on {info.chip} is not known: bkbench does not write it there")
+        if len(sector) != SECTOR:
+            raise BkError("refusing to write: not a 4 KiB OpenBK config sector")
+        check_sector_for(sector, info.chip)  # OpenBK's checksum (not the old unsigned one), the chip's pin layout
+        report = self.write_spans([(offset, sector)], cancel, backup_library=backup_library,
+                                  backup_first=backup_first, kind="write")
+        self._finish("write", [(offset, sector)], cancel, True, False, None)
+        return report
+
+    def _finish(self, kind: str, spans: list[tuple[int, bytes]], cancel: CancelToken | None, verify: bool,
+                reboot: bool, banner: bytes | None) -> None:
+        """After a write: one final compare of everything written (the same for every frontend), then the
+        reboot and the boot-banner check."""
+        # What the write put there: each span to its sector's end, erased (0xFF) past the data as write_flash
+        # pads it. The compare hashes whole sectors, which every bootloader can: the T bootloader's CheckCRC
+        # hashes whole 256-byte blocks only (REALCODE.md B.2), so an image's ragged end cannot be hashed alone.
+        spans = [(s, d + b"\xff" * (-len(d) % SECTOR)) for s, d in spans]
+        self.written = list(spans)
+        if verify:
+            ranges = sorted((s, s + len(d)) for s, d in spans)
+            record = OperationRecord(kind, ranges[0][0], ranges[-1][1] - ranges[0][0])
+            bad: list[tuple[int, int]] = []
+            for start, data in sorted(spans):
+                bad += self.verify(data, start, cancel).mismatched
+            pos = record.start
+            for s, e in sorted(bad) + [(record.start + record.length,) * 2]:
+                if s > pos:
+                    record.mark_done(pos, s)  # compared equal (or a gap between the spans)
+                pos = max(pos, e)
+            if bad:
+                raise VerifyFailed("the final compare found the chip differs from what was written at " + ", ".join(
+                    f"0x{s:06X}-0x{e:06X}" for s, e in bad[:8]), record, bad, kind=kind,
+                    hint="run the same command again (it rewrites what differs)")
+        if reboot:
+            self.reboot()
+            if banner:
+                self.confirm_boot(BOOT_CHECK_S, banner)
+
+    def unfinished_write(self) -> str | None:
         """What a write interrupted right now (even mid-sector) leaves undone, for an abort message."""
-        active = getattr(self, "_active", None)
+        active = self._active
         if not active:
             return None
         overall, current = active
@@ -551,20 +721,6 @@ class Session:
                 raise BkError("write spans overlap")
         return ranges
 
-    def _retry_lost(self, what: str, fn):
-        """Run `fn(client)`; if the chip is lost (reset, brown-out) and this port can reset it, reconnect
-        and run it again."""
-        for attempt in range(3):
-            try:
-                return fn(self._client())
-            except LinkLost as exc:
-                strategy, _ = for_port(self.reset, self.port)
-                if strategy.manual or attempt == 2:
-                    raise
-                self.sink(Notice("warning", f"{exc}: resetting the chip and resuming (repeating the {what})"))
-                if not self._reconnect():
-                    raise
-
     def _block_crcs(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None = None) -> list[int]:
         """The chip's CRC of every 64 KiB block: content identity for the backup and the guard's baseline."""
         self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
@@ -582,7 +738,8 @@ class Session:
                     client.recover()
         return out
 
-    def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]):
+    def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]
+                     ) -> Callable[[int, int], bytes | None] | None:
         """Sectors a damaged command hit outside the write come back from the backup, but only from
         blocks whose content the chip's CRCs taken just before vouch for."""
         if backup is None:
@@ -602,44 +759,34 @@ class Session:
 
         return repair
 
-    def restore(
-        self,
-        image: bytes,
-        cancel: CancelToken | None = None,
-        *,
-        include_bootloader: bool = False,
-        keep_rf: bool = True,
-        backup_library: BackupLibrary | None = None,
-        backup_first: bool | None = None,
-        expected_chip: str | None = None,
-        accept_other_device: bool = False,
-    ) -> WriteReport:
-        """Write a full backup back. The bootloader only on request; the chip's own RF/TLV sector
-        (calibration, MAC) is kept unless `keep_rf` is False. The image is checked first (rotated
-        dumps put in flash order; another chip family, another device or non-dump data refused)."""
-        client, info = self._require()
-        image = check_restore_image(image, info, expected_chip, accept_other_device, self.sink)
-        # Keep every calibration sector of the family (core/layout.py), not only the main RF sector.
-        start = 0 if include_bootloader else BOOTLOADER_END
-        keep = sorted(r for r in protected_ranges(info.chip) if r[0] >= BOOTLOADER_END and r[1] <= info.flash_size)
-        wanted, pos = [], start
-        for a, b in keep if keep_rf else []:
-            if a > pos:
-                wanted.append((pos, a))
-            pos = max(pos, b)
-        if pos < info.flash_size:
-            wanted.append((pos, info.flash_size))
-        allowed = {"rf"} if not keep_rf else set()
-        if include_bootloader:
-            allowed.add("bootloader")
-        return self.write_spans([(a, image[a:b]) for a, b in wanted if b > a], cancel, allow_regions=allowed,
-                                backup_library=backup_library, backup_first=backup_first, kind="restore")
-
     def verify(self, data: bytes, start: int = 0, cancel: CancelToken | None = None) -> VerifyReport:
-        client, info = self._require()
+        """Compare the chip with `data` at `start` by CRC. A chip lost mid-way (and found again) is compared
+        from where it stopped; the sectors found different are those the compare marked (SectorUpdate)."""
+        _, info = self._require()
         if start + len(data) > info.flash_size:
             raise BkError("the file is larger than the flash")
-        report = verify_flash(client, start, data, self.sink, cancel or self.cancel_token)
+        record = OperationRecord("verify", start, len(data))
+        failed: dict[int, int] = {}  # sector -> its size, as the compare reports them
+
+        def sink(ev: Event) -> None:
+            if isinstance(ev, SectorUpdate) and ev.state is SectorState.FAILED:
+                failed[ev.addr] = ev.size
+            self.sink(ev)
+
+        def compare(c: BkClient) -> None:
+            for s, e in record.remaining():
+                for a in range(s, e, SECTOR):
+                    failed.pop(a, None)  # compared (again) now
+                verify_flash(c, s, data[s - start:e - start], sink, cancel or self.cancel_token, record=record)
+
+        self._recovering("verify", compare, record)
+        bad: list[tuple[int, int]] = []
+        for a in sorted(failed):
+            if bad and bad[-1][1] == a:
+                bad[-1] = (bad[-1][0], a + failed[a])
+            else:
+                bad.append((a, a + failed[a]))
+        report = VerifyReport(not bad, bad, len(data))
         self.sink(Stage("done", report.summary()))
         return report
 
@@ -649,9 +796,11 @@ class Session:
         client.reboot()
         self.info = None
 
-    def confirm_boot(self, seconds: float = 5.0, banner: bytes = b"OpenBK") -> bool:
+    def confirm_boot(self, seconds: float = BOOT_CHECK_S, banner: bytes = b"OpenBK") -> bool:
         """After a reboot: watch the log for the firmware's banner (OpenBK prints its version)."""
         log = self.watch(seconds, until=banner)
+        if log:
+            self.sink(BootLog(log))
         found = banner in log
         self.sink(Notice("info" if found else "warning",
                          "the new firmware is running (banner seen)" if found else

@@ -1,8 +1,9 @@
 """Several chips at once: one Session per port, each in its own thread, with its own log and record.
 
 `run_port` does a `Plan` (backup, then optionally write one image or the cached OpenBK for the chip's
-family, verify, reboot) on one port and never raises a BkError: a port that fails or is cancelled comes
-back as a `ChipResult` with one line saying why, so the other ports are never disturbed. `Station` runs
+family, verify, reboot: the Session's own `backup` and `write_image`, as for one chip) on one port and
+never raises a BkError: a port that fails or is cancelled comes back as a `ChipResult` with one line
+saying why, so the other ports are never disturbed. `Station` runs
 `run_port` on every port in parallel; `port_state` turns the ordinary events into a short state
 ("backing up 43 %") for a live line or a table column. The CLI (`--port` given several times,
 `bkbench station`) and the workbench drive the same code.
@@ -21,8 +22,21 @@ from typing import Callable, TextIO
 
 from .backups import BackupLibrary
 from .errors import BkError, ImageError, OperationCancelled
+from .files import read_input_file
+from .images.placement import Firmware, as_firmware, load_firmware, place
 from .logmask import mask_secrets
-from .ops.events import CancelToken, LinkAttempt, Notice, Progress, Retry, Stage
+from .ops.events import (
+    CancelToken,
+    Connected,
+    Event,
+    EventSink,
+    LinkAttempt,
+    Notice,
+    OperationRecord,
+    Progress,
+    Retry,
+    Stage,
+)
 from .paths import data_dir, private_dir
 from .session import Session
 
@@ -39,9 +53,7 @@ class Plan:
     openbk: bool = False  # instead of `image`: the newest cached OpenBK release for each chip's family
     verify: bool = True  # after a write, compare the whole written range with the image by CRC once more
     reboot: bool = True  # after a write, start the firmware and watch for its banner
-    fresh_backup: bool = False  # always take a new backup (`bkbench read`), even if one covers the chip
     differential: bool = True  # write only the sectors that differ
-    boot_check: float = 5.0  # seconds to watch for the firmware's banner after the reboot (0: do not)
 
     @property
     def writes(self) -> bool:
@@ -73,7 +85,7 @@ class ChipResult:
     notes: list[str] = field(default_factory=list)  # warnings on the way (e.g. no boot banner seen)
     # The failed or cancelled operation's OperationRecord (what was verified, what is left), for a UI;
     # not in to_json: `error` says the same in one line.
-    record: object = field(default=None, repr=False, compare=False)
+    record: OperationRecord | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -122,8 +134,6 @@ def check_ports(ports: list[str]) -> list[str]:
 
 def read_ports_file(path: str | os.PathLike) -> list[str]:
     """One port or URL per line; `#` starts a comment (at the line start or after a space)."""
-    from .cli.common import read_input_file  # FIFOs, devices and huge files refused before opening
-
     p = os.fspath(path)
     try:
         # utf-8-sig: a byte order mark (Notepad) is not part of the first port
@@ -227,45 +237,18 @@ def log_name(port: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- images
 
-@dataclass(frozen=True)
-class Firmware:
-    name: str
-    data: bytes
-    note: str = ""  # where it came from / how it was converted
-
-
 def load_image(path: Path) -> Firmware:
     """The file of `Plan.image`, checked once before any chip is touched: readable, a firmware image
-    (an OTA package is converted to a UA image as the workbench's picker does), never a full dump
-    (a dump belongs to one device) and never a damaged library image."""
-    from .cli.common import read_input_file
-    from .images.recognize import recognize
-
-    data = read_input_file(path, "firmware file")
-    BackupLibrary().verify_file(path)  # raises DamagedBackup for a damaged library image
-    info = recognize(data, path.name)
-    if info.format == "dump":
+    (an OTA package converted to a UA image, as everywhere), never a full dump (a dump belongs to one
+    device) and never a damaged library image."""
+    fw = load_firmware(path)
+    if fw.is_dump:
         raise ImageError(f"{path.name} is a full flash dump of one device; it is not written to several chips",
                          hint="restore a dump with one --port: bkbench restore -p PORT FILE")
-    return _as_uart(Firmware(path.name, data), info)
-
-
-def _as_uart(fw: Firmware, info) -> Firmware:
-    if info.format not in ("rbl", "ug"):
-        if info.format == "raw":
-            raise ImageError(f"{fw.name} is not a recognised firmware image (raw data needs a flash address; "
-                             "write it with one --port and --start)")
-        return fw
-    from .images.builders import build_from_ota
-
-    try:
-        ua = build_from_ota(fw.data)["ua"]
-    except BkError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged package is one line, not a traceback
-        raise ImageError(f"{fw.name}: cannot convert this OTA package to a UART image ({exc})") from None
-    stem = Path(fw.name).stem
-    return Firmware(stem + "_UA.bin", ua, f"{fw.name} converted from its {info.format.upper()} package to a UA image")
+    if fw.info.format == "raw":
+        raise ImageError(f"{fw.name} is not a recognised firmware image (raw data needs a flash address; "
+                         "write it with one --port and --start)")
+    return fw
 
 
 _openbk_lock = threading.Lock()
@@ -273,7 +256,6 @@ _openbk_lock = threading.Lock()
 
 def openbk_for(chip: str) -> Firmware:
     """The newest cached OpenBK release's image for `chip`'s family (offline; nothing is downloaded)."""
-    from .images.recognize import recognize
     from .images.releases import ReleaseClient, ReleaseError
 
     with _openbk_lock:  # several ports of one family ask at once: one reader of the cache at a time
@@ -283,8 +265,8 @@ def openbk_for(chip: str) -> Firmware:
             raise ImageError(f"no cached OpenBK release for {chip} ({str(exc).rstrip('.')})",
                              hint=f"download it once: bkbench fetch --chip {chip.lower()}") from None
         data = result.path.read_bytes()
-    fw = Firmware(result.asset.name, data, f"OpenBK {result.release.tag} from the cache")
-    return _as_uart(fw, recognize(data, fw.name))
+    fw = as_firmware(result.asset.name, data)
+    return Firmware(fw.name, fw.data, fw.info, fw.note or f"OpenBK {result.release.tag} from the cache")
 
 
 # ---------------------------------------------------------------------------------------------- one port
@@ -301,9 +283,9 @@ def _one_line(text: str) -> str:
 
 
 def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset: str = "auto",
-             on_event: Callable[[object], None] | None = None, cancel: CancelToken | None = None,
-             log: Path | None = None, firmware: Firmware | None = None, session_hook=None,
-             **session_kwargs) -> ChipResult:
+             on_event: EventSink | None = None, cancel: CancelToken | None = None,
+             log: Path | None = None, firmware: Firmware | None = None,
+             session_hook: Callable[[Session], None] | None = None, **session_kwargs) -> ChipResult:
     """Do `plan` on one port with its own Session; blocking. Never raises a BkError: a failure comes back
     as state "failed" with one line, a cancel as "cancelled" with what is left undone.
 
@@ -315,7 +297,7 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
     if plog.problem:
         result.notes.append(plog.problem)
 
-    def sink(ev: object) -> None:
+    def sink(ev: Event) -> None:
         plog.event(ev)
         if isinstance(ev, Notice) and ev.level == "warning":
             result.notes.append(ev.message)
@@ -339,47 +321,35 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
             lib.check_space()  # before the chip is touched
         info = session.connect(cancel)
         result.chip, result.mac = info.chip, info.mac or ""
-        write = None
+        fw = write = None
         if plan.writes:  # decided before any long work: an image that does not fit fails in a second
             fw = firmware if firmware is not None else openbk_for(info.chip)
-            write = _write_plan(fw, info.chip, info.flash_size)
+            write = place(fw, info.chip, info.flash_size)
             if fw.note:
                 sink(Notice("info", fw.note))
             sink(Notice("info", f"{fw.name}: {write.description}"))
-        if plan.backup and (plan.fresh_backup or write is None):
-            if plan.fresh_backup:
-                entry, taken = session.backup(lib, cancel), True
-            else:
-                entry, taken = session.ensure_backup(lib, cancel)
-            result.backup, result.backup_taken = str(entry.path), taken
-        if write is not None:
-            # The write's own guard asks the block CRCs and takes (or finds) the backup first.
-            report = session.write(write.payload, write.start, cancel, backup_library=lib,
-                                   backup_first=plan.backup, differential=plan.differential)
+        if plan.backup and write is None:
+            session.backup(lib, cancel)
+        if fw is not None and write is not None:
+            # The write takes (or finds) the backup first, as with one chip.
+            report = session.write_image(write, cancel, backup_library=lib, backup_first=plan.backup,
+                                         differential=plan.differential, verify=plan.verify, reboot=plan.reboot)
             result.wrote = f"{fw.name}: {report.summary()}"
-            if plan.verify:
-                check = session.verify(write.payload, write.start, cancel)
-                if not check.ok:
-                    raise BkError(f"the written image differs from the chip after the write: {check.summary()}")
-            if plan.reboot:
-                session.reboot()
-                if plan.boot_check > 0:
-                    session.confirm_boot(plan.boot_check)
         result.state = "done"
     except OperationCancelled as exc:
         result.state = "cancelled"
         result.error = _one_line(str(exc))
-        result.record = getattr(exc, "record", None)
+        result.record = exc.record
     except BkError as exc:
         result.state = "cancelled" if cancel is not None and cancel.cancelled else "failed"
         result.error, result.hint = _one_line(str(exc)), _one_line(exc.hint)
-        result.record = getattr(exc, "record", None)
+        result.record = exc.record
     except Exception as exc:  # noqa: BLE001 - one port's bug must not take the others down
         result.error = f"internal error: {type(exc).__name__}: {_one_line(str(exc))}"
     finally:
         if session is not None:
-            if session.last_backup is not None and not result.backup:  # also when the write after it failed
-                result.backup, result.backup_taken = str(session.last_backup[0].path), session.last_backup[1]
+            if session.last_backup is not None:  # also when the write after it failed
+                result.backup, result.backup_taken = str(session.last_backup.entry.path), session.last_backup.taken
             session.close()
         result.seconds = time.monotonic() - t0
         plog.line(f"result: {result.state}" + (f": {result.error}" if result.error else "")
@@ -388,14 +358,6 @@ def run_port(port: str, plan: Plan, *, baud: int, library: BackupLibrary, reset:
         if plog.problem and plog.problem not in result.notes:
             result.notes.append(plog.problem)
     return result
-
-
-def _write_plan(fw: Firmware, chip: str, flash_size: int):
-    from .images.recognize import check_compatible, plan_write, recognize
-
-    info = recognize(fw.data, fw.name)
-    check_compatible(info, chip)  # ImageError: this chip's family cannot take it
-    return plan_write(info, fw.data, chip, flash_size=flash_size)
 
 
 # ---------------------------------------------------------------------------------------------- station
@@ -439,8 +401,8 @@ class Station:
     def _event(self, port: str, ev: object) -> None:
         with self._lock:
             self.states[port] = port_state(ev, self.states[port])
-            if isinstance(ev, Stage) and ev.name == "connected":
-                self.chips[port] = ev.message.split(" ", 1)[0]
+            if isinstance(ev, Connected) and ev.info is not None:
+                self.chips[port] = ev.info.chip
         if self.on_event is not None:
             self.on_event(port, ev)
 
@@ -496,7 +458,7 @@ class Station:
             sessions = dict(self.sessions)
         out = {}
         for port, s in sessions.items():
-            left = s.unfinished()
+            left = s.unfinished_write()
             if left and port not in self.results:
                 out[port] = left
         return out

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import serial
 
 from .errors import PortError
+from .link.latency import prepare
 from .rfc2217 import Rfc2217Port
 
 SIM_PACKAGE = "bkbench.core.sim"
@@ -114,7 +115,7 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
         if greeting in ("", "data"):
             port.reset_input_buffer()  # what pyserial's open() would have done
             # ser2net hangs up on a second client after one line ("Port's device already in use")
-            greeting = "closed" if greeting == "data" and _hung_up(sock) else ""
+            greeting = "closed" if greeting == "data" and sock is not None and _hung_up(sock) else ""
         if greeting:
             port.close()
             if greeting == "closed":  # as core/rfc2217.py says it
@@ -127,7 +128,30 @@ def open_port(url: str, baud: int = 115200, timeout: float = 0.05, exclusive: bo
         port.rts = False
     except (OSError, serial.SerialException, ValueError):
         pass  # ptys and sockets have no control lines
+    _adapter_setup(port, url)
     return port
+
+
+def _adapter_setup(port: serial.SerialBase, url: str) -> None:
+    """Know the USB adapter (`port.bkbench_adapter`) and lower an FTDI's latency timer for the session;
+    the port's close() puts it back (core/link/latency.py)."""
+    try:
+        adapter = prepare(port, url)
+    except Exception:  # noqa: BLE001 - a speed-up must never stop a backup; nothing was changed then
+        return
+    if adapter is None:
+        return
+    port.bkbench_adapter = adapter
+    if adapter.latency.changed:
+        real_close = port.close
+
+        def close() -> None:
+            try:
+                adapter.latency.restore()  # first: TIOCSSERIAL needs the open fd
+            finally:
+                real_close()
+
+        port.close = close
 
 
 TELNET_GREETING_WAIT = 0.2  # s: ser2net's telnet accepter negotiates the moment it accepts (3 ms here)

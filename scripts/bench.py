@@ -5,6 +5,7 @@
     python scripts/bench.py --quick      # N and T at 921600 and 2M, 512 KiB read, 256 KiB write (a few minutes)
     python scripts/bench.py --chips N --bauds 921600,2000000 --output scripts/bench_results.md
     python scripts/bench.py --chips N --only-multi   # several chips at once only: 1, 2, 4 chips (~9 min)
+    python scripts/bench.py --adapters               # behind simulated FT232R, CH340, CP2102, PL2303 adapters
 
 Every tool talks to a fresh simulated chip (BK7231N and BK7231T rows) loaded with the same real stock
 dump: bkbench through the in-process `sim://@name` port, bk7231tools (Python API) and ltchiptool (CLI)
@@ -279,7 +280,7 @@ def bench_baud(chip: str, baud: int, stock: bytes, image: bytes, start: int, len
             n0 = len(retries)
             if op == "read":
                 if (start, length) == (0, len(stock)):
-                    t, entry = timed(lambda: s.backup(lib))
+                    t, entry = timed(lambda: s.backup(lib).entry)
                     data = lib.load(entry)
                 else:
                     t, data = timed(lambda: s.read(start, length))
@@ -850,6 +851,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the remote rows: local pty vs rfc2217:// and socket:// through ser2net "
                          "(scripts/bench_remote.py; default N at 921600 and 2M)")
     ap.add_argument("--remote-pyserial", action="store_true", help="with --remote: add pyserial's RFC 2217 client")
+    ap.add_argument("--adapters", nargs="?", const="ft232r,ch340,cp2102,pl2303", default=None,
+                    help="only the adapter rows: bkbench and the peers behind each simulated USB-serial adapter "
+                         "(scripts/bench_adapters.py; default ft232r,ch340,cp2102,pl2303, N at 921600 and 2M)")
     args = ap.parse_args(argv)
 
     fx = fixtures_dir()
@@ -886,6 +890,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench_remote import main_remote
 
         return main_remote(args, argv, inputs, head, timing_lines(timing), timing)
+    if args.adapters is not None:
+        from bench_adapters import main_adapters
+
+        return main_adapters(args, argv, inputs, head, timing_lines(timing), timing)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bkbench-bench-") as lib_dir:
         for chip in chips if not args.only_multi else []:

@@ -75,7 +75,7 @@ def _run(chip: str, stock: bytes, image: bytes, baud: int, timing: Timing, lib_d
             if "backup" in ops:
                 lib = BackupLibrary(Path(tempfile.mkdtemp(dir=lib_dir)))
                 t0 = time.perf_counter()
-                entry = s.backup(lib)
+                entry = s.backup(lib).entry
                 t = time.perf_counter() - t0
                 out["backup"] = (t, lib.load(entry) == bytes(dev.flash.data))
             if "write" in ops:

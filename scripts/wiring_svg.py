@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draw the bench wiring (USB-serial adapter, 3.3 V supply, BK7231 module) as screenshots/wiring.svg.
 
-Plain SVG written by hand, no dependencies: `python scripts/wiring_svg.py [OUT.svg]`.
+Plain SVG written by hand, no dependencies: `python scripts/wiring_svg.py [OUT.svg]`; with `--power` it
+draws the optional supply switch for `--reset power:GPIO27` as screenshots/wiring-power.svg.
 The module is drawn generically: which physical pad is RX1/TX1/CEN differs between CB2S, CB3S, WB2S,
 T34 ..., so the picture names signals and the README's table says where to find the pads.
 """
@@ -74,10 +75,51 @@ def draw() -> str:
     return "\n".join(parts) + "\n"
 
 
+def draw_power() -> str:
+    """`--reset power:GPIO27`: a P-MOSFET in the module's 3.3 V line; the GPIO pulls its gate up to cut the
+    supply, a pull-down keeps it on whenever the line is not driven (bkbench releases it between cycles)."""
+    w, h = 860, 400
+    t = FONT
+
+    def text(x: float, y: float, s: str, size: int = 12, fill: str = "#222", anchor: str = "start") -> str:
+        return f"<text x='{x}' y='{y}' font-size='{size}' fill='{fill}' text-anchor='{anchor}' {t}>{escape(s)}</text>"
+
+    def line(points: str, colour: str = "#222") -> str:
+        return f"<polyline points='{points}' fill='none' stroke='{colour}' stroke-width='3'/>"
+
+    red, blue = "#d62728", "#1f77b4"
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' viewBox='0 0 {w} {h}'>",
+             f"<rect width='{w}' height='{h}' fill='white'/>",
+             text(20, 28, "Letting the Pi power-cycle the module (--reset power:GPIO27)", 18),
+             box(30, 60, 180, 70, "3.3 V supply", ">= 300 mA", "#fff4e5"),
+             box(640, 60, 190, 70, "BK7231 module", "VCC (3.3 V in)", "#f4f4f4"),
+             box(30, 250, 180, 80, "Raspberry Pi", "GPIO27 = pin 13", "#eef4fb"),
+             # P-MOSFET in the 3.3 V line: source to the supply, drain to the module
+             "<rect x='380' y='70' width='110' height='50' rx='6' fill='#fafafa' stroke='#333' stroke-width='2'/>",
+             text(435, 92, "P-MOSFET", 13, anchor="middle"), text(435, 110, "e.g. AO3401", 11, "#555", "middle"),
+             line("210,95 380,95", red), text(300, 88, "3.3 V", 11, red, "middle"), text(372, 112, "S", 11),
+             line("490,95 640,95", red), text(565, 88, "switched 3.3 V", 11, red, "middle"), text(494, 112, "D", 11),
+             # gate: driven by the GPIO through 1 kOhm, pulled down by 10 kOhm (on while nobody drives it)
+             text(443, 150, "G", 11), line("435,120 435,360"),
+             line("210,290 435,290", blue), text(322, 282, "1 kΩ from GPIO27 to the gate", 11, blue, "middle"),
+             text(445, 330, "10 kΩ gate to GND: on by default", 11, "#555"),
+             line("640,130 640,360 15,360 15,145 60,145 60,130"), line("120,330 120,360"),
+             text(540, 378, "one common GND: supply, Pi, module and the USB adapter", 11, anchor="middle"),
+             text(20, 394, "GPIO27 high: gate at 3.3 V, MOSFET off, module unpowered. Released or low: module "
+                  "powered.", 12, "#444"),
+             "</svg>"]
+    return "\n".join(parts) + "\n"
+
+
 def main() -> int:
-    default = Path(__file__).resolve().parent.parent / "screenshots" / "wiring.svg"
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else default
-    out.write_text(draw())
+    """`wiring_svg.py [OUT.svg]` draws the bench wiring; `wiring_svg.py --power [OUT.svg]` the power switch."""
+    args = sys.argv[1:]
+    power = bool(args) and args[0] == "--power"
+    if power:
+        args = args[1:]
+    shots = Path(__file__).resolve().parent.parent / "screenshots"
+    out = Path(args[0]) if args else shots / ("wiring-power.svg" if power else "wiring.svg")
+    out.write_text(draw_power() if power else draw())
     print(out)
     return 0
 

@@ -21,8 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bkbench.core.analysis.obk_config import ObkConfig, parse_assignment
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
+from bkbench.core.images.placement import as_firmware, place
 from bkbench.core.layout import OBK_CONFIG_OFFSET, RF_OFFSET, SECTOR, layout_for
 from bkbench.core.session import Session, parse_mac
 from bkbench.core.sim import registry
@@ -74,7 +76,10 @@ def scenario(op: str, chip: str) -> Scenario:
         data = (rng.randbytes(0x10000) + flash[0x50000:0x51000] + b"\xff" * SECTOR + rng.randbytes(SECTOR))
         ranges = [(WRITE_START, WRITE_START + len(data))]
     elif op == "config":
-        data = b"CFG" + rng.randbytes(SECTOR - 3)
+        cfg = ObkConfig.new(rng.randbytes(6))  # a valid sector (checksummed): what the config editor writes
+        parse_assignment(cfg, f"ssid=net-{rng.randrange(1 << 30):x}")
+        parse_assignment(cfg, "mqtt_host=192.168.1.10")
+        data = cfg.sector()
         start = OBK_CONFIG_OFFSET[chip]
         ranges = [(start, start + SECTOR)]
     elif op == "restore":
@@ -113,6 +118,11 @@ class Outcome:
 
 
 _names = iter(range(1 << 30))
+
+
+def raw_plan(data: bytes, start: int, chip: str):
+    """Raw data at an address, placed as the picker and `bkbench write --start` place it."""
+    return place(as_firmware("data.bin", data), chip, offset=start)
 
 
 def _library(scn: Scenario, root: Path) -> BackupLibrary:
@@ -156,14 +166,16 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True) -
             s.backup_library = lib
             s.connect()
             state["connect_frames"] = len(tamper.trace)
+            # The calls the workbench's keys and the CLI make (b, w, restore, the config editor's write),
+            # without the reboot that ends a write: the flash is judged, not the boot.
             if op == "backup":
-                return s.backup(lib)
+                return s.backup(lib).entry
             s.backup_first = backup
             if op == "write":
-                return s.write(scn.data, WRITE_START, backup_library=lib)
+                return s.write_image(raw_plan(scn.data, WRITE_START, chip), backup_library=lib, reboot=False)
             if op == "config":
-                return s.write(scn.data, scn.ranges[0][0], confirm_sector=True)
-            return s.restore(scn.data, backup_library=lib, expected_chip=chip)
+                return s.write_config(scn.data)
+            return s.restore(scn.data, backup_library=lib, expected_chip=chip, reboot=False)
         finally:
             s.close()
 

@@ -8,6 +8,7 @@ when they reach them another way. Without ../shared they are skipped with one su
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,18 +26,34 @@ NEEDS_FIXTURES = {
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }
 SKIP_REASON = "needs the real fixtures"
+# Tests that run real code under Unicorn (the Tuya T bootloader, OpenBK's config loader): everything under
+# tests/realcode/ and the tests using these fixtures are marked `unicorn`.
+UNICORN_ARGS = {"obk_fw"}
+UNICORN_SKIP_REASON = "needs the unicorn module"
 
 
 def _fixtures_present() -> bool:
     return (SHARED / "fixtures" / "dumps").is_dir()
 
 
+def _unicorn_present() -> bool:
+    return importlib.util.find_spec("unicorn") is not None
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fixtures: needs the real fixtures in ../shared/fixtures")
-    if not _fixtures_present() and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    config.addinivalue_line("markers", "unicorn: runs real firmware under the Unicorn emulator")
+    if not _fixtures_present() and _ci():
         raise pytest.UsageError(
             f"CI needs the real fixtures, but {SHARED / 'fixtures'} does not exist: put the shared directory "
             "beside the clone (../shared) or set BKBENCH_SHARED")
+    if not _unicorn_present() and _ci():
+        raise pytest.UsageError("CI runs the real-code tests, but the unicorn module is missing: install the test "
+                                "extra (pip install -e '.[test]')")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,6 +67,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("fixtures")
         if not present and item.get_closest_marker("fixtures"):
             item.add_marker(skip)
+        in_realcode = "/realcode/" in str(getattr(item, "path", "")).replace("\\", "/")
+        if in_realcode or UNICORN_ARGS & set(getattr(item, "fixturenames", ())):
+            item.add_marker("unicorn")
+        fixtures_skip = not present and item.get_closest_marker("fixtures")
+        if item.get_closest_marker("unicorn") and not _unicorn_present() and not fixtures_skip:
+            item.add_marker(pytest.mark.skip(reason=f"{UNICORN_SKIP_REASON} (pip install unicorn)"))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -61,6 +84,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             f"{len(skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
             f"at {SHARED / 'fixtures'}; put ../shared beside the clone or set BKBENCH_SHARED=DIR to run them "
             "(CI requires them).", yellow=True, bold=True)
+    unicorn = [r for r in terminalreporter.stats.get("skipped", []) if UNICORN_SKIP_REASON in str(r.longrepr)]
+    if unicorn:
+        terminalreporter.write_line(
+            f"{len(unicorn)} tests skipped: they run real firmware under the Unicorn emulator, and the "
+            "unicorn module is not installed (pip install -e '.[test]'; CI requires it).", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +117,14 @@ def obk_images(fixtures_dir: Path) -> dict:
         images["ota"] = ota
         out[chip] = images
     return out
+
+
+@pytest.fixture(scope="session", params=["BK7231N", "BK7231T"])
+def obk_fw(request, fixtures_dir: Path):
+    """The real OpenBK 1.18.219 build of each chip, its config code ready to run (tests/realcode/openbk_fw.py)."""
+    from realcode.openbk_fw import firmware
+
+    return firmware(fixtures_dir / "firmware" / f"OpenBeken-v1.18.219_{request.param.lower()}.ug.bin", request.param)
 
 
 ORIGINAL_HOME = str(Path.home())  # for tools that need the user's own settings (pip's index configuration)

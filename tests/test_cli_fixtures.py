@@ -22,6 +22,11 @@ def _dump(fixtures_dir, name):
 
 
 ALL = sorted(DUMP_CHIPS) + [ROTATED]
+# The Globe bootloader (1.0.4 by its own code) protects the flash after the block CRCs bkbench takes before a
+# write, and drops every later erase until a reset (REALCODE.md B.8): the engine's write order fails there.
+ITEM4 = pytest.mark.xfail(strict=True, reason="issue 19 item 4: on bootloader 1.0.4 the CheckCRCs before the write "
+                          "protect the flash and every later erase is dropped until a reset")
+WRITABLE = [pytest.param(n, marks=ITEM4) if n == "bk7231t-globe-37783-rgbct-bulb.bin" else n for n in ALL]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -32,13 +37,16 @@ def test_info_names_chip_and_bootloader(name, fixtures_dir, capsys, datadir):
         assert main(["info", "--port", url, "--json", "-q"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["chip"] == chip
-    assert out["bootloader"] == bootloader
+    # the version the bootloader's code reports wins; the CRC tables' name stays as evidence (issue 19 item 6)
+    said = {"bk7231s 1.0.3": "bk7231s 1.0.4"}.get(bootloader, bootloader)
+    assert out["bootloader"] == said
+    assert out.get("bootloader_table") == (bootloader if said != bootloader else None)
     assert out["flash_size"] == 0x200000
     tlv = data[0x1D0000 if chip == "BK7231N" else 0x1E0000 :][:0x30]
     assert out["mac"] == ":".join(f"{b:02X}" for b in tlv[0x24:0x2A])
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", WRITABLE)
 def test_read_is_byte_identical_and_write_round_trips(name, fixtures_dir, datadir, capsys):
     data = _dump(fixtures_dir, name)
     chip = DUMP_CHIPS.get(name, ("BK7231T", ""))[0]

@@ -94,12 +94,14 @@ def test_read_refuses_an_existing_output_before_touching_the_chip(tmp_path, demo
     assert "[link]" not in err and getattr(dev, "rx_bytes", None) == rx_before
 
 
-def test_an_ota_file_is_refused_before_linking_with_the_convert_command(tmp_path) -> None:
+def test_an_ota_file_is_converted_and_judged_before_linking(tmp_path) -> None:
+    """An OTA package is converted to its UA image, as the picker and `station` do; one that does not hold an
+    OpenBK app (no version banner) is refused in one line before the port is touched."""
     ota = tmp_path / "fw.ug.bin"
     ota.write_bytes(wrap_ug(pack_rbl(demo_image.app(), version="9.9.9", timestamp=0), "9.9.9"))
     code, _, err = run(["write", "-p", "/dev/ttyNOPE", str(ota)])
     assert code == 1 and "no such port" not in err
-    assert f"bkbench image convert {ota.name} -o" in err
+    assert "No OpenBK version banner in this UA image" in err and "Traceback" not in err
 
 
 def test_dump_of_another_chip_family_names_backups_not_the_wrong_build(tmp_path, demo_dump) -> None:

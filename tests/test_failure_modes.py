@@ -123,7 +123,7 @@ def test_12_unsupported_commands_on_t_stay_silent(t_flash):
         assert c.link(1.0)
         with pytest.raises(ProtocolError):
             c.command(Cmd.READ_REG, struct.pack("<I", 0x800000), timeout=0.1)
-        assert c.boot_version() == "BK7231S_1.0.3"
+        assert c.boot_version() == "BK7231S_1.0.4"  # what its code answers (REALCODE.md B.1), not the table name
 
 
 def test_13_t_refuses_raw_reads_of_the_bootloader_but_the_alias_works(t_flash):
@@ -145,20 +145,32 @@ def test_14_addresses_wrap_at_the_flash_size_for_4mib_too():
     assert dev.flash.read(0x200000, 16) == flash[0x200000:0x200010]  # no mirror at 2 MiB
 
 
-def test_15_crc_locks_protection_until_a_link_check(t_flash):
+@pytest.mark.parametrize("dump,relink_helps", [("bk7231t-feit-br30-rgbw-bulb.bin", True), (T_DUMP, False)])
+def test_15_crc_locks_protection_until_a_link_check(dump, relink_helps, fixtures_dir):
+    """REALCODE.md B.8, as the real bootloaders do it (tests/golden): a CheckCRC re-protects, the next erase is
+    acknowledged and dropped; a LinkCheck re-arms the unprotect on 1.0.5, but not on 1.0.4 (until a reset)."""
+    t_flash = (fixtures_dir / "dumps" / dump).read_bytes()
     with sim_url("BK7231T", t_flash) as (url, dev):
-        c = linked(url)
+        c = linked(url)  # identification hashes the bootloader with a CheckCRC: on 1.0.4 that blocks erases
+        dev.reset()  # until a reset, so start from a fresh boot
+        assert c.link(1.0)
         a, b = 0x11000, 0x12000
-        c.erase(a)  # the link check marked the flash: this erase unprotects (and clears the mark)
+        c.erase(a)  # the link check armed the one-shot: this erase unprotects
         assert dev.flash.read(a, 0x1000) == b"\xff" * 0x1000
         # A CheckCRC without the link check that the client normally sends afterwards re-protects:
         c.crc_raw(c._wire(a), c._wire(a) + 0x1000)
         c.erase(b)
         assert dev.flash.read(b, 0x1000) == t_flash[b : b + 0x1000]  # acknowledged, silently ineffective
-        # Our client's crc() re-links, so the next erase works.
+        # Our client's crc() re-links: the next erase works on 1.0.5, and is dropped again on 1.0.4.
         c.crc(a, 0x1000)
         c.erase(b)
-        assert dev.flash.read(b, 0x1000) == b"\xff" * 0x1000
+        erased = dev.flash.read(b, 0x1000) == b"\xff" * 0x1000
+        assert erased is relink_helps
+        if not relink_helps:  # a reset clears 1.0.4's memory of the CheckCRC
+            dev.reset()
+            assert c.link(1.0)
+            c.erase(b)
+            assert dev.flash.read(b, 0x1000) == b"\xff" * 0x1000
 
 
 def test_16_stock_n_flash_is_protected_until_unprotected(n_flash):
@@ -217,11 +229,19 @@ def test_24_reset_before_linking_misses_the_boot_window(n_flash):
 
 
 def test_25_t_leaves_download_mode_when_idle(t_flash):
-    with sim_url("BK7231T", t_flash, idle_timeout=0.2) as (url, dev):
+    """REALCODE.md B.11: after a LinkCheck and a silence the T bootloader reboots through its watchdog: a new
+    boot window (a LinkCheck catches it again), then the application."""
+    with sim_url("BK7231T", t_flash, idle_timeout=0.2, boot_window=0.3) as (url, dev):
         c = BkClient(open_port(url))
         assert c.link(1.0)
-        time.sleep(0.35)
-        assert dev.state == "app" or (dev.pending() or True) and dev.state == "app"
+        resets = dev.resets
+        time.sleep(0.3)
+        dev.pending()  # the simulated chip moves on when the host looks
+        assert dev.resets == resets + 1 and dev.state == "window"
+        assert c.link(0.5)  # caught in the new boot window
+        time.sleep(0.25 + 0.35)  # silent again: idle reset, and this time the window closes
+        dev.pending()
+        assert dev.state == "app"
         with pytest.raises(ProtocolError):
             c.command(Cmd.CHECK_CRC, struct.pack("<II", 0x11000, 0x12000), timeout=0.2)
 

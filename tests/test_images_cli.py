@@ -53,7 +53,7 @@ def test_image_text(files, capsys) -> None:
 
 def test_image_missing_file(tmp_path, capsys) -> None:
     assert main(["image", str(tmp_path / "nope.bin")]) == 1
-    assert "Cannot read" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
 
 
 @pytest.fixture()

@@ -76,3 +76,33 @@ def test_saved_text_log_is_masked_and_private(tmp_path: Path):
     assert _mode(saved) == 0o600 and _mode(saved.parent) == 0o700
     raw = saved.parent / "serial-raw.bin"
     assert _mode(raw) == 0o600 and b"hunter2-wifi" in raw.read_bytes()
+
+
+# (line, secret that must not survive, text that must stay)
+MASK_TABLE = [
+    ("passwd:my secret phrase", "secret phrase", "passwd:"),
+    ("password Hunter2", "Hunter2", "password "),
+    ("Wifi_Password my wifi pw\r", "my wifi pw", "\r"),
+    ("passwd[8]:12345678", "12345678", "passwd[8]:"),
+    ('{"ssid":"Home","pass":"a\\"b, c;d","x":1}', 'b, c;d', '"ssid":"Home"'),
+    ("{'psk':'it\\'s; mine'}", "mine", "psk"),
+    ("pass=ab,cd;ef", "cd;ef", "pass="),
+    ("local_key = 0123,4567", "4567", "local_key = "),
+    ("token: abc def", "def", "token: "),
+    ('"pass":"cut-off-by-another-task', "cut-off", '"pass":'),
+    ("Info:MAIN:Using Pass [hunter 2]", "hunter 2", "Using Pass ["),
+    ("ssid:Home  key:abc def", "abc def", "ssid:Home"),
+]
+HARMLESS = [
+    "keyfunc:1,key_pin:2,bt_key_lv:0", "Using SSID [HomeNet]", "wrong password entered", "password is empty",
+    "bypass mode on", "token expired", "read key type fail:1", "wd key[wd_cfg_mem] is null", "[KEY] - pin:16",
+    'secret=""', "passwords: 3 tried",
+]
+
+
+def test_mask_table() -> None:
+    for line, secret, kept in MASK_TABLE:
+        masked = mask_secrets(line)
+        assert secret not in masked and MASK in masked and kept in masked, (line, masked)
+    for line in HARMLESS:
+        assert mask_secrets(line) == line, line

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
+from bkbench.core.images.placement import as_firmware, place
 from bkbench.core.session import Session
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultInjector, FaultPlan
@@ -162,15 +163,18 @@ def run_op(case: Case, url: str, lib: BackupLibrary, faults: FaultPlan | None, d
             if faults.disconnect_after is not None:
                 faults.disconnect_after += dev._host_bytes  # counted from now
             dev.faults = FaultInjector(faults)
+        # The calls the workbench's keys and the CLI make (b, w, v, restore), without the reboot that ends
+        # a write: the flash and the library are judged, not the boot.
         if case.op == "read":
             return s.read(case.start, len(case.data))
         if case.op == "backup":
-            return s.backup(lib)
+            return s.backup(lib).entry
         if case.op == "write":
-            return s.write(case.data, case.start, backup_first=False)
+            plan = place(as_firmware("data.bin", case.data), s.info.chip if s.info else None, offset=case.start)
+            return s.write_image(plan, backup_first=False, reboot=False)
         if case.op == "verify":
             return s.verify(case.data, 0)
-        return s.write(case.data, 0, allow_protected=True, backup_first=False)
+        return s.restore(case.data, include_bootloader=True, keep_rf=False, backup_first=False, reboot=False)
     finally:
         s.close()
 

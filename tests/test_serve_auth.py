@@ -193,6 +193,47 @@ def test_guessing_is_throttled(tmp_path: Path):
     _run(go())
 
 
+def test_one_guesser_does_not_lock_the_owner_out(tmp_path: Path):
+    """The throttle counts per peer address: ten wrong tokens from 127.0.0.2 get that address 429, while the
+    owner on 127.0.0.1 still gets in with the right token (and its own wrong guesses are its own count)."""
+    import aiohttp
+
+    async def go():
+        client, _marker = await _client(tmp_path, web.Guard(token=TOKEN, loopback=False))
+        base = f"http://127.0.0.1:{client.port}"
+        guesser = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0)))
+        try:
+            for i in range(web.MAX_FAILURES):
+                assert (await guesser.get(f"{base}/", params={"token": f"guess-{i}"})).status == 403
+            assert (await guesser.get(f"{base}/", params={"token": "another"})).status == 429
+            # While the guesser keeps trying, the owner's right token works at once, and then the cookie.
+            assert (await guesser.get(f"{base}/", params={"token": TOKEN}, allow_redirects=False)).status == 429
+            assert (await client.get("/", params={"token": "typo"})).status == 403
+            right = await client.get("/", params={"token": TOKEN}, allow_redirects=False)
+            assert right.status == 303 and "Set-Cookie" in right.headers
+            assert (await client.get("/")).status == 200
+            assert (await guesser.get(f"{base}/", params={"token": "more"})).status == 429
+        finally:
+            await guesser.close()
+            await _close(client)
+
+    _run(go())
+
+
+def test_throttle_memory_is_bounded_and_ipv6_counts_by_64(monkeypatch):
+    guard = web.Guard(token=TOKEN, loopback=False)
+    monkeypatch.setattr(web, "MAX_PEERS", 64)
+    for _ in range(web.MAX_FAILURES * 3):
+        guard.failed("10.0.0.1")
+    assert len(guard.failures["10.0.0.1"]) == web.MAX_FAILURES and guard.throttled("10.0.0.1")
+    for n in range(1000):  # a guesser with many addresses: memory stays bounded
+        guard.failed(f"10.1.{n // 256}.{n % 256}")
+    assert len(guard.failures) <= 64
+    assert not guard.throttled("192.0.2.7")
+    assert web.peer_key("2001:db8:1:2::1") == web.peer_key("2001:db8:1:2:ffff::9") != web.peer_key("2001:db8:1:3::1")
+    assert web.peer_key("::ffff:192.0.2.7") == "192.0.2.7" and web.peer_key("127.0.0.1") == "127.0.0.1"
+
+
 def test_static_files_no_listing_no_traversal(tmp_path: Path):
     async def go():
         client, _marker = await _client(tmp_path, web.Guard(loopback=True))

@@ -84,7 +84,7 @@ def test_exit_while_still_linking_cancels_at_once(tmp_path: Path):
         app = _app(tmp_path, scenario="silent")  # never answers: the link would go on trying
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.press("b")
-            assert await _until(pilot, lambda: app._linking is not None, 30)
+            assert await _until(pilot, lambda: app.linking, 30)
             app.post_message(messages.ExitApp())
             assert await _until(pilot, lambda: not app.is_running, 20, 0.1), "a linking session kept the app"
         return app

@@ -109,3 +109,36 @@ def test_the_demo_plug_after_openbk_logs_openbks_banner_and_heartbeat(monkeypatc
     assert parse_boot_log(obk).openbk == "OpenBK7231N 0.0.0-demo"
     assert "version unknown" not in obk and "TUYA" not in obk and "heart beat" not in obk
     assert obk.count("Info:MAIN:Time") >= 2  # OpenBK's own periodic line
+
+
+def test_simulated_openbk_judges_its_config_as_openbk_does(fixtures_dir, obk_images):
+    """The simulated OpenBK reads its config with OpenBK's loader rules (core/sim/obk_loader.py), not with
+    bkbench's parser: a good sector is used as it is, anything it rejects (no config, the old unsigned
+    checksum) is logged as OpenBK logs it and replaced by OpenBK's defaults in flash."""
+    from bkbench.core.analysis.obk_config import ObkConfig, tiny_crc8_unsigned
+
+    dev = create_device(None, fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin", boot_window=0.05)
+    ua = obk_images["BK7231N"]["ua"]
+    dev.flash.data[0x11000 : 0x11000 + len(ua)] = ua
+    off = 0x1D1000
+    stock = bytes(dev.flash.data[off : off + 0x1000])
+    log = uart_log(dev)  # the stock sector holds no OpenBK config
+    assert "Config crc or ident mismatch. Default config will be loaded." in log and "Started in AP mode" in log
+    saved = ObkConfig.parse(bytes(dev.flash.data[off : off + 0x1000]), "BK7231N")
+    assert bytes(dev.flash.data[off : off + 0x1000]) != stock
+    assert saved.get("longDeviceName") == "OpenBK7231N_FFF7C934" and saved.get("changeCounter") == 1
+    assert saved.get("wifi_ssid") == "" and not saved.pins()
+
+    good = ObkConfig.new(saved.get("mac"), "BK7231N")
+    good.set("wifi_ssid", "BenchNet")
+    dev.flash.data[off : off + 0x1000] = good.sector()
+    log = uart_log(dev)
+    assert "Correct config has been loaded with 0 changes count." in log and "Connecting to SSID [BenchNet]" in log
+    assert bytes(dev.flash.data[off : off + 0x1000]) == good.sector()  # used as it is, not rewritten
+
+    old = bytearray(good.sector())
+    old[3] = tiny_crc8_unsigned(bytes(old[4:3584]))  # what bkbench wrote before it matched OpenBK
+    dev.flash.data[off : off + 0x1000] = old
+    log = uart_log(dev)
+    assert "Config crc or ident mismatch" in log and "BenchNet" not in log
+    assert ObkConfig.parse(bytes(dev.flash.data[off : off + 0x1000])).get("wifi_ssid") == ""

@@ -144,4 +144,4 @@ def test_n_rom_answers_boot_version_with_07_and_t_with_its_string(n_flash, fixtu
         assert r is not None and r.payload == b"\x07"
     with sim_url("BK7231T", (fixtures_dir / "dumps" / T_DUMP).read_bytes()) as (url, _):
         r = ask(linked(url), Cmd.BOOT_VERSION)
-        assert r is not None and r.payload == b"BK7231S_1.0.5"
+        assert r is not None and r.payload == b"BK7231S_1.0.5\x00\x00\x00"  # NULs as the real code (REALCODE B.1)

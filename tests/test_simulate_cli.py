@@ -31,7 +31,9 @@ def test_cli_info_and_read_through_the_pty(simulated, tmp_path):
                           "--reset", "manual", "--timeout", "5"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
-    assert (info["chip"], info["bootloader"], info["boot_version"]) == ("BK7231T", "bk7231s 1.0.3", "BK7231S_1.0.3")
+    # the code's own version wins over the CRC tables' name, which stays as evidence (issue 19 item 6)
+    assert (info["chip"], info["bootloader"], info["boot_version"]) == ("BK7231T", "bk7231s 1.0.4", "BK7231S_1.0.4")
+    assert info["bootloader_table"] == "bk7231s 1.0.3"
     out = tmp_path / "part.bin"
     res = subprocess.run([sys.executable, "-m", "bkbench.core.cli.main", "read", "--port", path, "--start", "0",
                           "--length", "0x40000", "-o", str(out), "-q", "--reset", "manual", "--timeout", "5"],

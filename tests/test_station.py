@@ -116,12 +116,15 @@ def test_read_summary_table_and_single_port_unchanged(fixtures_dir: Path, tmp_pa
         assert head.split() == ["port", "chip", "MAC", "backup", "result", "time", "error"]
         assert rows[0].startswith(a) and " done " in rows[0] and "BK7231N" in rows[0]
         assert "2 of 2 done" in out and str(lib) in out
-        # One --port: today's single-chip output, no table.
+        # One --port: the single-chip output, no table; the library already holds this content (by the
+        # chip's block CRCs), so it is not read or stored again.
+        taken = rows[0].split()[3]
         code, out, err = cli(["read", "-p", a, "--library", str(lib)])
     assert code == 0, err
-    assert out.startswith("backup saved: ") and "result" not in out
-    saved = Path(out.split("backup saved: ", 1)[1].strip())
-    assert saved.read_bytes() == bytes(dev_a.flash.data)
+    assert out.startswith("backup already in the library (same content, not read again): ") and "result" not in out
+    saved = Path(out.rsplit(": ", 1)[1].strip())
+    assert saved.name == taken and saved.read_bytes() == bytes(dev_a.flash.data)
+    assert len(library_images(lib)) == 2
 
 
 # ---------------------------------------------------------------------------------------------- write
@@ -218,7 +221,7 @@ def test_cancel_stops_every_port_and_saves_no_partial_backup(fixtures_dir: Path,
 
     with sim_url("BK7231N", fixtures_dir / "dumps" / N_DUMP) as (a, _), \
             sim_url("BK7231T", fixtures_dir / "dumps" / T_DUMP) as (b, _):
-        st = Station([a, b], Plan(fresh_backup=True), baud=921600, library=BackupLibrary(lib),
+        st = Station([a, b], Plan(backup=True), baud=921600, library=BackupLibrary(lib),
                      on_event=on_event, log_dir=tmp_path / "logs")
         results = st.run(token)
     assert st.finished and [r.state for r in results] == ["cancelled", "cancelled"], results

@@ -115,7 +115,7 @@ async def test_config_editor_pins_from_tuya_and_cancel(fixtures_dir: Path, tmp_p
         pins = app.screen.config.pins()
         assert pins[26].role == "Rel" and pins[26].channel == 1
         assert pins[24].role == "BL0937SEL" and pins[7].role == "BL0937CF" and pins[6].role == "BL0937CF1"
-        assert "P26=Rel;1" in str(app.screen.query_one("#cfg-pins").render())
+        assert "P26=Rel;1" in app.screen.query_one("#cfg-pins", Input).value
         await pilot.press("ctrl+g")  # cancel: the pins were edited, so it asks first
         await pilot.pause(0.2)
         assert isinstance(app.screen, ConfirmScreen)

@@ -69,8 +69,9 @@ async def test_connect_silent_chip_says_check_wiring(tmp_path: Path):
         assert app.last_outcome[0] == "failed"
         assert app.op_pane.diagnosis.kind == "silent"
         text = shown_diagnosis(app)
-        assert "Nothing at all arrived on RX." in text
+        assert "Nothing at all arrived on RX in 3 s." in text
         assert "swap TX and RX" in text and "GND" in text
+        assert "Press c again after each change." in text  # after the window: the key that repeats it
 
 
 @sync
@@ -137,6 +138,9 @@ async def test_doctor_action_key_and_palette(tmp_path: Path):
         assert "Doctor: app-running" in app.last_outcome[1]
         assert app.last_outcome[0] == "failed"  # a diagnosis that found a problem is no "Doctor ok"
         assert "running a Tuya application" in shown_diagnosis(app)
+        assert "running a Tuya application" not in app.last_outcome[1]  # said once, in the diagnosis
+        logged = [t.split("): ", 1)[1] for t in app.op_pane.event_log.texts if " link attempt " in t]
+        assert logged and len(logged) == len(set(logged))  # each finding once, however its advice changes
     app = make_app(demo_device("bootloader", "none"), tmp_path)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("ctrl+p")
@@ -152,3 +156,37 @@ async def test_doctor_action_key_and_palette(tmp_path: Path):
         await pilot.press("2")
         await pilot.pause(0.2)
         assert not app.screen.has_class("-diag") and app.query_one("#pane-log").region.height > 0
+
+
+@sync
+async def test_doctor_uses_what_the_serial_log_already_showed(fixtures_dir: Path, tmp_path: Path):
+    """The seed plug (button on P10 = RX1, RX1 held low) runs its application; the serial log showed its boot
+    log before o was pressed, so the doctor names the button and does not call a quiet chip unwired."""
+    import uuid
+
+    from bkbench.core.sim.registry import create_device, register, unregister
+
+    name = f"seed-{uuid.uuid4().hex[:8]}"
+    dev = create_device(dump=fixtures_dir / "dumps" / "bk7231n-lspa9-clone-bl0937-plug.bin", scenario="rx1-held-low")
+    register(name, dev)
+    app = BkBenchApp(url=f"sim://@{name}", data_dir=tmp_path, ports_source=lambda: [], monitor=True, poll_ports=0,
+                     reset="manual", doctor_seconds=1.5)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            end = time.monotonic() + 10
+            while time.monotonic() < end and app.rx_capture is None:
+                await pilot.pause(0.1)
+            dev.reset()  # the user power-cycles the plug while watching the log: it boots and prints its log
+            while time.monotonic() < end and b"json cfg" not in app.rx_capture.text():
+                await pilot.pause(0.1)
+            await pilot.pause(0.6)  # the rest of the log: the doctor's own window hears at most a heartbeat
+            await pilot.press("o")
+            await settle(app, pilot)
+            diag = app.op_pane.diagnosis
+            assert diag.kind == "app-running", diag.evidence
+            assert "boot_log" not in diag.evidence  # its own window heard no boot log
+            text = " ".join(shown_diagnosis(app).split())
+            assert "its boot log (serial log) puts a button (bt1_pin) on P10 = RX1" in text
+            assert "Press o again" in text and "bkbench doctor" not in text
+    finally:
+        unregister(name)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bkbench.core.chips import MAX_FLASH
 from bkbench.tui.firmware import RecentFiles, assess
 from bkbench.tui.screens.analysis import AnalysisScreen
 from bkbench.tui.screens.config import ConfigScreen
@@ -112,7 +113,7 @@ def test_assess_refuses_wrong_chip_and_raw_without_offset(fixtures_dir: Path, tm
     v = assess(raw, "BK7231N", 0x200000, offset=0x1F0000)
     assert v.writable and v.request is not None and v.request.start == 0x1F0000
     big = tmp_path / "big.bin"
-    big.write_bytes(b"\0" * (0x400000 + 1))
+    big.write_bytes(b"\0" * (MAX_FLASH + 1))  # larger than the largest flash
     assert assess(big, "BK7231N", 0x200000).tag == "too big"
 
 

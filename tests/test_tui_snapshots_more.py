@@ -57,7 +57,7 @@ def test_snapshot_connect_failure_with_diagnosis(snap_compare, tmp_path: Path):
     # doctor says why. A query URL, not a registered device: the chip is created when the port opens, so its boot
     # log starts then and the doctor hears the Tuya lines however slow the machine is (opening the port drops
     # what a chip created earlier had already printed). link_timeout 2.5 s sits between the auto reset's repeats
-    # (every 2 s): always "2 DTR/RTS reset(s)".
+    # (every 2 s): always "2 resets by the DTR/RTS sequence ...".
     app = sim_app("bk7231n?scenario=app-running&wiring=none", tmp_path, link_timeout=2.5, doctor_seconds=2.0)
 
     async def before(pilot) -> None:
@@ -65,7 +65,7 @@ def test_snapshot_connect_failure_with_diagnosis(snap_compare, tmp_path: Path):
         await wait_until(pilot, lambda: not app.busy and app.op_pane.diagnosis_final)
         diag = app.op_pane.diagnosis
         assert app.last_outcome[0] == "failed" and diag.kind == "app-running", (app.last_outcome, diag)
-        assert "Tuya" in diag.title and "2 DTR/RTS reset(s)" in " ".join(diag.advice), diag
+        assert "Tuya" in diag.title and "2 resets by the DTR/RTS sequence" in " ".join(diag.advice), diag
         freeze_operation(app, 4.0, link_attempts=3)
         await pilot.pause(0.2)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bkbench.core.ops.events import Notice, Progress, SectorState, SectorUpdate, Stage
+from bkbench.core.chips import FAMILIES
+from bkbench.core.client import ChipInfo
+from bkbench.core.ops.events import Connected, Notice, Progress, SectorState, SectorUpdate, Stage
 from bkbench.core.station import ChipResult
 from bkbench.tui.app import BkBenchApp
 from bkbench.tui.screens.station import StationScreen
@@ -17,14 +19,20 @@ from test_tui_snapshots import _snapshots_in_tests_snapshots  # noqa: F401  (aut
 PORTS = ["/dev/ttyUSB0", "/dev/ttyUSB1", "/dev/ttyUSB2", "/dev/ttyUSB3"]
 
 
+def connected(chip: str, boot: str) -> Connected:
+    """The event a Session emits once the chip is identified (what the multi-port view learns the chip from)."""
+    info = ChipInfo(chip, FAMILIES[chip].dialect, boot, 0, baud=921600)
+    return Connected("connected", f"{chip} ({boot}) at 921600 baud", info)
+
+
 def stage_runs(app: BkBenchApp) -> None:
     """Four ports in four states: backing up, writing, done, failed (what a real run shows)."""
     runs = list(app.station)
     feeds = {
-        0: [Stage("connected", "BK7231N (bl_bk7231n 1.0.1) at 921600 baud"), Stage("read", "reading")]
+        0: [connected("BK7231N", "bl_bk7231n 1.0.1"), Stage("read", "reading")]
         + [SectorUpdate(a, SectorState.VERIFIED) for a in range(0, 0xDC000, 0x1000)]
         + [Progress(0xDC000, 0x200000, t=1.0), Progress(0xDC000 + 0x40000, 0x200000, t=5.0)],
-        1: [Stage("connected", "BK7231T (bk7231s 1.0.5) at 921600 baud"), Stage("read", "reading"),
+        1: [connected("BK7231T", "bk7231s 1.0.5"), Stage("read", "reading"),
             Stage("write", "writing 0x011000-0x12A000")]
         + [SectorUpdate(a, SectorState.WRITTEN) for a in range(0x11000, 0x33000, 0x1000)]
         + [Progress(0x22000, 0x119000, t=1.0)],

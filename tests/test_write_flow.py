@@ -35,7 +35,14 @@ def test_openbk_write_backup_first_then_banner(chip, kind, obk_images, fixtures_
     assert flash[0x11000 : 0x11000 + len(payload)] == payload
     assert flash[:0x11000] == stock[:0x11000]  # bootloader untouched
     rf = 0x1D0000 if chip == "BK7231N" else 0x1E0000
-    assert flash[rf:] == stock[rf:]  # calibration, config and Tuya storage untouched
+    cfg = rf + 0x1000
+    assert flash[rf:cfg] == stock[rf:cfg] and flash[cfg + 0x1000 :] == stock[cfg + 0x1000 :]  # RF, Tuya storage
+    if flash[cfg : cfg + 0x1000] != stock[cfg : cfg + 0x1000]:
+        # Not bkbench: the simulated OpenBK booted, rejected the stock bytes there and saved its defaults,
+        # as the real firmware does (core/sim/obk_loader.py).
+        from bkbench.core.analysis.obk_config import ObkConfig
+
+        assert ObkConfig.parse(flash[cfg : cfg + 0x1000], chip).get("changeCounter") == 1
     backups = list((datadir / "data" / "backups").glob("*.bin"))
     assert len(backups) == 1 and backups[0].read_bytes() == stock
     assert "banner seen" in capsys.readouterr().err or True
@@ -218,3 +225,18 @@ def test_cli_write_of_a_full_dump_is_a_restore_keeping_rf(fixtures_dir, datadir,
     data = other.read_bytes()
     assert flash[:0x11000] == chip_flash[:0x11000] and flash[0x1D0000:0x1D1000] == chip_flash[0x1D0000:0x1D1000]
     assert flash[0x11000:0x1D0000] == data[0x11000:0x1D0000] and flash[0x1D1000:] == data[0x1D1000:]
+
+
+def test_verify_file_after_a_t_write_compares_what_the_write_left(obk_images, fixtures_dir, datadir, capsys):
+    """An OpenBK UA image ends mid-sector; the T bootloader's CheckCRC hashes whole 256-byte blocks only
+    (REALCODE.md B.2, modelled by core/sim). `verify FILE` compares the image's last sector as the write left
+    it (erased past the image), so a good write is not called different."""
+    stock = (fixtures_dir / "dumps" / DUMPS["BK7231T"]).read_bytes()
+    f = datadir / "openbk.ug.bin"
+    f.write_bytes(obk_images["BK7231T"]["ota"])  # converted to its UA image by both commands
+    assert len(obk_images["BK7231T"]["ua"]) % 256  # the case: a ragged end
+    with sim_url("BK7231T", stock, wiring="none") as (url, _dev):
+        assert main(["write", "--port", url, str(f), "--no-backup", "--no-reboot", "-q"]) == 0
+        capsys.readouterr()
+        assert main(["verify", "--port", url, str(f), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["ok"] is True

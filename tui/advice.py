@@ -10,6 +10,13 @@ RESET_INSTRUCTION = ("short CEN to GND for about a quarter second (or power-cycl
                      "GND connected)")
 
 _REPLACEMENTS: tuple[tuple[str, str], ...] = (
+    # The doctor's final advice names the command that repeats it: here that is a key.
+    (r"Run `bkbench doctor [^`]*--reset manual[^`]*` and", "Set Reset to manual in the Ports pane (1), press o and"),
+    (r"Run `bkbench doctor [^`]*` again", "Press o again"),
+    (r"Run the command again", "Press c again"),
+    (r"so listen longer \(--seconds \d+\)", "so run the doctor again (o) and wait"),
+    (r"\(then --reset auto works\)", "(then Reset: auto works)"),
+    (r"\(--reset (power:GPIO\d+);", r"(Reset: \1;"),
     (r"or use --reset manual and short CEN to GND by hand", "or set Reset to manual in the Ports pane (1) and "
                                                            "short CEN to GND by hand"),
     (r"--reset manual", "Reset: manual in the Ports pane (1)"),

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bkbench.core.backups import BackupLibrary
 from bkbench.core.layout import subtract_ranges
-from bkbench.core.ops.events import CancelToken
 from textual import events, messages, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -46,7 +46,7 @@ __all__ = [
 UNATTENDED_FINISH_S = 600.0
 
 
-class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, WorkflowsMixin, StationMixin, App[int]):
+class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, WorkflowsMixin, StationMixin):
     CSS_PATH = "app.tcss"
     TITLE = "bkbench"
     COMMANDS = App.COMMANDS | {OperationsProvider}
@@ -109,9 +109,9 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.reset = reset
         self.link_timeout = link_timeout
         self.doctor_seconds = doctor_seconds
-        self.keep_trying = keep_trying  # a manual-reset link waits until cancelled (no fixed give-up)
-        self._linking: Any = None  # the Session while it links (its .diagnosis is polled)
-        self._prefer_log = False  # the user asked for the log while a diagnosis is shown (wide layout)
+        self.keep_trying = keep_trying
+        self.linking = False
+        self._prefer_log = False
         self.data_dir = Path(data_dir) if data_dir else None
         # The demo lists its simulated plugs only: the machine's own ports (a PC's /dev/ttyS0) were offered
         # in its multi-port view, and `a` selected them for a backup (issue 22).
@@ -121,20 +121,24 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.pump = EventPump()
         self.log_buffer = LogBuffer(raw_log=RawLog(self.logs_dir / "serial-raw.bin"), clock=clock)
         self.flash_model = FlashMapModel()
-        self.session: Any = None
-        self.chip_info: Any = None
-        self.monitor: Any = None
+        self.session = None
+        self.chip_info = None
+        self.unfinished_backups = {}
+        self.monitor = None
         self.monitor_url = ""
+        self.rx_capture = None  # what the serial log saw on monitor_url (core/link/capture.py), for the doctor
         self.busy = False
         self.op_name = ""
-        self.cancel_token: CancelToken | None = None
-        self.last_outcome: tuple[str, str] | None = None
+        self.cancel_token = None
+        self.last_outcome = None
         self.active_pane = "log"
-        self._library: Any = None
-        self.last_analysis: Any = None
-        self.last_cancel_record: Any = None
-        self.last_written: Any = None  # (name, segments, WriteRequest) of the last write: what `v` compares
-        self._main_screen: Any = None
+        self._library = None
+        self._station = None
+        self.last_analysis = None
+        self.last_cancel_record = None
+        self.last_written = None
+        self._written_mac = None
+        self._main_screen = None
         self._map_phase = ""
         self._unattended_quit = False  # an exit request arrived mid-operation: quit when it is over
         self._unattended_deadline = 0.0  # ... or cancel it between sectors after this (monotonic)
@@ -152,10 +156,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         return self.base_dir / "logs"
 
     @property
-    def library(self) -> Any:
+    def library(self) -> BackupLibrary:
         if self._library is None:
-            from bkbench.core.backups import BackupLibrary
-
             self._library = BackupLibrary(self.data_dir / "backups") if self.data_dir else BackupLibrary()
         return self._library
     def on_mount(self) -> None:
@@ -267,7 +269,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             answered,
         )
 
-    async def _on_exit_app(self, message: messages.ExitApp) -> None:
+    async def _on_exit_app(self, message: messages.ExitApp) -> None:  # type: ignore[override]
         """An exit nobody chose with ctrl+q (the browser of `bkbench serve` went away, SIGTERM) while an
         operation runs (here or in the multi-port view): finish it first, so a backup still lands in the
         library and a write is completed and verified, then quit. Still linking (nothing started on the
@@ -293,7 +295,7 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
                 self._quit_worker()
                 return
             late = time.monotonic() > self._unattended_deadline
-            if self.busy and (self._linking is not None or late) and self.cancel_token is not None:
+            if self.busy and (self.linking or late) and self.cancel_token is not None:
                 self.cancel_token.cancel()
             for run in runs:
                 if late or run.state.startswith("linking"):  # linking: nothing started on the chip yet

@@ -1,4 +1,5 @@
-"""An OpenBK config taken from a file (offline editing): a 4 KiB config sector or a full flash dump.
+"""An OpenBK config taken from a file (offline editing): a 4 KiB config sector or a full flash dump, loaded by
+the engine's one config loader (core/config_file.py, as `bkbench config set` loads it).
 
 The edited config is saved as a copy beside the file (or in the data dir when that folder is read-only):
 a sector file gets a new sector, a dump a copy of the dump with only the config sector replaced.
@@ -10,35 +11,40 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.analysis.obk_config import LEGACY_CRC_NOTE, ObkConfig
+from bkbench.core.analysis.tuya_pins import PinMapping
+from bkbench.core.config_file import ConfigSource, load_config
 from bkbench.core.errors import BkError
-from bkbench.core.layout import OBK_CONFIG_OFFSET
-
-SECTOR = 0x1000
+from bkbench.core.files import read_input_file
 
 
 @dataclass
 class ConfigFile:
     path: Path
-    data: bytes
-    config: ObkConfig
-    chip: str
-    offset: int | None  # where the sector sits in `data` (None: the file is the sector)
+    source: ConfigSource
     note: str
-    mapping: Any = None
+    mapping: PinMapping | None = None
+
+    @property
+    def config(self) -> ObkConfig:
+        return self.source.config
+
+    @property
+    def chip(self) -> str | None:
+        """The dump's chip, else the one a bare sector names itself after (else the connected chip's guess)."""
+        return self.source.chip or self.source.config.chip
+
+    @property
+    def offset(self) -> int | None:
+        return self.source.offset
 
     def target(self) -> Path:
-        suffix = "-edited.bin" if self.offset is None else "-with-config.bin"
+        suffix = "-edited.bin" if self.source.offset is None else "-with-config.bin"
         return self.path.with_name(self.path.stem + suffix)
 
     def save(self, cfg: ObkConfig, fallback_dir: Path | None = None) -> Path:
-        sector = cfg.sector()
-        if self.offset is None:
-            blob = sector
-        else:
-            blob = self.data[:self.offset] + sector + self.data[self.offset + SECTOR:]
+        blob = self.source.file_with(cfg)
         out = self.target()
         if out.resolve() == self.path.resolve():
             raise BkError("refusing to overwrite the source file")
@@ -56,39 +62,24 @@ class ConfigFile:
         return out
 
 
-def load_config_file(path: Path, chip_hint: str = "BK7231N") -> ConfigFile:
-    data = path.read_bytes()
-    if not data:
-        raise BkError("the file is empty")
-    if data[:3] == b"CFG" or len(data) <= SECTOR:
-        try:
-            cfg = ObkConfig.parse(data)
-            note = f"OpenBK config read from {path.name}; saved as a new file"
-        except BkError as exc:
-            cfg, note = ObkConfig.new(), f"{exc} Starting from OpenBK's defaults."
-        return ConfigFile(path, data, cfg, chip_hint, None, note)
-    from bkbench.core.images.recognize import recognize
-
-    info = recognize(data, path.name)
-    if info.format != "dump":
-        raise BkError(f"it is a {info.format} image, not a dump or an OpenBK config sector")
-    chip = info.chip or chip_hint
-    flash = data
-    if info.rotation:
-        from bkbench.core.images.recognize import unrotate
-
-        flash = unrotate(data, info.rotation)
-    offset = OBK_CONFIG_OFFSET.get(chip, OBK_CONFIG_OFFSET["BK7231N"])
+def load_config_file(path: Path, chip_hint: str | None = None) -> ConfigFile:
+    data = read_input_file(path, "config sector or flash dump")
+    source = load_config(data, fallback_chip=chip_hint, create=True)
+    dump = source.offset is not None
+    if source.created:
+        note = f"{source.created} Starting from OpenBK's defaults" + ("; saved as a copy of the dump." if dump else ".")
+    elif dump:
+        note = f"OpenBK config of the dump {path.name} (0x{source.offset:06X}); saved as a copy of the dump"
+    else:
+        note = f"OpenBK config read from {path.name}; saved as a new file"
+    if source.config.legacy_crc:
+        note = LEGACY_CRC_NOTE.replace("re-save it with `bkbench config set`", "saving here fixes it")
     mapping = None
-    try:
-        from bkbench.core.analysis.dump import analyze_dump
+    if dump:
+        try:
+            from bkbench.core.analysis.dump import analyze_dump
 
-        mapping = analyze_dump(flash).mapping
-    except Exception:
-        mapping = None
-    try:
-        cfg = ObkConfig.parse(flash[offset:offset + SECTOR])
-        note = f"OpenBK config of the dump {path.name} (0x{offset:06X}); saved as a copy of the dump"
-    except BkError as exc:
-        cfg, note = ObkConfig.new(), f"{exc} Starting from OpenBK's defaults; saved as a copy of the dump."
-    return ConfigFile(path, flash, cfg, chip, offset, note, mapping)
+            mapping = analyze_dump(source.data).mapping
+        except Exception:
+            mapping = None
+    return ConfigFile(path, source, note, mapping)

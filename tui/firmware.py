@@ -1,8 +1,9 @@
 """What a firmware file means for the connected chip (no Textual here: the picker screen shows it).
 
-`assess()` recognises a file (core.images.recognize), converts an OTA package (UG/RBL, the files
-tuya-cloudcutter ships) to the UA image that belongs at 0x11000 (core.images.builders) and plans the
-write for the chip. `RecentFiles` remembers the last files picked (a small JSON in the data dir).
+`assess()` reads a file with the engine's one safe reader and places it with the engine's one "file ->
+what to write where" (core/images/placement.py, the same as `bkbench write` and `station`): an OTA package
+(UG/RBL, the files tuya-cloudcutter ships) becomes the UA image that belongs after the bootloader, a full
+dump is a restore. `RecentFiles` remembers the last files picked (a small JSON in the data dir).
 """
 
 from __future__ import annotations
@@ -13,24 +14,49 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bkbench.core.chips import MAX_FLASH
+from bkbench.core.errors import BkError
+from bkbench.core.images.placement import Firmware, as_firmware, place
+from bkbench.core.images.recognize import WritePlan, recognize, unrotate
 from bkbench.core.layout import layout_for
 
-MAX_FILE = 0x400000  # nothing bigger fits in a BK7231 flash
+MAX_FILE = MAX_FLASH  # nothing bigger fits in a Beken flash
 FIRMWARE_SUFFIXES = (".bin", ".rbl", ".img", ".ug", ".ota")
 
 
 @dataclass
 class WriteRequest:
+    """A picked file, placed for the chip: what the Write key hands to the engine."""
+
     path: Path
-    start: int
-    payload: bytes
-    description: str
-    includes_bootloader: bool = False
+    firmware: Firmware
+    plan: WritePlan
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def start(self) -> int:
+        return self.plan.start
+
+    @property
     def end(self) -> int:
-        return self.start + len(self.payload)
+        return self.plan.end
+
+    @property
+    def payload(self) -> bytes:
+        return self.plan.payload
+
+    @property
+    def description(self) -> str:
+        return self.plan.description + (" (converted from the OTA package)" if self.firmware.converted_from else "")
+
+    @property
+    def includes_bootloader(self) -> bool:
+        return self.plan.includes_bootloader
+
+    @property
+    def flash(self) -> bytes:
+        """A picked full dump in flash order (what a restore writes)."""
+        return unrotate(self.firmware.data, self.firmware.info.rotation)
 
 
 @dataclass
@@ -59,15 +85,13 @@ def _where(req: WriteRequest, chip: str) -> list[str]:
 def assess(path: Path, chip: str, flash_size: int, offset: int | None = None, replace_bootloader: bool = False,
            convert: bool = True) -> Verdict:
     """Judge `path` for `chip`. With `convert`, an OTA package is turned into a UA image (takes seconds)."""
-    from bkbench.core.images.recognize import plan_write, recognize
+    from bkbench.core.files import read_input_file
 
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE:
-            return Verdict(path, "too big", False, [f"{path.name}: {size} bytes, larger than any BK7231 flash."])
-        data = path.read_bytes()
-    except OSError as exc:
-        return Verdict(path, "unreadable", False, [f"Cannot read {path}: {exc.strerror or exc}"])
+        data = read_input_file(path, "firmware file")
+    except BkError as exc:
+        too_big = path.is_file() and path.stat().st_size > MAX_FILE
+        return Verdict(path, "too big" if too_big else "unreadable", False, [str(exc)])
     lines = [f"{path.name}: {len(data)} bytes (0x{len(data):X})"]
     try:
         info = recognize(data, path.name)
@@ -80,42 +104,38 @@ def assess(path: Path, chip: str, flash_size: int, offset: int | None = None, re
     lines.extend(f"note: {w}" for w in info.warnings if "never for UART" not in w)
     converted = ""
     if info.format in ("rbl", "ug"):
-        tag = f"{info.format.upper()} {ident}".strip()
+        tag = ota_tag = f"{info.format.upper()} {ident}".strip()
         if info.chip and info.chip != chip:
             lines.append(f"Cannot write: this OTA package is for {info.chip}, the chip is {chip}.")
             return Verdict(path, tag, False, lines)
         if not convert:
             lines.append("OTA package: converted to a UART image when picked.")
             return Verdict(path, tag + " → UA", True, lines)
-        from bkbench.core.images.builders import build_from_ota
-
-        try:
-            data = build_from_ota(data)["ua"]
-            info = recognize(data, path.stem + "_UA.bin")
-        except Exception as exc:
-            lines.append(f"Cannot convert this OTA package: {exc}")
-            return Verdict(path, tag, False, lines)
-        converted = (f"converted: {tag} package unpacked, its app re-encrypted as a UA image for 0x11000 "
-                     f"({len(data) // 1024} KiB); the chip's bootloader is kept")
-        lines.append(converted)
         tag += " → UA"
     else:
+        ota_tag = ""
         tag = {"qio": "QIO", "ua": "UA", "dump": "dump", "raw": "raw"}.get(info.format, info.format)
         tag = f"{tag} {ident}".strip()
-    if info.format == "raw" and offset is None:
+    try:
+        fw = as_firmware(path.name, data)
+    except BkError as exc:
+        lines.append(f"Cannot convert this OTA package: {exc}")
+        return Verdict(path, tag, False, lines)
+    if fw.converted_from:
+        where = f"0x{fw.info.write_offset or 0:X}"
+        converted = (f"converted: {ota_tag} package unpacked, its app re-encrypted as a UA image for {where} "
+                     f"({len(fw.data) // 1024} KiB); the chip's bootloader is kept")
+        lines.append(converted)
+    if fw.info.format == "raw" and offset is None:
         lines.append("Not a recognised image: give the flash offset to write it at (raw data).")
         return Verdict(path, tag, False, lines, needs_offset=True)
     try:
-        plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=offset,
-                          flash_size=flash_size)
-    except Exception as exc:  # ImageError: say why, refuse
-        hint = getattr(exc, "hint", "")
-        hint = hint.replace(f"(bkbench fetch --chip {chip.lower()})", "(f in this picker fetches it)")
+        plan = place(fw, chip, flash_size, offset=offset, replace_bootloader=replace_bootloader)
+    except BkError as exc:  # ImageError: say why, refuse
+        hint = exc.hint.replace(f"(bkbench fetch --chip {chip.lower()})", "(f in this picker fetches it)")
         lines.append(f"Cannot write: {exc}" + (f" {hint}" if hint else ""))
         return Verdict(path, tag, False, lines, converted=converted)
-    desc = plan.description + (" (converted from the OTA package)" if converted else "")
-    req = WriteRequest(path, plan.start, plan.payload, desc, plan.includes_bootloader,
-                       [w for w in info.warnings if "never for UART" not in w])
+    req = WriteRequest(path, fw, plan, [w for w in fw.info.warnings if "never for UART" not in w])
     return Verdict(path, tag, True, lines + _where(req, chip), req, converted)
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from textual import work
 
+from .state import AppState
 from .widgets.ports import PortsPane
 
 MONITOR_BAUD = 115200  # the application's UART log rate
 
 
-class MonitorMixin:
+class MonitorMixin(AppState):
     """BkBenchApp's serial-monitor handling (the workers run off the UI thread because opening can block)."""
 
     def on_ports_pane_chosen(self, message: PortsPane.Chosen) -> None:
@@ -35,14 +36,22 @@ class MonitorMixin:
         except ImportError:
             self.log_buffer.note("serial monitor not available in this engine build", "error")
             return
+        from bkbench.core.link.capture import RxCapture
+
+        capture = RxCapture()  # the link doctor reads the boot log and liveness from it
+
+        def on_data(data: bytes) -> None:
+            capture.feed(data)
+            self.log_buffer.feed(data)
+
         try:
-            mon = SerialMonitor(url, MONITOR_BAUD, on_data=self.log_buffer.feed, on_error=self._monitor_error)
+            mon = SerialMonitor(url, MONITOR_BAUD, on_data=on_data, on_error=self._monitor_error)
             mon.start()
         except Exception as exc:
             self.log_buffer.note(f"cannot open {url} for the log: {exc}", "error")
             self.call_from_thread(self.log_pane.set_port_state, "error")
             return
-        self.monitor, self.monitor_url = mon, url
+        self.monitor, self.monitor_url, self.rx_capture = mon, url, capture
         self.log_buffer.note(f"── log on {url} at {MONITOR_BAUD} baud ──")
         self.call_from_thread(self.log_pane.set_port_state, f"log {url}")
 

@@ -1,15 +1,17 @@
 """Engine events to the UI thread: a thread-safe pump filled by worker threads, drained in batches.
 
 Engine events arrive on a worker thread and go into the EventPump; a 10 Hz timer on the UI thread drains it,
-coalescing Progress and applying SectorUpdates to the flash-map model in bulk. While a Session links, its
-`diagnosis` (core.link.doctor) is polled by the same timer and shown in the Operation pane.
+coalescing Progress and applying SectorUpdates to the flash-map model in bulk. While a Session links, each
+LinkAttempt carries the link doctor's verdict so far (core.link.doctor), shown in the Operation pane.
 """
 
 from __future__ import annotations
 
 import threading
 
-from bkbench.core.ops.events import Event, LinkAttempt, Progress, SectorUpdate, Stage
+from bkbench.core.ops.events import BootLog, Event, LinkAttempt, Progress, SectorUpdate, Stage
+
+from .state import AppState
 
 
 class EventPump:
@@ -51,17 +53,19 @@ def coalesce(events: list[Event]) -> tuple[list[SectorUpdate], list[Event]]:
     return sectors, others
 
 
-class PumpMixin:
+class PumpMixin(AppState):
     """BkBenchApp's UI-thread side of the pump: drain, coalesce, apply to the flash map and Operation pane."""
 
     def drain_events(self) -> None:
         if not self._main_attached():
             return
-        self._poll_diagnosis()
         self._sync_diag_layout()
         events = self.pump.take()
         if not events:
             return
+        for ev in events:
+            if isinstance(ev, BootLog):  # the engine watched the boot: the serial log shows what it saw
+                self.log_buffer.feed(ev.data)
         # A write may start with an automatic backup: once the write itself starts, clear the
         # "read/verified" marks of that backup so the map shows what the write does.
         start = 0
@@ -76,25 +80,21 @@ class PumpMixin:
                     start = i
         self._apply_batch(events[start:])
 
-    def _poll_diagnosis(self) -> None:
-        """While a Session links: show the doctor's current diagnosis (set by the worker every 0.25 s)."""
-        session = self._linking
-        diag = getattr(session, "diagnosis", None) if session is not None else None
-        if diag is None:
+    def _show_link_attempt(self, ev: LinkAttempt) -> None:
+        """While a Session links: the doctor's verdict so far, the RX count and the reset method."""
+        if ev.diagnosis is None or not self.linking:
             return
-        doctor = getattr(session, "doctor", None)
-        strategy = getattr(doctor, "strategy", None)
-        if strategy is not None:
-            self.op_pane.reset_method = strategy.describe()
-        rx = getattr(doctor, "rx_total", None)
-        if isinstance(rx, int):
-            self.op_pane.rx_bytes = rx
-        if diag is not self.op_pane.diagnosis:
-            self.op_pane.show_diagnosis(diag)
+        self.op_pane.reset_method = ev.method
+        self.op_pane.rx_bytes = ev.rx_bytes
+        if ev.diagnosis is not self.op_pane.diagnosis:
+            self.op_pane.show_diagnosis(ev.diagnosis)
             self._apply_layout()
 
     def _apply_batch(self, events: list[Event]) -> None:
         sectors, others = coalesce(events)
+        attempts = [ev for ev in others if isinstance(ev, LinkAttempt)]
+        if attempts:
+            self._show_link_attempt(attempts[-1])
         for ev in sectors:
             self.flash_model.set_state(ev.addr, ev.state, ev.size)
         if sectors or self.flash_model.dirty:

@@ -29,6 +29,7 @@ import logging
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -43,8 +44,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Logger = Callable[[str], None]
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-MAX_FAILURES = 10  # wrong secrets per FAILURE_WINDOW_S before every unauthenticated request gets 429
+MAX_FAILURES = 10  # wrong secrets from one peer per FAILURE_WINDOW_S before its unauthenticated requests get 429
 FAILURE_WINDOW_S = 60.0
+MAX_PEERS = 4096  # peers whose wrong secrets are remembered at once (the least recent is forgotten first)
 SESSION_ENDING_S = 900.0  # how long a session may finish its operation after its browser went away
 SLOT_WAIT_S = 5.0  # a reloaded page's new session waits this long for the old one to close
 STATIC_DIR = Path(textual_serve.__file__).resolve().parent / "static"
@@ -76,7 +78,8 @@ class Guard:
     loopback: bool = True
     cookie_name: str = "bkbench_session"
     session_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    failures: list[float] = field(default_factory=list)
+    # Wrong secrets per peer (see peer_key), most recent last: one guesser must not lock the owner out.
+    failures: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)
 
     @property
     def open(self) -> bool:
@@ -96,10 +99,29 @@ class Guard:
             return False
         return _same(given, self.password)
 
-    def throttled(self) -> bool:
+    def throttled(self, peer: str) -> bool:
+        """Has this peer sent MAX_FAILURES wrong secrets within the window? Others are not affected."""
         now = time.monotonic()
-        self.failures[:] = [t for t in self.failures if now - t < FAILURE_WINDOW_S]
-        return len(self.failures) >= MAX_FAILURES
+        times = self.failures.get(peer)
+        if times is None:
+            return False
+        times[:] = [t for t in times if now - t < FAILURE_WINDOW_S]
+        if not times:
+            del self.failures[peer]
+        return len(times) >= MAX_FAILURES
+
+    def failed(self, peer: str) -> None:
+        """Count one wrong secret from `peer`. Memory stays bounded: MAX_FAILURES times per peer, MAX_PEERS
+        peers; when full, expired peers go first, then the one whose last wrong secret is oldest."""
+        now = time.monotonic()
+        times = self.failures.pop(peer, [])
+        times = [t for t in times if now - t < FAILURE_WINDOW_S][-(MAX_FAILURES - 1):] + [now]
+        if len(self.failures) >= MAX_PEERS:
+            for key in [k for k, v in self.failures.items() if not v or now - v[-1] >= FAILURE_WINDOW_S]:
+                del self.failures[key]
+            while len(self.failures) >= MAX_PEERS:
+                self.failures.popitem(last=False)
+        self.failures[peer] = times
 
     def set_cookie(self, response: web.StreamResponse, secure: bool) -> None:
         response.set_cookie(self.cookie_name, self.session_key, httponly=True, samesite="Strict", path="/",
@@ -113,6 +135,21 @@ def _same(given: str, expected: str) -> bool:
 
 def _client(request: web.Request) -> str:
     return request.remote or "?"
+
+
+def peer_key(address: str) -> str:
+    """Whom the wrong-secret throttle counts: an IPv4 address, or an IPv6 /64 (one host holds a whole /64,
+    so counting single IPv6 addresses would give a guesser endless fresh ones). Behind a reverse proxy every
+    browser is the proxy; X-Forwarded-For is not trusted (any peer could write it)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _refuse(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -129,12 +166,13 @@ def guard_middleware(guard: Guard, log: Logger):
             return _refuse(403, "bkbench: this workbench answers only to localhost addresses")
         if guard.open or guard.cookie_ok(request):
             return await handler(request)
-        if guard.throttled():
-            return _refuse(429, "bkbench: too many wrong secrets; wait a minute")
+        peer = peer_key(_client(request))
+        if guard.throttled(peer):
+            return _refuse(429, "bkbench: too many wrong secrets from your address; wait a minute")
         given = request.query.get("token")
         if given is not None and guard.token is not None:
             if not _same(given, guard.token):
-                guard.failures.append(time.monotonic())
+                guard.failed(peer)
                 log(f"refused {_client(request)}: wrong token")
                 return _refuse(403, "bkbench: wrong token")
             # Right token: trade it for the session cookie and drop it from the address bar and history.
@@ -146,12 +184,12 @@ def guard_middleware(guard: Guard, log: Logger):
             return response
         verdict = guard.password_ok(request)
         if verdict:
-            response = await handler(request)
-            if not response.prepared:  # a websocket is under way already; its page got the cookie
-                guard.set_cookie(response, request.secure)
-            return response
+            reply = await handler(request)
+            if not reply.prepared:  # a websocket is under way already; its page got the cookie
+                guard.set_cookie(reply, request.secure)
+            return reply
         if verdict is False:
-            guard.failures.append(time.monotonic())
+            guard.failed(peer)
             log(f"refused {_client(request)}: wrong password")
         if guard.password is not None:
             return _refuse(401, "bkbench: password required",
@@ -353,8 +391,11 @@ class WorkbenchServer(Server):
         websocket = web.WebSocketResponse(heartbeat=15)  # a vanished browser is noticed within ~30 s
         await websocket.prepare(request)
         self.websockets.add(websocket)
+        async def close() -> None:
+            await websocket.close()
+
         session = Session(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
-                          close=websocket.close, download_manager=self.download_manager)
+                          close=close, download_manager=self.download_manager)
         await session.start(_cells(request.query.get("width", "80"), 80),
                             _cells(request.query.get("height", "24"), 24))
         self.live.add(session)

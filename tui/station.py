@@ -12,21 +12,15 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
-from bkbench.core.ops.events import CancelToken, Notice, Retry, Stage
+from bkbench.core.ops.events import CancelToken, Connected, Notice, Retry, Stage
+from bkbench.core.station import ChipResult, port_state
 
 from .pump import EventPump, coalesce
 from .widgets.flashmap import FlashMapModel
 from .widgets.operation import OperationState
 
 FINAL_STATES = ("done", "failed", "cancelled")
-
-
-def _port_state(event: object, current: str) -> str:
-    from bkbench.core.station import port_state
-
-    return port_state(event, current)
 
 
 @dataclass
@@ -42,7 +36,7 @@ class PortRun:
     flash: FlashMapModel = field(default_factory=FlashMapModel)
     op: OperationState = field(default_factory=OperationState)
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=400))
-    result: Any = None  # core.station.ChipResult of the last run
+    result: ChipResult | None = None  # of the last run
     cancel: CancelToken | None = None
     running: bool = False
     pump: EventPump = field(default_factory=EventPump)
@@ -59,13 +53,13 @@ class PortRun:
         self.flash.reset()
         self.log(f"── {what} ──")
 
-    def finish(self, result: Any) -> None:
+    def finish(self, result: ChipResult) -> None:
         """The worker's ChipResult: the state column shows the outcome, the log says what was done."""
         self.drain()  # the last events before the outcome
         self.running, self.cancel, self.result = False, None, result
-        self.state = str(getattr(result, "state", "failed") or "failed")
-        self.error = str(getattr(result, "error", "") or "")
-        self.chip = str(getattr(result, "chip", "") or self.chip)
+        self.state = result.state or "failed"
+        self.error = result.error
+        self.chip = result.chip or self.chip
         self.op.finished = time.monotonic()
         self.op.outcome = self.state
         self.op.stage, self.op.message = "", ""
@@ -88,7 +82,7 @@ class PortRun:
         if not events:
             return False
         for ev in events:
-            self.state = _port_state(ev, self.state) or self.state
+            self.state = port_state(ev, self.state) or self.state
             if isinstance(ev, Stage):
                 if ev.name in ("read", "backup"):
                     self._phase = "read"
@@ -102,45 +96,43 @@ class PortRun:
             self.op.apply(ev)
             if isinstance(ev, Stage):
                 self.log(f"stage {ev.name}" + (f": {ev.message}" if ev.message else ""))
-                self._learn_chip(ev)
+            if isinstance(ev, Connected) and ev.info is not None:
+                self._learn_chip(ev.info.chip)
             elif isinstance(ev, Notice):
                 self.log(f"{ev.level}: {ev.message}")
             elif isinstance(ev, Retry):
                 self.log(f"retry #{ev.attempt} at 0x{ev.addr:06X}: {ev.reason}")
         return True
 
-    def _learn_chip(self, ev: Stage) -> None:
-        """The chip once connected ("BK7231T (bootloader ...) at 921600 baud"): its map takes its layout."""
+    def _learn_chip(self, chip: str) -> None:
+        """The chip once connected: its map takes its family's layout."""
         from bkbench.core.chips import FAMILIES
 
-        chip = ev.message.split(" ", 1)[0] if ev.name == "connected" else ""
         if chip in FAMILIES:
             self.chip = chip
             if chip != self.flash.chip:
                 self.flash = FlashMapModel(chip, self.flash.flash_size)
 
 
-def record_lines(result: Any, with_log: bool = True) -> list[str]:
+def record_lines(result: ChipResult | None, with_log: bool = True) -> list[str]:
     """A ChipResult as short lines (the record under the log, and the log's last line)."""
     if result is None:
         return []
     out = []
-    chip = " ".join(x for x in (getattr(result, "chip", ""), getattr(result, "mac", "")) if x)
-    seconds = getattr(result, "seconds", 0.0) or 0.0
-    retries = getattr(result, "retries", 0) or 0
-    if chip or seconds:
-        out.append(" · ".join(x for x in (chip, f"{seconds:.0f} s" if seconds else "",
-                                           f"{retries} retries" if retries else "") if x))
-    if getattr(result, "backup", ""):
-        taken = "taken now" if getattr(result, "backup_taken", False) else "already in the library"
+    chip = " ".join(x for x in (result.chip, result.mac) if x)
+    if chip or result.seconds:
+        out.append(" · ".join(x for x in (chip, f"{result.seconds:.0f} s" if result.seconds else "",
+                                           f"{result.retries} retries" if result.retries else "") if x))
+    if result.backup:
+        taken = "taken now" if result.backup_taken else "already in the library"
         out.append(f"backup: {_name(result.backup)} ({taken})")
-    if getattr(result, "wrote", ""):
+    if result.wrote:
         out.append(f"wrote: {result.wrote}")
-    if getattr(result, "error", ""):
-        out.append(str(result.error) + (f" ({result.hint})" if getattr(result, "hint", "") else ""))
-    if with_log and getattr(result, "log", ""):
+    if result.error:
+        out.append(result.error + (f" ({result.hint})" if result.hint else ""))
+    if with_log and result.log:
         out.append(f"log: {result.log}")
-    return out or [str(getattr(result, "state", ""))]
+    return out or [result.state]
 
 
 def _name(path: str) -> str:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from bkbench.core.ops.events import CancelToken
+from bkbench.core.station import ChipResult
 
+from .messages import PortDone, PortsFound
+from .state import AppState
 from .station import PortRun, StationModel
 
 PLANS = {  # key -> (what the port does, Plan fields)
@@ -22,11 +26,10 @@ PLANS = {  # key -> (what the port does, Plan fields)
 }
 
 
-class StationMixin:
+class StationMixin(AppState):
     """BkBenchApp's multi-port runner; the screen is tui/screens/station.py."""
 
-    station_ports: list[str] = []  # ports given on the command line (--port A --port B, --demo N)
-    _station: StationModel | None = None
+    _station_log_dir: Path | None = None  # one folder of port logs per app run
 
     @property
     def station(self) -> StationModel:
@@ -64,11 +67,12 @@ class StationMixin:
             found = list((self.ports_source or quick)())
         except Exception:  # a flaky sysfs read must not break the view
             found = []
-        self.call_from_thread(self._station_found, found)
+        self.post_message(PortsFound(found))
 
-    def _station_found(self, found: list[Any]) -> None:
+    def on_ports_found(self, message: PortsFound) -> None:
         model = self.station
-        new = [model.add(p.device, str(getattr(p, "adapter", "") or "")) for p in found if p.device not in model.ports]
+        new = [model.add(p.device, str(getattr(p, "adapter", "") or "")) for p in message.ports
+               if p.device not in model.ports]
         if new:
             self._station_changed(new)
 
@@ -121,7 +125,7 @@ class StationMixin:
         started = time.monotonic()
         shared = self._same_port(run.url)
         try:
-            from bkbench.core.station import ChipResult, Plan, run_port
+            from bkbench.core.station import Plan, run_port
 
             if shared:  # the single-port view's log (or a held session) owns this port: take it over
                 self._drop_session()
@@ -130,20 +134,18 @@ class StationMixin:
                               on_event=run.pump.sink, cancel=cancel, log=self._station_log(run.url),
                               link_timeout=self.link_timeout)
         except Exception as exc:  # a bug must end as one failed port, not a stuck row
-            from bkbench.core.station import ChipResult
-
             result = ChipResult(run.url, "failed", error=f"unexpected error: {exc!r}",
                                 seconds=time.monotonic() - started)
         finally:
             if shared:
                 self._resume_monitor()
-        self.call_from_thread(self._station_port_done, run, result)
+        self.post_message(PortDone(run, result))
 
-    def _station_log(self, url: str):
+    def _station_log(self, url: str) -> Path:
         """This port's own log file (0600, secrets masked by the engine): one folder per app run."""
         from bkbench.core.station import log_name
 
-        if getattr(self, "_station_log_dir", None) is None:
+        if self._station_log_dir is None:
             self._station_log_dir = self.logs_dir / f"station-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         names = [log_name(r.url) for r in self.station]
         name = log_name(url)
@@ -151,7 +153,8 @@ class StationMixin:
             name = f"{list(self.station.ports).index(url) + 1}-{name}"
         return self._station_log_dir / name
 
-    def _station_port_done(self, run: PortRun, result: Any) -> None:
+    def on_port_done(self, message: PortDone) -> None:
+        run, result = message.run, message.result
         run.finish(result)
         self._station_changed([run])
         self.refresh_bindings()
@@ -165,8 +168,8 @@ class StationMixin:
     def station_report(self) -> list[str]:
         if self._station is None:
             return []
-        return [f"{r.url}: {r.state} in {getattr(r.result, 'seconds', 0.0):.0f} s" + (f": {r.error}" if r.error else "")
-                for r in self._station if r.result]
+        return [f"{r.url}: {r.state} in {r.result.seconds:.0f} s" + (f": {r.error}" if r.error else "")
+                for r in self._station if r.result is not None]
 
     def cancel_station(self, runs: list[PortRun]) -> int:
         n = 0

@@ -1,36 +1,46 @@
-"""The workflows (UI side and worker bodies): connect, doctor, backup, write, verify, restore, analysis
-and the OpenBK config editor. Each body runs in the operation worker (operations.py)."""
+"""The workflows' dialogs and their one engine call each: connect, doctor, backup, write, verify, restore,
+analysis and the OpenBK config editor. Each body runs in the operation worker (operations.py) and calls the
+Session method the CLI calls for the same action (core/session.py); only rendering and dialogs live here."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from bkbench.core.errors import BkError
-from bkbench.core.layout import protected_ranges, subtract_ranges
-from bkbench.core.ops.events import CancelToken, SectorState, SectorUpdate
+from bkbench.core.backups import BackupEntry, StorageError
+from bkbench.core.chips import DEFAULT_CHIP
+from bkbench.core.errors import BkError, VerifyFailed
+from bkbench.core.layout import OBK_CONFIG_OFFSET, SECTOR, Partition
+from bkbench.core.ops.events import CancelToken, Notice
+from bkbench.core.session import Session
 from textual import work
 
+from .firmware import WriteRequest
+from .messages import AnalysisReady
 from .ranges import ranges_text
 from .screens.analysis import AnalysisScreen
 from .screens.backups import BackupsScreen
 from .screens.config import ConfigScreen, confirm_text
 from .screens.confirm import ConfirmScreen
-from .screens.write import WriteRequest, WriteScreen
+from .screens.write import WriteScreen
+from .state import AppState, Written
 from .widgets.flashmap import FlashMapModel
+
+if TYPE_CHECKING:
+    from bkbench.core.analysis.device_apply import EntryPlan
 
 
 class DoctorFound(BkError):
     """The link doctor ran to the end and found a problem (its diagnosis is shown in the pane)."""
 
 
-class WorkflowsMixin:
+class WorkflowsMixin(AppState):
     """BkBenchApp's workflows, started from key bindings, the command palette and the backups library."""
 
     def action_connect(self) -> None:
-        def body(_session: Any, _cancel: CancelToken) -> str:
-            info = self.chip_info
-            return f"connected to {getattr(info, 'chip', '?')}; the chip waits in its bootloader (d releases it)"
+        def body(_session: Session | None, _cancel: CancelToken) -> str:
+            chip = self.chip_info.chip if self.chip_info is not None else "?"
+            return f"connected to {chip}; the chip waits in its bootloader (d releases it)"
 
         if self.session is not None and not self.busy:
             self.notify("Already connected; d releases the port.")
@@ -40,79 +50,53 @@ class WorkflowsMixin:
     def action_doctor(self) -> None:
         """Run the link doctor (read-only: listen, link with the reset method, probe, identify)."""
 
-        def body(_session: Any, cancel: CancelToken) -> str:
+        def body(_session: Session | None, cancel: CancelToken) -> str:
             from bkbench.core.link.doctor import diagnose
 
             self._drop_session()  # the doctor opens the port itself
-            dump = None
             try:
                 found = self.backups_for_chip() if self.chip_info is not None else []
-                dump = found[0].path if found else None  # its Tuya config names what sits on P10/P11
-            except Exception:
-                dump = None
+            except BkError:
+                found = []
+            dump = found[0].path if found else None  # its Tuya config names what sits on P10/P11
+            prior = self.rx_capture if self.monitor_url == self.url else None  # what the serial log saw
             diag = diagnose(self.url, reset=self.reset, seconds=self.doctor_seconds, sink=self.pump.sink,
-                            dump=dump, cancel=cancel)
+                            dump=dump, cancel=cancel, prior=prior)
             self.call_from_thread(self._show_final_diagnosis, diag)
             if diag.kind != "ok":  # a diagnosis that found a problem is not an "ok" toast
-                raise DoctorFound(f"{diag.kind}: {diag.title}")
+                # the title and advice are on screen below: the outcome names the verdict only (no repeat)
+                raise DoctorFound(f"{diag.kind} (what to do is shown below)")
             return f"{diag.kind}: {diag.title}"
 
         self.start_operation("Doctor", body, needs_chip=False)
 
+    # -- backup ----------------------------------------------------------------------------------
     def action_backup(self) -> None:
         self.start_operation("Backup", self._do_backup)
 
-    _partial_backup: Any = None  # (chip key, OperationRecord, buffer) of a cancelled backup
+    def _do_backup(self, session: Session | None, cancel: CancelToken) -> str:
+        """The engine's backup: read only when the library holds no image of this content (a stopped backup
+        of the same content is continued), checked against the chip's block CRCs, then saved."""
+        from bkbench.core.analysis.devices import note_after_backup
 
-    def _do_backup(self, session: Any, cancel: CancelToken) -> str:
-        """Read the whole flash (resuming a cancelled backup of this chip), then store it unless the library
-        already holds the same content."""
-        import hashlib
-
-        from bkbench.core.errors import OperationCancelled
-        from bkbench.core.ops.events import Notice, OperationRecord
-        from bkbench.core.ops.flash_ops import read_flash
-
-        info = session.info
-        key = (info.chip, getattr(info, "mac", None), info.flash_size)
-        partial = self._partial_backup if self._partial_backup and self._partial_backup[0] == key else None
-        record, buf = (partial[1], partial[2]) if partial else (OperationRecord("read", 0, info.flash_size),
-                                                                bytearray(info.flash_size))
-        self.library.check_space(info.flash_size)  # before the chip is read: a full disk is said first
+        assert session is not None
         self.call_from_thread(self.flash_model.reset)
-        if partial:
-            done = sum(e - s for s, e in record.done)
-            self.pump.sink(Notice("info", f"resuming the cancelled backup: {done // 1024} KiB already read"))
-            for s, e in record.done:
-                self.pump.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
-
-        def run(client: Any) -> bytes:
-            return read_flash(client, 0, info.flash_size, self.pump.sink, cancel, record=record, into=buf)
-
         try:
-            resuming = getattr(session, "_resuming", None)
-            data = bytes(resuming("read", record, run) if resuming else run(session.client))
-        except OperationCancelled as exc:
-            exc.record = getattr(exc, "record", None) or record  # type: ignore[attr-defined]
-            self._partial_backup = (key, record, buf)
-            raise
-        self._partial_backup = None
-        digest = hashlib.sha256(data).hexdigest()
-        for entry in self.backups_for_chip():
-            if entry.meta.get("sha256") == digest:
-                return (f"identical to {Path(entry.path).name} ({entry.meta.get('time', 'earlier')}): "
-                        "not stored again")
-        try:
-            entry = self.library.save(data, session.backup_meta())
-        except BkError as exc:
-            if getattr(exc, "data", None) is not None:  # read and verified, but the library refused it
+            got = session.backup(self.library, cancel)
+        except StorageError as exc:
+            if exc.data is not None:  # read and verified, but the library refused it
                 self.call_from_thread(self.offer_save_retry, exc)
             raise
-        self.pump.sink(Notice("info", f"backup saved: {entry.path}"))
-        return f"saved {Path(entry.path).name} in the library"
+        name = got.entry.path.name
+        if not got.taken:
+            return f"already in the library: {name} holds this chip's content (not read again)"
+        # the closest community device list entry, when one is cached
+        note_after_backup(got.entry.path.read_bytes(), got.entry.meta.get("chip"),
+                          lambda text: self.pump.sink(Notice("info", text)))
+        return f"saved {name} in the library"
 
-    def offer_save_retry(self, exc: Any) -> None:
-        """A verified dump the library could not take (StorageError): say where it was rescued, offer a retry."""
+    def offer_save_retry(self, exc: StorageError) -> None:
+        """A verified dump the library could not take: say where it was rescued, offer a retry."""
         where = f"A copy was saved to {exc.fallback}." if exc.fallback else "It is only in memory now."
 
         def answered(yes: bool | None) -> None:
@@ -122,32 +106,36 @@ class WorkflowsMixin:
         self.push_screen(ConfirmScreen("The backup could not be saved", f"{exc}\n{where}\n"
                                        "Free some space or fix the folder, then retry.", yes="Retry [y]"), answered)
 
-    def _retry_save(self, exc: Any) -> None:
+    def _retry_save(self, exc: StorageError) -> None:
+        assert exc.data is not None and exc.meta is not None
         try:
             entry = self.library.save(exc.data, exc.meta)
-        except BkError as again:
+        except StorageError as again:
             self.call_from_thread(self.offer_save_retry, again)
             return
-        self.call_from_thread(self.notify, f"Backup saved: {Path(entry.path).name}")
+        self.call_from_thread(self.notify, f"Backup saved: {entry.path.name}")
 
+    # -- write -----------------------------------------------------------------------------------
     def action_write(self) -> None:
         if self.busy:
             self.notify("An operation is running.", severity="warning")
             return
-        chip = getattr(self.chip_info, "chip", None) or self.flash_model.chip
-        size = getattr(self.chip_info, "flash_size", None) or self.flash_model.flash_size
-        self.push_screen(WriteScreen(chip, size, self.chip_info is not None, data_dir=self.base_dir),
-                         self._write_chosen)
+        info = self.chip_info
+        chip = info.chip if info is not None else self.flash_model.chip
+        size = info.flash_size if info is not None else self.flash_model.flash_size
+        self.push_screen(WriteScreen(chip, size, info is not None, data_dir=self.base_dir), self._write_chosen)
 
     def _write_chosen(self, request: WriteRequest | None) -> None:
         if request is None:
             return
         warn = "\n".join(f"warning: {w}" for w in request.warnings)
+        then = ("A backup is made first if this chip has none. Then restore (the chip keeps its RF calibration), "
+                "verify and reboot." if request.plan.dump else
+                "A backup is made first if this chip has none. Then write, verify and reboot.")
         body = (f"{request.path.name}\n{request.description}\n"
                 f"flash 0x{request.start:06X}..0x{request.end:06X} ({len(request.payload) // 1024} KiB)"
                 + (" INCLUDING THE BOOTLOADER" if request.includes_bootloader else "")
-                + "\nA backup is made first if this chip has none. Then write, verify and reboot."
-                + (f"\n{warn}" if warn else ""))
+                + f"\n{then}" + (f"\n{warn}" if warn else ""))
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -155,52 +143,42 @@ class WorkflowsMixin:
 
         self.push_screen(ConfirmScreen("Write this image?", body, yes="Write [y]"), answered)
 
-    def _do_write(self, session: Any, cancel: CancelToken, request: WriteRequest, keep_protected: bool = False
-                  ) -> str:
-        """Write (the engine backs the chip up first when the library has no backup of it), verify, and
-        leave the reboot to the caller. With keep_protected, the bootloader / RF calibration ranges are
-        left out of the write (restoring a dump must not replace this chip's calibration)."""
-        chip = getattr(self.chip_info, "chip", None) or self.flash_model.chip
-        segments = [(request.start, request.end)]
-        if keep_protected:
-            segments = subtract_ranges(segments, protected_ranges(chip))
+    def _do_write(self, session: Session | None, cancel: CancelToken, request: WriteRequest) -> str:
+        """The engine's write of a placed file (`bkbench write` does the same): a backup first when the
+        library has none of this content, the guarded write, the final compare, the reboot and its banner."""
+        assert session is not None
         self.call_from_thread(self.flash_model.reset)
-        # One guarded operation for all segments: one backup check, one outside check, one record. Only
-        # the bootloader is unlocked by an image that carries one, never the RF calibration.
-        spans = [(s, request.payload[s - request.start:e - request.start]) for s, e in segments]
-        allowed = {"bootloader"} if request.includes_bootloader and not keep_protected else set()
-        report = session.write_spans(spans, cancel, allow_regions=allowed, backup_library=self.library,
-                                     backup_first=True)
-        written, skipped = report.written, report.skipped
-        backup = getattr(report, "backup", None)
-        parts = [f"{written} sectors written, {skipped} identical"]
-        if backup is not None:
-            parts.append(f"backup first: {Path(backup.path).name}")
-        for s, e in segments:
-            verify = session.verify(request.payload[s - request.start:e - request.start], s, cancel)
-            self.last_written = (request.path.name, segments, request)
-            if not verify.ok:
-                for ms, me in verify.mismatched:
-                    self.pump.sink(SectorUpdate(ms, SectorState.FAILED, me - ms))
-                raise BkError(f"verify failed after the write: {ranges_text(verify.mismatched)} differ")
-        parts.append("verified")
-        parts.append("rebooted")
-        return ", ".join(parts)
+        try:
+            if request.plan.dump:
+                report = session.restore(request.flash, cancel, backup_library=self.library,
+                                         expected_chip=request.firmware.info.chip,
+                                         include_bootloader=request.includes_bootloader)
+            else:
+                report = session.write_image(request.plan, cancel, backup_library=self.library)
+        except VerifyFailed:
+            self.last_written = Written(request.path.name, session.written)
+            raise
+        self.last_written = Written(request.path.name, session.written)
+        parts = [f"{report.written} sectors written, {report.skipped} identical"]
+        if report.backup is not None:
+            parts.append(f"backup first: {Path(report.backup.path).name}")
+        return ", ".join(parts + ["verified", "rebooted"])
 
+    # -- verify ----------------------------------------------------------------------------------
     def action_verify(self) -> None:
         if self.last_written is not None:
-            self.verify_written(*self.last_written)  # right after a write: compare with what was written
+            self.verify_written(self.last_written)  # right after a write: compare with what was written
             return
         entry = self._newest_backup_or_say(
             "No backup of this chip to verify against: open the library (l) or back up (b).")
         if entry is not None:
             self.verify_against(entry)
 
-    def _newest_backup_or_say(self, none_text: str) -> Any | None:
+    def _newest_backup_or_say(self, none_text: str) -> BackupEntry | None:
         """The newest full backup of the connected chip, or None after telling the user why there is none."""
         try:
             found = self.backups_for_chip()
-        except Exception as exc:
+        except (BkError, OSError) as exc:
             self.notify(f"Backup library unavailable: {exc}", severity="error")
             return None
         if not found:
@@ -208,46 +186,41 @@ class WorkflowsMixin:
             return None
         return found[0]
 
-    def verify_against(self, entry: Any) -> None:
-        def body(session: Any, cancel: CancelToken) -> str:
-            data = self.library.load(entry)
-            self.call_from_thread(self.flash_model.reset)
-            report = session.verify(data, 0, cancel)
-            if report.ok:
-                self.pump.sink(SectorUpdate(0, SectorState.VERIFIED, len(data)))
-                return f"the chip matches {Path(entry.path).name}"
-            for s, e in report.mismatched:
-                self.pump.sink(SectorUpdate(s, SectorState.FAILED, e - s))
-            raise BkError(f"the chip differs from {Path(entry.path).name} in {ranges_text(report.mismatched)}")
+    def verify_against(self, entry: BackupEntry) -> None:
+        name = entry.path.name
+        self._start_verify(name, lambda: [(0, self.library.load(entry))], f"the chip matches {name}",
+                           f"the chip differs from {name}")
 
-        self.start_operation("Verify", body)
+    def verify_written(self, written: Written) -> None:
+        spans = [(s, s + len(d)) for s, d in written.spans]
+        self._start_verify(written.name, lambda: written.spans,
+                           f"the chip matches the written {written.name} ({ranges_text(spans)})",
+                           f"the chip differs from the written {written.name}")
 
-    def verify_written(self, name: str, segments: list[tuple[int, int]], request: Any) -> None:
-        def body(session: Any, cancel: CancelToken) -> str:
+    def _start_verify(self, name: str, spans, same: str, differs: str) -> None:
+        def body(session: Session | None, cancel: CancelToken) -> str:
+            assert session is not None
+            todo = spans()
             self.call_from_thread(self.flash_model.reset)
             bad: list[tuple[int, int]] = []
-            for s, e in segments:
-                report = session.verify(request.payload[s - request.start:e - request.start], s, cancel)
-                if report.ok:
-                    self.pump.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
-                bad.extend(report.mismatched)
+            for start, data in todo:
+                bad += session.verify(data, start, cancel).mismatched  # the engine marks each sector
             if bad:
-                for s, e in bad:
-                    self.pump.sink(SectorUpdate(s, SectorState.FAILED, e - s))
-                raise BkError(f"the chip differs from the written {name} in {ranges_text(bad)}")
-            return f"the chip matches the written {name} ({ranges_text(segments)})"
+                raise BkError(f"{differs} in {ranges_text(bad)}")
+            return same
 
         self.start_operation("Verify", body)
 
+    # -- library and restore ---------------------------------------------------------------------
     def action_library(self) -> None:
         try:
             entries = self.library.list()
-        except Exception as exc:
+        except (BkError, OSError) as exc:
             self.notify(f"Backup library unavailable: {exc}", severity="error")
             return
         self.push_screen(BackupsScreen(entries, self.library), self._library_chosen)
 
-    def _library_chosen(self, choice: tuple[str, Any] | None) -> None:
+    def _library_chosen(self, choice: tuple[str, BackupEntry] | None) -> None:
         if not choice:
             return
         what, entry = choice
@@ -258,11 +231,12 @@ class WorkflowsMixin:
         elif what == "restore":
             self.restore(entry)
 
-    def restore(self, entry: Any) -> None:
-        name = Path(entry.path).name
+    def restore(self, entry: BackupEntry) -> None:
+        name = entry.path.name
         body = (f"Restore {name} ({entry.meta.get('chip', '?')}, {entry.meta.get('time', '')}) onto the chip.\n"
-                "Everything from 0x11000 to the end of the flash is rewritten (the bootloader is kept);"
-                " identical sectors are skipped. A backup is made first if this chip has none.")
+                "Everything after the bootloader to the end of the flash is rewritten (the bootloader and the "
+                "chip's RF calibration are kept); identical sectors are skipped. A backup is made first if this "
+                "chip has none. Then verify and reboot.")
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -270,19 +244,21 @@ class WorkflowsMixin:
 
         self.push_screen(ConfirmScreen("Restore this backup?", body, yes="Restore [y]"), answered)
 
-    def _do_restore(self, session: Any, cancel: CancelToken, entry: Any) -> str:
-        from bkbench.core.images.recognize import plan_write, recognize
-
+    def _do_restore(self, session: Session | None, cancel: CancelToken, entry: BackupEntry) -> str:
+        """The engine's restore (`bkbench restore` does the same): the dump checked against the chip, the chip's
+        bootloader and RF calibration kept, the final compare, the reboot."""
+        assert session is not None
         data = self.library.load(entry)
-        chip = getattr(self.chip_info, "chip", None) or entry.meta.get("chip") or "BK7231N"
-        size = getattr(self.chip_info, "flash_size", None) or len(data)
-        plan = plan_write(recognize(data, Path(entry.path).name), data, chip, flash_size=size)
-        # The engine's restore checks the dump against the chip (family, size, another device's MAC).
-        from bkbench.core.restore_check import check_restore_image
-
-        check_restore_image(data, session.info, entry.meta.get("chip"), sink=self.pump.sink)
-        request = WriteRequest(Path(entry.path), plan.start, plan.payload, plan.description)
-        return self._do_write(session, cancel, request, keep_protected=True)
+        self.call_from_thread(self.flash_model.reset)
+        try:
+            report = session.restore(data, cancel, backup_library=self.library, expected_chip=entry.meta.get("chip"))
+        finally:
+            if session.written:
+                self.last_written = Written(entry.path.name, session.written)
+        parts = [f"{report.written} sectors written, {report.skipped} identical"]
+        if report.backup is not None:
+            parts.append(f"backup first: {Path(report.backup.path).name}")
+        return ", ".join(parts + ["verified", "rebooted"])
 
     # -- analysis and the OpenBK config ----------------------------------------------------------
     def action_analyze(self) -> None:
@@ -291,46 +267,42 @@ class WorkflowsMixin:
             self.analyze_entry(entry)
 
     @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
-    def analyze_entry(self, entry: Any) -> None:
+    def analyze_entry(self, entry: BackupEntry) -> None:
         """Analyze a library dump off the UI thread, then show the report."""
-        from bkbench.core.analysis.dump import analyze_dump
-
-        name = Path(entry.path).name
-        try:
-            analysis = analyze_dump(self.library.load(entry))
-            result = analysis.to_json()  # secrets masked
-        except Exception as exc:
-            self.call_from_thread(self.notify, f"Cannot analyze {name}: {exc}", severity="error")
-            return
-        self.call_from_thread(self._show_analysis, analysis, result, name)
+        self._analyze(lambda: self.library.load(entry), entry.path.name)
 
     @work(thread=True, exclusive=True, group="analysis", exit_on_error=False)
     def analyze_file(self, path: Path) -> None:
         """Analyze any file off the UI thread (no chip needed): a dump, a Tuya KV region, an image."""
+        from bkbench.core.files import read_input_file
+
+        self._analyze(lambda: read_input_file(path, "file to analyze"), str(path))
+
+    def _analyze(self, load, source: str) -> None:
         from bkbench.core.analysis.dump import analyze_dump
 
         try:
-            analysis = analyze_dump(Path(path).read_bytes())
-            result = analysis.to_json()
+            analysis = analyze_dump(load())
+            result = analysis.to_json()  # secrets masked
         except Exception as exc:
-            self.call_from_thread(self.notify, f"Cannot analyze {Path(path).name}: {exc}", severity="error")
+            self.call_from_thread(self.notify, f"Cannot analyze {Path(source).name}: {exc}", severity="error")
             return
-        self.call_from_thread(self._show_analysis, analysis, result, str(path))
+        self.post_message(AnalysisReady(analysis, result, source))
 
-    def _show_analysis(self, analysis: Any, result: dict, source: str) -> None:
-        self.last_analysis = analysis
-        self._label_partitions(result)
+    def on_analysis_ready(self, message: AnalysisReady) -> None:
+        self.last_analysis = message.analysis
+        self._label_partitions(message.result)
 
-        def closed(what: str | None) -> None:
+        def closed(what: str | EntryPlan | None) -> None:
             if what == "edit":
                 self.action_config()
+            elif what is not None and not isinstance(what, str):  # a community entry to start the editor with
+                self.action_config(entry_plan=what)
 
-        self.push_screen(AnalysisScreen(result, source), closed)
+        self.push_screen(AnalysisScreen(message.result, message.source), closed)
 
     def _label_partitions(self, result: dict) -> None:
         """Draw the partitions the analysis found in the flash map when they differ from the default layout."""
-        from bkbench.core.layout import Partition
-
         chip, size = result.get("chip"), result.get("flash_size") or result.get("size")
         model = self.flash_model
         if chip != model.chip or size != model.flash_size:
@@ -345,33 +317,32 @@ class WorkflowsMixin:
             self.flash_pane.set_model(model)
             self.op_pane.log_line("flash map: partitions labelled from the analysis")
 
-    def action_config(self) -> None:
-        """Read the chip's OpenBK config sector, then open the editor."""
+    def action_config(self, entry_plan: EntryPlan | None = None) -> None:
+        """Read the chip's OpenBK config sector, then open the editor (with a community entry applied)."""
 
-        def body(session: Any, cancel: CancelToken) -> str:
-            from bkbench.core.analysis.obk_config import ObkConfig
-            from bkbench.core.layout import OBK_CONFIG_OFFSET
+        def body(session: Session | None, cancel: CancelToken) -> str:
+            from bkbench.core.config_file import load_config
 
-            chip = self.chip_info.chip
-            offset = OBK_CONFIG_OFFSET[chip]
+            assert session is not None and self.chip_info is not None
+            info = self.chip_info
+            offset = OBK_CONFIG_OFFSET.get(info.chip)
+            if offset is None:
+                raise BkError(f"OpenBK's config location on {info.chip} is not known: bkbench does not edit it there")
             self.call_from_thread(self.flash_model.reset)
-            sector = session.read(offset, 0x1000, cancel)
-            note = f"read from the chip at 0x{offset:06X}"
-            try:
-                cfg = ObkConfig.parse(sector)
-            except BkError as exc:
-                mac = getattr(self.chip_info, "mac", None)
-                cfg = ObkConfig.new(bytes.fromhex(mac.replace(":", "")) if mac else None)
-                note = f"{exc} Starting from OpenBK's defaults."
+            found = load_config(session.read(offset, SECTOR, cancel), info.chip, create=True, mac=info.mac)
+            note = (f"{found.created} Starting from OpenBK's defaults." if found.created
+                    else "Old bkbench checksum (OpenBK rejects it at boot): saving fixes it." if found.config.legacy_crc
+                    else f"read from the chip at 0x{offset:06X}")
             mapping = self._tuya_mapping()
-            self.call_from_thread(self._open_config_editor, cfg, mapping, note, chip, offset)
+            self.call_from_thread(self._open_config_editor, found.config, mapping, note, info.chip, offset,
+                                  entry_plan)
             return f"config sector 0x{offset:06X} read"
 
         self.start_operation("Read config", body)
 
     def edit_config_file(self, path: Path) -> None:
         """Edit the OpenBK config in a file (a 4 KiB config sector or a full dump) and save a copy."""
-        from bkbench.tui.configfile import load_config_file
+        from .configfile import load_config_file
 
         try:
             loaded = load_config_file(Path(path), self.flash_model.chip)
@@ -379,7 +350,7 @@ class WorkflowsMixin:
             self.notify(f"Cannot edit {Path(path).name}: {exc}", severity="error")
             return
 
-        def saved(new_cfg: Any) -> None:
+        def saved(new_cfg) -> None:
             if new_cfg is None:
                 return
             try:
@@ -390,10 +361,10 @@ class WorkflowsMixin:
             self.notify(f"Saved the edited config in {out} (the original file is unchanged).", timeout=10)
             self.op_pane.log_line(f"config saved: {out}")
 
-        self.push_screen(ConfigScreen(loaded.config, loaded.mapping, loaded.note, loaded.chip, loaded.offset,
-                                      save_label="Save to file"), saved)
+        self.push_screen(ConfigScreen(loaded.config, loaded.mapping, loaded.note, loaded.chip or DEFAULT_CHIP,
+                                      loaded.offset, save_label="Save to file"), saved)
 
-    def _tuya_mapping(self) -> Any:
+    def _tuya_mapping(self):
         """Worker thread: the Tuya pin mapping from the newest backup of this chip (None without one)."""
         try:
             found = self.backups_for_chip()
@@ -405,26 +376,28 @@ class WorkflowsMixin:
         except Exception:
             return None
 
-    def _open_config_editor(self, cfg: Any, mapping: Any, note: str, chip: str, offset: int) -> None:
+    def _open_config_editor(self, cfg, mapping, note: str, chip: str, offset: int,
+                            entry_plan: EntryPlan | None = None) -> None:
         # The editor asks "Write the OpenBK config?" itself: a "No" goes back to the edits, not away.
-        def saved(new_cfg: Any) -> None:
+        def saved(new_cfg) -> None:
             if new_cfg is not None:
-                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, new_cfg, offset))
+                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, new_cfg.sector()))
 
-        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, confirm=lambda edited: (
-            "Write the OpenBK config?", confirm_text(edited, chip, offset))), saved)
+        def ask(edited) -> tuple[str, str]:
+            return "Write the OpenBK config?", confirm_text(edited, chip, offset)
 
-    def _do_write_config(self, session: Any, cancel: CancelToken, cfg: Any, offset: int) -> str:
-        sector = cfg.sector()
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, entry_plan=entry_plan, confirm=ask), saved)
+
+    def _do_write_config(self, session: Session | None, cancel: CancelToken, sector: bytes) -> str:
+        """The engine's config write (`bkbench config write` does the same)."""
+        assert session is not None
         self.call_from_thread(self.flash_model.reset)
-        report = session.write(sector, offset, cancel, backup_library=self.library, confirm_sector=True)
-        verify = session.verify(sector, offset, cancel)
-        if not verify.ok:
-            raise BkError(f"the config sector differs after the write: {ranges_text(verify.mismatched)}")
+        report = session.write_config(sector, cancel, backup_library=self.library)
+        offset = session.written[0][0]
         parts = [f"config written at 0x{offset:06X} and verified"]
         if report.skipped and not report.written:
             parts = [f"config at 0x{offset:06X} already identical: nothing written"]
-        if getattr(report, "backup", None) is not None:
+        if report.backup is not None:
             parts.append(f"backup first: {Path(report.backup.path).name}")
         parts.append("d reboots the chip into it")
         return "; ".join(parts)

@@ -148,7 +148,7 @@ class _Key:
         return (m ^ hi_lo) & _M32
 
 
-_KEYS: dict[tuple[int, int, int, int], _Key] = {}
+_KEYS: dict[tuple[int, ...], _Key] = {}
 
 
 def keystream(address: int, length: int, coeffs: Coeffs = TUYA_COEFFS) -> bytes:

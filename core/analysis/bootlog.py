@@ -18,7 +18,9 @@ _CFG_MARK = re.compile(r"json cfg:\s*\[")
 _ITEM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:[^,:\[\]{}]*")
 _BOOT = re.compile(r"^V:(\S+)", re.M)
 _FLASH_ID = re.compile(r"\[Flash\]id:0x([0-9a-fA-F]+)")
-_SDK = re.compile(r"< TUYA IOT SDK V:(\S+)[^>\n]*>")
+# Every pattern here runs on logs of any length (a cut or garbled line may be a megabyte): each is written so
+# that no two quantifiers can trade the same characters, which keeps every search linear in the text.
+_SDK = re.compile(r"< TUYA IOT SDK V:([^\s>]{1,64})(?:[ \t][^>\n]{0,256})?>")
 _BUILD = re.compile(r"< (?:tuya_iot_lib )?BUILD AT:(\S+) BY (\S+)(?: FOR (\S+))? AT (\S+) >")
 _APP = re.compile(r"\] (oem_[A-Za-z0-9_]+):([0-9][0-9.]*)")
 _COMPILED = re.compile(r"firmware compiled at ([A-Za-z]{3} +\d+ \d{4} [\d:]+)")

@@ -13,7 +13,7 @@ from ..errors import BkError, ImageError
 from ..layout import BOOTLOADER_END, OBK_CONFIG_OFFSET, RF_OFFSET, layout_for
 from . import beken_code, tuya_kv, tuya_pins
 from .app_config import AppConfig, find_app_config
-from .obk_config import ObkConfig
+from .obk_config import LEGACY_CRC_NOTE, ObkConfig
 
 TLV_MAGIC = b"TLV\0"
 TLV_MAC_TAG = 0x11111102
@@ -186,7 +186,7 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
         return res
 
     full = info is not None and info.format == "dump"
-    if full:
+    if info is not None and full:
         if info.rotation:
             data = _unrotate(data, info.rotation)
             res.rotated = info.rotation
@@ -219,12 +219,15 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
     res.vault = tuya_kv.read_vault(data)
     if res.vault is not None:
         res.mapping = tuya_pins.mapping_for_vault(res.vault.user_param_key, res.vault.baud_cfg)
+        res.warnings += [p for p in res.vault.problems if "levels deep" in p]  # a crafted value, not kept quiet
 
     if full and chip in OBK_CONFIG_OFFSET:
         off = OBK_CONFIG_OFFSET[chip]
         if data[off : off + 3] == b"CFG":
             try:
-                res.obk_config = ObkConfig.parse(data[off : off + 0x1000])
+                res.obk_config = ObkConfig.parse(data[off : off + 0x1000], chip, allow_legacy=True)
+                if res.obk_config.legacy_crc:
+                    res.warnings.append(LEGACY_CRC_NOTE)
             except BkError as e:
                 res.warnings.append(str(e))
 
@@ -246,7 +249,8 @@ def analyze_dump(data: bytes) -> DumpAnalysis:
             elif part.kind == "rf" and res.mac and part.start == RF_OFFSET[chip]:
                 entry["status"] = f"TLV, MAC {res.mac}"
             elif part.kind == "obk_config" and res.obk_config is not None:
-                entry["status"] = f"OpenBK config v{res.obk_config.version}"
+                entry["status"] = f"OpenBK config v{res.obk_config.version}" + (
+                    " (old bkbench checksum: OpenBK rejects it)" if res.obk_config.legacy_crc else "")
             elif part.kind == "tuya_kv" and res.vault is not None:
                 entry["status"] = f"Tuya vault, {len(res.vault.entries)} keys"
             res.partitions.append(entry)

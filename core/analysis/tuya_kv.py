@@ -36,6 +36,9 @@ _KEY_PART_2 = b"HHRRQbyemofrtytf"
 SECRET_KEYS = frozenset({"gw_wsm"})
 _SECRET_FIELD = re.compile(r"(pass|pwd|psk|key$|token|secret|uuid|auz|ssid|fac_pin|random|wfb64)", re.I)
 MASK = "<secret>"
+# Tuya's values nest a few levels (user_param_key, gw_di); text nested deeper is kept as text, never parsed:
+# both parsers recurse per level, and a crafted value 1,000 levels deep would exhaust Python's stack.
+MAX_NESTING = 64
 
 
 def _aes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
@@ -189,17 +192,43 @@ def read_vault(data: bytes, offset: int | None = None) -> TuyaVault | None:
                     break
                 for pid in range(first, last + 1):
                     value += page(pbid, pid)
-            value = bytes(value[:length])
-            if not ok or len(value) != length:
+            data = bytes(value[:length])
+            if not ok or len(data) != length:
                 vault.problems.append(f"value of {name!r} is incomplete")
             if name in vault.entries:
                 vault.problems.append(f"duplicate key {name!r}")
                 continue
-            vault.entries[name] = KvEntry(name, value, block_id, page_id, sum(value) == csum)
+            vault.entries[name] = KvEntry(name, data, block_id, page_id, sum(data) == csum)
+            depth = nesting_depth(data.decode("latin-1"))
+            if depth > MAX_NESTING:
+                vault.problems.append(f"value of {name!r} nests {depth} levels deep (more than {MAX_NESTING}): "
+                                      "kept as text, not parsed")
     return vault
 
 
 # --- values --------------------------------------------------------------------------------------
+
+
+def nesting_depth(text: str) -> int:
+    """How deep `{`/`[` nest in `text` (brackets inside JSON strings not counted); one linear pass."""
+    depth = deepest = 0
+    in_str = False
+    for m in _NEST_TOKEN.finditer(text):
+        tok = m.group()
+        if in_str:
+            if tok == '"':
+                in_str = False
+        elif tok == '"':
+            in_str = True
+        elif tok in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif tok in "}]":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+_NEST_TOKEN = re.compile(r'\\.|[{}\[\]"]', re.S)  # an escaped char is one token, so \" never ends a string
 
 _UPK_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 
@@ -210,6 +239,9 @@ def parse_user_param_key(text: str) -> dict[str, Any]:
     Leading-zero numbers (`category:0505`) and dotted versions (`jv:1.0.5`) stay strings, as Tuya
     treats them. Nested `{}`/`[]` are supported; a trailing comma is allowed.
     """
+    depth = nesting_depth(text)
+    if depth > MAX_NESTING:
+        raise ValueError(f"nested {depth} levels deep (Tuya's configs nest a few): not parsed")
     tokens = re.findall(r"[{}\[\]:,]|[^{}\[\]:,]+", text.strip())
     pos = 0
 
@@ -264,6 +296,8 @@ def decode_value(name: str, raw: bytes) -> Any:
     if not all(32 <= c < 127 or c in (9, 10, 13) for c in text):
         return bytes(raw)
     s = text.decode("ascii")
+    if nesting_depth(s) > MAX_NESTING:
+        return s  # kept as text (read_vault names it among the vault's problems)
     try:
         return json.loads(s)
     except ValueError:

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# OpenBK ioRole_e order (new_pins.h); index == role number stored in the config sector.
+# OpenBK ioRole_e order (new_pins.h), spelled as OpenBK's htmlPinRoleNames[] (httpserver/new_http.c at
+# e1a8097); index == role number stored in the config sector.
 ROLE_NAMES: tuple[str, ...] = (
     "None", "Rel", "Rel_n", "Btn", "Btn_n", "LED", "LED_n", "PWM", "WifiLED", "WifiLED_n",
     "Btn_Tgl_All", "Btn_Tgl_All_n", "dInput", "dInput_n", "TglChanOnTgl", "dInput_NoPullUp",
@@ -21,15 +22,25 @@ ROLE_NAMES: tuple[str, ...] = (
     "BP5758D_DAT", "BP5758D_CLK", "BP1658CJ_DAT", "BP1658CJ_CLK", "PWM_n", "IRRecv", "IRSend",
     "Btn_NextColor", "Btn_NextColor_n", "Btn_NextDimmer", "Btn_NextDimmer_n", "AlwaysHigh", "AlwaysLow",
     "UCS1912_DIN", "SM16703P_DIN", "Btn_NextTemperature", "Btn_NextTemperature_n", "Btn_ScriptOnly",
-    "Btn_ScriptOnly_n", "DHT11", "DHT12", "DHT21", "DHT22", "CHT8305_SDA", "CHT8305_SCK", "SHT3X_SDA",
+    "Btn_ScriptOnly_n", "DHT11", "DHT12", "DHT21", "DHT22", "CHT83XX_SDA", "CHT83XX_SCK", "SHT3X_SDA",
     "SHT3X_SCK", "SoftSDA", "SoftSCL", "SM2235DAT", "SM2235CLK", "BridgeFWD", "BridgeREV", "Btn_SmartLED",
     "Btn_SmartLED_n", "DoorSnsrWSleep", "DoorSnsrWSleep_nPup", "BAT_ADC", "BAT_Relay", "TM1637_DIO",
     "TM1637_CLK", "BL0937SEL_n", "DoorSnsrWSleep_pd", "SGP_CLK", "SGP_DAT", "ADC_Button", "GN6932_CLK",
     "GN6932_DAT", "GN6932_STB", "TM1638_CLK", "TM1638_DAT", "TM1638_STB", "BAT_Relay_n", "KP18058_CLK",
     "KP18058_DAT", "DS1820_IO", "PWM_ScriptOnly", "PWM_ScriptOnly_n", "Counter_f", "Counter_r",
-    "IRRecv_nPup", "StripState", "StripState_n", "HLW8112_SCSN", "RCRecv", "RCRecv_nPup",
+    "IRRecv_nPup", "StripState", "StripState_n", "HLW_8112_SCSN", "RCRecv", "RCRecv_nPup", "Btn_pd",
+    "Btn_pd_n", "TglChanOnTgl_pd", "ShutterA", "ShutterB", "BtnShutterUp", "BtnShutterDown", "BL0939_SCLK",
+    "BL0939_MOSI", "BL0939_MISO",
 )  # fmt: skip
 ROLE_INDEX: dict[str, int] = {name: i for i, name in enumerate(ROLE_NAMES)}
+# Names OpenBK used before (configs, templates and scripts written then still carry them).
+OLD_ROLE_NAMES: dict[str, int] = {"CHT8305_SDA": 46, "CHT8305_SCK": 47, "HLW8112_SCSN": 86}
+_ROLE_FOLDED: dict[str, int] = {n.lower(): i for n, i in (*OLD_ROLE_NAMES.items(), *ROLE_INDEX.items())}
+
+
+def role_number(name: str) -> int | None:
+    """The role number of `name`, matched case-blind as OpenBK's PIN_ParsePinRoleName does (old names too)."""
+    return _ROLE_FOLDED.get(name.strip().lower())
 
 BK7231_GPIOS = frozenset(range(0, 29))
 UART1_PINS = {10: "RX1", 11: "TX1"}  # the flashing UART: circuitry on it interferes with flashing

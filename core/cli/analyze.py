@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.bootlog import parse_boot_log
+from ..analysis.devices import match_report, summary_lines
 from ..analysis.dump import analyze_dump
 from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
 from ..errors import BkError
-from .common import HelpFormatter, add_port_args, read_input_file, session_for
+from ..files import read_input_file
+from .common import HelpFormatter, add_port_args, session_for
 
 MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything bigger is not one
 
@@ -23,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         description="Say what is in a flash dump or a UART boot log: chip, bootloader, firmware (stock Tuya "
         "SDK or OpenBK), MAC, the decrypted Tuya KV storage, and the OpenBK pins and template derived from "
-        "Tuya's user_param_key. With --port the whole chip is read first (and kept as a backup).",
+        "Tuya's user_param_key, and the closest entries of OpenBK's community device list (once `bkbench fetch "
+        "--devices` has cached it). With --port the whole chip is read first (and kept as a backup).",
         epilog="examples:\n  bkbench analyze BACKUP.bin\n  bkbench analyze boot.log\n"
         "  bkbench analyze BACKUP.bin --json      (includes the OpenBK template)\n"
         "  bkbench analyze -p /dev/ttyUSB0",
@@ -104,6 +107,9 @@ def _human(r: dict[str, Any]) -> str:
             lines.append(f"Warning: {w}")
     for w in r.get("warnings", []):
         lines.append(f"Warning: {w}")
+    community = r.get("community") or {}
+    if community.get("status") not in (None, "no pins") and (m or {}).get("kind") in ("pins", "tuyamcu"):
+        lines += summary_lines(community)
     return "\n".join(dict.fromkeys(lines))  # a fact reached two ways is said once
 
 
@@ -112,13 +118,14 @@ def run(args: argparse.Namespace) -> int:
         # A live analysis reads the whole chip: keep that verified dump as a backup too.
         with session_for(args) as s:
             s.connect()
-            entry = s.backup(BackupLibrary(args.library))
+            entry = s.backup(BackupLibrary(args.library)).entry
         report = analyze_file(entry.path, args.show_secrets)
         report["backup"] = str(entry.path)
     elif not args.file:
         raise BkError("Give a dump or boot log FILE to analyse, or --port for the live chip.")
     else:
         report = analyze_file(args.file, args.show_secrets)
+    report["community"] = match_report(report)  # OpenBK's community device list, when one is cached
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
     else:

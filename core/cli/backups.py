@@ -24,8 +24,9 @@ def cmd_backups(args: argparse.Namespace) -> int:
         emit(args, report.to_json(), report.text())
         return 0 if report.ok else 2
     entries = lib.list()
-    lines = [f"{e.meta.get('time', '?'):<26} {e.meta.get('chip', '?'):<8} {e.meta.get('mac') or '-':<18} {e.path}"
-             for e in entries]
+    # str(): a hand-edited sidecar may hold any JSON there (a list, a number); a listing must not crash on it.
+    lines = [f"{str(e.meta.get('time', '?')):<26} {str(e.meta.get('chip', '?')):<8} "
+             f"{str(e.meta.get('mac') or '-'):<18} {e.path}" for e in entries]
     listed = {e.path for e in entries}
     unlisted = sorted(p for p in lib.root.glob("*.bin") if p not in listed) if lib.root.is_dir() else []
     if unlisted:  # cheap here; --check says what is wrong with each (and checks every SHA-256)

@@ -7,21 +7,17 @@ import json
 import math
 import os
 import signal
-import stat
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
+from ..chips import MAX_FLASH  # no offset or length beyond the largest flash means anything
 from ..errors import BkError
+from ..link.baud import SUPPORTED_BAUDS  # exactly the rates the session takes (checked before anything else)
 from ..ops.events import CancelToken, Notice
 from ..session import Session
 from .render import make_renderer
-
-# Rates a BK7231 bootloader and common USB adapters take (the baud ladder's rungs and two round ones).
-# Checked before anything else: a rate the chip cannot take would be tried, fail and be remembered.
-SUPPORTED_BAUDS = (115200, 230400, 460800, 500000, 921600, 1000000, 1500000, 2000000, 3000000)
-MAX_FLASH = 0x400000  # the largest BK7231 flash: no offset or length beyond it means anything
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -36,12 +32,12 @@ class HelpFormatter(argparse.HelpFormatter):
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (`bkbench: error: ...`) instead of the usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"bkbench: error: {message} (see `{self.prog} --help`)\n")
 
 
 def parse_int(text: str) -> int:
-    """Accept 0x11000, 69632, 1M, 64K: a flash offset or length, never negative or beyond 4 MiB."""
+    """Accept 0x11000, 69632, 1M, 64K: a flash offset or length, never negative or beyond the largest flash."""
     t = text.strip().lower().replace("_", "")
     mult = 1
     if t.endswith("k"):
@@ -101,27 +97,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def read_input_file(path: str | os.PathLike, what: str = "file", max_size: int = MAX_FLASH) -> bytes:
-    """Read a user-named input file, refusing before opening it what would hang or exhaust memory:
-    directories, FIFOs, devices (/dev/zero), and anything larger than a BK7231 flash."""
-    p = os.fspath(path)
-    try:
-        st = os.stat(p)
-    except OSError as exc:
-        raise BkError(f"{p}: {exc.strerror.lower() if exc.strerror else exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BkError(f"{p} is a directory, not a {what}")
-    if not stat.S_ISREG(st.st_mode):
-        raise BkError(f"{p} is not a regular file (a pipe or device); give a {what} saved on disk")
-    if st.st_size > max_size:
-        raise BkError(f"{p} is {st.st_size:,} bytes, larger than any {what} ({max_size:,} bytes at most)")
-    try:
-        with open(p, "rb") as fh:
-            return fh.read(max_size + 1)[: max_size]
-    except OSError as exc:
-        raise BkError(f"cannot read {p}: {exc.strerror or exc}") from None
-
-
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output that cannot be written, before any chip or file work is done."""
     p = os.fspath(path)
@@ -149,7 +124,8 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True, multi: bool
     p.add_argument("--baud", "-b", type=baud_rate, default=921600,
                    help="transfer baud rate (link is always 115200; default 921600, steps down if the adapter fails)")
     p.add_argument("--reset", default="auto",
-                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr or a sequence like R1|W0.1|R0")
+                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17 (CEN), power:GPIO27 "
+                   "(the module's supply through a transistor) or a sequence like R1|W0.1|R0")
     p.add_argument("--timeout", type=positive_seconds, default=20.0,
                    help="seconds to wait for the chip to answer (default 20)")
     p.add_argument("--flash-size", type=parse_int, default=None,
@@ -185,7 +161,7 @@ def session_for(args: argparse.Namespace, result_says: tuple[str, ...] = ()) -> 
         yield s
     except KeyboardInterrupt:
         # Aborted mid-sector by a second Ctrl-C: still say what is unfinished (a sector may be erased).
-        left = s.unfinished()
+        left = s.unfinished_write()
         if left:
             print(f"bkbench: aborted; {left}", file=sys.stderr)
         raise

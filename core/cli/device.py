@@ -6,13 +6,16 @@ import argparse
 from pathlib import Path
 
 from .. import remote_ports
+from ..analysis.devices import note_after_backup
 from ..backups import BackupLibrary, atomic_write
-from ..errors import BkError, ImageError
+from ..chips import MiB
+from ..errors import BkError
+from ..images.placement import compare_target, load_firmware, place
+from ..images.recognize import unrotate
 from ..ops.events import Notice
 from ..ports import list_ports
 from ..station import Plan
 from .common import HelpFormatter, add_port_args, check_output_path, emit, parse_int, session_for
-from .image import read_image_file
 from .station import ports_of, refuse_single_only, run_station, single
 
 RAW = HelpFormatter
@@ -66,10 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_read)
 
     p = _cmd(sub, "write", "write an image (recognised by content) with a backup first",
-             "Write a firmware file where its content says it belongs (QIO/UA at 0x11000, a full dump as a "
-             "restore, raw data at --start). A full verified backup is taken first unless this chip already "
-             "has one; only sectors that differ are written; everything is verified by CRC; then the chip is "
-             "rebooted and its boot banner checked. The file is checked before the chip is touched.",
+             "Write a firmware file where its content says it belongs (QIO/UA at 0x11000, a UG/RBL OTA package "
+             "converted to its UA image, a full dump as a restore, raw data at --start). A full verified backup "
+             "is taken first unless this chip already has one; only sectors that differ are written; everything "
+             "is verified by CRC and compared once more at the end; then the chip is rebooted and its boot "
+             "banner checked. The file is checked before the chip is touched.",
              ["bkbench write -p /dev/ttyUSB0 OpenBK7231N_QIO_1.18.219.bin",
               "bkbench image convert OpenBeken-v1.18.219_bk7231n.ug.bin -o obk.bin && "
               "bkbench write -p /dev/ttyUSB0 obk.bin",
@@ -93,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = _cmd(sub, "restore", "write a full backup back (RF calibration kept from the chip)",
              "Put a full dump (e.g. from the backup library) back on the chip: everything above the bootloader, "
-             "except the RF calibration / MAC sector, which the chip keeps. Differential and CRC-verified.",
+             "except the RF calibration / MAC sector, which the chip keeps. Differential and CRC-verified, "
+             "then rebooted (--no-reboot leaves it in its bootloader).",
              ["bkbench restore -p /dev/ttyUSB0 ~/.local/share/bkbench/backups/BK7231N-....bin",
               "bkbench backups     (to find the file)"])
     add_port_args(p)
@@ -104,16 +109,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--other-device", action="store_true",
                    help="allow restoring a dump of another device (another MAC) onto this chip")
     p.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
+    p.add_argument("--no-reboot", action="store_true", help="leave the chip in its bootloader afterwards")
     p.add_argument("--library", help="backup library directory (default: DATA_DIR/backups)")
     p.set_defaults(func=cmd_restore)
 
     p = _cmd(sub, "verify", "compare the chip with a file by CRC",
-             "Compare the chip with a file, 4 KiB at a time, by the chip's CRC (no full read); lists the "
-             "ranges that differ. Exit code 2 when they differ.",
+             "Compare the chip with a file, 4 KiB at a time, by the chip's CRC (no full read), where `bkbench "
+             "write FILE` puts it (a QIO/UA image or an OTA package after the bootloader, a full dump from 0, "
+             "raw data at --start); lists the ranges that differ. Exit code 2 when they differ.",
              ["bkbench verify -p /dev/ttyUSB0 BACKUP.bin", "bkbench verify -p /dev/ttyUSB0 --start 0x11000 app.bin"])
     add_port_args(p)
     p.add_argument("file", help="the file to compare with")
-    p.add_argument("--start", type=parse_int, default=0, help="flash address of the file's first byte (default 0)")
+    p.add_argument("--start", type=parse_int, default=None,
+                   help="flash address of the file's first byte (raw data; default: where a write of the file goes, "
+                        "0 for raw data and full dumps)")
     p.set_defaults(func=cmd_verify)
 
     p = _cmd(sub, "reboot", "reboot the chip into its firmware",
@@ -160,7 +169,7 @@ def _ports_text(ports: list) -> str:
 
 
 def _size_text(n: int) -> str:
-    return f"{n // 0x100000} MiB" if n % 0x100000 == 0 else f"{n // 1024} KiB"
+    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n // 1024} KiB"
 
 
 def _info_text(info) -> str:
@@ -168,6 +177,8 @@ def _info_text(info) -> str:
     j = info.to_json()
     rows = [("chip", j["chip"] + (f" (chip ID {j['chip_id']})" if j.get("chip_id") else ""))]
     boot = j.get("bootloader") or "not recognised"
+    if j.get("bootloader_table"):
+        boot += f" (CRC tables: {j['bootloader_table']})"
     rows.append(("bootloader", f"{boot}, CRC {j['boot_crc']}" + (f", version {j['boot_version']}"
                                                                    if j.get("boot_version") else "")))
     flash = _size_text(j["flash_size"])
@@ -178,6 +189,8 @@ def _info_text(info) -> str:
     rows.append(("flash", flash))
     rows.append(("MAC", j.get("mac") or "not found (no RF/TLV sector?)"))
     rows.append(("link", f"{j['baud']:,} baud ({j['dialect']} protocol)"))
+    if j.get("adapter"):
+        rows.append(("adapter", j["adapter"]))
     lines = [f"{k:<11} {v}" for k, v in rows]
     lines += [f"warning     {w}" for w in j.get("warnings") or []]
     return "\n".join(lines)
@@ -207,10 +220,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     if not single(args, ports):
         refuse_single_only(args, {"--output": args.output, "--start": args.start or None,
                                   "--length": args.length, "--efuse": args.efuse, "--rom": args.rom})
-        return run_station(args, ports, Plan(backup=True, fresh_backup=True))
+        return run_station(args, ports, Plan(backup=True))
     if args.efuse or args.rom:
-        from ..efuse import cmd_read_registers
-
         return cmd_read_registers(args)
     if args.output:
         check_output_path(args.output)  # before linking: a refusal after a 3-minute read helps nobody
@@ -226,8 +237,12 @@ def cmd_read(args: argparse.Namespace) -> int:
         info = s.connect()
         whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
         if args.output is None and whole:
-            entry = s.backup(BackupLibrary(args.library))
-            emit(args, {"ok": True, "path": str(entry.path), **entry.meta}, f"backup saved: {entry.path}")
+            got = s.backup(BackupLibrary(args.library))
+            text = (f"backup saved: {got.entry.path}" if got.taken else
+                    f"backup already in the library (same content, not read again): {got.entry.path}")
+            emit(args, {"ok": True, "path": str(got.entry.path), "taken": got.taken, **got.entry.meta}, text)
+            if got.taken and not getattr(args, "json", False):  # the closest community list entry, when cached
+                note_after_backup(Path(got.entry.path).read_bytes(), got.entry.meta.get("chip"), print)
             return 0
         data = s.read(args.start, args.length)
     out = Path(args.output or f"bkbench-{args.start:06x}-{len(data):x}.bin")
@@ -239,134 +254,77 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rehint(exc: ImageError, info, name: str, chip: str | None) -> ImageError:
-    """The engine's refusal with a hint naming the right file and flag for what this file is."""
-    fmt = info.format
-    if fmt in ("rbl", "ug"):
-        exc.hint = f"convert it to a UART image first: bkbench image convert {name} -o {Path(name).stem}-uart.bin"
-    elif fmt == "dump" and chip and info.chip and info.chip != chip:
-        exc.hint = (f"this dump is of a {info.chip}: to restore this {chip}, use one of its own backups "
-                    f"(bkbench backups); for OpenBK use the {chip} build (bkbench fetch --chip {chip.lower()})")
-    elif fmt == "raw" and "offset" in str(exc):
-        exc.hint = "add --start ADDRESS (e.g. --start 0x1D1000) to write raw data, or check the file with " \
-                   f"bkbench image {name}"
-    return exc
-
-
-def check_file_offline(data: bytes, name: str, start: int | None, replace_bootloader: bool):
-    """Everything about the file that needs no chip, before linking: its kind, size and placement."""
-    from ..images.recognize import plan_write, recognize
-
-    info = recognize(data, name)
-    chip = info.chip or "BK7231N"  # placement is the same on both; the family is checked after linking
-    try:
-        plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
-    except ImageError as exc:
-        raise _rehint(exc, info, name, None) from None
-    return info
-
-
-def plan_for_file(data: bytes, name: str, chip: str, start: int | None, replace_bootloader: bool):
-    """What to write where, decided by the file's content (images.recognize)."""
-    from ..images.recognize import check_compatible, plan_write, recognize
-
-    info = recognize(data, name)
-    try:
-        check_compatible(info, chip)
-        plan = plan_write(info, data, chip, replace_bootloader=replace_bootloader, offset=start)
-    except ImageError as exc:
-        raise _rehint(exc, info, name, chip) from None
-    return info, plan
-
-
 def cmd_write(args: argparse.Namespace) -> int:
     ports = ports_of(args)
     if not single(args, ports):
         refuse_single_only(args, {"--start": args.start, "--replace-bootloader": args.replace_bootloader,
                                   "--replace-rf": args.replace_rf, "--allow-protected": args.allow_protected,
                                   "--other-device": args.other_device})
-        # As with one port: the write verifies every sector by CRC; no second compare pass.
-        return run_station(args, ports, Plan(backup=not args.no_backup, image=Path(args.file), verify=False,
+        return run_station(args, ports, Plan(backup=not args.no_backup, image=Path(args.file),
                                              reboot=not args.no_reboot, differential=not args.full))
-    path = Path(args.file)
-    data = read_image_file(path)
-    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
-    check_file_offline(data, path.name, args.start, args.replace_bootloader)
+    fw = load_firmware(args.file)
+    place(fw, offset=args.start, replace_bootloader=args.replace_bootloader)  # before linking: kind, size, place
+    library = BackupLibrary(args.library)
+    if not args.no_backup:
+        library.check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
-        chip = s.connect().chip
-        image, plan = plan_for_file(data, path.name, chip, args.start, args.replace_bootloader)
-        s.sink(Notice("info", f"{path.name}: {plan.description}"))
-        if image.format == "dump":
+        info = s.connect()
+        plan = place(fw, info.chip, info.flash_size, offset=args.start, replace_bootloader=args.replace_bootloader)
+        if fw.note:
+            s.sink(Notice("info", fw.note))
+        s.sink(Notice("info", f"{fw.name}: {plan.description}"))
+        if plan.dump:
             # A full dump is a restore: the chip keeps its own RF calibration / MAC sector.
-            report = s.restore(data if not image.rotation else plan_payload_flash(image, data),
+            report = s.restore(unrotate(fw.data, fw.info.rotation),
                                include_bootloader=args.replace_bootloader or args.allow_protected,
-                               keep_rf=not (args.allow_protected or args.replace_rf),
-                               backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
-                               expected_chip=image.chip, accept_other_device=args.other_device)
+                               keep_rf=not (args.allow_protected or args.replace_rf), backup_library=library,
+                               backup_first=not args.no_backup, expected_chip=fw.info.chip,
+                               accept_other_device=args.other_device, reboot=not args.no_reboot)
         else:
             allowed = {"bootloader", "rf"} if args.allow_protected else set()
-            if args.replace_bootloader:
-                allowed.add("bootloader")
-            if args.replace_rf:
-                allowed.add("rf")
-            report = s.write(
-                plan.payload, plan.start,
-                allow_regions=allowed,
-                backup_library=BackupLibrary(args.library),
-                backup_first=not args.no_backup,
-                differential=not args.full,
-            )
-        if not args.no_reboot:
-            s.reboot()
-            s.confirm_boot(5.0)
-    emit(args, {"ok": True, "what": plan.description, "format": image.format, "start": plan.start,
+            allowed |= {"bootloader"} if args.replace_bootloader else set()
+            allowed |= {"rf"} if args.replace_rf else set()
+            report = s.write_image(plan, allow_regions=allowed, backup_library=library,
+                                   backup_first=not args.no_backup, differential=not args.full,
+                                   reboot=not args.no_reboot)
+    emit(args, {"ok": True, "what": plan.description, "format": fw.info.format, "start": plan.start,
                 "length": len(plan.payload), "written": report.written, "skipped": report.skipped,
                 "erased_only": report.erased_only, "backup": str(report.backup.path) if report.backup else None},
          f"{plan.description}: {report.summary()}, verified by CRC")
     return 0
 
 
-def plan_payload_flash(image, data: bytes) -> bytes:
-    """A rotated dump put back in flash order."""
-    from ..images.recognize import unrotate
-
-    return unrotate(data, image.rotation)
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    data = read_image_file(path)
-    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
+    fw = load_firmware(args.file, "full dump")
     if args.bootloader and not args.yes:
         raise BkError("restoring the bootloader can brick a BK7231T: add --yes to confirm")
-    from ..images.recognize import recognize
-
-    kind = recognize(data, path.name)
-    if kind.format != "dump":
-        raise BkError(f"{path.name} is {kind.description[:1].lower() + kind.description[1:]}, not a full flash "
-                      "dump; restore takes a backup", hint=f"to write firmware: bkbench write -p PORT {path.name}")
+    if not fw.is_dump:
+        kind = fw.info.description
+        raise BkError(f"{Path(args.file).name} is {kind[:1].lower() + kind[1:]}, not a full flash dump; restore takes "
+                      "a backup", hint=f"to write firmware: bkbench write -p PORT {Path(args.file).name}")
+    if not args.no_backup:
+        BackupLibrary(args.library).check_space(getattr(args, "flash_size", None))  # before the chip is touched
     with session_for(args) as s:
         info = s.connect()
-        from ..analysis.dump import identify_bootloader
-
-        found = identify_bootloader(data)
-        chip = found[0] if found else None
-        report = s.restore(data, include_bootloader=args.bootloader, keep_rf=not args.replace_rf,
+        report = s.restore(fw.data, include_bootloader=args.bootloader, keep_rf=not args.replace_rf,
                            backup_library=BackupLibrary(args.library), backup_first=not args.no_backup,
-                           expected_chip=chip, accept_other_device=args.other_device)
+                           expected_chip=fw.info.chip, accept_other_device=args.other_device,
+                           reboot=not args.no_reboot)
     emit(args, {"ok": True, "chip": info.chip, "written": report.written, "skipped": report.skipped,
-                "erased_only": report.erased_only}, f"restored {path.name}: {report.summary()}, verified by CRC")
+                "erased_only": report.erased_only}, f"restored {Path(args.file).name}: {report.summary()}, "
+                                                    "verified by CRC")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    data = read_image_file(path)
-    BackupLibrary(getattr(args, "library", None)).verify_file(path)  # a damaged library image is refused
+    fw = load_firmware(args.file, "file to compare")
     with session_for(args) as s:
-        s.connect()
-        report = s.verify(data, args.start)
-    emit(args, {"ok": report.ok, "mismatched": [[hex(a), hex(b)] for a, b in report.mismatched]},
+        info = s.connect()
+        start, data = compare_target(fw, info.chip, info.flash_size, args.start)
+        if start or fw.info.format in ("qio", "ua"):
+            s.sink(Notice("info", f"{Path(args.file).name}: compared at 0x{start:06X}, where a write of it goes"))
+        report = s.verify(data, start)
+    emit(args, {"ok": report.ok, "start": start, "mismatched": [[hex(a), hex(b)] for a, b in report.mismatched]},
          report.summary())
     return 0 if report.ok else 2
 
@@ -376,4 +334,23 @@ def cmd_reboot(args: argparse.Namespace) -> int:
         s.connect()
         s.reboot()
     emit(args, {"ok": True}, "rebooted")
+    return 0
+
+
+def cmd_read_registers(args: argparse.Namespace) -> int:
+    """`bkbench read --efuse | --rom`: save the bytes to a new file (never overwrites)."""
+    from ..efuse import read_efuse, read_rom
+
+    what = "efuse" if args.efuse else "rom"
+    out = Path(args.output or f"bkbench-{what}.bin")
+    if out.exists():
+        raise BkError(f"{out} exists; bkbench never overwrites a dump (choose another --output)")
+    with session_for(args) as s:
+        s.connect()
+        client = s._client()
+        data = read_efuse(client) if args.efuse else read_rom(client)
+    atomic_write(out, data)
+    note = "read twice, both reads agree" if args.efuse else "registers carry no CRC"
+    emit(args, {"ok": True, "path": str(out), "memory": what, "length": len(data)},
+         f"{what}: {len(data)} bytes ({note}) -> {out}")
     return 0

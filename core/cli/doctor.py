@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import shutil
+import textwrap
 
 from ..errors import BkError
+from ..files import read_input_file
 from ..link.baud import adapter_key, forget, remembered
 from ..link.doctor import diagnose
 from .common import HelpFormatter, emit, positive_seconds
@@ -26,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seconds 30\n  bkbench doctor -p /dev/ttyUSB0 --dump BACKUP.bin   (names what is on P10/P11)")
     p.add_argument("--port", "-p", required=True, help="serial port, by-id path or pyserial URL (sim://bk7231n)")
     p.add_argument("--reset", default="auto",
-                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17[,power=GPIO27] "
-                   "or a sequence like R1|W0.1|R0")
+                   help="reset method: auto, manual, dtr-rts, gui, rts, dtr, reboot, gpio:GPIO17[,power=GPIO27], "
+                   "power:GPIO27[,off=1] (a Pi GPIO switching the module's 3.3 V) or a sequence like R1|W0.1|R0")
     p.add_argument("--seconds", type=positive_seconds, default=10.0, help="how long to listen and link (default 10)")
     p.add_argument("--dump", help="a flash dump of this device: names what its config puts on P10/P11")
     p.add_argument("--forget-baud", action="store_true",
@@ -37,15 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
+def text_width() -> int:
+    """The terminal's width (80 in a pipe unless COLUMNS says otherwise), at most 100: advice is wrapped,
+    never cut."""
+    return max(40, min(100, shutil.get_terminal_size((80, 24)).columns))
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise BkError("--seconds must be positive")
     dump = None
-    if args.dump:
-        path = Path(args.dump)
-        if not path.is_file():
-            raise BkError(f"{path}: no such file")
-        dump = path
+    if args.dump:  # read like every other input: size-capped, never a FIFO or device, before linking
+        dump = read_input_file(args.dump, "flash dump")
     key = adapter_key(args.port)
     if args.forget_baud:
         forget(key)
@@ -61,11 +66,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     out = {"ok": diag.ok, "port": args.port, **diag.to_json()}
     if memory:
         out["baud_memory"] = memory
-    text = diag.text()
+    width = text_width()
     ev = diag.evidence
-    text += (f"\nseen: {ev.get('rx_bytes', 0)} bytes received, {ev.get('link_checks_sent', 0)} link checks sent, "
-             f"{ev.get('replies', 0)} replies, reset by {ev.get('reset_method', '?')}")
+    lines = [diag.text(width)]
+    seen = (f"seen: {ev.get('rx_bytes', 0)} bytes received, {ev.get('link_checks_sent', 0)} link checks sent, "
+            f"{ev.get('replies', 0)} replies, reset by {ev.get('reset_method', '?')}")
+    if ev.get("boot_banners"):
+        seen += f", {ev['boot_banners']} boot banner" + ("s" if ev["boot_banners"] > 1 else "")
+    if ev.get("adapter"):
+        seen += f", adapter {ev['adapter']}"
+    lines.append(textwrap.fill(seen, width, subsequent_indent="  "))
     if memory.get("good"):
-        text += f"\nthis adapter last worked at {memory['good']} baud"
+        lines.append(f"this adapter last worked at {memory['good']} baud")
+    text = "\n".join(lines)
     emit(args, out, text)
     return 0 if diag.ok else EXIT_PROBLEM

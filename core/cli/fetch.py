@@ -43,8 +43,53 @@ def _asset_name(rel, chip: str, variant: str | None) -> str:
         return ""
 
 
+def _devices(args: argparse.Namespace, as_json: bool) -> int:
+    """`fetch --devices [FILE]`: download OpenBK's community device list (or take a copy) into the cache."""
+    from ..analysis.device_list import MAX_LIST_SIZE, DeviceListNetworkError, DeviceListStore, default_url
+    from ..files import read_input_file
+
+    store = DeviceListStore(Path(args.cache_dir) / "devices" if args.cache_dir else None)
+    warning = ""
+    if isinstance(args.devices, str):  # a copy downloaded elsewhere (an offline Pi)
+        data = read_input_file(args.devices, "device list", MAX_LIST_SIZE)
+        dl = store.save(data, str(Path(args.devices).resolve()))
+        verb = "imported"
+    elif args.offline:
+        cached = store.load()
+        if cached is None:
+            raise BkError("Offline mode and no cached device list.",
+                          hint="Download it once with `bkbench fetch --devices`, or import a copy: "
+                          "bkbench fetch --devices FILE")
+        dl = cached
+        verb = "cached"
+    else:
+        try:
+            dl = store.fetch(args.devices_url or default_url())
+            verb = "downloaded"
+        except DeviceListNetworkError as exc:
+            cached = store.load()
+            if cached is None:
+                raise BkError(str(exc), hint="Check the network, or download devices.json elsewhere and import "
+                              "it: bkbench fetch --devices FILE") from None
+            dl, verb = cached, "cached"
+            warning = f"{exc} Keeping the cached list."
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"path": str(store.path), "source": dl.source, "fetched_at": dl.fetched_at,
+                          "entries": len(dl.entries), "version": dl.version, "sha256": dl.sha256,
+                          "status": verb, "warnings": [warning] if warning else []}, indent=2))
+    else:
+        print(f"Community device list {verb}: {len(dl.entries)} entries from {dl.source} "
+              f"({dl.fetched_at or 'time unknown'}), SHA-256 {dl.sha256[:16]}...")
+        print(store.path)
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     as_json = getattr(args, "json", False)
+    if args.devices is not None:
+        return _devices(args, as_json)
     client = ReleaseClient(api_base=args.api, cache_dir=args.cache_dir, offline=args.offline)
     if args.list:
         return _list(client, args, as_json)
@@ -83,13 +128,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fetch", help="download an OpenBK release image for a chip (cached)",
         formatter_class=HelpFormatter,
         description="Download the OpenBK UART image for a chip from the project's GitHub releases (the QIO file "
-        "for a BK7231N, UA for a BK7231T) into the cache, and print its path. Cached files are used offline.",
+        "for a BK7231N, UA for a BK7231T) into the cache, and print its path. Cached files are used offline. "
+        "With --devices, OpenBK's community device list instead, which `analyze` compares a dump with.",
         epilog="examples:\n  bkbench fetch --chip bk7231n\n  bkbench fetch --chip bk7231t --version 1.18.219 "
-        "-o obk.bin\n  bkbench fetch --list --count 3\n  bkbench fetch --chip bk7231n --offline")
+        "-o obk.bin\n  bkbench fetch --list --count 3\n  bkbench fetch --chip bk7231n --offline\n"
+        "  bkbench fetch --devices                 (OpenBK's community device list, for analyze)\n"
+        "  bkbench fetch --devices devices.json    (a copy downloaded elsewhere)")
     p.add_argument("--version", help="release tag (default: the latest release)")
     p.add_argument("--chip", type=str.lower, choices=sorted(CHIPS), help="chip family the image is for")
     p.add_argument("--variant", help="build variant (e.g. berry, tuyaMCU); default: the plain build")
     p.add_argument("--list", action="store_true", help="list releases and their files instead")
+    p.add_argument("--devices", nargs="?", const=True, metavar="FILE",
+                   help="download OpenBK's community device list (for `analyze`), or import a copy from FILE")
+    p.add_argument("--devices-url", default=None, metavar="URL",
+                   help="where --devices downloads from (env BKBENCH_DEVICES_URL; default OpenBK's web app)")
     p.add_argument("--count", type=positive_int, default=10, help="how many releases --list shows")
     p.add_argument("--output", "-o", help="also copy the image to this file")
     p.add_argument("--refresh", action="store_true", help="download again even if cached")

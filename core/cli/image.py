@@ -6,23 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ..chips import SUPPORTED_CHIPS
 from ..errors import ImageError
-from ..images.recognize import MAX_IMAGE_SIZE, ImageInfo, recognize
+from ..files import read_input_file
+from ..images.recognize import ImageInfo, recognize
 from .common import HelpFormatter, check_output_path
-
-
-def read_image_file(path: str | Path) -> bytes:
-    """Read a firmware file, refusing what cannot be a BK7231 image before loading it."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise ImageError(f"{p} is not a file.")
-        if size > MAX_IMAGE_SIZE:
-            raise ImageError(f"{p} is {size} bytes, larger than any BK7231 flash.")
-        return p.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"Cannot read {p}: {exc.strerror or exc}.") from None
 
 
 def format_info(info: ImageInfo, name: str = "") -> str:
@@ -61,7 +49,7 @@ def cmd_image(args: argparse.Namespace) -> int:
                          "FILE -o OUT.bin)")
     if args.output or args.chip:
         raise ImageError("-o/--chip belong to `bkbench image convert OTA_FILE -o OUT.bin`")
-    data = read_image_file(args.file)
+    data = read_input_file(args.file, "firmware file")
     info = recognize(data, Path(args.file).name)
     if getattr(args, "json", False):
         print(json.dumps(info.to_json(), indent=2))
@@ -80,13 +68,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not args.output:
         raise ImageError("give the file to write: bkbench image convert FILE.rbl -o OUT.bin")
     check_output_path(args.output)
-    data = read_image_file(args.ota)
+    data = read_input_file(args.ota, "OTA package")
     name = Path(args.ota).name
     info = recognize(data, name)
     if info.format not in ("rbl", "ug"):
         raise ImageError(f"{name} is a {info.format} file, not an OTA package (RBL/UG): "
                          + ("it can be written as it is" if info.write_offset is not None else "nothing to convert"))
-    chip = (args.chip or "").upper() or info.chip
+    chip = (args.chip or "").upper() or info.chip or ""
     if args.chip and info.chip and info.chip != chip:
         raise ImageError(f"{name} is built for {info.chip} (from its {info.chip_source}), not {chip}",
                          hint=f"download the {chip} build: bkbench fetch --chip {chip.lower()}")
@@ -131,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="firmware file (QIO, UA, RBL/UG, dump, ...), or `convert`")
     p.add_argument("ota", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--output", "-o", help="convert: the UART image to write")
-    p.add_argument("--chip", type=str.upper, choices=("BK7231N", "BK7231T"),
+    p.add_argument("--chip", type=str.upper, choices=SUPPORTED_CHIPS,
                    help="convert: the chip it is for (checked against the package)")
     # SUPPRESS keeps the main parser's --json when the flag is given before the command.
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

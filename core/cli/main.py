@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
-    out = []
+    out: list[argparse.ArgumentParser] = []
     for p in dict.fromkeys(sub.choices.values()):  # aliases map to the same parser
         nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
         out += _leaf_parsers(nested[0]) if nested else [p]
@@ -131,13 +131,13 @@ def _run(args: argparse.Namespace, func) -> int:
             return run_tui(args)
         return int(func(args) or 0)
     except BkError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": str(exc), "hint": exc.hint}))
+        _json_error(args, str(exc), exc.hint)
         print(f"bkbench: error: {exc}", file=sys.stderr)
         if exc.hint and not getattr(args, "json", False):
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _json_error(args, "interrupted")
         print("bkbench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -145,14 +145,29 @@ def _run(args: argparse.Namespace, func) -> int:
     except OSError as exc:
         # A file system refusal the command did not foresee (disk full, read-only, ...): one line.
         where = f"{exc.filename}: " if exc.filename else ""
+        _json_error(args, f"{where}{exc.strerror or exc}")
         print(f"bkbench: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - a user sees one line; BKBENCH_DEBUG=1 shows the traceback
         if os.environ.get("BKBENCH_DEBUG"):
             raise
+        _json_error(args, f"internal error: {type(exc).__name__}: {exc}", internal=True)
         print(f"bkbench: internal error: {type(exc).__name__}: {exc} (BKBENCH_DEBUG=1 shows where; "
               "please report it)", file=sys.stderr)
         return 70
+
+
+def _json_error(args: argparse.Namespace, error: str, hint: str = "", internal: bool = False) -> None:
+    """With --json every failure is one JSON line on stdout too, so a script never has to parse stderr."""
+    if not getattr(args, "json", False):
+        return
+    obj = {"ok": False, "error": error, "hint": hint}
+    if internal:
+        obj["internal"] = True
+    try:
+        print(json.dumps(obj), flush=True)
+    except (OSError, ValueError):
+        pass  # stdout itself is gone: the stderr line is all there is
 
 
 if __name__ == "__main__":

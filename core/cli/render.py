@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 import time
+from typing import TYPE_CHECKING
 
 from ..ops.events import Event, LinkAttempt, Notice, Progress, Retry, SectorUpdate, Stage
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+
+def _width() -> int:
+    return max(40, min(100, shutil.get_terminal_size((80, 24)).columns))
 
 
 class PlainRenderer:
@@ -16,6 +26,7 @@ class PlainRenderer:
         self.quiet = quiet
         self._last_pct = -10
         self._last_link = 0.0
+        self._last_hint = ""
 
     def __call__(self, ev: Event) -> None:
         if self.quiet:
@@ -30,8 +41,11 @@ class PlainRenderer:
         elif isinstance(ev, LinkAttempt):
             if ev.elapsed - self._last_link >= 2.0 or ev.elapsed < self._last_link:
                 self._last_link = ev.elapsed
-                print(f"linking... {ev.elapsed:4.1f} s ({ev.attempt} attempts): {ev.hint}", file=self.stream,
-                      flush=True)
+                # The doctor's finding once, wrapped; after that only the counter (no wall of repeats).
+                new = ev.hint if ev.hint != self._last_hint else ""
+                self._last_hint = ev.hint or self._last_hint
+                line = f"linking... {ev.elapsed:4.1f} s ({ev.attempt} attempts)" + (f": {new}" if new else "")
+                print(textwrap.fill(line, _width(), subsequent_indent="    "), file=self.stream, flush=True)
         elif isinstance(ev, Progress) and ev.total:
             pct = ev.done * 100 // ev.total
             if pct >= self._last_pct + 10 or ev.done == ev.total:
@@ -60,9 +74,10 @@ class RichRenderer:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
         self._started = False
         self._t0 = time.monotonic()
+        self._last_hint = ""
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, Stage):
@@ -75,7 +90,10 @@ class RichRenderer:
             self.console.print(f"[yellow]retry[/] 0x{ev.addr:06X} #{ev.attempt}: {ev.reason}")
         elif isinstance(ev, LinkAttempt):
             if int(ev.elapsed * 4) % 8 == 0:
-                self.console.print(f"linking {ev.elapsed:4.1f} s: {ev.hint}")
+                new = ev.hint if ev.hint != self._last_hint else ""
+                self._last_hint = ev.hint or self._last_hint
+                self.console.print(f"linking {ev.elapsed:4.1f} s" + (f": {new}" if new else ""),
+                                   markup=False, highlight=False)
         elif isinstance(ev, Progress):
             if not self._started:
                 self.progress.start()

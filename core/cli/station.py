@@ -16,12 +16,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from ..backups import DEFAULT_DUMP_SIZE, BackupLibrary, StorageError
 from ..errors import BkError
 from ..ops.events import CancelToken, Notice, Stage
 from ..station import ChipResult, Plan, Station, check_ports, read_ports_file
 from .common import HelpFormatter, add_port_args
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 
 def ports_of(args: argparse.Namespace) -> list[str]:
@@ -65,7 +69,7 @@ class LiveLines:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() and not quiet
         self._printed: dict[str, str] = {}
-        self._live = None
+        self._live: Live | None = None
         self._lock = threading.Lock()
         width = max(len(p) for p in station.ports)
         self.width = min(width, 40)
@@ -133,7 +137,7 @@ class LiveLines:
                     print(f"{port:<{self.width}}  {phase}", file=sys.stderr, flush=True)
 
 
-def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Left-aligned columns; the last one unpadded (it may be long)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]

@@ -17,17 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.beken_code import PHYS_BLOCK, crc16_bad_blocks, decrypt_physical
-from ..chips import BOOTLOADERS, FAMILIES, KEY_NAMES, Key, family, resolve
+from ..chips import BOOTLOADERS, DEFAULT_CHIP, FAMILIES, FLASH_SIZES, KEY_NAMES, MAX_FLASH, Key, family, resolve
 from ..errors import ImageError
 from ..layout import BOOTLOADER_END, FLASH_2M, SECTOR, app_partition
 from . import rbl as rblmod
 
 UA_SIGNATURE = bytes.fromhex("2F07B59435FF2A9B")  # OpenBK app start encrypted for 0x10000 (both chips)
 PLAIN_APP_SIGNATURE = bytes.fromhex("0E0000EA14F09FE5")  # ARM vectors of an unencrypted OpenBK app
-N_QIO_SIZE = 1_220_464  # bootloader + 0x108700-byte app container, the N release QIO
-T_QIO_SIZE = 0x100000  # OpenBK T QIO
-DUMP_SIZES = (FLASH_2M, 0x400000)
-MAX_IMAGE_SIZE = 0x400000
+DUMP_SIZES = FLASH_SIZES  # a full dump is a whole flash
+MAX_IMAGE_SIZE = MAX_FLASH
 _CHECK_BLOCKS = 8  # CRC16 blocks checked to call a region "stored code"
 
 _BANNER = re.compile(
@@ -38,8 +36,7 @@ _BANNER_LOOSE = re.compile(rb"OpenBK(7231[NTUM]|72[0-9]{2}N?) ([0-9]+\.[0-9]+\.[
 # the default device name "OpenBK7231N_%02X...", the MQTT group, the "Built on ... version" line.
 _DEVICE_NAME = re.compile(rb"OpenBK(7231[NTUM]|72[0-9]{2}N?)_%")
 _MQTT_GROUP = re.compile(rb"\x00(bekens_[0-9a-z]{1,3})\x00")
-MQTT_GROUPS = {b"bekens_n": "7231N", b"bekens_t": "7231T", b"bekens_u": "7231U", b"bekens_8s": "7238",
-               b"bekens_52s": "7252", b"bekens_52n": "7252N"}  # OpenBK src/new_common.h DEF_MQTT_GROUP
+MQTT_GROUPS = {f.mqtt_group.encode(): f.openbk_target for f in FAMILIES.values() if f.mqtt_group}
 _BUILT = re.compile(rb"Buil[dt] on [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{4} [0-9:]{8} version ([0-9][0-9A-Za-z._+-]{0,40})")
 _NAME_CHIP = re.compile(r"bk(7231[ntum]|7236|7238|7252n?|7258)(?![0-9a-z])", re.IGNORECASE)
 CODE_KEYS: tuple[Key, ...] = tuple(dict.fromkeys(f.code_key for f in FAMILIES.values() if f.code_key))
@@ -102,6 +99,8 @@ class WritePlan:
     payload: bytes
     description: str
     includes_bootloader: bool = False
+    banner: bytes | None = None  # what the firmware prints when it boots (checked after the reboot), if known
+    dump: bool = False  # a full flash dump: written by a restore (the chip keeps its RF calibration)
 
     @property
     def end(self) -> int:
@@ -195,7 +194,11 @@ def _chips_from_rf(data: bytes) -> list[str]:
 
 def _app_limit(chip: str | None) -> int:
     """End of the family's app partition (N stops at 0x12A000, T at 0x132000)."""
-    return app_partition(chip or "BK7231N").end
+    return app_partition(chip or DEFAULT_CHIP).end
+
+
+# Where any family's app partition ends: a banner is looked for up to there when the family is not known yet.
+LARGEST_APP_END = max(app_partition(name).end for name, f in FAMILIES.items() if f.writable)
 
 
 def _key_evidence(key: Key | None) -> tuple[str, list[str]]:
@@ -333,7 +336,10 @@ def _fits(info: ImageInfo, article: str = "") -> str:
     return f"{article}unknown chip"
 
 
-QIO_SIZES = {N_QIO_SIZE: ["BK7231N", "BK7231M"], T_QIO_SIZE: ["BK7231T"]}
+QIO_SIZES: dict[int, list[str]] = {}
+for _fam in FAMILIES.values():
+    if _fam.qio_size:
+        QIO_SIZES.setdefault(_fam.qio_size, []).append(_fam.name)
 
 
 def _recognize_qio(data: bytes, info: ImageInfo) -> ImageInfo | None:
@@ -352,7 +358,7 @@ def _recognize_qio(data: bytes, info: ImageInfo) -> ImageInfo | None:
         info.warnings.append("bootloader not in the known table")
     evidence.append(("size", QIO_SIZES.get(len(data), [])))
     limit = _app_limit(entry.chip if entry else None)
-    banner = _banner_of_stored_app(data[BOOTLOADER_END : max(limit, 0x132000)], key)
+    banner = _banner_of_stored_app(data[BOOTLOADER_END : max(limit, LARGEST_APP_END)], key)
     if banner:
         evidence.append(("banner", families_for_target(banner[0])))
     evidence.append(_key_evidence(key))
@@ -372,7 +378,7 @@ def _recognize_ua(data: bytes, info: ImageInfo) -> ImageInfo | None:
     if key is None:
         return None
     info.format = "ua"
-    banner = _banner_of_stored_app(data[:0x121000], key)
+    banner = _banner_of_stored_app(data[: LARGEST_APP_END - BOOTLOADER_END], key)
     evidence = [("banner", families_for_target(banner[0]))] if banner else []
     _decide(info, evidence + [_key_evidence(key)], banner)
     info.code_key = KEY_NAMES.get(key)
@@ -581,4 +587,6 @@ def plan_write(
         raise ImageError(
             f"The app image ends at 0x{end:X}, past the {chip} app partition (ends 0x{_app_limit(chip):X})."
         )
-    return WritePlan(start=start, payload=payload, description=desc, includes_bootloader=includes_boot)
+    banner = b"OpenBK" if info.version and info.format in ("qio", "ua", "dump") else None
+    return WritePlan(start=start, payload=payload, description=desc, includes_bootloader=includes_boot,
+                     banner=banner, dump=info.format == "dump")

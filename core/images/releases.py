@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backups import atomic_write as _atomic_write
-from ..chips import FAMILIES
+from ..chips import FAMILIES, MAX_FLASH
 from ..errors import BkError, ImageError
 from .recognize import ImageInfo, check_compatible, recognize
 
 DEFAULT_API = "https://api.github.com"
 DEFAULT_REPO = "openshwprojects/OpenBK7231T_App"
 USER_AGENT = "bkbench (+https://github.com/openshwprojects/OpenBK7231T_App releases)"
-MAX_ASSET_SIZE = 0x400000
+MAX_ASSET_SIZE = MAX_FLASH  # no release file is larger than a flash
 
 # Which release file each family takes, best first (core/chips.py `image_kind`; PROTOCOL-DETAILS 8.2):
 # QIO for N, M, BK7238, BK7252N; UA for T, U, BK7252. Families without a public layout get none.
@@ -263,7 +263,7 @@ class ReleaseClient:
             ) from None
 
     def _http_error(self, exc: urllib.error.HTTPError, url: str) -> ReleaseError:
-        headers = exc.headers or {}
+        headers: Any = exc.headers or {}
         remaining = headers.get("X-RateLimit-Remaining")
         if exc.code in (403, 429) and (remaining == "0" or exc.code == 429 or headers.get("Retry-After")):
             reset_at: float | None = None

@@ -8,6 +8,12 @@ its own UART late (a busy machine that did not run the process within the chip's
 chip's echo, sent at the new rate, as garbage while the chip is fine at that rate. `climb()` first asks
 the chip at the new rate (`LATE_PROBE`) and goes on there when it answers.
 
+Before trying, the rungs are matched to the adapter at hand (core/link/adapters.py: the rate its
+divisor really makes against the chip's 26 MHz / n): a rate the two ends cannot share within tolerance
+is skipped and the reason said, so an FT232R asked for 3 000 000 starts at 2 000 000 (the chip would
+run 3 250 000) and a CP2102 at 921600 (AN205 defines nothing faster). Unknown adapters (ptys, network
+ports, Pi UARTs) keep the whole ladder and learn by stepping down.
+
 The memory lives in the user config under `adapters.<key>`: `{"good": rate, "failed": [rates]}`.
 The key names the adapter, not the port: `usb:VID:PID:SERIAL`, else the /dev/serial/by-id path,
 else the device path; URLs (sim://, socket://) are their own key.
@@ -22,6 +28,7 @@ from .. import userconfig
 from ..client import LINK_BAUD, BkClient
 from ..errors import ProtocolError
 from ..ops.events import EventSink, Notice, null_sink
+from .adapters import AdapterFamily
 
 LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, LINK_BAUD)
 SUPPORTED_BAUDS = tuple(sorted(LADDER))  # the rates bkbench accepts for transfers
@@ -67,6 +74,29 @@ def ladder_from(requested: int, failed: list[int] | tuple[int, ...] = ()) -> lis
     return rates or [LINK_BAUD]
 
 
+def plan(requested: int, failed: list[int] | tuple[int, ...] = (),
+         family: AdapterFamily | None = None) -> tuple[list[int], list[str]]:
+    """The ladder for this adapter, fastest first, and one reason per rung left out."""
+    rates = ladder_from(requested, failed)
+    if family is None:
+        return rates, []
+    keep: list[int] = []
+    reasons: dict[str, list[int]] = {}  # rungs skipped for the same reason are said in one line
+    for baud in rates:
+        ok, why = (True, "") if baud == LINK_BAUD else family.fit(baud)
+        if ok:
+            keep.append(baud)
+        else:
+            reasons.setdefault(why, []).append(baud)
+    skipped = [f"skipping {', '.join(str(b) for b in bauds)} baud: {why}" for why, bauds in reasons.items()]
+    return keep or [LINK_BAUD], skipped
+
+
+def port_family(port: object) -> AdapterFamily | None:
+    """The adapter family transport.open_port found behind `port` (None when unknown)."""
+    return getattr(getattr(port, "bkbench_adapter", None), "family", None)
+
+
 def _record(key: str, good: int | None = None, failed: int | None = None) -> None:
     def change(settings: dict) -> None:
         section = settings.setdefault(SECTION, {})
@@ -103,8 +133,10 @@ def climb(
     """
     memory = remembered(key) if remember else {}
     failed_before = [b for b in memory.get("failed", []) if isinstance(b, int)]
-    rates = ladder_from(requested, failed_before)
-    if rates[0] != requested and requested != LINK_BAUD:
+    rates, skipped = plan(requested, failed_before, port_family(client.port))
+    for why in skipped:
+        sink(Notice("info", why))
+    if requested in failed_before and requested != LINK_BAUD and rates[0] != requested:
         sink(Notice("info", f"starting at {rates[0]} baud: {requested} failed on this adapter before "
                             "(`bkbench doctor --forget-baud` retries it)"))
     for baud in rates:

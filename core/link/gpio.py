@@ -38,7 +38,7 @@ LineRef = Union[str, OutputLine]
 
 def _gpiod() -> Any:
     try:
-        import gpiod  # type: ignore[import-not-found]
+        import gpiod
     except ImportError:
         raise BkError(GPIOD_MISSING) from None
     if not hasattr(gpiod, "request_lines"):
@@ -85,7 +85,7 @@ class GpiodLine:
 
     def __init__(self, name: str, level: bool) -> None:
         gpiod = _gpiod()
-        from gpiod.line import Direction, Value  # type: ignore[import-not-found]
+        from gpiod.line import Direction, Value
 
         self.name = name
         self._values = {True: Value.ACTIVE, False: Value.INACTIVE}
@@ -159,6 +159,37 @@ def parse_gpio_spec(text: str) -> GpioSpec:
     return GpioSpec(**fields)
 
 
+def parse_power_spec(text: str) -> GpioSpec:
+    """`power:GPIO27`, `power:GPIO27,off=2`, `power:GPIO27,invert`.
+
+    The line *cuts* the supply while driven high (a P-MOSFET whose gate the GPIO pulls up to the source, a
+    pull-down resistor keeping it on otherwise): between cycles the line is released and the module stays
+    powered, during a whole backup too. `invert`: low cuts it (e.g. an active-low relay board)."""
+    body = text.strip()
+    if body.lower().startswith("power:"):
+        body = body[6:]
+    items = [i.strip() for i in body.split(",") if i.strip()]
+    if not items or "=" in items[0]:
+        raise BkError("power reset needs the GPIO that switches the module's supply: power:GPIO27")
+    fields: dict[str, Any] = {"power": items[0], "power_invert": True}  # on = low: high cuts the supply
+    for item in items[1:]:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep and key == "invert":
+            fields["power_invert"] = False  # low cuts the supply, high (or released) keeps it on
+        elif sep and key in ("off", "power_off", "power-off"):
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise BkError(f"power reset: off={value.strip()!r} is not a number of seconds") from None
+            if not 0.1 <= seconds <= 5:
+                raise BkError("power reset: off must be between 0.1 and 5 s (long enough for the module to drain)")
+            fields["power_off"] = seconds
+        else:
+            raise BkError(f"power reset: unknown option {item!r} (use off=SECONDS or invert)")
+    return GpioSpec(**fields)
+
+
 def open_line(name: str, level: bool) -> OutputLine:
     return GpiodLine(name, level)
 
@@ -197,7 +228,10 @@ class GpioReset:
         parts = []
         if self.cen is not None:
             parts.append(f"a {self.pulse_s:g} s low pulse on CEN via {_name(self.cen)}")
-        if self.power is not None:
+        if self.power is not None and self.cen is None:
+            level = "high" if self.power_invert else "low"
+            parts.append(f"cutting the module's supply for {self.power_off:g} s ({_name(self.power)} {level})")
+        elif self.power is not None:
             parts.append(f"a {self.power_off:g} s power cycle via {_name(self.power)}")
         return " and ".join(parts)
 

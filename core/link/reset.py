@@ -7,8 +7,11 @@ type text to a running application (`text`: OpenBK reboots on "reboot\\n", PROTO
 strategy without lines or GPIO is manual: the UI tells the user exactly what to do instead.
 
 Specs accepted by `get_strategy`: a preset name (auto, manual/none, dtr-rts, gui, rts, dtr, reboot),
-a sequence (`R1|D1|W0.1|D0|W0.1|R0`), `gpio:GPIO17[,power=GPIO27][,invert][,pulse=0.25]`, or several
-joined by `+` (`dtr-rts+reboot`). Everything is parsed before a port or GPIO line is touched.
+a sequence (`R1|D1|W0.1|D0|W0.1|R0`), `gpio:GPIO17[,power=GPIO27][,invert][,pulse=0.25]`,
+`power:GPIO27[,off=1][,invert]` (a Pi GPIO switching the module's 3.3 V through a transistor: the forum's
+"power-cycle it while the flasher links", automated), or several joined by `+` (`dtr-rts+reboot`).
+Everything is parsed before a port or GPIO line is touched. `CHOICES` lists them for a selector, GPIO
+methods with a placeholder line the user fills in.
 """
 
 from __future__ import annotations
@@ -124,6 +127,17 @@ def gpio_strategy(spec: str, **kwargs: Any) -> ResetStrategy:
     return ResetStrategy("gpio", actuator=actuator, repeat_every=3.0)
 
 
+def power_strategy(spec: str, **kwargs: Any) -> ResetStrategy:
+    """`power:GPIO27[,off=S][,invert]`: each round switches the supply off for `off` s (the module's
+    capacitors drain), then on; the link checks run on, so the boot window after power-on is caught."""
+    from .gpio import GpioReset, parse_power_spec
+
+    parsed = parse_power_spec(spec)
+    actuator = GpioReset.from_spec(parsed, **kwargs)
+    # Repeat once the chip has had its boot window and its application a moment to print a banner.
+    return ResetStrategy(spec.strip(), actuator=actuator, repeat_every=max(3.0, parsed.power_off + 2.0))
+
+
 def combine(name: str, parts: list[ResetStrategy]) -> ResetStrategy:
     steps: tuple[tuple[str, float], ...] = ()
     actuator = None
@@ -170,10 +184,12 @@ def get_strategy(spec: str) -> ResetStrategy:
         return PRESETS[spec]
     if spec.lower().startswith("gpio:"):
         return gpio_strategy(spec)
+    if spec.lower().startswith("power:"):
+        return power_strategy(spec)
     if any(c in spec for c in "|,") or STEP.match(spec.upper() or "x"):
         return parse_sequence(spec)
     raise BkError(f"unknown reset method {spec!r}; use auto, manual, dtr-rts, gui, rts, dtr, reboot, "
-                  "gpio:GPIO17 or a sequence like R1|W0.1|R0")
+                  "gpio:GPIO17, power:GPIO27 or a sequence like R1|W0.1|R0")
 
 
 def port_has_lines(port) -> bool:
@@ -212,3 +228,41 @@ def for_port(strategy: ResetStrategy, port) -> tuple[ResetStrategy, str]:
         return kept, f"{name}: the RFC 2217 server does not pass DTR/RTS (ser2net in front of a pty or a UART " \
                      f"without modem lines): {what}"
     return kept, f"{name} cannot drive DTR/RTS (pty, socket or Pi UART): {what}"
+
+
+@dataclass(frozen=True)
+class ResetChoice:
+    """One entry of a reset-method selector: a spec, or a template whose `{gpio}` the user fills in."""
+
+    spec: str
+    label: str
+
+    @property
+    def needs_gpio(self) -> bool:
+        return "{gpio}" in self.spec
+
+    def fill(self, gpio: str | int) -> str:
+        """The spec with the user's line, e.g. fill(27) -> "power:GPIO27" (a name like GPIO27 is kept)."""
+        name = str(gpio).strip()
+        return self.spec.format(gpio=name[4:] if name.upper().startswith("GPIO") else name)
+
+
+CHOICES: tuple[ResetChoice, ...] = (
+    ResetChoice("auto", "DTR/RTS pulse, then `reboot` typed to a running OpenBK"),
+    ResetChoice("manual", "you short CEN to GND or power-cycle the module when told"),
+    ResetChoice("dtr-rts", "RTS and DTR pulsed as bk7231tools does (CEN on RTS or DTR)"),
+    ResetChoice("gui", "DTR and RTS pulsed together for 50 ms (BK7231GUIFlashTool)"),
+    ResetChoice("rts", "RTS held 0.2 s (CEN on RTS)"),
+    ResetChoice("dtr", "DTR held 0.2 s (CEN on DTR)"),
+    ResetChoice("reboot", "types `reboot` to a running OpenBK"),
+    ResetChoice("gpio:GPIO{gpio}", "a Raspberry Pi GPIO pulses CEN low (bkbench[gpio])"),
+    ResetChoice("power:GPIO{gpio}", "a Raspberry Pi GPIO switches the module's 3.3 V through a transistor"),
+)
+
+
+def adapter_note(strategy: ResetStrategy, family: Any) -> str:
+    """What the adapter vendor's modem-line habit means for this strategy ("" when nothing worth saying)."""
+    habits = getattr(family, "vendor", None)  # core/link/adapters.py LineHabits
+    if habits is None or not strategy.steps or not habits.holds_reset_on_open:
+        return ""
+    return f"{habits.name} adapter: {habits.open_habit}."

@@ -10,7 +10,11 @@ import enum
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:
+    from ..client import ChipInfo
+    from ..link.doctor import Diagnosis
 
 
 class SectorState(str, enum.Enum):
@@ -28,6 +32,22 @@ class SectorState(str, enum.Enum):
 class Stage:
     name: str  # link, identify, unprotect, read, erase, write, verify, backup, reboot, done
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Connected(Stage):
+    """The chip is linked and identified: `info` is the fact (a UI reads the chip from it), `message` the
+    line a renderer shows as for any stage."""
+
+    info: ChipInfo | None = None
+
+
+@dataclass(frozen=True)
+class BootLog:
+    """What the chip printed after a reboot while bkbench watched for its firmware's banner (a UI shows it in
+    its serial log: the port was the engine's meanwhile)."""
+
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -62,9 +82,12 @@ class LinkAttempt:
     attempt: int
     elapsed: float
     hint: str = ""
+    diagnosis: Diagnosis | None = None  # the link doctor's verdict so far (core/link/doctor.py)
+    rx_bytes: int = 0  # bytes heard on RX since the link began
+    method: str = ""  # the reset method in use, described
 
 
-Event = Union[Stage, Progress, SectorUpdate, Retry, Notice, LinkAttempt]
+Event = Union[Stage, Progress, SectorUpdate, Retry, Notice, LinkAttempt, BootLog]
 EventSink = Callable[[Event], None]
 
 

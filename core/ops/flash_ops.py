@@ -57,10 +57,14 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..client import BkClient, MisdirectedCommand
-from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, ProtocolError
+from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, OperationFailed, ProtocolError
+from ..layout import BLOCK, SECTOR
+
+if TYPE_CHECKING:
+    from ..backups import BackupEntry
 from .events import (
     CancelToken,
     EventSink,
@@ -74,24 +78,14 @@ from .events import (
     null_sink,
 )
 
-SECTOR = 0x1000
-BLOCK = 0x10000
 CRC_FF_SECTOR = zlib.crc32(b"\xff" * SECTOR)
 READ_RETRIES = 20
 WRITE_RETRIES = 3
 
 
-class OperationFailed(BkError):
-    def __init__(self, message: str, record: OperationRecord) -> None:
-        super().__init__(f"{message}; still to do: {record.describe_remaining()}")
-        self.record = record
-
-
 def _check_cancel(cancel: CancelToken | None, record: OperationRecord) -> None:
     if cancel is not None and cancel.cancelled:
-        exc = OperationCancelled(f"cancelled; {record.kind} still to do: {record.describe_remaining()}")
-        exc.record = record  # type: ignore[attr-defined]
-        raise exc
+        raise OperationCancelled("cancelled", record=record, kind=record.kind)
 
 
 def _groups(start: int, end: int, size: int = BLOCK) -> list[tuple[int, int]]:
@@ -347,7 +341,7 @@ class WriteReport:
     erased_only: int = 0
     full_rewrite: bool = False
     record: OperationRecord | None = None
-    backup: object | None = None
+    backup: BackupEntry | None = None  # the backup taken first by this write (None: one covered the chip)
     changed: list[tuple[int, int]] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -631,7 +625,7 @@ def verify_flash(client: BkClient, start: int, data: bytes, sink: EventSink = nu
     return VerifyReport(not bad, bad, len(data))
 
 
-def _is_blank(chunk: bytes) -> bool:
+def _is_blank(chunk: bytes | bytearray) -> bool:
     return chunk.count(0xFF) == len(chunk)
 
 

@@ -17,11 +17,8 @@ from typing import Callable
 
 from ..client import BkClient
 from ..errors import BkError, ProtocolError
-from ..layout import subtract_ranges
-from .events import EventSink, Notice, Stage, null_sink
-
-SECTOR = 0x1000
-BLOCK = 0x10000
+from ..layout import BLOCK, SECTOR, subtract_ranges
+from .events import EventSink, Notice, OperationRecord, Stage, null_sink
 
 Repair = Callable[[int, int], "bytes | None"]
 
@@ -41,12 +38,12 @@ def critical_ranges(chip: str, flash_size: int) -> list[tuple[int, int]]:
 class OutsideDamage(BkError):
     """Flash outside the operation's target changed and could not be put back."""
 
-    def __init__(self, sectors: list[int]) -> None:
+    def __init__(self, sectors: list[int], record: OperationRecord | None = None) -> None:
         listed = ", ".join(f"0x{a:06X}" for a in sectors[:8]) + (" ..." if len(sectors) > 8 else "")
         super().__init__(
             f"{len(sectors)} sector(s) outside the write changed on the chip ({listed}) and no verified backup "
             "of this chip could put them back",
-            hint="restore them from a backup of this chip: bkbench restore --port PORT BACKUP.bin")
+            hint="restore them from a backup of this chip: bkbench restore --port PORT BACKUP.bin", record=record)
         self.sectors = sectors
 
 

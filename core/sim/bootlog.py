@@ -3,7 +3,8 @@
 The log is synthesised from the flash the chip holds, so it is this device's: the bootloader line,
 the flash ID, the firmware really in the app partition (Tuya SDK version and app, or the OpenBK
 banner and version after an OpenBK write), the MAC from the RF sector, the Tuya `json cfg` (pins)
-from the KV vault, and the Wi-Fi state (Tuya `gw_wsm` / OpenBK config SSID). Line formats follow the
+from the KV vault, and the Wi-Fi state (Tuya `gw_wsm` / the SSID of the OpenBK config, judged by OpenBK's
+loader rules in obk_loader.py, not by bkbench's own parser). Line formats follow the
 real logs in fixtures/bootlogs, so core/analysis/bootlog.py reads them back. Values that cannot be
 found are left out, never invented. A recorded real log can still be replayed (`BKBENCH_BOOTLOG`).
 """
@@ -14,13 +15,14 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..layout import OBK_CONFIG_OFFSET, RF_OFFSET, layout_for
 from ..paths import fixtures_dir
 
+Store = Callable[[int, bytes], None]  # (flash address, bytes): the application writing its own flash
 WINDOW_BLOCKS = 2048  # 34-byte stored blocks decrypted per step (64 KiB of plain code)
-_facts_cache: dict[tuple[str, int], dict[str, Any]] = {}
+_facts_cache: dict[tuple[str, int, bool], dict[str, Any]] = {}
 
 
 def _app_span(chip: str) -> tuple[int, int]:
@@ -83,16 +85,17 @@ def _vault(flash: bytes):
         return None
 
 
-def _obk_ssid(flash: bytes, chip: str) -> str | None:
-    from ..analysis.obk_config import ObkConfig
+def _obk_boot(flash: bytes, chip: str):
+    """OpenBK's config loader on this flash (core/sim/obk_loader.py, OpenBK's rules written apart from
+    bkbench's own parser), or None where bkbench does not know the config's place on this chip."""
+    from .obk_loader import init_and_load
 
     off = OBK_CONFIG_OFFSET.get(chip)
     if off is None:
         return None
-    try:
-        return ObkConfig.parse(flash[off : off + 0x1000]).get("wifi_ssid") or None
-    except Exception:  # noqa: BLE001 - no or damaged config: AP mode
-        return None
+    mac = _mac(flash, chip)
+    mac_bytes = bytes.fromhex(mac.replace(":", "")) if mac else b"\0" * 6
+    return off, init_and_load(flash[off : off + 0x1000], chip, mac_bytes)
 
 
 def _boot_lines(boot: str, jedec: tuple[int, int, int]) -> list[str]:
@@ -161,34 +164,45 @@ def tuya_log(flash: bytes, chip: str, boot: str, jedec: tuple[int, int, int],
 
 
 def openbk_log(chip: str, version: str, flash: bytes | None = None, boot: str | None = None,
-               jedec: tuple[int, int, int] | None = None) -> str:
-    """OpenBK's start-up lines: banner with the version in flash, MAC, AP or station mode."""
+               jedec: tuple[int, int, int] | None = None, store: Store | None = None) -> str:
+    """OpenBK's start-up lines: banner with the version in flash, MAC, the config loader's verdict, AP or
+    station mode. Where OpenBK's loader rejects the config sector it boots its defaults and saves them
+    over the sector, as the real firmware does: `store(address, sector)` writes them to the flash."""
     boot = boot or ("BK7231N_1.0.1" if chip == "BK7231N" else "BK7231S_1.0.5")
     lines = _boot_lines(boot, jedec) if jedec else ["", f"V:{boot}", "J 0x10000"]
     lines += [f"Info:MAIN:Main_Init_Before_Delay: OpenBK7231{chip[-1]} {version}",
               f"Info:MAIN:{chip} OpenBeken {version} started (simulated log)"]
     if flash is not None:
         lines += _mac_line(_mac(flash, chip))
-        ssid = _obk_ssid(flash, chip)
-        lines.append("Info:CFG:CFG_InitAndLoad: config read OK" if ssid else "Info:CFG:no config, defaults used")
-        lines.append("Info:MAIN:Connecting to Wi-Fi (SSID set in config)" if ssid else "Info:MAIN:Started in AP mode")
+        loaded = _obk_boot(flash, chip)
+        ssid = None
+        if loaded is not None:
+            off, result = loaded
+            lines += ["Warn:CFG:" + text for text in result.logs]
+            ssid = result.ssid or None
+            if result.saved is not None and store is not None:
+                store(off, result.saved)
+        lines.append(f"Info:MAIN:Connecting to SSID [{ssid}]" if ssid else "Info:MAIN:Started in AP mode")
     else:
         lines += ["Info:CFG:CFG_InitAndLoad: config read OK", "Info:MAIN:Started in AP mode"]
     return "\r\n".join(lines) + "\r\n"
 
 
-def device_log(flash: bytes, chip: str, boot: str, jedec: tuple[int, int, int], from_end: bool = True) -> str:
-    """The log of the firmware this flash holds (or a replayed recording, see module doc)."""
+def device_log(flash: bytes, chip: str, boot: str, jedec: tuple[int, int, int], from_end: bool = True,
+               store: Store | None = None) -> str:
+    """The log of the firmware this flash holds (or a replayed recording, see module doc). `store` lets
+    the firmware write its flash (OpenBK saving its defaults over a config it rejects)."""
     env = os.environ.get("BKBENCH_BOOTLOG")
     if env and Path(env).is_file():
         return Path(env).read_text(errors="replace")
     facts = firmware_facts(flash, chip, from_end)
     if facts.get("kind") == "openbk":
-        return openbk_log(chip, str(facts.get("version")), flash, boot, jedec)
+        return openbk_log(chip, str(facts.get("version")), flash, boot, jedec, store)
     if not from_end:
         # The app was rewritten (bkbench writes OpenBK) but no banner was found before the old Tuya
         # strings: say OpenBK without inventing a version.
-        return openbk_log(chip, "(version unknown: no banner found in the written app)", flash, boot, jedec)
+        return openbk_log(chip, "(version unknown: no banner found in the written app)", flash, boot, jedec,
+                          store)
     return tuya_log(flash, chip, boot, jedec, facts)
 
 

@@ -15,6 +15,8 @@ from .registry import from_url
 
 
 class Serial(SerialBase):
+    is_open: bool
+
     def open(self) -> None:
         if self._port is None:
             raise SerialException("Port must be configured before it can be used.")
@@ -39,12 +41,26 @@ class Serial(SerialBase):
             self.device.set_host_baud(self._baudrate)
 
     def _update_dtr_state(self) -> None:
-        if self.is_open:
+        if self.is_open and self._drives("dtr"):
             self.device.set_line("dtr", bool(self._dtr_state))
 
     def _update_rts_state(self) -> None:
-        if self.is_open:
+        if self.is_open and self._drives("rts"):
             self.device.set_line("rts", bool(self._rts_state))
+
+    def _drives(self, line: str) -> bool:
+        adapter = self.device.adapter
+        return adapter is None or adapter.drives(line)
+
+    # A modelled adapter (`?adapter=`) names its family and offers Linux's latency knobs
+    # (core/link/latency.py turns them as it would on a real port).
+    @property
+    def adapter_family(self):  # noqa: ANN201 - AdapterFamily | None
+        adapter = self.device.adapter if self.is_open else None
+        return adapter.family if adapter is not None else None
+
+    def latency_control(self):  # noqa: ANN201 - the SimAdapter (LatencyControl)
+        return self.device.adapter
 
     def _check(self) -> None:
         if not self.is_open:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ..chips import FAMILIES
 from ..flash_ids import lookup
 from ..paths import fixtures_dir
+from .adapter import SimAdapter
 from .device import SimDevice
 from .efuse import default_efuse, parse_efuse, sidecar_for
 from .faults import FaultPlan
@@ -128,6 +130,8 @@ def create_device(
         if ident.dialect.crc_locks_protection:  # Tuya/Beken bootloaders, not the N BootROM
             kwargs.setdefault("idle_timeout", T_IDLE_TIMEOUT)
     t = timing if isinstance(timing, Timing) else Timing(enabled=bool(timing))
+    if isinstance(kwargs.get("adapter"), str):  # a family name of core/link/adapters.py
+        kwargs["adapter"] = SimAdapter(str(kwargs["adapter"]))
     if flash_id is not None:
         jedec = parse_flash_id(flash_id) if isinstance(flash_id, str) else tuple(flash_id)
         part = lookup(jedec)  # type: ignore[arg-type]
@@ -161,14 +165,15 @@ def get(name: str) -> SimDevice:
 
 
 def from_url(url: str) -> SimDevice:
-    """`sim://bk7231n?dump=F&scenario=S&wiring=rts&timing=1&seed=N&window=0.3&max_baud=B&unplug=BYTES` or
-    `sim://@name`; `unplug`: the adapter vanishes after that many bytes towards the host (a pulled cable)."""
+    """`sim://bk7231n?dump=F&scenario=S&wiring=rts&timing=1&seed=N&window=0.3&max_baud=B&unplug=BYTES&adapter=A`
+    or `sim://@name`; `unplug`: the adapter vanishes after that many bytes towards the host (a pulled cable);
+    `adapter`: a USB-serial family of core/link/adapters.py (ft232r, ch340, cp2102, pl2303, ...)."""
     parsed = urlparse(url)
     host = parsed.netloc or parsed.path.lstrip("/")
     if host.startswith("@"):
         return get(host[1:])
     q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if "window" in q:
         kwargs["boot_window"] = float(q["window"])
     if "max_baud" in q:
@@ -179,6 +184,8 @@ def from_url(url: str) -> SimDevice:
         kwargs["efuse"] = q["efuse"]
     if "flash_id" in q:
         kwargs["flash_id"] = q["flash_id"]
+    if "adapter" in q:
+        kwargs["adapter"] = SimAdapter(q["adapter"])
     if "unplug" in q:
         kwargs["faults"] = FaultPlan(seed=int(q.get("seed", "0")), disconnect_after=int(q["unplug"]))
     return create_device(

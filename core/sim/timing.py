@@ -5,8 +5,10 @@ Sources for the defaults:
 - Chip CRC throughput 400 kB/s: bk7231tools `crc_speed_bps` (PROTOCOL-DETAILS.md 9.2).
 - Flash latencies: GigaDevice GD25Q16C datasheet typical values (4 KiB sector erase 50 ms,
   64 KiB block erase 200 ms, 256-byte page program 0.6 ms); no BK7231 source gives figures.
-- USB adapter latency 1 ms per reply: a CH340/CP2102 delivers a completed USB bulk packet within
-  about a millisecond (FTDI's default 16 ms latency timer is higher; set `usb_latency` to match).
+- USB adapter latency 1 ms per reply: one full-speed USB frame; families without a latency timer
+  (CH340, CP210x, PL2303) publish no figure. A simulated adapter (core/sim/adapter.py, `?adapter=`)
+  replaces it with its own model: an FTDI holds a partial packet until its latency timer (16 ms by
+  default, 1 ms once lowered) ticks.
 """
 
 from __future__ import annotations

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -22,6 +23,7 @@ from ..widgets.header import SafeHeader
 
 # Values under these user_param_key names are shown; the rest of the vault only by key name.
 PIN_ROLE_WIDTH = 12
+LISTED = 5  # community entries listed around the selected one (its detail then fits 80x24)
 
 
 def _firmware_line(fw: dict[str, Any]) -> str:
@@ -133,17 +135,75 @@ def clipboard_note(env: dict[str, str] | None = None) -> str:
             "local clipboard only if the terminal allows it: else copy it from the file)")
 
 
-class AnalysisScreen(Screen[Optional[str]]):
-    """Read-only report; `e` asks the app to open the config editor, ctrl+g / q / Esc go back."""
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def community_text(community: dict[str, Any] | None, selected: int = 0, width: int = 78) -> Text:
+    """The community device list section: the closest entries, the selected one pin by pin (fits 80 columns)."""
+    out = Text()
+    out.append("Community devices (OpenBK's list)\n", "bold underline")
+    if community is None:
+        out.append("comparing with the community device list…\n", "dim")
+        return out
+    out.append(community.get("message", "") + "\n", "" if community.get("status") == "matched" else "yellow")
+    for note in community.get("notes") or []:
+        out.append(f"note: {note}\n", "dim")
+    matches = community.get("matches") or []
+    if not matches:
+        return out
+    out.append("Community data, never a fact: pins differ between hardware revisions; read the forum page.\n",
+               "italic")
+    first = max(0, min(selected - 2, len(matches) - LISTED))
+    for i in range(first, min(len(matches), first + LISTED)):
+        m = matches[i]
+        mark = "▶" if i == selected else " "
+        tail = f" [{m['id']}]"
+        head = f"{mark} {m['score']:>3}%  "
+        out.append(head + _cut(m["title"], width - len(head) - len(tail)) + tail + "\n",
+                   "bold" if i == selected else "")
+    if len(matches) > LISTED:
+        out.append(f"  ({selected + 1} of {len(matches)}: n / p move)\n", "dim")
+    m = matches[min(selected, len(matches) - 1)]
+    out.append(f"\n{m['title']}\n", "bold")
+    out.append(f"{m['chip']} {m['board'] or '(module not given)'}  {m['score']}% of {m['features']} features\n")
+    out.append((m["wiki"] or "(no forum link)") + "\n", "underline" if m["wiki"] else "dim")
+    out.append(f"{'pin':<7}{'this device (Tuya)':<26}{'entry':<20}verdict\n", "bold")
+    styles = {"agrees": "green", "only device": "yellow", "only entry": "yellow"}
+    for p in m["pins"]:
+        here = f"{p['device']} ({p['source']})" if p["device"] else (f"({p['source']})" if p["source"] else "-")
+        line = f"P{p['gpio']:<6}{_cut(here, 25):<26}{_cut(p['entry'] or '-', 19):<20}{p['verdict']}"
+        out.append(_cut(line, width) + "\n", styles.get(p["verdict"], "red"))
+    for name in ("module", "meter"):
+        feat = m.get(name)
+        if feat:
+            here, there = _cut(feat["device"] or "-", 25), _cut(feat["entry"] or "-", 19)
+            line = f"{name:<7}{here:<26}{there:<20}{feat['verdict']}"
+            out.append(_cut(line, width) + "\n", "green" if feat["verdict"] == "agrees" else "red")
+    if m.get("flags") is not None:
+        out.append(f"flags {m['flags']}\n")
+    if m.get("command"):
+        out.append(_cut(f"startup: {m['command']}", width) + "\n")
+    out.append("u puts this entry's pins, flags and startup command in the OpenBK config editor\n", "dim")
+    return out
+
+
+class AnalysisScreen(Screen[Any]):
+    """Read-only report; `e` asks the app to open the config editor, `u` to open it with the selected community
+    entry applied (dismisses with the EntryPlan), ctrl+g / q / Esc go back."""
 
     DEFAULT_CSS = """
     AnalysisScreen #analysis-scroll { height: 1fr; padding: 0 1; }
     AnalysisScreen #analysis-text { height: auto; }
+    AnalysisScreen #analysis-community { height: auto; margin-top: 1; }
     """
 
     BINDINGS = [
         Binding("e", "edit", "Edit config"),
         Binding("t", "template", "Save OpenBK template"),
+        Binding("n", "entry(1)", "Entry"),
+        Binding("p", "entry(-1)", "Prev entry", show=False),
+        Binding("u", "use_entry", "Use entry"),
         Binding("ctrl+g,escape,q", "back", "Back"),
     ]
 
@@ -151,20 +211,86 @@ class AnalysisScreen(Screen[Optional[str]]):
         super().__init__()
         self.result = result
         self.source = source
+        self.community: dict[str, Any] | None = result.get("community")
+        self.selected = 0
 
     def compose(self) -> ComposeResult:
         yield SafeHeader()
         with VerticalScroll(id="analysis-scroll"):
             yield Static(analysis_text(self.result, self.source), id="analysis-text", markup=False)
+            yield Static(self._community_text(), id="analysis-community", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"Analysis: {self.source}" if self.source else "Analysis"
         self.query_one("#analysis-scroll").focus()
+        if self.community is None:
+            self.run_worker(self._match, thread=True, exclusive=True, group="community", exit_on_error=False)
+
+    def _match(self) -> None:
+        """Worker thread: compare with the cached community list (reading it is file I/O, kept off the UI)."""
+        from bkbench.core.analysis.devices import match_report
+
+        try:
+            community = match_report(self.result)
+        except Exception as exc:  # a bad list must not cost the rest of the report
+            community = {"status": "no list", "message": f"community list not usable: {exc}"}
+        self.app.call_from_thread(self._show_community, community)
+
+    def _show_community(self, community: dict[str, Any]) -> None:
+        self.community = community
+        try:
+            self._refresh_community()
+        except NoMatches:  # the screen was closed while the list was read
+            pass
+
+    def _community_text(self) -> Text:
+        try:
+            width = max(40, self.app.size.width - 4)
+        except Exception:  # not mounted yet
+            width = 76
+        return community_text(self.community, self.selected, width)
+
+    def _refresh_community(self) -> None:
+        self.query_one("#analysis-community", Static).update(self._community_text())
 
     @property
     def text(self) -> str:
-        return analysis_text(self.result, self.source).plain
+        return analysis_text(self.result, self.source).plain + "\n" + self._community_text().plain
+
+    def action_entry(self, step: int) -> None:
+        """Select the next / previous community entry and bring the section into view."""
+        matches = (self.community or {}).get("matches") or []
+        if not matches:
+            self.notify("No community entry to choose: " + ((self.community or {}).get("message") or "not compared "
+                        "yet"), severity="warning")
+            return
+        self.selected = (self.selected + step) % len(matches)
+        self._refresh_community()
+        self.query_one("#analysis-community").scroll_visible(top=True, animate=False)
+
+    def action_use_entry(self) -> None:
+        """Check the selected entry for this chip and hand it to the app's config editor (refusals: one line)."""
+        from bkbench.core.analysis.device_apply import plan_entry
+        from bkbench.core.analysis.device_list import load_default
+        from bkbench.core.analysis.devices import facts_from_report
+        from bkbench.core.errors import BkError
+
+        matches = (self.community or {}).get("matches") or []
+        if not matches:
+            self.notify("No community entry to use.", severity="warning")
+            return
+        dl, why = load_default()
+        if dl is None:
+            self.notify(why, severity="error")
+            return
+        try:
+            plan = plan_entry(dl.get(matches[self.selected]["id"]), self.result.get("chip"),
+                              facts_from_report(self.result))
+        except BkError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.dismiss(plan)
 
     def action_edit(self) -> None:
         self.dismiss("edit")

@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
@@ -127,7 +128,7 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
         table = self.query_one(DataTable)
         for i, entry in enumerate(self.entries):
             if str(getattr(entry, "path", "")) in self.damaged:
-                table.update_cell_at((i, len(entry_row(entry)) - 1), "DAMAGED " + entry_row(entry)[-1])
+                table.update_cell_at(Coordinate(i, len(entry_row(entry)) - 1), "DAMAGED " + entry_row(entry)[-1])
         self._show(table.cursor_row)
 
     @property

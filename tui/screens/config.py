@@ -1,7 +1,9 @@
 """OpenBK config editor: Wi-Fi, second Wi-Fi, MQTT, device names, startup command and pins.
 
 Edits a copy of an ObkConfig (core.analysis.obk_config); Save dismisses with the edited config and the
-app asks for confirmation before writing only the config sector. Password fields are masked.
+app asks for confirmation before writing only the config sector. Password fields are masked. Pins are one
+line (`P6=Rel;1 P10=Btn;1`): OpenBK's role names complete as they are typed, and a pin the chip never
+applies is refused with one line before anything is saved.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from bkbench.core.analysis.obk_config import ObkConfig
+from bkbench.core.analysis.tuya_pins import ROLE_NAMES
 from bkbench.core.errors import BkError
+from bkbench.core.layout import SECTOR
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Static
 
 # (label, ObkConfig field, password?)
@@ -62,7 +67,7 @@ def confirm_text(cfg: ObkConfig, chip: str, offset: int) -> str:
             f"Wi-Fi {ssid} (password: {secret_len(str(cfg.get('wifi_pass') or ''))}), "
             f"MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
             f"{len(cfg.pins())} pins.\n"
-            f"Only 0x{offset:06X}-0x{offset + 0x1000:06X} is written (checksummed, version {cfg.version});"
+            f"Only 0x{offset:06X}-0x{offset + SECTOR:06X} is written (checksummed, version {cfg.version});"
             " a full backup is made first if this chip has none.")
     return hide_secrets(body, cfg)
 
@@ -79,10 +84,28 @@ class FieldInput(Input):
 
 
 def pins_text(cfg: ObkConfig) -> str:
-    pins = cfg.pins()
-    if not pins:
-        return "Pins: none set"
-    return "Pins: " + "  ".join(f"P{g}={p.role};{p.channel}" for g, p in sorted(pins.items()))
+    return cfg.pins_text() if cfg.pins() else ""
+
+
+def pins_hint(cfg: ObkConfig) -> str:
+    return (f"P0..P{cfg.layout.gpio_max - 1} as P6=Rel;1 (role;channel[;channel2]); roles complete as you "
+            f"type (-> accepts): Rel, Btn, LED, PWM, WifiLED_n... {len(ROLE_NAMES) - 1} in all")
+
+
+class RoleSuggester(Suggester):
+    """Completes the role of the pin being typed (`P6=wi` -> `P6=wifiLED`), case-blind like OpenBK."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        last = value.replace(",", " ").split(" ")[-1]
+        _pin, sep, role = last.partition("=")
+        if not sep or not role or ";" in role:
+            return None
+        low = role.lower()
+        name = next((n for n in ROLE_NAMES[1:] if n.lower().startswith(low)), None)
+        return None if name is None or len(name) == len(role) else value + name[len(role):]
 
 
 class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
@@ -100,7 +123,8 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     ConfigScreen .cfg-row { height: 1; margin-bottom: 0; }
     ConfigScreen .cfg-row Label { width: 18; }
     ConfigScreen .cfg-row Input { width: 1fr; }
-    ConfigScreen #cfg-pins { height: auto; margin-top: 1; }
+    ConfigScreen #cfg-pins-hint { height: auto; color: $text-muted; }
+    ConfigScreen #cfg-entry { height: auto; color: $warning; }
     ConfigScreen #cfg-error { color: $error; height: auto; }
     ConfigScreen #cfg-buttons { height: 1; margin-top: 1; }
     ConfigScreen #cfg-buttons Button { margin-right: 2; }
@@ -114,20 +138,21 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     save_label = "Save"
 
     def __init__(self, config: ObkConfig, mapping: Any = None, source: str = "", chip: str = "",
-                 offset: int | None = None, save_label: str = "",
+                 offset: int | None = None, save_label: str = "", entry_plan: Any = None,
                  confirm: Callable[[ObkConfig], tuple[str, str]] | None = None) -> None:
         """`confirm(config)`: (title, body) of a question asked before Save dismisses; "No" stays here with
         the edits (they used to be dropped)."""
         super().__init__()
+        self.entry_plan = entry_plan  # a community entry (core.analysis.device_apply.EntryPlan) applied on open
         if save_label:
             self.save_label = save_label
         self.confirm = confirm
-        self.config = ObkConfig(bytes(config.raw))  # edit a copy: Cancel leaves the original alone
+        self.config = config.copy()  # edit a copy: Cancel leaves the original alone
         self.mapping = mapping
         self.source = source
         self.chip = chip
         self.sector_offset = offset
-        self._original = bytes(self.config.raw)
+        self._original = bytes(self.config.sector_raw)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cfg-dialog"):
@@ -140,7 +165,14 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         yield Label(label)
                         yield FieldInput(str(self.config.get(field)), password=secret, compact=True,
                                          id=input_id(field))
-                yield Static(pins_text(self.config), id="cfg-pins", markup=False)
+                with Horizontal(classes="cfg-row"):
+                    yield Label("Pins")
+                    yield Input(pins_text(self.config), compact=True, id="cfg-pins", suggester=RoleSuggester(),
+                                placeholder="none set")
+                yield Static(pins_hint(self.config), id="cfg-pins-hint", markup=False)
+                entry = Static("", id="cfg-entry", markup=False)
+                entry.display = False  # shown when a community entry is applied
+                yield entry
             yield Static("", id="cfg-error", markup=False)
             with Horizontal(id="cfg-buttons"):
                 yield Button(f"{self.save_label} [ctrl+o]", id="cfg-save", variant="primary", compact=True)
@@ -150,6 +182,29 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+        if self.entry_plan is not None:
+            self.apply_entry(self.entry_plan)
+
+    def apply_entry(self, plan: Any) -> None:
+        """Pins, flags and startup command from a community entry; what differs from the Tuya pins is listed."""
+        from bkbench.core.analysis.device_apply import apply_plan
+
+        if self.chip and plan.chip != self.chip.upper():
+            self.query_one("#cfg-error", Static).update(
+                f"Community entry [{plan.entry.id}] is for a {plan.chip}, this chip is a {self.chip}: not applied.")
+            return
+        try:
+            apply_plan(self.config, plan)
+        except BkError as exc:
+            self.query_one("#cfg-error", Static).update(f"Entry not applied: {exc}")
+            return
+        self.query_one("#cfg-pins", Input).value = pins_text(self.config)
+        self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
+        entry = self.query_one("#cfg-entry", Static)
+        entry.update("\n".join(plan.summary()))
+        entry.display = True
+        self.notify(f"Pins from community entry {plan.entry.title}: check them against the board and the forum "
+                    "page before saving.", severity="warning", timeout=10)
 
     def fill_from(self, start: Input, parts: list[str]) -> None:
         """A pasted `SSID<Tab>password...`: the first part goes in at the cursor, the next ones replace the
@@ -178,19 +233,25 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                         severity="warning")
             return
         self.config.apply_mapping(self.mapping)
-        self.query_one("#cfg-pins", Static).update(pins_text(self.config))
+        self.query_one("#cfg-pins", Input).value = pins_text(self.config)
         self.set_value("initCommandLine", str(self.config.get("initCommandLine")))
         warnings = list(getattr(self.mapping, "warnings", []) or [])
         self.notify("Pins set from the Tuya config." + (" " + " ".join(warnings) if warnings else ""),
                     severity="warning" if warnings else "information", timeout=8)
 
+    def _apply(self, cfg: ObkConfig) -> None:
+        for _label, field, _secret in FIELDS:
+            cfg.set(field, self.value(field))
+        cfg.set_pins_text(self.query_one("#cfg-pins", Input).value)
+
     def action_save(self) -> None:
+        trial = self.config.copy()
         try:
-            for _label, field, _secret in FIELDS:
-                self.config.set(field, self.value(field))
+            self._apply(trial)
         except BkError as exc:
             self.query_one("#cfg-error", Static).update(f"Not saved: {exc}")
             return
+        self.config = trial
         if self.confirm is None:
             self.dismiss(self.config)
             return
@@ -207,13 +268,12 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
 
     def edited(self) -> bool:
         """Any field or pin differs from what the editor opened with."""
-        probe = ObkConfig(bytes(self.config.raw))
+        probe = self.config.copy()
         try:
-            for _label, field, _secret in FIELDS:
-                probe.set(field, self.value(field))
+            self._apply(probe)
         except BkError:
             return True  # an invalid value was typed: that is an edit too
-        return bytes(probe.raw) != self._original
+        return bytes(probe.sector_raw) != self._original
 
     def action_cancel(self) -> None:
         if not self.edited():

@@ -52,6 +52,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("u / backspace", "parent folder"),
         ("a / e", "analyse the file / edit the OpenBK config in it (no chip needed)"),
         ("t (analysis)", "save the OpenBK template and copy it to the clipboard"),
+        ("n / p (analysis)", "walk the closest entries of OpenBK's community device list (bkbench fetch --devices)"),
+        ("u (analysis)", "config editor with the selected entry's pins, flags and startup command"),
         ("ctrl+o", "write the picked file"),
     )),
     ("App", (

@@ -7,12 +7,15 @@ nothing new while linking); `2` brings the log back. The styles live in ../app.t
 
 from __future__ import annotations
 
+from typing import cast
+
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tab, Tabs
 
 from ..demo import DEMO_URL
+from ..state import AppState
 from ..widgets.flashmap import FlashMapPane
 from ..widgets.header import SafeHeader
 from ..widgets.operation import OperationPane, clock, human_bytes
@@ -28,10 +31,11 @@ class MainScreen(Screen):
     """The default screen; tells the app when the terminal size changes (to switch layouts)."""
 
     def on_resize(self) -> None:
-        self.app.call_after_refresh(self.app._apply_layout)
+        app = cast(AppState, self.app)
+        app.call_after_refresh(app._apply_layout)
 
 
-class MainLayoutMixin:
+class MainLayoutMixin(AppState):
     """BkBenchApp's main-screen layout: composition, wide / narrow switching, pane focus, status line."""
 
     def compose(self) -> ComposeResult:

@@ -9,7 +9,7 @@ the lower half (`t` switches).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,12 +17,16 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import ColumnKey
 
-from ..station import PortRun, record_lines
+from ..station import PortRun, StationModel, record_lines
 from ..widgets.flashmap import FlashMapPane
 from ..widgets.header import SafeHeader
 from ..widgets.operation import ReflowLog, clock, human_bytes
 from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from ..station_ops import StationMixin
 
 NARROW_WIDTH, NARROW_HEIGHT = 110, 32
 STATE_STYLE = {"done": "bold green", "failed": "bold red", "cancelled": "yellow", "idle": "dim"}
@@ -103,7 +107,7 @@ class StationScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "multi-port"
-        self.app.station_populate()
+        self.bench.station_populate()
         self._apply_layout()
         self.add_class("-show-map")
         self.query_one("#st-table", DataTable).focus()
@@ -141,14 +145,19 @@ class StationScreen(Screen):
         port = max(8, min(longest, width - fixed - 16))  # the whole port name first, 16 cells of state
         state = max(8, width - fixed - port)
         for key, w in (("port", port), ("state", state)):
-            column = table.columns[key]
+            column = table.columns[ColumnKey(key)]
             if column.width != w or column.auto_width:
                 column.width, column.auto_width = w, False
                 table.refresh(layout=True)
 
     @property
-    def model(self):
-        return self.app.station
+    def bench(self) -> StationMixin:
+        """The workbench that runs the ports (only BkBenchApp pushes this screen)."""
+        return cast("StationMixin", self.app)
+
+    @property
+    def model(self) -> StationModel:
+        return self.bench.station
 
     @property
     def narrow(self) -> bool:
@@ -303,7 +312,7 @@ class StationScreen(Screen):
             return
         names = ", ".join(r.url for r in runs)
         if kind == "backup":
-            self.app.start_station(runs, kind)
+            self.bench.start_station(runs, kind)
             self.show_runs(runs)
             return
         body = (f"{len(runs)} port{'s' if len(runs) > 1 else ''}: {names}\n"
@@ -315,21 +324,21 @@ class StationScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.start_station(runs, kind)
+                self.bench.start_station(runs, kind)
                 self.show_runs(runs)
 
         self.app.push_screen(ConfirmScreen("Back up, then write OpenBK?", body, yes="Write [y]"), answered)
 
     def action_cancel_port(self) -> None:
         run = self.highlighted()
-        if run is None or not self.app.cancel_station([run]):
+        if run is None or not self.bench.cancel_station([run]):
             self.app.notify("This port is not running.")
             return
         self.show_runs([run])
         self.app.notify(f"Cancelling {run.url} after the current sector…", severity="warning", markup=False)
 
     def action_cancel_all(self) -> None:
-        n = self.app.cancel_station(self.model.running())
+        n = self.bench.cancel_station(self.model.running())
         self.show_runs(list(self.model))
         self.app.notify(f"Cancelling {n} port{'s' if n != 1 else ''} after the current sector…" if n
                         else "No port is running.", severity="warning" if n else "information")
@@ -343,7 +352,7 @@ class StationScreen(Screen):
         self.query_one("#st-add", Input).focus()
 
     def action_rescan(self) -> None:
-        self.app.station_populate(rescan=True)
+        self.bench.station_populate(rescan=True)
         self.show_runs(list(self.model))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from bkbench.core.chips import DEFAULT_CHIP
 from bkbench.core.layout import FLASH_2M, SECTOR, Partition, layout_for
 from bkbench.core.ops.events import SectorState
 from rich.segment import Segment
@@ -58,7 +59,7 @@ ADDR_WIDTH = 9  # "0x1D0000 "
 class FlashMapModel:
     """Sector states and partitions of one flash chip; cheap bulk updates with dirty tracking."""
 
-    def __init__(self, chip: str = "BK7231N", flash_size: int = FLASH_2M) -> None:
+    def __init__(self, chip: str = DEFAULT_CHIP, flash_size: int = FLASH_2M) -> None:
         self.chip = chip
         self.flash_size = flash_size
         self.sectors = max(1, flash_size // SECTOR)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 from bkbench.core.ops.events import LinkAttempt, Notice, Progress, Retry, Stage
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
@@ -80,7 +81,7 @@ class ReflowLog(RichLog):
         self.texts.clear()
         return super().clear()
 
-    def on_resize(self) -> None:
+    def on_resize(self, _event: events.Resize) -> None:
         width = self.scrollable_content_region.width
         if width > 0 and width != self._drawn_width:
             self._drawn_width = width
@@ -270,7 +271,7 @@ class OperationPane(Vertical):
     def log_line(self, text: str) -> None:
         self.event_log.add(time.strftime("%H:%M:%S ") + for_tui(text))
 
-    def apply(self, events: list[object]) -> None:
+    def apply(self, events: Sequence[object]) -> None:
         """Apply a batch of (already coalesced) events from the pump."""
         for event in events:
             self.state.apply(event)
@@ -280,9 +281,9 @@ class OperationPane(Vertical):
                 self.log_line(f"{event.level}: {event.message}")
             elif isinstance(event, Retry):
                 self.log_line(f"retry #{event.attempt} at 0x{event.addr:06X}: {event.reason}")
-            elif isinstance(event, LinkAttempt) and event.hint and event.hint not in self._hints_logged:
-                self._hints_logged.add(event.hint)  # each finding once, without its advice (shown live above)
-                finding = event.hint.split(". ", 1)[0].rstrip(".") + "."
+            elif isinstance(event, LinkAttempt) and event.hint and (
+                    finding := event.hint.split(". ", 1)[0].rstrip(".") + ".") not in self._hints_logged:
+                self._hints_logged.add(finding)  # each finding once, without its advice (shown live above)
                 self.log_line(f"link attempt {event.attempt} ({event.elapsed:.0f}s): {finding}")
         self.refresh_stats()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
+from bkbench.core.link.baud import SUPPORTED_BAUDS
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -15,7 +16,7 @@ from textual.worker import get_current_worker
 
 from .tickbox import TickBox
 
-BAUDS = (115200, 230400, 460800, 921600, 1500000, 2000000, 3000000)
+BAUDS = SUPPORTED_BAUDS  # exactly the rates the session takes
 CUSTOM = "custom..."  # the Reset choice that opens a field for a sequence, a GPIO line or a combination
 CUSTOM_EXAMPLES = "R1|W0.1|R0, gpio:GPIO17, dtr-rts+reboot"
 

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from bkbench.core.backups import atomic_write
 from bkbench.core.logmask import mask_secrets
@@ -76,7 +76,7 @@ class RawLog:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._size = 0
 
     def _open(self):
@@ -227,9 +227,10 @@ def hex_of(raw: bytes, limit: int = 64) -> str:
 
 
 class SerialLog(ScrollView, can_focus=True):
+    """Bounded list of LogLines drawn line by line; follows the tail unless paused or scrolled up."""
+
     class Following(Message):
         """The view started or stopped following the newest lines (the pane's status line says which)."""
-    """Bounded list of LogLines drawn line by line; follows the tail unless paused or scrolled up."""
 
     COMPONENT_CLASSES = {
         "seriallog--time",
