@@ -24,9 +24,9 @@ def _record_bauds(dev: SimDevice) -> list[int]:
     seen: list[int] = []
     real = dev.set_host_baud
 
-    def spy(baud: int) -> None:
+    def spy(baud: int, **kwargs) -> None:
         seen.append(int(baud))
-        real(baud)
+        real(baud, **kwargs)
 
     dev.set_host_baud = spy  # type: ignore[method-assign]
     return seen

@@ -13,7 +13,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
+
+from ..widgets.header import SafeHeader
 
 # After the file, firmware and provenance: what tells entries apart first, the rest below (cut on a small screen).
 META_ORDER = (
@@ -117,7 +119,7 @@ class BackupsScreen(Screen[Optional[tuple[str, Any]]]):
         self.label: dict[int, str] = {}  # entry index -> its firmware label, once known
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield SafeHeader()
         with Vertical():
             yield Label(
                 f"{len(self.entries)} backup(s) in the library, newest first" if self.entries
