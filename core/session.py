@@ -65,7 +65,16 @@ from .ops.events import (
     Stage,
     null_sink,
 )
-from .ops.flash_ops import VerifyReport, WriteReport, read_flash, repair_with_spans, verify_flash, write_flash
+from .ops.flash_ops import (
+    Surveyed,
+    VerifyReport,
+    WriteReport,
+    read_flash,
+    repair_with_spans,
+    survey_flash,
+    verify_flash,
+    write_flash,
+)
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .protection_memory import ProtectionMemory
 from .restore_check import check_restore_image
@@ -401,9 +410,9 @@ class Session:
 
     def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None,
              known_crcs: dict[int, int] | None = None, *, record: OperationRecord | None = None,
-             into: bytearray | None = None) -> bytes:
-        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again);
-        `record` and `into` continue a read that stopped."""
+             into: bytearray | None = None, survey: dict[int, list[Surveyed]] | None = None) -> bytes:
+        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again),
+        `survey` what `survey_flash` found just before; `record` and `into` continue a read that stopped."""
         _, info = self._require()
         if length is None:
             length = info.flash_size - start
@@ -412,7 +421,8 @@ class Session:
         rec = record or OperationRecord("read", start, length)
         buf = into if into is not None else bytearray(length)
         return self._recovering("read", lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token,
-                                                             record=rec, into=buf, known_crcs=known_crcs), rec)
+                                                             record=rec, into=buf, known_crcs=known_crcs,
+                                                             survey=survey), rec)
 
     def backup_meta(self) -> dict:
         info = self.info
@@ -438,8 +448,11 @@ class Session:
         _, info = self._require()
         library.check_space(info.flash_size)  # before anything is asked of the chip
         cancel = cancel or self.cancel_token
-        if crcs is None:
-            crcs = self.block_crcs(cancel)
+        survey = None
+        if crcs is None:  # asked so that the read, if one is needed, asks no CRC again (`survey_flash`)
+            asked = OperationRecord("survey", 0, info.flash_size)
+            plan: dict[int, list[Surveyed]] = {}  # a survey interrupted by a lost chip continues where it stopped
+            crcs, survey = self._recovering("block CRCs", lambda c: self._survey(c, info, cancel, asked, plan), asked)
         library.problems.clear()
         found = library.find_covering(info.chip, info.flash_size, crcs, info.mac)
         for problem in library.problems:
@@ -456,7 +469,7 @@ class Session:
             self.sink(Notice("warning", f"backup library: {problem}"))
         if near is not None:
             return self._backup_blocks(library, info, near[0], near[1], crcs, cancel)
-        data = self._read_whole(info, crcs, cancel)
+        data = self._read_whole(info, crcs, cancel, survey)
         changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), crcs)) if a != b]
         if changed or len(crcs) != -(-len(data) // BLOCK):
             where = ", ".join(f"0x{i * BLOCK:06X}" for i in changed[:8]) or "its size"
@@ -501,7 +514,8 @@ class Session:
         self.last_backup = Backup(entry, True)
         return self.last_backup
 
-    def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None) -> bytes:
+    def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None,
+                    survey: dict[int, list[Surveyed]] | None = None) -> bytes:
         """The whole flash, verified; a read of the same content that stopped earlier is continued."""
         key: ChipKey = (info.chip, info.mac, info.flash_size)
         part = self.unfinished.pop(key, None)
@@ -515,7 +529,7 @@ class Session:
                 self.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
         known = {i * BLOCK: c for i, c in enumerate(crcs)}
         try:
-            return self.read(0, info.flash_size, cancel, known, record=part.record, into=part.buf)
+            return self.read(0, info.flash_size, cancel, known, record=part.record, into=part.buf, survey=survey)
         except (OperationCancelled, OperationFailed):
             self.unfinished[key] = part
             raise
@@ -841,6 +855,13 @@ class Session:
         self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
         return block_crcs_of_chip(client, info.flash_size, self.sink, cancel,
                                   "cancelled before anything was written; nothing to undo")
+
+    def _survey(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None, record: OperationRecord,
+                plan: dict[int, list[Surveyed]]) -> tuple[list[int], dict[int, list[Surveyed]]]:
+        """Block CRCs as `_block_crcs`, asked as the read after them needs them (`survey_flash`)."""
+        self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
+        return survey_flash(client, info.flash_size, self.sink, cancel, "cancelled before anything was read",
+                            record, plan)
 
     def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]
                      ) -> Callable[[int, int], bytes | None] | None:

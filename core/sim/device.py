@@ -172,6 +172,7 @@ class SimDevice:
         self.reset_log: list[float] = []  # CEN releases, for reset-strategy tests
         self.line_log: list[tuple[float, str, bool]] = []
         self.commands: list[int] = []
+        self.crc_bytes = 0  # bytes hashed by CheckCRC, for tests that count the chip's work
         self.disconnected = False
         self._host_bytes = 0
         self._app_text = ""
@@ -552,6 +553,7 @@ class SimDevice:
             length = end - start + (1 if self._full() else 0)
             length = max(0, length)
             data = self.flash.read(start, length)
+            self.crc_bytes += length
             ready = t + self.timing.crc(length)
             self._busy = ready
             raw = zlib.crc32(data) ^ 0xFFFFFFFF
@@ -578,6 +580,7 @@ class SimDevice:
             self._busy = t + length / T_CRC_BYTES_PER_S
             return
         raw = zlib.crc32(self.flash.read(start, length)) ^ 0xFFFFFFFF
+        self.crc_bytes += length
         ready = t + self.timing.crc(length)
         self._busy = ready
         entry = self._t_table()
