@@ -79,7 +79,7 @@ def _bkbench(chip: str, stock: bytes, image: bytes, baud: int, timing: Timing, a
         ran_at, line = info.baud, info.adapter  # close() drops the chip back to 115200 and says so in info
         lib = BackupLibrary(lib_dir / f"{adapter}-{baud}-{int(can_lower)}")
         t0 = time.perf_counter()
-        entry = s.backup(lib)
+        entry = s.backup(lib).entry
         times["read"] = time.perf_counter() - t0
         if lib.load(entry) != stock:
             problems.append("read WRONG")
