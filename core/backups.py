@@ -7,6 +7,13 @@ a crash in between leaves an orphan sidecar that `check()` reports.
 
 Which backup covers a chip is decided by content only: the CRC-32 of every 64 KiB block, which the chip
 computes itself (CheckCRC), must equal the image's. MAC, chip and size only narrow the candidates.
+
+Two kinds of entry: a *read* (the chip's flash as read and verified) and a *derived* one: a library image
+with what a completed, verified write put on the chip laid over it (`save_derived`), so the next write
+after our own does not read 2 MiB again. A derived entry names its provenance (the image it came from and
+the original read, by SHA-256; what was written where; how it was checked) and counts as covering a chip
+only as every entry does: when the chip's CRC of every block equals its content. A read is preferred
+over a derived entry of the same content, and nothing is ever pruned: the original read stays findable.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ STALE_PART_S = 3600.0  # a .part temporary older than this belongs to no running
 # next save or listing remove what a killed save left at once (its pid is gone) and never touch what a live
 # save is writing. A name without them (an older version's, or another program's) only goes after an hour.
 _PART_RE = re.compile(r"^\..+\.(?:bin|json)\.(?:w(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.)?[^./]+\.part$")
+# What save() computes itself; never taken from the caller's metadata.
+_SAVE_FIELDS = ("time", "seq", "size", "sha256", "crc32", "block_crcs", "tool_version", "file", "derived")
 _warned_loose: set[str] = set()  # libraries already said to be readable by others (once per process)
 
 
@@ -162,6 +171,17 @@ class BackupEntry:
     @property
     def block_crcs(self) -> list[int] | None:
         return _parse_crcs(self.meta.get("block_crcs"))
+
+    @property
+    def derived(self) -> dict | None:
+        """The provenance of a derived entry (see `BackupLibrary.save_derived`); None for a read."""
+        value = self.meta.get("derived")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def origin(self) -> str:
+        """"read" (the chip's flash as read) or "derived" (a library image plus a verified write)."""
+        return "derived" if self.derived is not None else "read"
 
 
 @dataclass
@@ -294,20 +314,8 @@ class BackupLibrary:
     # ------------------------------------------------------------------ save
     def save(self, data: bytes, meta: dict) -> BackupEntry:
         """Store a verified full dump; on a storage failure the data is rescued and StorageError names where."""
-        now = datetime.now(timezone.utc).astimezone()
-        ident = (meta.get("mac") or meta.get("flash_id") or "unknown").replace(":", "")
-        chip = meta.get("chip") or "chip"
-        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{chip}-{ident}-{now.strftime('%Y%m%dT%H%M%S')}")
-        full = dict(meta)
-        full.update({
-            "time": now.isoformat(timespec="seconds"),
-            "seq": 0,  # set under the name reservation in _save_pair: the library's order, whatever the clock
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "crc32": f"0x{zlib.crc32(data):08X}",
-            "block_crcs": [f"{c:08X}" for c in block_crcs(data)],
-            "tool_version": f"bkbench {__version__}",
-        })
+        full = self._stamp(data, {k: v for k, v in meta.items() if k != "derived"})  # a read is never derived
+        stem = self._stem(full)
         try:
             self._ensure()
             return self._save_pair(data, full, stem)
@@ -318,6 +326,28 @@ class BackupLibrary:
                      else "no other place could take the verified dump either")
             raise StorageError(f"{reason}; {where}", fallback=rescued, data=data, meta=dict(meta),
                                hint="free some space or fix the folder, then retry the save") from None
+
+    @staticmethod
+    def _stamp(data: bytes, meta: dict) -> dict:
+        """The sidecar: `meta` with the time, size and the content's identities (SHA-256, CRC-32, block CRCs)."""
+        full = dict(meta)
+        full.update({
+            "time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "seq": 0,  # set under the name reservation in _save_pair: the library's order, whatever the clock
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "crc32": f"0x{zlib.crc32(data):08X}",
+            "block_crcs": [f"{c:08X}" for c in block_crcs(data)],
+            "tool_version": f"bkbench {__version__}",
+        })
+        return full
+
+    @staticmethod
+    def _stem(full: dict) -> str:
+        ident = str(full.get("mac") or full.get("flash_id") or "unknown").replace(":", "")
+        chip = full.get("chip") or "chip"
+        when = datetime.fromisoformat(full["time"]).strftime("%Y%m%dT%H%M%S")
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{chip}-{ident}-{when}")
 
     def _save_pair(self, data: bytes, full: dict, stem: str) -> BackupEntry:
         self.clean_temporaries()  # what a killed save left (its writer is gone), before adding 2 MiB more
@@ -446,7 +476,9 @@ class BackupLibrary:
         """The newest intact full backup whose every 64 KiB block has the chip's CRC (`block_crcs`, as
         the chip's CheckCRC gives them). Damaged candidates are skipped and noted in `problems`."""
         crcs = [c & 0xFFFFFFFF for c in block_crcs]
-        for e in self.list():
+        # Equal block CRCs mean equal content: a read of it is preferred to a derived entry (the original stays
+        # the one named), else the newest.
+        for e in sorted(self.list(), key=lambda e: e.derived is not None):
             m = e.meta
             if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
                 continue
@@ -467,6 +499,89 @@ class BackupLibrary:
                 continue
             return e
         return None
+
+    def find_same(self, data: bytes, chip: str | None = None) -> BackupEntry | None:
+        """An intact entry holding exactly `data` (by SHA-256, then checked), reads first; None if none does."""
+        want = hashlib.sha256(data).hexdigest()
+        for e in sorted(self.list(), key=lambda e: e.derived is not None):
+            if e.meta.get("sha256") != want or (chip and e.meta.get("chip") != chip) or e.meta.get("partial"):
+                continue
+            try:
+                self.load(e)
+            except (DamagedBackup, OSError):
+                continue
+            return e
+        return None
+
+    def find_nearest(self, chip: str, flash_size: int, block_crcs: List[int], mac: str | None = None,
+                     ) -> tuple[BackupEntry, List[int]] | None:
+        """The intact backup of this chip whose blocks equal most of the chip's (by the chip's CRCs, as in
+        `find_covering`), with the indices of the blocks that differ; None unless one shares at least half.
+        Only those blocks need reading for a backup of what the chip holds now (`Session.backup`)."""
+        crcs = [c & 0xFFFFFFFF for c in block_crcs]
+        near: List[tuple[int, int, BackupEntry, List[int]]] = []
+        for e in sorted(self.list(), key=lambda e: e.derived is not None):  # a read first among equals
+            m = e.meta
+            if m.get("chip") != chip or m.get("partial") or m.get("size", flash_size) != flash_size:
+                continue
+            if mac and m.get("mac") and str(m["mac"]).lower() != mac.lower():
+                continue
+            stored = e.block_crcs
+            if stored is None or len(stored) != len(crcs):
+                continue
+            differ = [i for i, (a, b) in enumerate(zip(stored, crcs)) if a != b]
+            if 2 * len(differ) <= len(crcs):
+                near.append((len(differ), len(near), e, differ))
+        for _, _, e, differ in sorted(near, key=lambda t: t[:2]):
+            try:
+                data = self.load(e)
+            except (DamagedBackup, OSError) as exc:
+                self._problem(f"skipped {e.path.name}: {exc}")
+                continue
+            if compute_block_crcs(data) != e.block_crcs:
+                self._problem(f"skipped {e.path.name}: its block CRCs do not match its own image")
+                continue
+            return e, differ
+        return None
+
+    def save_derived(self, base: BackupEntry, spans: List[tuple[int, bytes]], meta: dict, *, operation: str,
+                     what: str, checked: str) -> tuple[BackupEntry, bool]:
+        """Record what the chip holds now: `base` (a library image, SHA-256 checked again here) with `spans`
+        laid over it: what a completed write verified, or the blocks a backup read because only they differed
+        from the base. Returns (entry, new): when the library already holds that content (a restore of the
+        original), that entry, and nothing is saved.
+
+        The caller vouches that every span is on the chip (verified) and that the flash outside them was the
+        base's (`checked` says how, for the sidecar). No rescue copy (StorageError only): a write stands without
+        its record, and a backup of changed blocks is read again next time."""
+        image = bytearray(self.load(base))
+        for start, data in spans:
+            if start < 0 or start + len(data) > len(image) or not data:
+                raise BkError(f"a derived backup's span 0x{start:X}+0x{len(data):X} is outside the "
+                              f"{len(image) // 1024} KiB image")
+            image[start:start + len(data)] = data
+        data = bytes(image)
+        same = self.find_same(data, base.meta.get("chip"))
+        if same is not None:
+            return same, False
+        origin = base.derived
+        original = (origin or {}).get("original") or {"file": base.name, "sha256": base.meta.get("sha256")}
+        full = {k: v for k, v in dict(meta).items() if k not in _SAVE_FIELDS}
+        full["derived"] = {
+            "from": {"file": base.name, "sha256": base.meta.get("sha256")},
+            "original": original,
+            "operation": operation,
+            "what": what,
+            "spans": [{"start": f"0x{s:06X}", "end": f"0x{s + len(d):06X}",
+                       "sha256": hashlib.sha256(d).hexdigest()} for s, d in sorted(spans)],
+            "checked": checked,
+        }
+        try:
+            self._ensure()
+            full = self._stamp(data, full)
+            return self._save_pair(data, full, self._stem(full)), True
+        except OSError as exc:
+            raise StorageError(self._storage_reason(exc)) from None
 
     def _problem(self, text: str) -> None:
         self.problems.append(text)

@@ -4,11 +4,13 @@
 One owner of the port at a time; every method emits events to `on_event` and raises BkError subclasses
 with one clear sentence. One orchestration per action:
 - `backup`: the library's backup of what the chip holds now, by content (the chip's CRC of every 64 KiB
-  block), read only when no library image holds it; a read that stopped is continued; a chip whose content
-  changed while it was read is never saved.
+  block), read only when no library image holds it, and then only the blocks that differ from the library
+  image sharing most of them; a read that stopped is continued; a chip whose content changed while it was
+  read is never saved.
 - `write_image` (a firmware file placed by core/images/placement.py), `restore` (a full dump) and
   `write_config` (the OpenBK config sector): a covering backup first, the guarded write, one final compare
-  of what was written, then (images and restores) a reboot and a check of the firmware's boot banner.
+  of what was written, the library's derived entry for what the chip now holds (core/backups.py: so the next
+  write reads nothing), then (images and restores) a reboot and a check of the firmware's boot banner.
 - `write` / `write_spans`: the guarded write itself (bootloader and RF refused unless named, everything
   outside checked by CRC before and after and put back from the backup).
 When the chip is lost mid-way (reset, brown-out) and the port can reset it, `_recovering` reconnects and
@@ -17,6 +19,7 @@ continues from what the operation's record says was verified.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 import time
@@ -62,7 +65,16 @@ from .ops.events import (
     Stage,
     null_sink,
 )
-from .ops.flash_ops import VerifyReport, WriteReport, read_flash, repair_with_spans, verify_flash, write_flash
+from .ops.flash_ops import (
+    Surveyed,
+    VerifyReport,
+    WriteReport,
+    read_flash,
+    repair_with_spans,
+    survey_flash,
+    verify_flash,
+    write_flash,
+)
 from .ops.guard import FlashGuard, OutsideDamage, critical_ranges
 from .protection_memory import ProtectionMemory
 from .restore_check import check_restore_image
@@ -108,6 +120,16 @@ class Backup:
 
     entry: BackupEntry
     taken: bool
+
+
+@dataclass(frozen=True)
+class _Over:
+    """What a completed guarded write stood on: the library image that covered the chip before it, and how the
+    flash outside the write was checked after it. After the final compare it becomes the derived entry."""
+
+    library: BackupLibrary
+    base: BackupEntry
+    outside: str
 
 
 @dataclass
@@ -164,6 +186,9 @@ class Session:
         self.unfinished: dict[ChipKey, UnfinishedRead] = {} if unfinished is None else unfinished
         self._active: tuple[OperationRecord, OperationRecord | None] | None = None  # the write under way
         self.written: list[tuple[int, bytes]] = []  # what the last write put where (what a later compare uses)
+        # The library's record of what the last completed, verified write left (derived, not read), if any.
+        self.last_derived: BackupEntry | None = None
+        self._over: _Over | None = None  # set by a guarded write that completed, taken by its final compare
         self.keepalive: Keepalive | None = None  # LinkChecks while idle: T bootloaders leave download mode
 
     # ------------------------------------------------------------------ port
@@ -385,9 +410,9 @@ class Session:
 
     def read(self, start: int = 0, length: int | None = None, cancel: CancelToken | None = None,
              known_crcs: dict[int, int] | None = None, *, record: OperationRecord | None = None,
-             into: bytearray | None = None) -> bytes:
-        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again);
-        `record` and `into` continue a read that stopped."""
+             into: bytearray | None = None, survey: dict[int, list[Surveyed]] | None = None) -> bytes:
+        """A verified read; `known_crcs` are chip CRCs of 64 KiB blocks taken just before (not asked again),
+        `survey` what `survey_flash` found just before; `record` and `into` continue a read that stopped."""
         _, info = self._require()
         if length is None:
             length = info.flash_size - start
@@ -396,7 +421,8 @@ class Session:
         rec = record or OperationRecord("read", start, length)
         buf = into if into is not None else bytearray(length)
         return self._recovering("read", lambda c: read_flash(c, start, length, self.sink, cancel or self.cancel_token,
-                                                             record=rec, into=buf, known_crcs=known_crcs), rec)
+                                                             record=rec, into=buf, known_crcs=known_crcs,
+                                                             survey=survey), rec)
 
     def backup_meta(self) -> dict:
         info = self.info
@@ -415,26 +441,35 @@ class Session:
                crcs: list[int] | None = None) -> Backup:
         """The library's backup of what the chip holds now. The chip's CRC of every 64 KiB block decides, once,
         whether an intact library image already holds this content (the MAC only narrows the candidates);
-        if none does, a full verified read, continued where a stopped backup of the same content left off,
-        and saved only if every block still has the CRC taken before it (`crcs`, when the caller has them)."""
+        if none does but one shares at least half the blocks, only the others are read (`_backup_blocks`);
+        else a full verified read, continued where a stopped backup of the same content left off. Saved only
+        if every block still has the CRC taken before it (`crcs`, when the caller has them)."""
         library = library or self.backup_library or BackupLibrary()
         _, info = self._require()
         library.check_space(info.flash_size)  # before anything is asked of the chip
         cancel = cancel or self.cancel_token
-        if crcs is None:
-            crcs = self.block_crcs(cancel)
+        survey = None
+        if crcs is None:  # asked so that the read, if one is needed, asks no CRC again (`survey_flash`)
+            asked = OperationRecord("survey", 0, info.flash_size)
+            plan: dict[int, list[Surveyed]] = {}  # a survey interrupted by a lost chip continues where it stopped
+            crcs, survey = self._recovering("block CRCs", lambda c: self._survey(c, info, cancel, asked, plan), asked)
         library.problems.clear()
         found = library.find_covering(info.chip, info.flash_size, crcs, info.mac)
         for problem in library.problems:
             self.sink(Notice("warning", f"backup library: {problem}"))
         if found is not None:
-            self.sink(Stage("backup", "the library already holds this chip's content"))
-            self.sink(Notice("info", f"backup {found.name} already holds this chip's content (the chip's CRC of all "
-                                     f"{len(crcs)} blocks): not read again"))
+            self.sink(Stage("backup", f"the library already holds this chip's content (the chip's CRC of all "
+                                      f"{len(crcs)} blocks): not read again"))
             self.sink(SectorUpdate(0, SectorState.VERIFIED, info.flash_size))  # every block, by the chip's CRC
             self.last_backup = Backup(found, False)
             return self.last_backup
-        data = self._read_whole(info, crcs, cancel)
+        said = set(library.problems)
+        near = library.find_nearest(info.chip, info.flash_size, crcs, info.mac)
+        for problem in dict.fromkeys(p for p in library.problems if p not in said):
+            self.sink(Notice("warning", f"backup library: {problem}"))
+        if near is not None:
+            return self._backup_blocks(library, info, near[0], near[1], crcs, cancel)
+        data = self._read_whole(info, crcs, cancel, survey)
         changed = [i for i, (a, b) in enumerate(zip(block_crcs(data), crcs)) if a != b]
         if changed or len(crcs) != -(-len(data) // BLOCK):
             where = ", ".join(f"0x{i * BLOCK:06X}" for i in changed[:8]) or "its size"
@@ -442,11 +477,45 @@ class Session:
                           "this dump is not saved as its backup")
         self.sink(Stage("backup", "saving the verified dump"))
         entry = library.save(data, self.backup_meta())
-        self.last_backup = Backup(entry, True)
-        self.sink(Notice("info", f"backup saved: {entry.path}"))
+        self.last_backup = Backup(entry, True)  # the caller says where it went (once: a result, or a write's step)
         return self.last_backup
 
-    def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None) -> bytes:
+    def _backup_blocks(self, library: BackupLibrary, info: ChipInfo, base: BackupEntry, blocks: list[int],
+                       crcs: list[int], cancel: CancelToken | None) -> Backup:
+        """A backup of what the chip holds now from `base` and only the 64 KiB blocks whose CRC differs from it:
+        those are read (verified against the CRCs taken before), every other block is the base's, which the
+        chip's CRC of that block vouches for. Saved as a derived entry naming the base and what was read."""
+        self.sink(Stage("backup", f"the chip differs from {base.name} in {len(blocks)} of {len(crcs)} 64 KiB "
+                                  "blocks (the chip's CRC of each): reading only those"))
+        image = bytearray(library.load(base))
+        known = {i * BLOCK: c for i, c in enumerate(crcs)}
+        runs: list[tuple[int, int]] = []
+        for i in blocks:
+            if runs and runs[-1][1] == i * BLOCK:
+                runs[-1] = (runs[-1][0], (i + 1) * BLOCK)
+            else:
+                runs.append((i * BLOCK, (i + 1) * BLOCK))
+        pos = 0
+        for start, end in runs + [(info.flash_size, info.flash_size)]:
+            if start > pos:
+                self.sink(SectorUpdate(pos, SectorState.VERIFIED, start - pos))  # the base's, by the chip's CRC
+            if end > start:
+                image[start:end] = self.read(start, end - start, cancel, known)
+            pos = end
+        changed = [i for i, (a, b) in enumerate(zip(block_crcs(bytes(image)), crcs)) if a != b]
+        if changed:
+            raise BkError(f"the chip's content changed while it was read (64 KiB blocks at "
+                          f"{', '.join(f'0x{i * BLOCK:06X}' for i in changed[:8])}); it is not saved as its backup")
+        self.sink(Stage("backup", "saving the verified dump"))
+        entry, _ = library.save_derived(
+            base, [(s, bytes(image[s:e])) for s, e in runs], self.backup_meta(), operation="read",
+            what=f"the blocks whose CRC differed from {base.name}",
+            checked="the blocks read, by the chip's CRC; every other block equal to the base by the chip's CRC of it")
+        self.last_backup = Backup(entry, True)
+        return self.last_backup
+
+    def _read_whole(self, info: ChipInfo, crcs: list[int], cancel: CancelToken | None,
+                    survey: dict[int, list[Surveyed]] | None = None) -> bytes:
         """The whole flash, verified; a read of the same content that stopped earlier is continued."""
         key: ChipKey = (info.chip, info.mac, info.flash_size)
         part = self.unfinished.pop(key, None)
@@ -460,7 +529,7 @@ class Session:
                 self.sink(SectorUpdate(s, SectorState.VERIFIED, e - s))
         known = {i * BLOCK: c for i, c in enumerate(crcs)}
         try:
-            return self.read(0, info.flash_size, cancel, known, record=part.record, into=part.buf)
+            return self.read(0, info.flash_size, cancel, known, record=part.record, into=part.buf, survey=survey)
         except (OperationCancelled, OperationFailed):
             self.unfinished[key] = part
             raise
@@ -502,6 +571,7 @@ class Session:
         client, info = self._require()
         allowed = {"bootloader", "rf"} if allow_protected else set(allow_regions)
         ranges = self._check_spans(spans, info, allowed)
+        self._over = None  # only a write that completes here leaves one (for its final compare)
         first, last = ranges[0][0], ranges[-1][1]
         overall = OperationRecord(kind, first, last - first)
         for gap in _gaps(ranges):
@@ -537,6 +607,8 @@ class Session:
         covering = None
         if backup_first:
             covering = self.backup(library, cancel, crcs=block_crcs)
+            self.sink(Notice("info", f"backup saved: {covering.entry.path}" if covering.taken else
+                             f"backup {covering.entry.name} already holds this chip's content: not read again"))
         else:
             self.sink(Notice("warning", "no backup first (--no-backup): if this write goes wrong, what the chip "
                                         "holds now (its Tuya keys, calibration, config) is not saved anywhere"))
@@ -600,6 +672,10 @@ class Session:
             self.sink(Notice("info", note))
         self._active = None
         total.backup = covering.entry if covering is not None and covering.taken else None
+        if covering is not None:
+            self._over = _Over(library, covering.entry, "the chip's CRC of every region" if not clean else
+                               "the chip's CRC of the bootloader, RF calibration and configs (every exchange of "
+                               "the write clean: no retry, reconnect or foreign reply)")
         self.sink(Stage("done", total.summary()))
         return total
 
@@ -618,7 +694,8 @@ class Session:
         report = self.write_spans([(plan.start, plan.payload)], cancel, allow_regions=allowed,
                                   backup_library=backup_library, backup_first=backup_first,
                                   differential=differential, kind="write")
-        self._finish("write", [(plan.start, plan.payload)], cancel, verify, reboot, plan.banner)
+        self._finish("write", [(plan.start, plan.payload)], cancel, verify, reboot, plan.banner,
+                     what=plan.description)
         return report
 
     def restore(
@@ -660,7 +737,8 @@ class Session:
         from .images.recognize import recognize
 
         banner = b"OpenBK" if recognize(image, "restore").version else None
-        self._finish("restore", spans, cancel, verify, reboot, banner)
+        self._finish("restore", spans, cancel, verify, reboot, banner,
+                     what=f"the dump with SHA-256 {hashlib.sha256(image).hexdigest()}")
         return report
 
     def write_config(self, sector: bytes, cancel: CancelToken | None = None, *,
@@ -680,13 +758,15 @@ class Session:
         check_sector_for(sector, info.chip)  # OpenBK's checksum (not the old unsigned one), the chip's pin layout
         report = self.write_spans([(offset, sector)], cancel, backup_library=backup_library,
                                   backup_first=backup_first, kind="write")
-        self._finish("write", [(offset, sector)], cancel, True, False, None)
+        self._finish("write", [(offset, sector)], cancel, True, False, None, what="an OpenBK config sector",
+                     operation="config write")
         return report
 
     def _finish(self, kind: str, spans: list[tuple[int, bytes]], cancel: CancelToken | None, verify: bool,
-                reboot: bool, banner: bytes | None) -> None:
-        """After a write: one final compare of everything written (the same for every frontend), then the
-        reboot and the boot-banner check."""
+                reboot: bool, banner: bytes | None, *, what: str = "", operation: str = "") -> None:
+        """After a write: one final compare of everything written (the same for every frontend), the library's
+        record of what the chip now holds (`_record_derived`), then the reboot and the boot-banner check."""
+        over, self._over = self._over, None
         # What the write put there: each span to its sector's end, erased (0xFF) past the data as write_flash
         # pads it. The compare hashes whole sectors, which every bootloader can: the T bootloader's CheckCRC
         # hashes whole 256-byte blocks only (REALCODE.md B.2), so an image's ragged end cannot be hashed alone.
@@ -707,10 +787,31 @@ class Session:
                 raise VerifyFailed("the final compare found the chip differs from what was written at " + ", ".join(
                     f"0x{s:06X}-0x{e:06X}" for s, e in bad[:8]), record, bad, kind=kind,
                     hint="run the same command again (it rewrites what differs)")
+            if over is not None:
+                self._record_derived(over, spans, operation or kind, what)
         if reboot:
             self.reboot()
             if banner:
                 self.confirm_boot(BOOT_CHECK_S, banner)
+
+    def _record_derived(self, over: _Over, spans: list[tuple[int, bytes]], operation: str, what: str) -> None:
+        """The library's derived entry for what the chip holds after a write that completed and whose every
+        written sector the final compare found right: the covering image with the spans laid over it. Only
+        here (a write that failed, was cancelled or was not compared leaves none); the next write still takes
+        it only if the chip's CRC of every block equals it. Failing to save it never fails the write."""
+        self.last_derived = None
+        try:
+            entry, new = over.library.save_derived(
+                over.base, spans, self.backup_meta(), operation=operation, what=what,
+                checked=f"every written sector by the chip's CRC after the write; outside it, {over.outside}")
+        except (BkError, OSError) as exc:
+            self.sink(Notice("warning", f"the library keeps no record of what this {operation} left ({exc}); the "
+                                        "next write reads the chip again"))
+            return
+        self.last_derived = entry
+        self.sink(Notice("info", f"library: {entry.name} holds what the chip holds now ({over.base.name} + this "
+                                 f"{operation}; derived, not read)" if new else
+                                 f"library: {entry.name} already holds what the chip holds now"))
 
     def unfinished_write(self) -> str | None:
         """What a write interrupted right now (even mid-sector) leaves undone, for an abort message."""
@@ -754,6 +855,13 @@ class Session:
         self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
         return block_crcs_of_chip(client, info.flash_size, self.sink, cancel,
                                   "cancelled before anything was written; nothing to undo")
+
+    def _survey(self, client: BkClient, info: ChipInfo, cancel: CancelToken | None, record: OperationRecord,
+                plan: dict[int, list[Surveyed]]) -> tuple[list[int], dict[int, list[Surveyed]]]:
+        """Block CRCs as `_block_crcs`, asked as the read after them needs them (`survey_flash`)."""
+        self.sink(Stage("guard", "asking the chip for the CRC of every 64 KiB block"))
+        return survey_flash(client, info.flash_size, self.sink, cancel, "cancelled before anything was read",
+                            record, plan)
 
     def _repair_from(self, backup: BackupEntry | None, library: BackupLibrary, block_crcs: list[int]
                      ) -> Callable[[int, int], bytes | None] | None:

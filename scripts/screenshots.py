@@ -72,6 +72,20 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         if fixtures is not None:
             await shoot_station(app_size=size, data=data / f"station-{tag}", fixtures=fixtures, save=save, tag=tag)
         return made
+    if only == "library":
+        from bkbench.tui.screens.config import ConfigScreen
+
+        app = BkBenchApp(url=device(f"shot-lib-{tag}"), data_dir=data / f"lib-{tag}", ports_source=lambda: [],
+                         poll_ports=0, monitor=False)
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("b")
+            await wait_idle(app, pilot)
+            await pilot.press("e")
+            await wait_idle(app, pilot)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen))
+            app.screen.query_one("#cfg-wifi_ssid").value = "bench-net"
+            await library_after_config_write(app, pilot, save)
+        return made
 
     # 1. idle with ports: the adapter rows are sample data, and the title says so
     url = device(f"shot-idle-{tag}")
@@ -201,12 +215,30 @@ async def shoot(out: Path, size: tuple[int, int], data: Path, fixtures: Path | N
         await pilot.press("ctrl+t")
         await pilot.pause(0.3)
         save(app, "7-config-editor")
+        # 9. the library after that config write: the read backup (the original) and the derived entry the
+        # write left, each with the firmware its image holds
+        await library_after_config_write(app, pilot, save)
 
     # 8. the multi-port view mid-run: one plug already writing OpenBK, two backing up (started later),
     # one whose adapter was unplugged mid-read (failed), each with its own map and log
     if fixtures is not None:
         await shoot_station(app_size=size, data=data / f"station-{tag}", fixtures=fixtures, save=save, tag=tag)
     return made
+
+
+async def library_after_config_write(app: BkBenchApp, pilot, save) -> None:
+    from bkbench.tui.screens.backups import BackupsScreen
+    from bkbench.tui.screens.confirm import ConfirmScreen
+
+    await pilot.press("ctrl+o")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await pilot.press("y")
+    await wait_idle(app, pilot)
+    await pilot.press("l")
+    await wait_for(pilot, lambda: isinstance(app.screen, BackupsScreen) and app.screen.report is not None
+                   and len(app.screen.label) == len(app.screen.entries), timeout=60)
+    await pilot.pause(0.3)
+    save(app, "9-library")
 
 
 async def shoot_station(app_size: tuple[int, int], data: Path, fixtures: Path, save, tag: str) -> None:
@@ -266,7 +298,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "screenshots"))
     ap.add_argument("--sizes", default="120x36,80x24")
-    ap.add_argument("--only", choices=["multi-port"], help="make only this picture")
+    ap.add_argument("--only", choices=["multi-port", "library"], help="make only this picture")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,9 @@ from bkbench.core.sim.tamper import C2H, H2C, Flip, LineTamper, fields_of
 from simhelpers import run_with_deadline
 
 OPS = ("backup", "write", "restore", "config")
-DESYNC_OPS = ("backup", "verify", "write", "restore", "config", "station", "station-backup")  # station: fixtures
+DESYNC_OPS = ("backup", "backup-changed", "verify", "write", "restore", "config", "station",  # station: fixtures
+              "station-backup")
+CHANGED_BLOCK = 0x160000  # "backup-changed": new data in a block between two erased ones of the stock dumps
 READ_RANGE = (0x110000, 0x20000)  # "read": the end of the stock app and the erased flash after it
 CHIPS = ("BK7231N", "BK7231T")
 CLASSES = ("OK", "CLEAN-FAIL", "REPORTED-DAMAGE", "SILENT-DAMAGE", "CRASH")
@@ -93,6 +95,16 @@ def scenario(op: str, chip: str) -> Scenario:
         data = cfg.sector()
         start = OBK_CONFIG_OFFSET[chip]
         ranges = [(start, start + SECTOR)]
+    elif op == "backup-changed":
+        # The library holds the stock dump; since then the chip got new data in an erased 64 KiB block (whose
+        # neighbour before it is still erased) and a rewritten KV sector. The backup reads only those two blocks
+        # (Session._backup_blocks): one decided unchanged on a CRC reply that is not its own (the erased
+        # neighbour's) would be taken from the library, erased.
+        cur = bytearray(flash)
+        assert cur[CHANGED_BLOCK - 0x20000 : CHANGED_BLOCK + 0x10000] == b"\xff" * 0x30000
+        cur[CHANGED_BLOCK : CHANGED_BLOCK + 0x10000] = rng.randbytes(0x10000)
+        cur[0x1F0000:0x1F1000] = rng.randbytes(SECTOR)
+        before, expected = bytes(cur), bytes(cur)
     elif op == "verify":
         # The file differs from the chip in three sectors: erased on the chip, data in the file; data on the
         # chip, erased in the file; one byte. The verify must name exactly those.
@@ -121,6 +133,11 @@ def scenario(op: str, chip: str) -> Scenario:
     elif op == "restore":
         # The chip was flashed since the backup being restored: a block, a free sector and a KV sector
         # differ. The library holds a backup of the chip as it is now.
+        if flash[0x60000:0x70000].count(0xFF) == 0x10000:
+            # That block is erased in the built-in demo plug (no ../shared): give the backup content there,
+            # so putting it back programs sectors instead of only erasing them.
+            flash = flash[:0x60000] + rng.randbytes(0x10000) + flash[0x70000:]
+            expected = flash
         cur = bytearray(flash)
         cur[0x60000:0x70000] = rng.randbytes(0x10000)
         free = next(p for p in layout_for(chip) if p.kind == "free")
@@ -220,7 +237,7 @@ def run(op: str, chip: str, flips: list[Flip], tmp: Path, backup: bool = True,
             state["connect_frames"] = len(state["tamper"].trace)
             # The calls the workbench's keys and the CLI make (b, w, restore, the config editor's write),
             # without the reboot that ends a write: the flash is judged, not the boot.
-            if op == "backup":
+            if op in ("backup", "backup-changed"):
                 return s.backup(lib).entry
             if op == "read":
                 return s.read(*READ_RANGE)
@@ -290,18 +307,28 @@ def judge(scn: Scenario, dev, lib: BackupLibrary, preexisting: set, result, exc,
     if hung:
         return "CRASH", f"hung for {RUN_TIMEOUT:.0f} s"
     flash = bytes(dev.flash.data)
-    # A backup in the library must be what the chip held: a new one must equal the flash as it was.
+    # A backup in the library must be what the chip held: a new one must equal the flash as it was (also one
+    # that read only the blocks differing from an entry). One derived from a write (core/backups.py: a backup
+    # plus a verified write) only after a success, and exactly what the chip holds.
     for entry in lib.list():
         if entry.path in preexisting:
             continue
         saved = entry.path.read_bytes()
+        if entry.derived is not None and entry.derived.get("operation") != "read":
+            if exc is not None:
+                return "SILENT-DAMAGE", f"derived entry {entry.name} recorded though the operation failed: {exc}"
+            if saved != flash or saved != scn.expected:
+                bad = _sectors_differing(saved, flash) or _sectors_differing(saved, scn.expected)
+                return "SILENT-DAMAGE", (f"derived entry {entry.name} differs from what the chip holds at "
+                                         f"{', '.join(hex(a) for a in bad[:6])}")
+            continue
         if saved != scn.before:
             bad = _sectors_differing(saved, scn.before)
             return "SILENT-DAMAGE", (f"library backup {entry.name} differs from what the chip held at "
                                      f"{', '.join(hex(a) for a in bad[:6])}")
     outside = [a for a in _sectors_differing(flash, scn.before) if not scn.inside(a)]
     if exc is None:
-        if scn.op == "backup" and (result is None or lib.load(result) != scn.before):
+        if scn.op in ("backup", "backup-changed") and (result is None or lib.load(result) != scn.before):
             return "SILENT-DAMAGE", "backup reported but it is not what the chip held"
         if scn.op == "station-backup" and not any(lib.load(e) == scn.before for e in lib.list()):
             return "SILENT-DAMAGE", "station reported a backup but the library holds none of what the chip held"

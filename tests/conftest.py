@@ -25,11 +25,11 @@ NEEDS_FIXTURES = {
     "test_bad_input.py::test_unplug_mid_write", "test_doctor.py::test_scenario_api[wrong-baud]",
     "test_doctor.py::test_link_failure_prints_the_diagnosis",
 }
+SKIP_REASON = "needs the real fixtures"
 # Tests that run real code under Unicorn (the Tuya T bootloader, OpenBK's config loader): everything under
 # tests/realcode/ and the tests using these fixtures are marked `unicorn`.
 UNICORN_ARGS = {"obk_fw"}
-_skipped: list[str] = []
-_skipped_unicorn: list[str] = []
+UNICORN_SKIP_REASON = "needs the unicorn module"
 
 
 def _fixtures_present() -> bool:
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     present = _fixtures_present()
-    skip = pytest.mark.skip(reason=f"needs the real fixtures ({SHARED / 'fixtures'} not found)")
+    skip = pytest.mark.skip(reason=f"{SKIP_REASON} ({SHARED / 'fixtures'} not found)")
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
         test_id = item.nodeid.rsplit("/", 1)[-1]
@@ -67,13 +67,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker("fixtures")
         if not present and item.get_closest_marker("fixtures"):
             item.add_marker(skip)
-            _skipped.append(item.nodeid)
         in_realcode = "/realcode/" in str(getattr(item, "path", "")).replace("\\", "/")
         if in_realcode or UNICORN_ARGS & set(getattr(item, "fixturenames", ())):
             item.add_marker("unicorn")
-        if item.get_closest_marker("unicorn") and not _unicorn_present() and item.nodeid not in _skipped:
-            item.add_marker(pytest.mark.skip(reason="needs the unicorn module (pip install unicorn)"))
-            _skipped_unicorn.append(item.nodeid)
+        fixtures_skip = not present and item.get_closest_marker("fixtures")
+        if item.get_closest_marker("unicorn") and not _unicorn_present() and not fixtures_skip:
+            item.add_marker(pytest.mark.skip(reason=f"{UNICORN_SKIP_REASON} (pip install unicorn)"))
 
 
 # Outcome counts a test hands over as a ("tally", {...}) user property (tests/test_desync.py): summed here, on
@@ -107,14 +106,18 @@ def _print_tallies(tr) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _tallies:
         _print_tallies(terminalreporter)
-    if _skipped:
+    # Counted from the skip reports, not from the collection: under `-n 2` the workers collect and skip,
+    # and only their reports reach the controller, which prints this summary.
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]
+    if skipped:
         terminalreporter.write_line(
-            f"{len(_skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
+            f"{len(skipped)} tests skipped: they need the real fixtures (dumps, OTA files, boot logs), not found "
             f"at {SHARED / 'fixtures'}; put ../shared beside the clone or set BKBENCH_SHARED=DIR to run them "
             "(CI requires them).", yellow=True, bold=True)
-    if _skipped_unicorn:
+    unicorn = [r for r in terminalreporter.stats.get("skipped", []) if UNICORN_SKIP_REASON in str(r.longrepr)]
+    if unicorn:
         terminalreporter.write_line(
-            f"{len(_skipped_unicorn)} tests skipped: they run real firmware under the Unicorn emulator, and the "
+            f"{len(unicorn)} tests skipped: they run real firmware under the Unicorn emulator, and the "
             "unicorn module is not installed (pip install -e '.[test]'; CI requires it).", yellow=True, bold=True)
 
 
@@ -154,9 +157,42 @@ def obk_fw(request, fixtures_dir: Path):
     return firmware(fixtures_dir / "firmware" / f"OpenBeken-v1.18.219_{request.param.lower()}.ug.bin", request.param)
 
 
+ORIGINAL_HOME = str(Path.home())  # for tools that need the user's own settings (pip's index configuration)
+# The user's own bkbench folders as the suite found them (the environment it was started with): no test may
+# touch them. Every test runs with HOME and XDG_* pointing at its own temporary folders (so do the processes
+# it starts: tmux, the CLI, serve), and each test is checked afterwards.
+REAL_USER_DIRS = tuple(
+    (Path(os.environ.get(var) or Path.home() / default) / "bkbench")
+    for var, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"),
+                         ("XDG_DATA_HOME", ".local/share"))
+)
+
+
+def _snapshot(dirs: tuple[Path, ...]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for top in dirs:
+        for root, _, files in os.walk(top):
+            for name in [".", *files]:
+                try:
+                    st = os.stat(os.path.join(root, name))
+                except OSError:
+                    continue
+                out[os.path.join(root, name)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    """Every test gets its own config, data and cache dirs: nothing leaks between tests or into $HOME."""
+    """Every test gets its own home, config, data and cache dirs: nothing leaks between tests or into $HOME."""
     base = tmp_path_factory.mktemp("user")
-    for var, sub in (("BKBENCH_CONFIG_DIR", "config"), ("BKBENCH_DATA_DIR", "data"), ("BKBENCH_CACHE_DIR", "cache")):
+    for var, sub in (("BKBENCH_CONFIG_DIR", "config"), ("BKBENCH_DATA_DIR", "data"), ("BKBENCH_CACHE_DIR", "cache"),
+                     ("XDG_CONFIG_HOME", "xdg/config"), ("XDG_DATA_HOME", "xdg/data"), ("XDG_CACHE_HOME", "xdg/cache"),
+                     ("XDG_STATE_HOME", "xdg/state"), ("HOME", "home")):
+        (base / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(var, str(base / sub))
+    before = _snapshot(REAL_USER_DIRS)
+    yield
+    after = _snapshot(REAL_USER_DIRS)
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed:
+        pytest.fail(f"this test wrote into the user's own bkbench folders: {', '.join(changed[:5])}", pytrace=False)

@@ -84,3 +84,52 @@ def run_with_deadline(fn, timeout: float):
     th.start()
     th.join(timeout)
     return box.get("result"), box.get("exc"), th.is_alive()
+
+
+# A peer tool (bk7231tools, ltchiptool) switches its own port 10 ms after SetBaudRate; the chip answers at
+# the new rate 20 ms after it (PROTOCOL-DETAILS.md 2.2.5). On a busy machine the peer's switch comes too late,
+# it reads the echo as garbage and gives up with "No response received" (BK7231GUIFlashTool raised its delay
+# to 200 ms "for slow systems" for this; bkbench's own client probes the new rate instead, core/link/baud.py).
+# That race is the peer's, not what a peer test judges: such a run is tried again on a fresh chip.
+PEER_TRIES = 4  # a busy machine misses the 10 ms now and then (one run in five under full load here)
+
+
+def lost_baud_echo(dev: SimDevice, text: str) -> bool:
+    """The peer gave up right after the chip took its SetBaudRate (the echo it did not read)."""
+    return "No response received" in text and bool(dev.commands) and dev.commands[-1] == 0x0F
+
+
+def run_peer_cli(make_dev, argv, **kwargs):
+    """(device, CompletedProcess) of a peer CLI run against a fresh simulated chip on a pty; `argv(pty)`."""
+    import subprocess
+
+    for attempt in range(PEER_TRIES):
+        dev = make_dev()
+        with pty_for(dev) as pty:
+            res = subprocess.run(argv(pty), capture_output=True, text=True, **kwargs)
+        if res.returncode == 0 or attempt + 1 == PEER_TRIES or not lost_baud_echo(dev, res.stdout + res.stderr):
+            return dev, res
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def peer_on_pty(make_dev, baudrate: int = 921600) -> Iterator[tuple[SimDevice, object]]:
+    """A connected bk7231tools BK7231Serial on a fresh simulated chip (see run_peer_cli), closed after."""
+    from bk7231tools.serial import BK7231Serial
+
+    for attempt in range(PEER_TRIES):
+        dev = make_dev()
+        with pty_for(dev) as pty:
+            peer = BK7231Serial(pty, baudrate=baudrate, link_timeout=5)
+            try:
+                peer.connect()
+            except ValueError as exc:
+                peer.close()
+                if attempt + 1 < PEER_TRIES and lost_baud_echo(dev, str(exc)):
+                    continue
+                raise
+            try:
+                yield dev, peer
+            finally:
+                peer.close()
+            return

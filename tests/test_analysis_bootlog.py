@@ -32,3 +32,23 @@ def test_interleaved_json_cfg_is_rejoined() -> None:
 
 def test_no_json_cfg() -> None:
     assert extract_json_cfg("V:BK7231N_1.0.1\n")[0] is None
+
+
+def test_analyze_reads_a_log_saved_with_ctrl_s(tmp_path, capsys) -> None:
+    """The workbench saves its log with a time stamp before each line (issue 22: `analyze` of such a file
+    found no chip, bootloader or MAC)."""
+    import json
+
+    from bkbench.core.cli.main import main
+    from bkbench.core.demo_image import DEMO_MAC, boot_log
+    from bkbench.tui.widgets.seriallog import LogLine, SerialLog
+
+    view = SerialLog()
+    view.lines.extend(LogLine(i, 1_765_000_000.0 + i / 7, text, b"") for i, text in enumerate(boot_log().splitlines()))
+    path = tmp_path / "serial-20261207-120000.log"
+    path.write_text(view.plain_text() + "\n")  # what ctrl+s writes (secrets masked)
+    assert path.read_text().startswith(view.plain_text()[:14])  # HH:MM:SS.mmm before each line
+    assert main(["analyze", "--json", str(path)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["chip"], got["bootloader"], got["mac"]) == ("BK7231N", "BK7231N_1.0.1", DEMO_MAC)
+    assert got["json_cfg"]["rl1_pin"] == 15

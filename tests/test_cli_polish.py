@@ -197,3 +197,33 @@ def test_config_made_from_a_stock_dump_lands_only_in_its_sector(tmp_path, demo_d
     assert flash[0x1D1000:0x1D2000] == made.read_bytes()[0x1D1000:0x1D2000]
     assert flash[:0x1D1000] == stock[:0x1D1000] and flash[0x1D2000:] == stock[0x1D2000:]
     assert list((tmp_path / "lib" / "backups").glob("*.bin"))  # the stock flash was backed up first
+
+
+def test_ports_without_a_usb_adapter_has_a_header_and_says_so(monkeypatch, capsys):
+    """A PC's lone /dev/ttyS0 (issue 22): one bare row read like an adapter. Now a header, and one line
+    saying no USB adapter was found; with an adapter, no such line."""
+    from bkbench.core.cli import device
+    from bkbench.core.ports import PortInfo
+
+    uart = PortInfo(device="/dev/ttyS0", description="n/a", kind="other")
+    monkeypatch.setattr(device, "list_ports", lambda: [uart])
+    assert main(["ports", "--no-probe"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["port", "adapter", "VID:PID", "description"]
+    assert out[1].split() == ["/dev/ttyS0", "-", "-"]
+    assert out[-1].startswith("no USB serial adapter found") and len(out) == 3
+    ch340 = PortInfo(device="/dev/ttyUSB0", description="USB Serial", adapter="CH340", vid=0x1A86, pid=0x7523)
+    monkeypatch.setattr(device, "list_ports", lambda: [uart, ch340])
+    assert main(["ports", "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    assert "CH340" in out and "no USB serial adapter" not in out
+
+
+def test_read_names_the_backup_once(tmp_path, demo_chip) -> None:
+    """Issue 22: `read` printed the backup path twice (a notice on stderr, the result on stdout)."""
+    url, _ = demo_chip
+    code, out, err = run(["--data-dir", str(tmp_path), "read", "-p", url, "-b", "2000000"])
+    assert code == 0, err
+    (saved,) = (tmp_path / "backups").glob("*.bin")
+    assert out.strip() == f"backup saved: {saved}"
+    assert str(saved) not in err and "[backup]" in err  # the progress is still there

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from adversarial import CHIPS, CLASSES, DESYNC_OPS, run, scenario
+from adversarial import CHANGED_BLOCK, CHIPS, CLASSES, DESYNC_OPS, run, scenario
 from bkbench.core.paths import fixtures_dir as find_fixtures
 from bkbench.core.sim.faults import FrameFault
 
@@ -178,6 +178,25 @@ def test_station_backup_survives_one_lost_block_crc(tmp_path: Path) -> None:
     assert out.hits
     TALLY[out.cls] += 1
     assert out.cls == "OK", (out.cls, out.detail)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_stale_block_crc_never_keeps_a_changed_block_from_the_library(chip: str, tmp_path: Path) -> None:
+    """A backup that reads only the blocks differing from the library image (Session._backup_blocks) decides
+    which differ by the chip's block CRCs. The block that got new data follows an erased one, whose CRC the
+    library image also has for it: its reply replaced by the previous one (stale), or by a copy of an earlier
+    one, would keep it from the library, erased, and save that as what the chip held. Judged on the library:
+    the saved backup must equal the simulated flash."""
+    dry = _dry_run("backup-changed", chip, tmp_path)
+    # connect reads the RF sector (the MAC); the backup reads only the two changed blocks
+    assert dry.replies["read4k"] == 1 + 2 * 16, dry.replies
+    nth = _nth_request(dry, CHANGED_BLOCK, 0x10000)
+    faults = [FrameFault("crc", nth, "stale"), FrameFault("crc", nth - 1, "late", 1),
+              FrameFault("crc", nth - 2, "late", 2)]
+    runs = sum(TALLY.values())
+    bad = _judge("backup-changed", chip, faults, tmp_path)
+    assert sum(TALLY.values()) - runs == len(faults), "every fault landed on a reply"
+    assert not bad, "\n".join(bad)
 
 
 # ------------------------------------------------------------------ sample (CI) and full sweep (slow)

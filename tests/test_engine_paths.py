@@ -52,9 +52,13 @@ def twins(fixtures_dir: Path, faults: FaultPlan, dump: str = N_DUMP):
     return out
 
 
-def images(data_dir: Path) -> list[bytes]:
+def images(data_dir: Path, origin: str = "read") -> list[bytes]:
+    """The library's images of one origin: "read" (backups of what the chip held: read whole, or only its blocks
+    that differed from an entry) or "derived" (a backup plus a write the engine verified: what the chip held
+    right after it)."""
     lib = BackupLibrary(data_dir / "backups")
-    return sorted(lib.load(e) for e in lib.list())
+    by_write = [e for e in lib.list() if e.derived is not None and e.derived.get("operation") != "read"]
+    return sorted(lib.load(e) for e in lib.list() if (e in by_write) == (origin == "derived"))
 
 
 def shas(blobs: list[bytes]) -> list[str]:
@@ -146,6 +150,7 @@ async def test_write_key_and_cli_write_leave_the_same_flash(fault: str, fixtures
         flash[CFG:CFG + 0x1000] = want[CFG:CFG + 0x1000]
     assert flash == want
     assert images(tmp_path / "cli") == images(tmp_path / "tui") == [original]  # the backup taken first
+    assert images(tmp_path / "cli", "derived") == images(tmp_path / "tui", "derived") == [bytes(want)]
     # the same steps after the write on both: the final compare of what was written (to the end of its last
     # sector), the reboot
     final = f"[verify] comparing 0x011000-0x{0x11000 + len(padded):06X} by CRC"
@@ -196,6 +201,7 @@ async def test_restore_key_and_cli_restore_leave_the_same_flash(fault: str, fixt
         assert compares and any(line.startswith("[reboot]") for line in seen[seen.index(compares[0]):]), seen
     # what the chip held before the restore was backed up first, on both sides
     assert images(tmp_path / "cli") == images(tmp_path / "tui") == sorted([original, bytes(changed)])
+    assert images(tmp_path / "cli", "derived") == images(tmp_path / "tui", "derived") == []  # restored: the read
 
 
 @pytest.mark.parametrize("fault", faults("rx-corrupt"))
@@ -232,6 +238,9 @@ async def test_multi_port_o_and_cli_station_leave_the_same_flash(fault: str, fix
     assert flash[0x11000:0x11000 + len(app_part)] == app_part and flash[:0x11000] == original[:0x11000]
     assert bytes(c_dev.flash.data) == flash
     assert images(tmp_path / "cli") == images(tmp_path / "tui") == [original]
+    left = bytearray(original)  # what the write left before the reboot (OpenBK may save its config at boot)
+    left[0x11000:0x11000 + len(app_part)] = app_part
+    assert images(tmp_path / "cli", "derived") == images(tmp_path / "tui", "derived") == [bytes(left)]
 
 
 def test_cli_verify_compares_where_cli_write_wrote(fixtures_dir: Path, tmp_path: Path, obk_images):

@@ -11,7 +11,7 @@ import pytest
 from bkbench.core.chips import FAMILIES
 from bkbench.core.session import Session
 from bkbench.core.sim.registry import create_device
-from simhelpers import pty_for, sim_url
+from simhelpers import peer_on_pty, run_peer_cli, sim_url
 
 pytestmark = pytest.mark.peers
 bk7231tools = pytest.importorskip("bk7231tools.serial")
@@ -30,18 +30,12 @@ PEER_VIEW = {
 
 @pytest.mark.parametrize("chip", sorted(PEER_VIEW))
 def test_bk7231tools_identifies_the_simulated_family(chip):
-    dev = create_device(chip)
-    with pty_for(dev) as pty:
-        peer = bk7231tools.BK7231Serial(pty, baudrate=921600, link_timeout=5)
-        peer.connect()
-        try:
-            peer_bl = peer.bootloader_type.name if peer.bootloader_type else None
-            peer_chip = peer.chip_info
-            peer_proto = peer.protocol_type.name
-            peer_id = peer.chip_type
-            peer_data = peer.flash_read_bytes(0, 0x20000, crc_check=True)
-        finally:
-            peer.close()
+    with peer_on_pty(lambda: create_device(chip)) as (dev, peer):
+        peer_bl = peer.bootloader_type.name if peer.bootloader_type else None
+        peer_chip = peer.chip_info
+        peer_proto = peer.protocol_type.name
+        peer_id = peer.chip_type
+        peer_data = peer.flash_read_bytes(0, 0x20000, crc_check=True)
     with sim_url(chip, bytes(dev.flash.data)) as (url, _):
         with Session(url, baud=921600) as s:
             info = s.connect()
@@ -57,12 +51,10 @@ def test_bk7231tools_identifies_the_simulated_family(chip):
 @pytest.mark.skipif(shutil.which("ltchiptool") is None and not (Path(sys.executable).parent / "ltchiptool").exists(),
                     reason="ltchiptool not installed")
 def test_ltchiptool_reads_a_simulated_bk7238(tmp_path):
-    dev = create_device("BK7238")
     exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
     out = tmp_path / "lt.bin"
-    with pty_for(dev) as pty:
-        res = subprocess.run([exe, "flash", "read", "-d", pty, "-b", "921600", "-l", "0x20000", "bk7238", str(out)],
-                             capture_output=True, text=True, timeout=180)
+    dev, res = run_peer_cli(lambda: create_device("BK7238"), lambda pty: [
+        exe, "flash", "read", "-d", pty, "-b", "921600", "-l", "0x20000", "bk7238", str(out)], timeout=180)
     text = res.stdout + res.stderr
     assert res.returncode == 0, text[-2000:]
     assert "Chip info: BK7238" in text  # named from the bootloader table and chip ID it read

@@ -204,8 +204,9 @@ def test_a_hand_edited_sidecar_does_not_crash_the_listing(tmp_path, capsys):
     lib = BackupLibrary(tmp_path / "lib")
     e = lib.save(DATA, _meta())
     meta = json.loads(e.sidecar.read_text())
-    meta.update({"chip": ["BK7231N"], "time": 20240101, "mac": {"x": 1}, "seq": "7"})
+    meta.update({"chip": ["BK7231N"], "time": 20240101, "mac": {"x": 1}, "seq": "7", "derived": [1]})
     os.chmod(e.sidecar, 0o600)
     e.sidecar.write_text(json.dumps(meta))
     assert main(["backups", "--library", str(lib.root)]) == 0
-    assert str(e.path) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(lib.root) in out and e.path.name in out  # the folder once, then each file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import uuid
 
 import pytest
@@ -99,3 +100,32 @@ def test_userconfig_roundtrip_and_corrupt_file(config_dir):
     assert userconfig.load() == {"ui": {"theme": "dark"}}
     assert (config_dir / "config.json.corrupt").read_text() == "{not json"
     assert not [p for p in os.listdir(config_dir) if p.endswith(".part")]
+
+
+def test_a_host_that_switches_its_rate_late_stays_at_the_rate_the_chip_switched_to(config_dir, monkeypatch):
+    """The flake of issue 22 (`bkbench info` on a pty, busy machine: "Nothing at all arrived on RX"): the
+    host set its own UART to 921600 after the chip's 20 ms delay, so it read the chip's echo (sent at
+    921600) as garbage, went back to 115200 and talked past a chip that now listens at 921600. A late
+    switch is played here by an adapter that applies a new rate 60 ms late (real wire timing on)."""
+    from bkbench.core.sim import protocol_sim
+
+    applied = protocol_sim.Serial._reconfigure_port
+
+    def late(self):
+        if self.is_open and self._baudrate != 115200:
+            time.sleep(0.06)
+        applied(self)
+
+    monkeypatch.setattr(protocol_sim.Serial, "_reconfigure_port", late)
+    name = f"late-{uuid.uuid4().hex[:8]}"
+    register(name, create_device(wiring="rts", timing=True))
+    events = []
+    try:
+        with Session(f"sim://@{name}", baud=921600, reset="dtr-rts", link_timeout=3, on_event=events.append) as s:
+            info = s.connect()
+            assert info.baud == 921600 and s.port.baudrate == 921600
+            assert len(s.read(0x11000, 0x1000)) == 0x1000  # the chip really is at 921600
+    finally:
+        unregister(name)
+    assert not _warnings(events)  # no step down, nothing recorded as failed
+    assert remembered(f"sim://@{name}").get("failed", []) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bkbench.core.session import Session
 from bkbench.core.sim.registry import create_device
-from simhelpers import DUMP_CHIPS, ROTATED, pty_for, sim_url, unrotate
+from simhelpers import DUMP_CHIPS, ROTATED, peer_on_pty, pty_for, run_peer_cli, sim_url, unrotate
 
 pytestmark = pytest.mark.peers
 bk7231tools = pytest.importorskip("bk7231tools.serial")
@@ -27,16 +27,10 @@ def test_bk7231tools_identifies_and_dumps_like_us(name, fixtures_dir):
     """Loaded without --chip: the dump alone tells the simulator who it is."""
     path = fixtures_dir / "dumps" / name
     chip = DUMP_CHIPS[name][0] if name in DUMP_CHIPS else "BK7231T"
-    dev = create_device(None, path)
-    with pty_for(dev) as pty:
-        peer = bk7231tools.BK7231Serial(pty, baudrate=921600, link_timeout=5)
-        peer.connect()
-        try:
-            peer_data = peer.flash_read_bytes(0, 0x200000, crc_check=True)
-            peer_bl = peer.bootloader_type.name
-            peer_chip = peer.chip_info
-        finally:
-            peer.close()
+    with peer_on_pty(lambda: create_device(None, path)) as (_dev, peer):
+        peer_data = peer.flash_read_bytes(0, 0x200000, crc_check=True)
+        peer_bl = peer.bootloader_type.name
+        peer_chip = peer.chip_info
     with sim_url(None, path) as (url, _):
         with Session(url, baud=921600) as s:
             info = s.connect()
@@ -55,12 +49,11 @@ def test_bk7231tools_identifies_and_dumps_like_us(name, fixtures_dir):
 def test_ltchiptool_cli_reads_the_same_bytes(name, fixtures_dir, tmp_path):
     path = fixtures_dir / "dumps" / name
     family = "bk7231n" if name.startswith("bk7231n") else "bk7231t"
-    dev = create_device(None, path)
     exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
     out = tmp_path / "lt.bin"
-    with pty_for(dev) as pty:
-        res = subprocess.run([exe, "flash", "read", "-d", pty, "-b", "921600", family, str(out)],
-                             capture_output=True, text=True, timeout=180)
+    _dev, res = run_peer_cli(lambda: create_device(None, path),
+                             lambda pty: [exe, "flash", "read", "-d", pty, "-b", "921600", family, str(out)],
+                             timeout=180)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "Chip info" in res.stdout + res.stderr
     assert out.read_bytes() == flash_order(name, path)
@@ -108,14 +101,13 @@ def test_bk7231tools_reads_the_efuse_key_with_the_register_protocol(fixtures_dir
 def test_ltchiptool_flash_write_lands_on_the_stock_protected_n(fixtures_dir, tmp_path):
     """ltchiptool unprotects the stock SR 0x4004 and writes; the simulated flash is the judge."""
     path = fixtures_dir / "dumps" / "bk7231n-ap-smt-breaker02-relay.bin"
-    dev = create_device(None, path)
     payload = bytes((i * 7) & 0xFF for i in range(0x3000))
     src = tmp_path / "blob.bin"
     src.write_bytes(payload)
     exe = shutil.which("ltchiptool") or str(Path(sys.executable).parent / "ltchiptool")
-    with pty_for(dev) as pty:
-        res = subprocess.run([exe, "flash", "write", "-d", pty, "-f", "bk7231n", "-s", "0x12A000", str(src)],
-                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    dev, res = run_peer_cli(lambda: create_device(None, path),
+                            lambda pty: [exe, "flash", "write", "-d", pty, "-f", "bk7231n", "-s", "0x12A000", str(src)],
+                            timeout=120, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
     assert dev.flash.read(0x12A000, len(payload)) == payload
     assert dev.flash.read(0, 0x12A000) == path.read_bytes()[:0x12A000]

@@ -306,7 +306,22 @@ def test_cli_bad_secrets_and_missing_extra_are_one_line(monkeypatch: pytest.Monk
     monkeypatch.delitem(sys.modules, "bkbench.tui.serve")
     assert main(["serve"]) == 1
     err = capsys.readouterr().err
-    assert "pip install 'bkbench[serve]'" in err and "Traceback" not in err
+    # A command for this copy (a checkout here), not `pip install 'bkbench[serve]'` (issue 22)
+    assert "./dev serve" in err and "pip install -e '.[serve]'" in err and "Traceback" not in err
+
+
+def test_the_serve_hint_of_a_pipx_copy_is_pipx_inject(tmp_path: Path, monkeypatch):
+    from bkbench.core import install
+
+    venv = tmp_path / "pipx" / "venvs" / "bkbench"
+    venv.mkdir(parents=True)
+    monkeypatch.setattr(sys, "prefix", str(venv))
+    assert install.pipx_venv() is None  # not a venv pipx made
+    (venv / "pipx_metadata.json").write_text("{}")
+    assert cli_serve.install_hint().endswith(": pipx inject bkbench 'textual-serve>=1.1,<2'")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(install, "checkout_dir", lambda: None)
+    assert cli_serve.install_hint().endswith("-m pip install 'textual-serve>=1.1,<2'")
 
 
 def test_cli_elsewhere_warns_prints_token_once_and_never_logs_it(tmp_path: Path):

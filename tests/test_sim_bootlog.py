@@ -71,6 +71,46 @@ def test_after_an_openbk_write_the_log_is_openbks(fixtures_dir, obk_images):
     assert "TUYA IOT SDK" not in log
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _app_output(dev, clock: _Clock, seconds: float) -> str:
+    """What the running app prints over `seconds` of simulated time after a reset."""
+    dev.reset()
+    out = ""
+    for _ in range(int(seconds * 10)):
+        clock.t += 0.1
+        out += dev.host_read().decode("latin-1")
+    return out
+
+
+def test_the_demo_plug_after_openbk_logs_openbks_banner_and_heartbeat(monkeypatch, tmp_path):
+    """Issue 22: after OpenBK was written the demo plug still printed the Tuya heartbeat, and the installed
+    demo's stand-in OpenBK booted as "version unknown: no banner found". Built-in images only (no ../shared)."""
+    from bkbench.core.demo_image import demo_flash
+    from bkbench.core.sim.device import SimDevice
+    from bkbench.tui.demo import seed_demo_openbk
+
+    monkeypatch.setenv("BKBENCH_DEMO_IMAGE", "builtin")
+    monkeypatch.setenv("BKBENCH_CACHE_DIR", str(tmp_path / "demo"))
+    (name,) = seed_demo_openbk()
+    qio = (tmp_path / "demo" / "releases" / "0.0.0-demo" / name).read_bytes()
+    clock = _Clock()
+    dev = SimDevice(demo_flash(), scenario="app-running", clock=clock, boot_window=0.05)
+    stock = _app_output(dev, clock, 12)
+    assert "TUYA IOT SDK" in stock and stock.count("heart beat") >= 2
+    dev.flash.data[0x11000 : len(qio)] = qio[0x11000:]  # as a finished `bkbench write` of the stand-in leaves it
+    obk = _app_output(dev, clock, 12)
+    assert parse_boot_log(obk).openbk == "OpenBK7231N 0.0.0-demo"
+    assert "version unknown" not in obk and "TUYA" not in obk and "heart beat" not in obk
+    assert obk.count("Info:MAIN:Time") >= 2  # OpenBK's own periodic line
+
+
 def test_simulated_openbk_judges_its_config_as_openbk_does(fixtures_dir, obk_images):
     """The simulated OpenBK reads its config with OpenBK's loader rules (core/sim/obk_loader.py), not with
     bkbench's parser: a good sector is used as it is, anything it rejects (no config, the old unsigned

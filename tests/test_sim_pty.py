@@ -46,3 +46,43 @@ def test_bridge_counts_drops():
         port.close()
     finally:
         bridge.stop()
+
+
+def _set_rate(port: serial.Serial, baud: int) -> None:
+    port.baudrate = baud  # pyserial's tcsetattr on the slave, as a host does
+
+
+def test_a_command_written_before_the_host_switches_is_read_at_the_rate_it_was_sent():
+    """The bridge is a thread that a busy machine runs late: it may see the host's switch to 921600 before
+    it reads the SetBaudRate the host wrote at 115200 just before (the chip never got it: ltchiptool failed
+    in ./dev test under load). Played here by stepping the bridge by hand."""
+    from bkbench.core.protocol import Cmd, encode
+    from bkbench.core.sim.pty_bridge import PtyBridge
+
+    dev = SimDevice(synth_flash("BK7231N"))
+    bridge = PtyBridge(dev)  # not started: each step below is one turn of its loop
+    try:
+        port = serial.Serial(bridge.path, 115200, timeout=0.2)
+        bridge._sync_baud(pending=False)
+        port.write(encode(Cmd.LINK_CHECK))
+        bridge._sync_baud(pending=True)
+        bridge._read_host()
+        port.write(encode(Cmd.SET_BAUD, bytes.fromhex("00100e0014")))  # 921600, 20 ms
+        _set_rate(port, 921600)  # 10 ms later the host switches; the bridge looks only now
+        bridge._sync_baud(pending=True)
+        bridge._read_host()
+        assert dev.commands[-1] == Cmd.SET_BAUD  # got at 115200, as sent
+        time.sleep(0.05)
+        assert dev.host_read().endswith(bytes.fromhex("040e0901e0fc0f00100e0014"))  # its echo, at 921600
+        # the other way round: a host out of step with the chip that switches to its rate and then writes
+        port.baudrate = 115200
+        dev2 = SimDevice(synth_flash("BK7231N"))
+        bridge.device = dev2
+        dev2.set_host_baud(38400)  # a pty's default rate, seen before the host opened it
+        port.write(encode(Cmd.LINK_CHECK))
+        bridge._sync_baud(pending=True)
+        bridge._read_host()
+        assert dev2.commands == [Cmd.LINK_CHECK]
+        port.close()
+    finally:
+        bridge.stop()

@@ -96,7 +96,9 @@ async def test_config_editor_writes_only_the_config_sector(fixtures_dir: Path, t
     assert cfg.get("pass") == "pw-not-printed" and cfg.version == 5
     changed = [a for a in range(0, len(after), SECTOR) if after[a:a + SECTOR] != before[a:a + SECTOR]]
     assert changed == [offset]  # every other sector is unchanged
-    assert len(app.library.list()) == 1  # a full backup was taken first
+    # a full backup was taken first; then the library recorded what the write left (derived, not read)
+    entries = app.library.list()
+    assert [e.origin for e in entries] == ["derived", "read"] and app.library.load(entries[0]) == after
 
 
 @sync

@@ -137,7 +137,8 @@ async def test_write_image_backs_up_first_verifies_and_reboots(fixtures_dir: Pat
         assert app.last_outcome[0] == "ok", app.last_outcome
         msg = app.last_outcome[1]
         assert "backup first" in msg and "verified" in msg and "rebooted" in msg
-        assert len(app.library.list()) == 1  # the automatic backup
+        # the automatic backup, and the library's record of what the write left (derived, not read)
+        assert [e.origin for e in app.library.list()] == ["derived", "read"]
         assert bytes(dev.flash.data[0x11000:0x11000 + len(ua)]) == ua
         assert app.session is None  # rebooted and released to the log
         model = app.flash_model

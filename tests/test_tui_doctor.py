@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bkbench.tui.app import BkBenchApp
 from test_tui_app import settle, sync
-from textual.widgets import Input
+from textual.widgets import Select
 
 
 def demo_device(scenario: str, wiring: str) -> str:
@@ -100,11 +100,13 @@ async def test_reset_method_field_reaches_the_session_and_connects(tmp_path: Pat
     app = make_app(demo_device("app-running", "rts"), tmp_path, reset="manual")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("1")
-        field = app.query_one("#reset", Input)
-        field.focus()
-        field.value = ""
-        await pilot.press(*"dtr-rts")
-        await pilot.press("enter")
+        choice = app.query_one("#reset", Select)
+        choice.focus()
+        await pilot.press("enter")  # opens the list of methods
+        await pilot.pause(0.1)
+        methods = [value for _, value in choice._options]
+        steps = methods.index("dtr-rts") - methods.index("manual")  # from the highlighted current one
+        await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
         await pilot.pause(0.1)
         assert app.reset == "dtr-rts"
         app.query_one("#ports-table").focus()

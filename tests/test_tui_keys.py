@@ -68,7 +68,7 @@ async def test_escape_leaves_every_field_and_keys_work_again(size, fixtures_dir:
     app = make_app(name, tmp_path)
     async with app.run_test(size=size) as pilot:
         await pilot.press("1")
-        for wid, kind in (("port-url", Input), ("reset", Input), ("baud", Select), ("keep-trying", Checkbox)):
+        for wid, kind in (("port-url", Input), ("reset", Select), ("baud", Select), ("keep-trying", Checkbox)):
             field = app.query_one(f"#{wid}", kind)
             field.focus()
             await pilot.pause(0.05)

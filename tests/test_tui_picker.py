@@ -244,3 +244,34 @@ async def test_latest_openbk_downloaded_with_progress_then_cached(fixtures_dir: 
         cached = default_cache_dir() / "1.18.219" / "OpenBK7231N_QIO_1.18.219.bin"
         assert cached.read_bytes() == qio and screen.selected.resolve() == cached.resolve()
         assert any("/download/" in path for path, _ in gh.requests)
+
+
+@sync
+async def test_the_first_enter_takes_latest_openbk_and_arrows_go_on_into_the_folder(tmp_path: Path, monkeypatch):
+    """Issue 22: the picker opened on the folder tree, whose first Enter folded the folder. Now Latest OpenBK
+    is highlighted and focused first; Down past the list goes to the folder's first file, Up comes back."""
+    from bkbench.tui.app import BkBenchApp
+    from bkbench.tui.screens.write import QuickList
+
+    (tmp_path / "fw").mkdir()
+    (tmp_path / "fw" / "a.bin").write_bytes(b"\xff" * 4096)
+    monkeypatch.chdir(tmp_path / "fw")
+    app = BkBenchApp(url="sim://bk7231n", data_dir=tmp_path / "data", ports_source=lambda: [], monitor=False,
+                     poll_ports=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_picker(app, pilot)
+        fetched = []
+        monkeypatch.setattr(screen, "action_fetch", lambda: fetched.append(True))
+        quick = screen.query_one(QuickList)
+        assert screen.focused is quick and quick.get_option_at_index(quick.highlighted).id == "fetch"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert fetched == [True] and app.screen is screen
+        tree = screen.query_one(FirmwareTree)
+        await wait(pilot, lambda: bool(tree.root.children), 10, "folder listed")
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert screen.focused is tree and tree.cursor_node.data.path.name == "a.bin"
+        await pilot.press("up", "up")
+        await pilot.pause(0.1)
+        assert screen.focused is quick

@@ -196,3 +196,38 @@ async def test_lines_falling_off_the_top_do_not_move_a_reader():
 def shown_plain(view: SerialLog) -> list[str]:
     rows = [view.render_line(y).text.rstrip() for y in range(view.scrollable_content_region.height)]
     return [row for row in rows if row]
+
+
+@sync
+async def test_a_log_that_stops_following_says_so_and_a_sideways_scroll_keeps_following(tmp_path: Path):
+    """Issue 22: the log stopped following without a word. A sideways scroll (keys, a horizontal wheel)
+    keeps the tail; a scroll up stops following and the status line says so, with the lines below."""
+    from textual import events
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        app.log_buffer.feed(b"".join(b"line %04d " % i + b"x" * 150 + b"\r\n" for i in range(100)))
+        app.log_pane.drain()
+        await pilot.pause(0.1)
+        view = app.log_pane.log_view
+
+        def status() -> str:
+            return str(app.log_pane.query_one("#log-status").render())
+
+        await pilot.press("right", "right")
+        view.post_message(events.MouseScrollRight(view, 5, 5, 0, 0, 0, False, False, False))
+        await pilot.pause(0.3)
+        feed(app, 100, 5)
+        await pilot.pause(0.1)
+        assert view.scroll_x > 0 and view.following and "NOT FOLLOWING" not in status()
+        assert view.scroll_y == view.max_scroll_y  # the newest line is the bottom one
+        await pilot.press("up")
+        await pilot.pause(0.1)
+        assert not view.following and "NOT FOLLOWING (1 below): End follows" in status()
+        feed(app, 105, 10)
+        await pilot.pause(0.1)
+        assert "NOT FOLLOWING (11 below)" in status()
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert view.following and "NOT FOLLOWING" not in status()

@@ -104,10 +104,21 @@ def test_snapshot_backups_browser(snap_compare, tmp_path: Path):
         "tool_version": "0.1.0", "port": "/dev/ttyUSB0", "adapter": "CP2102",
     })
 
+    derived = BackupEntry(Path("/data/backups") / "BK7231N-1C90FFF7C934-20261125T193512.bin", {
+        **entry.meta, "time": "2026-11-25T19:35:12", "sha256": "cd" * 32, "derived": {
+            "from": {"file": entry.path.name, "sha256": "ab" * 32},
+            "original": {"file": entry.path.name, "sha256": "ab" * 32}, "operation": "write", "what": "UA app",
+            "spans": [{"start": "0x011000", "end": "0x0E3000", "sha256": "ef" * 32}], "checked": "by CRC"}})
+
+    class Labels:  # what core/backup_labels.py would say of these images (no image files here)
+        def cached(self, e):
+            return {"ab" * 32: "stock Tuya plug 1.1.15", "cd" * 32: "OpenBK 1.18.219 + config"}[e.meta["sha256"]]
+
     async def before(pilot) -> None:
-        app.push_screen(BackupsScreen([entry]))
+        app.push_screen(BackupsScreen([derived, entry], labels=Labels()))
         await pilot.pause(0.2)
 
+    # at 80x24 every entry whole: saved / read or derived, firmware / the whole file name (issue 22 item 5)
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 
 

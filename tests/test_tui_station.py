@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from bkbench.core.backups import BackupLibrary
 from bkbench.core.images.releases import default_cache_dir, sha256_of
 from bkbench.core.sim import registry
 from bkbench.core.sim.faults import FaultPlan
@@ -62,8 +60,9 @@ async def until(pilot, cond, timeout: float, what: str) -> None:
     assert cond(), f"{what}: not reached in {timeout} s"
 
 
-def library_shas(app: BkBenchApp) -> set[str]:
-    return {hashlib.sha256(Path(e.path).read_bytes()).hexdigest() for e in app.library.list()}
+def library_shas(app: BkBenchApp, origin: str = "read") -> set[str]:
+    """SHA-256 of the library's backups read from chips (or "derived": a backup plus a write the engine verified)."""
+    return {hashlib.sha256(Path(e.path).read_bytes()).hexdigest() for e in app.library.list() if e.origin == origin}
 
 
 @sync
@@ -150,6 +149,11 @@ async def test_failing_ports_fail_alone(fixtures_dir: Path, obk_images, tmp_path
     assert bytes(t_dev.flash.data) == t_before
     # Only the written N's original flash is in the library: nothing of the two failed chips.
     assert library_shas(app) == {hashlib.sha256(n_before).hexdigest()}
+    part = images["BK7231N"][0x11000:]
+    part += b"\xff" * (-len(part) % 0x1000)  # a write fills its last sector with 0xFF
+    left = bytearray(n_before)  # and what the write left on the N (nothing derived of the failed chips)
+    left[0x11000:0x11000 + len(part)] = part
+    assert library_shas(app, "derived") == {hashlib.sha256(left).hexdigest()}
 
 
 @sync
@@ -260,44 +264,30 @@ def test_cli_opens_the_multi_port_view_with_several_ports(monkeypatch, capsys):
 def test_demo_three_plugs_in_tmux(tmp_path: Path, fixtures_dir: Path):
     """`bkbench --demo 3` at 80x24, keys only: select all, o, y; the three plugs end done, three backups
     are in the library, and quitting prints what each port did."""
-    from test_tui_tmux import _capture, _command
+    from test_tui_tmux import _command
+    from tmuxhelpers import Tmux
 
     data, cache, out = tmp_path / "data", tmp_path / "cache", tmp_path / "out.txt"
-    session = f"bkbench-{uuid.uuid4().hex[:8]}"
     argv = [c for c in _command() if c != "--demo"]
     cmd = (f"env BKBENCH_DATA_DIR='{data}' BKBENCH_CACHE_DIR='{cache}' BKBENCH_DEMO_TIMING=0 "
            + " ".join(f"'{c}'" for c in argv) + f" --demo 3; tmux capture-pane -p > '{out}'; sleep 30")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd],
-                   env=dict(os.environ, TERM="xterm-256color"), check=True)
-
-    def wait(cond, timeout: float) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            screen = _capture(session)
-            if cond(screen):
-                return screen
-            time.sleep(0.3)
-        raise AssertionError(f"not reached; screen was:\n{_capture(session)}")
-
-    try:
-        wait(lambda s: "sim://@demo3" in s, 60)
+    with Tmux(cmd, 80, 24) as tm:
+        tm.wait(lambda s: "sim://@demo3" in s, 60)
         for _ in range(3):  # the demo plugs, not the machine's own serial ports
-            subprocess.run(["tmux", "send-keys", "-t", session, "space", "Down"], check=True)
-        subprocess.run(["tmux", "send-keys", "-t", session, "o"], check=True)
-        wait(lambda s: "Write" in s and "OpenBK?" in s, 10)
-        subprocess.run(["tmux", "send-keys", "-t", session, "y"], check=True)
-        wait(lambda s: sum(line.rstrip().rstrip("│").rstrip().endswith("done") for line in s.splitlines()) == 3,
-             180)
-        assert len(list((data / "backups").glob("*.bin"))) == 3
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], check=True)
+            tm.keys("space", "Down")
+        tm.keys("o")
+        tm.wait(lambda s: "Write" in s and "OpenBK?" in s, 10)
+        tm.keys("y")
+        tm.wait(lambda s: sum(line.rstrip().rstrip("│").rstrip().endswith("done") for line in s.splitlines()) == 3,
+                180)
+        assert [e.origin for e in BackupLibrary(data / "backups").list()].count("read") == 3
+        tm.keys("C-q")
         end = time.monotonic() + 20
         while not out.exists() and time.monotonic() < end:
             time.sleep(0.3)
         text = out.read_text()
         for n in ("", "2", "3"):
             assert f"sim://@demo{n}: done in" in text
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 @sync

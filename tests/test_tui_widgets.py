@@ -200,3 +200,30 @@ def test_subtract_ranges_matches_address_sets():
         assert {a for s, e in got for a in range(s, e)} == want
         if len(ranges) == 1:  # one range: its pieces in address order, none overlapping
             assert all(a[1] <= b[0] for a, b in zip(got, got[1:]))
+
+
+def test_operation_numbers_of_a_restore_cover_every_range_it_writes(tmp_path: Path):
+    """Issue 22: a restore writes 0x11000-RF and RF+4K-end, each a run of the "write" stage; the bar and its
+    numbers showed only the last run. Judged on the real engine's events of a restore."""
+    from bkbench.core.backups import BackupLibrary
+    from bkbench.core.demo_image import demo_flash
+    from bkbench.core.layout import RF_OFFSET
+    from bkbench.core.session import Session
+    from bkbench.core.sim import registry
+
+    stock = demo_flash()
+    dev = registry.create_device("BK7231N")
+    dev.flash.data[:] = stock
+    dev.flash.data[0x20000:0x30000] = b"\x12" * 0x10000  # flashed since the backup
+    dev.flash.data[0x1E0000:0x1E1000] = b"\x34" * 0x1000
+    registry.register("op-restore", dev)
+    st = OperationState("Restore", now=0.0)
+    try:
+        with Session("sim://@op-restore", baud=921600, on_event=st.apply) as s:
+            s.connect()
+            s.restore(stock, backup_library=BackupLibrary(tmp_path / "lib"))  # a backup first, then the writes
+    finally:
+        registry.unregister("op-restore")
+    rf = RF_OFFSET["BK7231N"]
+    assert st.total == (rf - 0x11000) + (len(stock) - rf - 0x1000) and st.done == st.total
+    assert bytes(dev.flash.data) == stock

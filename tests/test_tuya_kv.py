@@ -35,6 +35,14 @@ def test_mask_value() -> None:
     assert tuya_kv.mask_value("gw_wsm", {"a": 1}) == "<secret>"
 
 
+def test_mask_value_keeps_button_functions_and_masks_keys() -> None:
+    """`keyfunc` (a button's function in user_param_key) is configuration, not a secret (issue 22)."""
+    m = tuya_kv.mask_value("user_param_key", {"keyfunc": 1, "bt1_pin": 10, "key": "k", "lckey": "l",
+                                              "auth_key": "a", "psk21_key": "p", "Key": "K"})
+    assert m == {"keyfunc": 1, "bt1_pin": 10, "key": "<secret>", "lckey": "<secret>", "auth_key": "<secret>",
+                 "psk21_key": "<secret>", "Key": "<secret>"}
+
+
 @pytest.mark.parametrize("name", DUMPS_WITH_VAULT)
 def test_vault_found_with_valid_checksums(fixtures_dir, name: str) -> None:
     data = (fixtures_dir / "dumps" / name).read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from bkbench.core.backups import BackupLibrary
 from bkbench.core.cli.main import main
 from bkbench.core.errors import BkError
 from bkbench.core.ops.flash_ops import OperationFailed
@@ -43,8 +44,12 @@ def test_openbk_write_backup_first_then_banner(chip, kind, obk_images, fixtures_
         from bkbench.core.analysis.obk_config import ObkConfig
 
         assert ObkConfig.parse(flash[cfg : cfg + 0x1000], chip).get("changeCounter") == 1
-    backups = list((datadir / "data" / "backups").glob("*.bin"))
-    assert len(backups) == 1 and backups[0].read_bytes() == stock
+    entries = BackupLibrary(datadir / "data" / "backups").list()
+    assert [e.path.read_bytes() for e in entries if e.origin == "read"] == [stock]  # the one backup read
+    # and the library's record of what the write left (before OpenBK's own save at boot): stock + the image
+    left = bytearray(stock)
+    left[0x11000:0x11000 + len(payload) + (-len(payload) % 0x1000)] = payload + b"\xff" * (-len(payload) % 0x1000)
+    assert [e.path.read_bytes() for e in entries if e.origin == "derived"] == [bytes(left)]
     assert "banner seen" in capsys.readouterr().err or True
 
 

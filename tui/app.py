@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.layout import subtract_ranges
-from textual import messages, work
+from textual import events, messages, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -76,6 +76,10 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         Binding("3", "pane('flash')", "Map", show=False),
         Binding("4", "pane('op')", "Op", show=False),
         Binding("ctrl+n", "next_pane", "Next pane", show=False, priority=True),
+        # Priority: the focus moves when the Tab is read, so keys typed right after it (a paste, tmux
+        # send-keys) go to the next field, not to the one the Tab left (issue 22: password in the SSID).
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),  # in `?` and the status line: room
     ]
     # Shown in the footer only while they apply (check_action hides the rest).
@@ -109,7 +113,9 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         self.linking = False
         self._prefer_log = False
         self.data_dir = Path(data_dir) if data_dir else None
-        self.ports_source = ports_source
+        # The demo lists its simulated plugs only: the machine's own ports (a PC's /dev/ttyS0) were offered
+        # in its multi-port view, and `a` selected them for a backup (issue 22).
+        self.ports_source = ports_source if ports_source is not None or not demo else (lambda: [])
         self.use_monitor = monitor
         self.poll_ports = poll_ports
         self.pump = EventPump()
@@ -183,6 +189,21 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
             return self._has_backup() or (action == "verify" and self.last_written is not None)
         return True
 
+    # Keys whose action is off just now (hidden from the footer): said, not ignored (issue 22: `a` with
+    # nothing to analyze did nothing).
+    _WHY_NOT = {
+        "a": ("analyze", "Nothing to analyze yet: back the chip up first (b), or pick a file (w) and press a."),
+        "v": ("verify", "Nothing to verify against yet: back the chip up (b) or write a file (w) first."),
+    }
+
+    def on_key(self, event: events.Key) -> None:
+        why = self._WHY_NOT.get(event.key)
+        if why is None or not isinstance(self.screen, MainScreen) or self.check_action(why[0], ()):
+            return
+        event.stop()
+        self.notify("An operation is running: wait for it, or x cancels it." if self.busy else why[1],
+                    severity="warning")
+
     def _has_backup(self) -> bool:
         try:
             return bool(self.library.list())
@@ -199,7 +220,8 @@ class BkBenchApp(MainLayoutMixin, PumpMixin, MonitorMixin, OperationsMixin, Work
         if isinstance(focused, (Input, Select, Checkbox)) or (focused is not None and
                                                                focused.__class__.__name__ == "SelectOverlay"):
             target = {"ports": "#ports-table", "log": "#log-view", "flash": "#fm-grid", "op": "#op-log"}
-            pane = "ports" if focused.id in ("port-url", "reset", "baud", "keep-trying") else self.active_pane
+            pane = "ports" if focused.id in ("port-url", "reset", "reset-custom", "baud", "keep-trying") \
+                else self.active_pane
             try:
                 self.query_one(target[pane]).focus()
             except Exception:

@@ -89,6 +89,7 @@ def _builtin_variant(i: int):
 
 
 DEMO_RELEASE_NOTE = "demo cache: OpenBK built by bkbench --demo, not downloaded"
+DEMO_SEED = 2  # raised when the seeded images change (2: the stand-in app has a version banner)
 
 
 def demo_cache_dir():
@@ -103,7 +104,7 @@ def demo_cache_dir():
 def seed_demo_openbk() -> list[str]:
     """Offline OpenBK for the demo plugs, in the (demo) release cache: the real OpenBK OTA packages of
     ../shared turned into QIO images with each family's bootloader; without them a stand-in app for
-    BK7231N made here (it boots as "OpenBK (version unknown)" on the simulator). Returns the asset names."""
+    BK7231N made here (it boots as "OpenBK7231N 0.0.0-demo" on the simulator). Returns the asset names."""
     import json
     import struct
 
@@ -130,12 +131,16 @@ def seed_demo_openbk() -> list[str]:
         tag = "0.0.0-demo"
         app = bytearray(demo_image._stream(b"bkbench demo OpenBK stand-in", 256 * 1024))
         app[:32] = struct.pack("<I", 0xEA00000E) + struct.pack("<I", 0xE59FF014) * 7  # an app's vectors
-        text = b"\0OpenBK7231N 0.0.0-demo: a stand-in app made by the bkbench demo, no real code\0"
+        # OpenBK's version banner (name, version, build date), so analysis, `image` and the simulated chip's
+        # boot log name it as OpenBK 0.0.0-demo; then what it is.
+        text = (b"\0OpenBK7231N 0.0.0-demo Jan 15 2026 10:00:00\0"
+                b"a stand-in app made by the bkbench demo, no real code\0")
         app[0x8000:0x8000 + len(text)] = text
         boot = bootloader_from_dump(demo_image.demo_flash())
         builds["BK7231N"] = build_qio(bytes(app), boot, "BK7231N")
     names = [f"OpenBK{chip[2:]}_QIO_{tag}.bin" for chip in builds]
     rel = {"tag_name": tag, "name": f"{tag} ({DEMO_RELEASE_NOTE})", "published_at": "2025-11-25T18:10:00Z",
+           "bkbench_demo_seed": DEMO_SEED,
            "prerelease": False, "assets": [
                {"name": name, "size": len(data), "browser_download_url": f"file:///demo/{name}"}
                for name, data in zip(names, builds.values())]}
@@ -160,7 +165,8 @@ def _seeded(cache, tag: str) -> list[str]:
         latest = json.loads((cache / "latest.json").read_text("utf-8"))
     except (OSError, ValueError):
         return []
-    if DEMO_RELEASE_NOTE not in str(rel.get("name")) or latest.get("tag_name") != tag:
+    if DEMO_RELEASE_NOTE not in str(rel.get("name")) or latest.get("tag_name") != tag \
+            or rel.get("bkbench_demo_seed") != DEMO_SEED:
         return []
     names = [a.get("name", "") for a in rel.get("assets") or []]
     ok = names and all((cache / tag / n).is_file() and (cache / tag / f"{n}.sha256").is_file() for n in names)

@@ -235,17 +235,39 @@ html, body {{ margin: 0; height: 100%; background: #0c181f; color: #e0e0e0; font
           align-items: center; justify-content: center; flex-direction: column; }}
 body.-closed #ended {{ display: flex; }}
 #ended button {{ font: inherit; padding: 0.6em 1.6em; margin-top: 1em; }}
+#focus-note {{ position: absolute; top: 0; right: 0; z-index: 5; padding: 0.2em 0.8em; background: #ffa62b;
+               color: #0c181f; cursor: pointer; }}
+body.-typing #focus-note {{ display: none; }}
 </style>
 <script src="/static/js/textual.js"></script>
 </head>
 <body>
 <div id="terminal" class="textual-terminal" data-font-size="{font_size}"></div>
+<div id="focus-note">Keys do not reach the workbench now: click it (or press a key) to type</div>
 <div id="ended"><div>The workbench session ended (or the server refused a new one).</div>
 <button type="button" onclick="location.reload()">Start again</button></div>
 <script>
 // The websocket goes back to the host the page came from (an SSH tunnel's local port, a proxy's name).
 document.getElementById("terminal").dataset.sessionWebsocketUrl =
   (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+// Keys go to the workbench without a click first (they were ignored, silently, until one): the terminal's
+// input gets the focus as soon as it exists, when the window gets it back, and on a key pressed anywhere
+// on the page; while it does not have it, a note at the top says so.
+(function () {{
+  const input = () => document.querySelector(".xterm-helper-textarea");
+  const grab = () => {{ const el = input(); if (el && document.activeElement !== el) el.focus(); }};
+  const watch = setInterval(() => {{
+    const el = input();
+    if (!el) return;
+    clearInterval(watch);
+    el.addEventListener("focus", () => document.body.classList.add("-typing"));
+    el.addEventListener("blur", () => document.body.classList.remove("-typing"));
+    grab();
+  }}, 100);
+  window.addEventListener("focus", grab);
+  document.addEventListener("keydown", (event) => {{ if (event.target !== input()) grab(); }}, true);
+  document.getElementById("focus-note").addEventListener("click", grab);
+}})();
 </script>
 </body>
 </html>

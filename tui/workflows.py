@@ -20,7 +20,7 @@ from .messages import AnalysisReady
 from .ranges import ranges_text
 from .screens.analysis import AnalysisScreen
 from .screens.backups import BackupsScreen
-from .screens.config import ConfigScreen
+from .screens.config import ConfigScreen, confirm_text
 from .screens.confirm import ConfirmScreen
 from .screens.write import WriteScreen
 from .state import AppState, Written
@@ -237,6 +237,10 @@ class WorkflowsMixin(AppState):
                 "Everything after the bootloader to the end of the flash is rewritten (the bootloader and the "
                 "chip's RF calibration are kept); identical sectors are skipped. A backup is made first if this "
                 "chip has none. Then verify and reboot.")
+        if entry.derived is not None:  # not read from a chip: say what it is made of (core/backups.py)
+            from .screens.backups import provenance_lines
+
+            body += "\nThis entry is " + "; ".join(provenance_lines(entry.meta)) + "."
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -378,26 +382,15 @@ class WorkflowsMixin(AppState):
 
     def _open_config_editor(self, cfg, mapping, note: str, chip: str, offset: int,
                             entry_plan: EntryPlan | None = None) -> None:
+        # The editor asks "Write the OpenBK config?" itself: a "No" goes back to the edits, not away.
         def saved(new_cfg) -> None:
             if new_cfg is not None:
-                self._confirm_config_write(new_cfg, chip, offset)
+                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, new_cfg.sector()))
 
-        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, entry_plan=entry_plan), saved)
+        def ask(edited) -> tuple[str, str]:
+            return "Write the OpenBK config?", confirm_text(edited, chip, offset)
 
-    def _confirm_config_write(self, cfg, chip: str, offset: int) -> None:
-        ssid = cfg.get("wifi_ssid") or "(none)"
-        host = cfg.get("mqtt_host") or "(none)"
-        body = (f"Write the OpenBK config sector of this {chip}:\n"
-                f"Wi-Fi {ssid}, MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
-                f"{len(cfg.pins())} pins.\n"
-                f"Only 0x{offset:06X}-0x{offset + SECTOR:06X} is written (checksummed, version {cfg.version});"
-                " a full backup is made first if this chip has none.")
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.start_operation("Write config", lambda s, c: self._do_write_config(s, c, cfg.sector()))
-
-        self.push_screen(ConfirmScreen("Write the OpenBK config?", body, yes="Write [y]"), answered)
+        self.push_screen(ConfigScreen(cfg, mapping, note, chip, offset, entry_plan=entry_plan, confirm=ask), saved)
 
     def _do_write_config(self, session: Session | None, cancel: CancelToken, sector: bytes) -> str:
         """The engine's config write (`bkbench config write` does the same)."""

@@ -26,7 +26,12 @@ _APP = re.compile(r"\] (oem_[A-Za-z0-9_]+):([0-9][0-9.]*)")
 _COMPILED = re.compile(r"firmware compiled at ([A-Za-z]{3} +\d+ \d{4} [\d:]+)")
 _MAC = re.compile(r"^mac ((?:[ 0-9a-fA-F]{1,2}:){5}[ 0-9a-fA-F]{1,2})\s*$", re.M)
 _SERIAL = re.compile(r"serial_no:([0-9a-fA-F]{12})\b")
-_OBK = re.compile(r"\b(OpenBK7231[NT]|OpenBK7238|OpenBK_?\w*) (\d+\.\d+\.\d+)\b")
+# the version with a suffix if any: 1.18.219, 0.0.0-demo
+_OBK = re.compile(r"\b(OpenBK7231[NT]|OpenBK7238|OpenBK_?\w*) (\d+\.\d+\.\d+(?:[-_+][\w.+-]*\w)?)")
+# A time stamp a terminal program put before each line: the workbench's ctrl+s (`12:00:01.234  `), and the
+# like of `[2026-01-15 12:00:01.234] ` or `12:00:01.234 -> `. Tuya's own `[01-01 00:00:00 TUYA D]` stays.
+_STAMP = re.compile(r"^[ \t]*\[?(?:\d{4}-\d{2}-\d{2}[ T])?\d{2}:\d{2}:\d{2}(?:[.,]\d{1,6})?\]?(?:[ \t]*-?>)?[ \t]+",
+                    re.M)
 
 
 @dataclass
@@ -106,6 +111,7 @@ def extract_json_cfg(text: str) -> tuple[dict[str, Any] | None, str | None, list
 def parse_boot_log(text: str | bytes) -> BootLog:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
+    text = _STAMP.sub("", text)
     log = BootLog()
     if m := _BOOT.search(text):
         log.bootloader = m.group(1)

@@ -31,9 +31,10 @@ DATA_MAGICS = (0x98761234, 0x135726AB)
 _KEY_PART_1 = b"8710_2M"
 _KEY_PART_2 = b"HHRRQbyemofrtytf"
 
-# Keys whose whole value is secret, and fields inside JSON values that are secret.
+# Keys whose whole value is secret, and fields inside JSON values that are secret. A name *ending* in key
+# is one (key, lckey, auth_key, psk21_key); `keyfunc` (what a button does, in user_param_key) is not.
 SECRET_KEYS = frozenset({"gw_wsm"})
-_SECRET_FIELD = re.compile(r"(pass|pwd|psk|key|token|secret|uuid|auz|ssid|fac_pin|random|wfb64)", re.I)
+_SECRET_FIELD = re.compile(r"(pass|pwd|psk|key$|token|secret|uuid|auz|ssid|fac_pin|random|wfb64)", re.I)
 MASK = "<secret>"
 # Tuya's values nest a few levels (user_param_key, gw_di); text nested deeper is kept as text, never parsed:
 # both parsers recurse per level, and a crafted value 1,000 levels deep would exhaust Python's stack.

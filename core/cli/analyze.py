@@ -14,6 +14,7 @@ from ..analysis.tuya_pins import map_user_param_key
 from ..backups import BackupLibrary
 from ..errors import BkError
 from ..files import read_input_file
+from ..ops.events import Notice
 from .common import HelpFormatter, add_port_args, session_for
 
 MAX_INPUT = 16 * 1024 * 1024  # a 4 MiB flash dump or a long boot log; anything bigger is not one
@@ -118,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         # A live analysis reads the whole chip: keep that verified dump as a backup too.
         with session_for(args) as s:
             s.connect()
-            entry = s.backup(BackupLibrary(args.library)).entry
+            got = s.backup(BackupLibrary(args.library))
+            entry = got.entry
+            s.sink(Notice("info", f"backup saved: {entry.path}" if got.taken else
+                          f"backup {entry.name} already holds this chip's content: not read again"))
         report = analyze_file(entry.path, args.show_secrets)
         report["backup"] = str(entry.path)
     elif not args.file:

@@ -15,7 +15,7 @@ from typing import Iterator, NoReturn
 from ..chips import MAX_FLASH  # no offset or length beyond the largest flash means anything
 from ..errors import BkError
 from ..link.baud import SUPPORTED_BAUDS  # exactly the rates the session takes (checked before anything else)
-from ..ops.events import CancelToken
+from ..ops.events import CancelToken, Notice
 from ..session import Session
 from .render import make_renderer
 
@@ -135,9 +135,15 @@ def add_port_args(p: argparse.ArgumentParser, required: bool = True, multi: bool
 
 
 @contextmanager
-def session_for(args: argparse.Namespace) -> Iterator[Session]:
+def session_for(args: argparse.Namespace, result_says: tuple[str, ...] = ()) -> Iterator[Session]:
+    """`result_says`: starts of notices the command's own result line repeats (not printed twice)."""
     renderer = make_renderer(getattr(args, "json", False), getattr(args, "quiet", False))
-    s = Session(args.port, baud=args.baud, on_event=renderer, reset=args.reset, link_timeout=args.timeout,
+    on_event = renderer
+    if result_says:
+        def on_event(ev) -> None:
+            if not (isinstance(ev, Notice) and ev.message.startswith(result_says)):
+                renderer(ev)
+    s = Session(args.port, baud=args.baud, on_event=on_event, reset=args.reset, link_timeout=args.timeout,
                 flash_size=getattr(args, "flash_size", None))
     # The first Ctrl-C cancels between sectors (so the error says what was done); a second one aborts.
     s.cancel_token = token = CancelToken()

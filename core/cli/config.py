@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full backup; nothing else on the flash is touched. Verified by CRC.",
                         epilog="examples:\n  bkbench config write cfg.bin -p /dev/ttyUSB0\n"
                         "  bkbench config write obk.bin -p /dev/ttyUSB0   (the sector is taken from the dump)")
-    w.add_argument("file", help="a config sector (4 KiB, from `config set`) or a 2 MiB dump holding one")
+    w.add_argument("file", help="a config sector (4 KiB, from `config set`) or a full flash dump of any size "
+                   "holding one")
     add_port_args(w)
     w.add_argument("--no-backup", action="store_true", help="skip the automatic full backup")
     w.add_argument("--library", help="backup library directory")

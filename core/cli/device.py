@@ -139,20 +139,33 @@ def cmd_ports(args: argparse.Namespace) -> int:
     elif args.remove and not remote_ports.remove(args.remove):
         raise BkError(f"{args.remove} is not in the remote ports list ({remote_ports.userconfig.config_path()})")
     ports = list_ports() + remote_ports.remote_ports(probe=not args.no_probe)
-    lines = []
+    emit(args, {"ports": [p.to_json() for p in ports]}, _ports_text(ports))
+    return 0
+
+
+NO_ADAPTER = "no USB serial adapter found: plug one in (CH340, CP2102, FT232, PL2303) or try sim://bk7231n"
+
+
+def _ports_text(ports: list) -> str:
+    """The port table with its header, then one line when no USB adapter is among them: a lone /dev/ttyS0
+    row (a PC's own, usually unwired, UART) must not read as an adapter."""
+    if not ports:
+        return "no serial ports found (the simulator is sim://bk7231n; remote ports: " \
+               "bkbench ports --add rfc2217://HOST:PORT)"
     w = max([22] + [len(p.device) for p in ports])  # a long remote URL must not shift its row
+    lines = [f"{'port':<{w}} {'adapter':<10} {'VID:PID':<10} description"]
     for p in ports:
         if p.kind == "remote":
             state = {True: "reachable ", False: "", None: ""}[p.reachable]
             lines.append(f"{p.device:<{w}} {p.adapter:<10} {'remote':<10} {state}{p.description}")
         else:
             use = "IN USE " if p.in_use else ""
+            desc = "" if p.description in ("", "n/a") else p.description
             lines.append(f"{p.device:<{w}} {p.adapter or '-':<10} {p.vid_pid or '-':<10} {use}"
-                         f"{p.description} {p.by_id}".rstrip())
-    emit(args, {"ports": [p.to_json() for p in ports]},
-         "\n".join(lines) if lines else "no serial ports found (the simulator is sim://bk7231n; remote ports: "
-                                         "bkbench ports --add rfc2217://HOST:PORT)")
-    return 0
+                         f"{desc} {p.by_id}".rstrip())
+    if not any(p.kind == "usb" for p in ports):
+        lines.append(NO_ADAPTER)
+    return "\n".join(lines)
 
 
 def _size_text(n: int) -> str:
@@ -220,7 +233,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         BackupLibrary(args.library).check_space()  # before the chip is touched
     elif args.output:
         BackupLibrary(args.library).refuse_output(args.output)  # a dump never lands inside a library
-    with session_for(args) as s:
+    with session_for(args, result_says=("backup saved:",)) as s:  # the last line names the backup
         info = s.connect()
         whole = args.start == 0 and (args.length is None or args.length == info.flash_size)
         if args.output is None and whole:

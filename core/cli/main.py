@@ -71,11 +71,15 @@ FALLBACK_DOCS = {
     "simulate": ("Serve a simulated BK7231N or BK7231T on a pseudo-terminal and print its path first, so that "
                  "bkbench, bk7231tools or ltchiptool can talk to it as to a chip. Without --dump it loads a "
                  "real fixture dump when ../shared is present, else a synthetic flash (random code, a TLV "
-                 "sector). For the built-in demo plug: python -m bkbench.core.demo_image demo.bin; --dump demo.bin",
+                 "sector). --save-demo FILE writes the built-in demo plug (a whole stock Tuya plug) to a file for "
+                 "analyze or --dump.",
                  ["bkbench simulate --chip bk7231n", "bkbench simulate --scenario app-running --wiring rts",
-                  "bkbench simulate --json    (prints {\"path\": ...} on the first line)"]),
-    "backups": ("List the full backups in the library (DATA_DIR/backups): time, chip, MAC and path. "
-                "The workbench and every command share this library.",
+                  "bkbench simulate --json    (prints {\"path\": ...} on the first line)",
+                  "bkbench simulate --save-demo demo.bin && bkbench analyze demo.bin"]),
+    "backups": ("List the full backups in the library (DATA_DIR/backups), newest first: the file (chip, MAC, time), "
+                "read (the chip's flash as read) or derived (a backup plus a write bkbench verified, so the next "
+                "write need not read the chip again), and the firmware the image holds. The workbench and every "
+                "command share this library.",
                 ["bkbench backups", "bkbench --data-dir /srv/bkbench backups --json"]),
 }
 

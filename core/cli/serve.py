@@ -27,7 +27,15 @@ TOKEN_ENV = "BKBENCH_SERVE_TOKEN"
 PASSWORD_ENV = "BKBENCH_SERVE_PASSWORD"
 URL_SPECIAL = "+#&%"  # characters a token in `?token=` would not survive as typed
 MIN_SECRET = 12  # characters; a shorter one is guessable within the throttle's patience
-INSTALL_HINT = "the browser workbench needs textual-serve: pip install 'bkbench[serve]' (or ./dev serve)"
+SERVE_REQUIREMENT = "textual-serve>=1.1,<2"  # pyproject.toml's `serve` extra
+
+
+def install_hint() -> str:
+    """How to add the extra to *this* copy (pipx, checkout or plain pip): a `pip install 'bkbench[serve]'`
+    would install a PyPI package into another Python."""
+    from ..install import add_extra_hint
+
+    return "the browser workbench needs textual-serve: " + add_extra_hint("serve", SERVE_REQUIREMENT, "serve")
 
 
 class ServeError(BkError):
@@ -145,7 +153,7 @@ def _load_server():
         return importlib.import_module("bkbench.tui.serve")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("textual_serve", "aiohttp", "aiohttp_jinja2", "jinja2", "yarl"):
-            raise ServeError(f"{exc.name} is not installed", hint=INSTALL_HINT) from None
+            raise ServeError(f"{exc.name} is not installed", hint=install_hint()) from None
         raise
 
 

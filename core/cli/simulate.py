@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import BkError
@@ -48,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ser2net", type=int, metavar="PORT", default=None,
                    help="also serve the chip through ser2net on loopback: rfc2217://127.0.0.1:PORT and "
                         "socket://127.0.0.1:PORT+1 (needs the ser2net package)")
+    p.add_argument("--save-demo", metavar="FILE",
+                   help="write the built-in demo plug's 2 MiB flash to FILE and exit (for analyze or --dump)")
     p.set_defaults(func=cmd_simulate)
 
 
@@ -76,7 +79,26 @@ def _keys(dev: SimDevice, stop: threading.Event, fd: int) -> None:
             stop.set()
 
 
+def save_demo(path: str) -> str:
+    """The built-in demo plug (core/demo_image.py) as a file: what `python -m bkbench.core.demo_image` does
+    in a checkout, for an installed copy too (its Python is pipx's, not the user's `python`)."""
+    from ..backups import atomic_write
+    from ..demo_image import CHIP, DEMO_MAC, demo_flash
+    from .common import check_output_path
+
+    if os.path.lexists(path):
+        raise BkError(f"{path} exists; bkbench never overwrites it (give another file name)")
+    check_output_path(path)
+    data = demo_flash()
+    atomic_write(Path(path), data, mode=0o644)
+    return (f"{path}: the built-in demo plug, a synthetic stock Tuya {CHIP} ({len(data) >> 20} MiB, MAC {DEMO_MAC}); "
+            f"try: bkbench analyze {path}   or: bkbench simulate --dump {path}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.save_demo:
+        print(save_demo(args.save_demo))
+        return 0
     kwargs: dict[str, Any] = {"max_baud": args.max_baud} if args.max_baud else {}
     if args.idle is not None:
         if not 0 < args.idle <= 3600:

@@ -3,7 +3,10 @@
 No peer tool steps down by itself (PROTOCOL-DETAILS.md 6.6): adapters differ (CP2102 fails 921600,
 CH34x may fail above ~500k), and after a failed SetBaudRate the chip is already at the new rate, so
 only a reset brings it back to 115200. `climb()` therefore reconnects (reset + link + identify)
-before trying the next lower rate.
+before trying the next lower rate. A lost confirmation is not a failed rate, though: a host that sets
+its own UART late (a busy machine that did not run the process within the chip's 20 ms delay) reads the
+chip's echo, sent at the new rate, as garbage while the chip is fine at that rate. `climb()` first asks
+the chip at the new rate (`LATE_PROBE`) and goes on there when it answers.
 
 Before trying, the rungs are matched to the adapter at hand (core/link/adapters.py: the rate its
 divisor really makes against the chip's 26 MHz / n): a rate the two ends cannot share within tolerance
@@ -30,6 +33,7 @@ from .adapters import AdapterFamily
 LADDER = (3000000, 2000000, 1500000, 921600, 460800, 230400, LINK_BAUD)
 SUPPORTED_BAUDS = tuple(sorted(LADDER))  # the rates bkbench accepts for transfers
 SECTION = "adapters"
+LATE_PROBE = 0.3  # s of LinkCheck at the new rate after an unconfirmed switch (a reply takes ~1 ms)
 
 
 def adapter_key(url: str) -> str:
@@ -139,7 +143,13 @@ def climb(
         if baud == LINK_BAUD:
             break
         try:
-            client.set_baudrate(baud)
+            try:
+                client.set_baudrate(baud)
+            except ProtocolError as exc:
+                if not _answers_at(client, baud):
+                    raise
+                sink(Notice("info", f"{exc}, but it answers at {baud} baud (its confirmation came before this "
+                                    "machine had switched)"))
             client.relink()  # short frames only: a lost byte in a long reply is retried by the operation
         except ProtocolError as exc:
             sink(Notice("warning", f"{exc}; reconnecting at 115200 to step down"))
@@ -156,3 +166,11 @@ def climb(
         _record(key, good=LINK_BAUD)
     sink(Notice("info", f"transferring at {LINK_BAUD} baud"))
     return LINK_BAUD
+
+
+def _answers_at(client: BkClient, baud: int) -> bool:
+    """Whether the chip answers a LinkCheck at `baud` (it switched although its echo was lost)."""
+    try:
+        return client.link(LATE_PROBE, baud=baud)
+    except (ProtocolError, OSError, ValueError):
+        return False

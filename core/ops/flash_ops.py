@@ -13,6 +13,17 @@ is kept that a chip CRC did not vouch for, and a change during the read is repor
 A group with data that does not follow erased flash is transferred whole, erased tail and all: only
 sector CRCs could tell its sectors apart, 15 more round trips for what is mostly a full group.
 
+A backup asks its CRCs first (`survey_flash`): the chip's CRC of every 64 KiB block is its identity (does
+the library hold it already?), and asked as the strong check from each block's start (the pieces, and
+where they stop a CRC of the whole block, or inside a block a CRC per sector up to the next erased run)
+it also holds everything the read needs: erased parts vouched, data parts with their chip CRC, taken
+before the transfer (`_read_surveyed`). Every byte is hashed about once, where a block CRC pass and then
+a read hashed erased flash twice, and a block's erased head never crosses. The same rules hold: erased
+flash only by the strong check, every transfer matched against a chip CRC taken before it (settled
+sector by sector, and the backup refused as changed, when it does not match), the block CRCs combined
+from tied answers (`surveyed_crc`, CRC-32 is affine). An erased part is saved as the survey vouched it:
+the block's identity and its content are the same answer.
+
 How far a CRC-32 match can be trusted. The chip's CheckCRC is CRC-32/IEEE (zlib). For a fixed length
 it is affine over GF(2): two contents of equal length share a CRC iff their difference e (as a
 polynomial) is a multiple of the generator G, of degree 32. So:
@@ -67,7 +78,7 @@ from typing import TYPE_CHECKING, Callable
 from ..client import BkClient, MisdirectedCommand
 from ..errors import BkError, CrcMismatch, FlashProtectedError, OperationCancelled, OperationFailed, ProtocolError
 from ..layout import BLOCK, SECTOR
-from .crc import GRAIN, READ_RETRIES, blank_crc, chip_crc, chip_crc_check, chip_crc_is
+from .crc import GRAIN, READ_RETRIES, blank_crc, chip_crc, chip_crc_check, chip_crc_is, crc_combine
 
 if TYPE_CHECKING:
     from ..backups import BackupEntry
@@ -163,12 +174,14 @@ def read_flash(
     record: OperationRecord | None = None,
     into: bytearray | None = None,
     known_crcs: dict[int, int] | None = None,
+    survey: dict[int, list[Surveyed]] | None = None,
 ) -> bytes:
     """Read [start, start+length) verified by chip CRC. `into` lets a resumed read fill a buffer.
 
     Per 64 KiB group (`_read_group`, module docstring): erased flash is vouched by the strong check
     (`_vouch_blank`) and never crosses the wire; everything else is transferred and must match a chip
-    CRC taken before the transfer, else it is settled sector by sector (`_settle_group`)."""
+    CRC taken before the transfer, else it is settled sector by sector (`_settle_group`). A group in
+    `survey` (`survey_flash`, taken just before) asks no CRC: its parts are vouched or matched as surveyed."""
     if start % SECTOR or length % SECTOR:
         raise BkError("reads must start and end on a 4 KiB boundary")
     record = record or OperationRecord("read", start, length)
@@ -180,8 +193,13 @@ def read_flash(
             after_erased = False
             for g_start, g_end in _groups(seg_start, seg_end):
                 _check_cancel(cancel, record)
-                known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
-                after_erased = _read_group(client, buf, start, g_start, g_end, sink, record, after_erased, known)
+                parts = (survey or {}).get(g_start)
+                if parts is not None and (parts[0].start, parts[-1].end) == (g_start, g_end):
+                    after_erased = _read_surveyed(client, buf, start, parts, sink, record)
+                else:
+                    known = (known_crcs or {}).get(g_start) if g_end - g_start == BLOCK else None
+                    after_erased = _read_group(client, buf, start, g_start, g_end, sink, record, after_erased,
+                                               known)
                 record.mark_done(g_start, g_end)
                 done_bytes += g_end - g_start
                 sink(Progress(done_bytes, length))
@@ -288,6 +306,93 @@ def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end
     else:
         _settle_group(client, buf, base, g_start, g_end, sink, record)
     return _last_erased(buf, base, g_end)
+
+
+@dataclass(frozen=True)
+class Surveyed:
+    """Part of a group as `survey_flash` found it: erased (`crc` None: vouched by the strong check) or
+    holding data whose chip CRC is `crc` (the transfer must match it)."""
+
+    start: int
+    end: int
+    crc: int | None
+
+
+def surveyed_crc(parts: list[Surveyed]) -> int:
+    """The chip's CRC of the whole group, from its parts (CRC-32 is affine: `crc_combine`)."""
+    out = 0
+    for p in parts:
+        n = p.end - p.start
+        out = crc_combine(out, blank_crc(n) if p.crc is None else p.crc, n)
+    return out
+
+
+def survey_flash(client: BkClient, size: int, sink: EventSink = null_sink, cancel: CancelToken | None = None,
+                 cancelled: str = "cancelled", record: OperationRecord | None = None,
+                 plan: dict[int, list[Surveyed]] | None = None) -> tuple[list[int], dict[int, list[Surveyed]]]:
+    """The chip's CRC of every 64 KiB block, asked so that a read right after needs no further CRC: each
+    block's erased parts as the strong check's pieces, its data as one CRC (a sector CRC inside an erased
+    run). Every byte is hashed about once, where a block CRC pass and then a read hash erased flash twice
+    (the block CRC, then the pieces). Returns the block CRCs (combined from the parts) and the parts.
+    `record` and `plan` continue a survey that stopped (the chip was lost): the blocks done are not asked again."""
+    record = record or OperationRecord("survey", 0, size)
+    plan = {} if plan is None else plan
+    try:
+        for seg_start, seg_end in record.remaining():
+            for g_start, g_end in _groups(seg_start, seg_end):
+                if cancel is not None and cancel.cancelled:
+                    raise OperationCancelled(cancelled)
+                plan[g_start] = _survey_group(client, g_start, g_end, sink, record)
+                record.mark_done(g_start, g_end)
+    finally:
+        _relink_after(client)
+    return [surveyed_crc(plan[g]) for g in sorted(plan)], plan
+
+
+def _survey_group(client: BkClient, g_start: int, g_end: int, sink: EventSink,
+                  record: OperationRecord) -> list[Surveyed]:
+    """One group: the strong check from its start (a data block fails at its first piece, a few hundred
+    bytes hashed twice); where an erased run ends inside the group, a CRC per sector up to the next
+    erased run (what the read did after erased flash, `_read_group`)."""
+    parts: list[Surveyed] = []
+    pos = g_start
+    while pos < g_end:
+        upto = _vouched_prefix(client, pos, g_end, sink, record)
+        if upto > pos:
+            parts.append(Surveyed(pos, upto, None))
+        if upto == g_end:
+            break
+        if upto == g_start:
+            # Data from the group's start: one CRC, the group transferred whole (module docstring).
+            return [Surveyed(g_start, g_end, _hash(client, g_start, g_end - g_start, sink, record))]
+        # The piece that failed starts in this sector and may end in the next one: this sector's own CRC,
+        # and the strong check on it alone if that says erased (else it is transferred, `_read_sector`).
+        crc = _hash(client, upto, SECTOR, sink, record)
+        blank = crc == CRC_FF_SECTOR and _vouch_blank(client, upto, upto + SECTOR, sink, record)
+        parts.append(Surveyed(upto, upto + SECTOR, None if blank else crc))
+        pos = upto + SECTOR
+    return parts
+
+
+def _read_surveyed(client: BkClient, buf: bytearray, base: int, parts: list[Surveyed], sink: EventSink,
+                   record: OperationRecord) -> bool:
+    """A group as `survey_flash` found it: erased parts marked (the strong check vouched them), the others
+    transferred and matched against their chip CRC, taken before the transfer; settled sector by sector
+    (`_settle_group`) when they do not match."""
+    for part in parts:
+        if part.crc is None:
+            _mark_blank(buf, base, part.start, part.end, sink)
+            continue
+        for addr in range(part.start, part.end, SECTOR):
+            data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES, client)
+            buf[addr - base : addr - base + SECTOR] = data
+            sink(SectorUpdate(addr, SectorState.READ))
+        if zlib.crc32(buf[part.start - base : part.end - base]) == part.crc:
+            for addr in range(part.start, part.end, SECTOR):
+                sink(SectorUpdate(addr, SectorState.VERIFIED))
+        else:
+            _settle_group(client, buf, base, part.start, part.end, sink, record)
+    return _last_erased(buf, base, parts[-1].end)
 
 
 def _last_erased(buf: bytearray, base: int, g_end: int) -> bool:

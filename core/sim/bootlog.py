@@ -207,3 +207,10 @@ def device_log(flash: bytes, chip: str, boot: str, jedec: tuple[int, int, int], 
 
 
 HEARTBEAT = "[TUYA D][simulated] heart beat, free heap 42000\r\n"
+# OpenBK's once-a-second status line, every few seconds (the simulated chip joins no network).
+OBK_HEARTBEAT = "Info:MAIN:Time tick, free heap 80000, MQTT not connected, Wi-Fi not connected (simulated)\r\n"
+
+
+def heartbeat_for(log: str) -> str:
+    """The periodic line of the firmware that printed `log`: OpenBK's after an OpenBK start, else Tuya's."""
+    return OBK_HEARTBEAT if "OpenBeken" in log or "Info:MAIN:" in log else HEARTBEAT

@@ -148,6 +148,9 @@ class SimDevice:
         self.parser = CommandParser()
         self.out: list[Chunk] = []
         self.host_baud = LINK_BAUD
+        # (time, rate) of the host's recent rate changes: a byte is decoded at the rate the host's UART had
+        # when it arrived, not when the host got round to reading it (a host that switches late loses it).
+        self._host_bauds: list[tuple[float, int]] = [(float("-inf"), LINK_BAUD)]
         self.chip_baud = LINK_BAUD
         self.app_baud = 921600 if scenario == "wrong-baud" else LINK_BAUD
         self._baud_switch: tuple[float, int] | None = None
@@ -169,10 +172,12 @@ class SimDevice:
         self.reset_log: list[float] = []  # CEN releases, for reset-strategy tests
         self.line_log: list[tuple[float, str, bool]] = []
         self.commands: list[int] = []
+        self.crc_bytes = 0  # bytes hashed by CheckCRC, for tests that count the chip's work
         self.disconnected = False
         self._host_bytes = 0
         self._app_text = ""
         self._next_heartbeat = 0.0
+        self._heartbeat = bootlog.HEARTBEAT.encode()  # the running firmware's periodic line
         now = clock()
         self.window_end = float("inf")
         if scenario in ("app-running", "wrong-baud"):
@@ -185,15 +190,24 @@ class SimDevice:
         self.behaviour.start(self, now)
 
     # ------------------------------------------------------------------ host side
-    def set_host_baud(self, baud: int) -> None:
+    def set_host_baud(self, baud: int, since: float | None = None) -> None:
+        """The host's UART now runs at `baud`; `since`: the earliest it may have switched (a pty bridge
+        only sees the change when it next looks)."""
         with self.lock:
-            self._advance(self.clock())
+            now = self.clock()
+            self._advance(now)
             self.host_baud = int(baud)
+            since = now if since is None else max(min(since, now), self._host_bauds[-1][0])
+            self._host_bauds = self._host_bauds[-15:] + [(since, self.host_baud)]
 
-    def _effective_host_baud(self) -> int:
-        if self.max_baud and self.host_baud > self.max_baud:
+    def _effective_host_baud(self, baud: int | None = None) -> int:
+        baud = self.host_baud if baud is None else baud
+        if self.max_baud and baud > self.max_baud:
             return -1  # the adapter cannot produce this rate: everything is garbled
-        return self.host_baud
+        return baud
+
+    def _host_baud_at(self, t: float) -> int:
+        return next((b for since, b in reversed(self._host_bauds) if since <= t), self.host_baud)
 
     def host_write(self, data: bytes) -> None:
         with self.lock:
@@ -239,8 +253,9 @@ class SimDevice:
             for ch in self.out:
                 if ch.t <= now and (limit is None or len(out) < limit):
                     data = ch.data
-                    if ch.baud != self._effective_host_baud() or self._adapter_garbles(ch.baud):
-                        data = garble(data, ch.baud, self.host_baud, self.rng)
+                    then = self._host_baud_at(ch.t)
+                    if ch.baud != self._effective_host_baud(then) or self._adapter_garbles(ch.baud):
+                        data = garble(data, ch.baud, then, self.rng)
                     out += data
                 else:
                     keep.append(ch)
@@ -359,6 +374,7 @@ class SimDevice:
             self.flash.sr = T_PROTECT_SR  # assumed as on N: the stock app leaves its flash protected
         began = self.clock()
         text = self._app_log()
+        self._heartbeat = bootlog.heartbeat_for(text).encode()
         # Working out what firmware is in flash may take a moment (decryption); the log starts after it,
         # and is paced by the UART whatever the timing model says: the doctor reads its rhythm.
         tt = t + (self.clock() - began)
@@ -412,8 +428,7 @@ class SimDevice:
             else:
                 self._start_app(at)
         if self.state == "app" and self._next_heartbeat and now >= self._next_heartbeat:
-            data = bootlog.HEARTBEAT.encode()
-            self.out.append(Chunk(self._next_heartbeat, self.app_baud, data))
+            self.out.append(Chunk(self._next_heartbeat, self.app_baud, self._heartbeat))
             self._next_heartbeat += 5.0
         self.behaviour.advance(self, now)
 
@@ -538,6 +553,7 @@ class SimDevice:
             length = end - start + (1 if self._full() else 0)
             length = max(0, length)
             data = self.flash.read(start, length)
+            self.crc_bytes += length
             ready = t + self.timing.crc(length)
             self._busy = ready
             raw = zlib.crc32(data) ^ 0xFFFFFFFF
@@ -564,6 +580,7 @@ class SimDevice:
             self._busy = t + length / T_CRC_BYTES_PER_S
             return
         raw = zlib.crc32(self.flash.read(start, length)) ^ 0xFFFFFFFF
+        self.crc_bytes += length
         ready = t + self.timing.crc(length)
         self._busy = ready
         entry = self._t_table()

@@ -41,6 +41,7 @@ class PtyBridge:
         self._thread: threading.Thread | None = None
         self._queue = bytearray()  # chip -> host bytes the host has not taken yet
         self.dropped = 0
+        self._looked = device.clock()  # when the host's rate was last read from the pty
 
     def start(self) -> PtyBridge:
         self._thread = threading.Thread(target=self.serve, name="bkbench-pty", daemon=True)
@@ -57,13 +58,32 @@ class PtyBridge:
             except OSError:
                 pass
 
-    def _sync_baud(self) -> None:
+    def _read_host(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EAGAIN, or the host closed the slave
+            data = b""
+        if data:
+            self.device.host_write(data)
+
+    def _sync_baud(self, pending: bool) -> None:
+        dev = self.device
+        now = dev.clock()
         try:
             baud = pty_baud(self.slave)
         except OSError:
             return
-        if baud and baud != self.device.host_baud:
-            self.device.set_host_baud(baud)
+        if baud and baud != dev.host_baud:
+            # A pty keeps no time stamps: bytes still waiting when a rate change is seen may have been written
+            # before it. A host that was talking at the chip's rate and now leaves it has just sent its last
+            # bytes at that rate (SetBaudRate, then the switch 10 ms later: a bridge lagging on a busy machine
+            # read them only after the switch and garbled a command the chip got fine): take those first.
+            if pending and dev.host_baud == dev.chip_baud != baud:
+                self._read_host()
+            # The host switched some time after the previous look: bytes that arrived since then count as
+            # received at the new rate (only a host that really switched late loses them).
+            dev.set_host_baud(baud, since=self._looked)
+        self._looked = now
 
     def serve(self) -> None:
         dev = self.device
@@ -74,14 +94,9 @@ class PtyBridge:
                 ready, _, _ = select.select([self.master], [self.master] if self._queue else [], [], wait)
             except (OSError, ValueError):
                 return
-            self._sync_baud()
+            self._sync_baud(pending=bool(ready))
             if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:  # EAGAIN, or the host closed the slave
-                    data = b""
-                if data:
-                    dev.host_write(data)
+                self._read_host()
             out = dev.host_read()
             if out:
                 room = RX_BUFFER - len(self._queue)

@@ -221,9 +221,12 @@ def replay_sim(case: dict, dump: bytes, idle_timeout: float = 5.0) -> list[dict]
             reply = b""
         else:
             dev.host_write(step)
-            clock.t += 0.05
-            if step[:5] == bytes.fromhex("01e0fc060f"):  # SetBaudRate: the echo comes at the new rate
+            if step[:5] == bytes.fromhex("01e0fc060f"):
+                # SetBaudRate: the host switches as soon as it has sent it, and the echo comes at the new rate
+                # after the delay the command names (the simulator decodes bytes at the host's rate of the
+                # moment they arrive: a switch after the echo would garble it, as on a wire)
                 dev.set_host_baud(struct.unpack_from("<I", step, 5)[0])
+            clock.t += 0.05
             reply = dev.host_read()
         entry["reply"] = digest(reply)
         entry["sr"] = dev.flash.sr

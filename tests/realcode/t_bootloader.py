@@ -575,7 +575,17 @@ class RealTDevice:
         raise TimeoutError("the emulated bootloader did not settle")
 
     # --- the host interface SimDevice offers (what protocol_sim and PtyBridge call)
-    def set_host_baud(self, baud: int) -> None:
+    def clock(self) -> float:
+        return time.monotonic()
+
+    @property
+    def chip_baud(self) -> int:
+        """UART1's rate, named as the host names it when the two sample alike (PtyBridge compares them)."""
+        baud = self.boot.baud()
+        return self.host_baud if same_rate(baud, self.host_baud) else baud
+
+    def set_host_baud(self, baud: int, since: float | None = None) -> None:
+        # `since` (when a pty's host may have switched) is not needed: bytes are garbled as they are read
         with self._cond:
             self.host_baud = int(baud)
 

@@ -185,6 +185,9 @@ def test_verify_by_crc_finds_the_one_changed_sector(version, fixtures_dir, ua_im
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_verify_of_a_file_whose_length_is_not_a_multiple_of_256(version, fixtures_dir, ua_image):
+    """CheckCRC on T hashes whole 256-byte blocks (REALCODE.md B.2): the file's tail past its last whole block
+    is compared by bytes read back and vouched for by the chip's CRC of that block (verify_flash), so the real
+    bootloader finds a good chip good."""
     dump = dump_of(fixtures_dir, version)
     assert len(ua_image) % 256
     with real_t(with_app(dump, ua_image)) as (url, _):

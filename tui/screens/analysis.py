@@ -7,6 +7,7 @@ with its warnings (P10/P11 = RX1/TX1 carry the flashing UART) and any OpenBK con
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
+
+from ..widgets.header import SafeHeader
 
 # Values under these user_param_key names are shown; the rest of the vault only by key name.
 PIN_ROLE_WIDTH = 12
@@ -121,6 +124,17 @@ def analysis_text(result: dict[str, Any], source: str = "") -> Text:
     return out
 
 
+def clipboard_note(env: dict[str, str] | None = None) -> str:
+    """What became of a copy: the terminal sets the clipboard from an OSC 52 sequence, and over SSH or
+    inside tmux that clipboard is the local machine's only if the terminal (and tmux) let it through."""
+    env = dict(os.environ) if env is None else env
+    remote = [name for name, var in (("SSH", "SSH_CONNECTION"), ("tmux", "TMUX"), ("screen", "STY")) if env.get(var)]
+    if not remote:
+        return "copied to the clipboard"
+    return (f"sent to the clipboard through the terminal (OSC 52; over {' and '.join(remote)} it reaches your "
+            "local clipboard only if the terminal allows it: else copy it from the file)")
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
@@ -201,7 +215,7 @@ class AnalysisScreen(Screen[Any]):
         self.selected = 0
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield SafeHeader()
         with VerticalScroll(id="analysis-scroll"):
             yield Static(analysis_text(self.result, self.source), id="analysis-text", markup=False)
             yield Static(self._community_text(), id="analysis-community", markup=False)
@@ -304,8 +318,8 @@ class AnalysisScreen(Screen[Any]):
             self.notify(f"Template not saved: {exc}", severity="error")
             return
         self.app.copy_to_clipboard(blob)
-        self.notify(f"OpenBK template saved to {path} and copied to the clipboard (paste it in OpenBK's web app).",
-                    timeout=10)
+        self.notify(f"OpenBK template saved to {path}; {clipboard_note()} (paste it in OpenBK's web app).",
+                    timeout=12)
 
     def action_back(self) -> None:
         self.dismiss(None)

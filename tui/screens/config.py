@@ -8,11 +8,13 @@ applies is refused with one line before anything is saved.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from bkbench.core.analysis.obk_config import ObkConfig
 from bkbench.core.analysis.tuya_pins import ROLE_NAMES
 from bkbench.core.errors import BkError
+from bkbench.core.layout import SECTOR
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -40,6 +42,45 @@ FIELDS: tuple[tuple[str, str, bool], ...] = (
 
 def input_id(field: str) -> str:
     return "cfg-" + field
+
+
+def secret_len(value: str) -> str:
+    return f"{len(value)} characters" if value else "none"
+
+
+def hide_secrets(text: str, cfg: ObkConfig) -> str:
+    """`text` with every password of `cfg` blanked out, wherever it ended up (a password typed into the SSID
+    field must not be shown in clear by a dialog that shows the SSID)."""
+    for _label, field, secret in FIELDS:
+        value = str(cfg.get(field) or "") if secret else ""
+        if len(value) >= 3:
+            text = text.replace(value, "*" * 8)
+    return text
+
+
+def confirm_text(cfg: ObkConfig, chip: str, offset: int) -> str:
+    """What "Write the OpenBK config?" asks about: the SSID and MQTT host as typed, passwords only by
+    length (a password that is missing while the SSID looks too long is then plain to see)."""
+    ssid = cfg.get("wifi_ssid") or "(none)"
+    host = cfg.get("mqtt_host") or "(none)"
+    body = (f"Write the OpenBK config sector of this {chip}:\n"
+            f"Wi-Fi {ssid} (password: {secret_len(str(cfg.get('wifi_pass') or ''))}), "
+            f"MQTT {host}:{cfg.get('mqtt_port')}, name {cfg.get('shortDeviceName') or '-'}, "
+            f"{len(cfg.pins())} pins.\n"
+            f"Only 0x{offset:06X}-0x{offset + SECTOR:06X} is written (checksummed, version {cfg.version});"
+            " a full backup is made first if this chip has none.")
+    return hide_secrets(body, cfg)
+
+
+class FieldInput(Input):
+    """A config field; a paste holding Tabs fills this field and the ones after it (as typing would)."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        # Textual runs Input's own paste handler after this one unless the default is prevented.
+        if "\t" in event.text and isinstance(self.screen, ConfigScreen):
+            event.prevent_default()
+            event.stop()
+            self.screen.fill_from(self, event.text.splitlines()[0].split("\t"))
 
 
 def pins_text(cfg: ObkConfig) -> str:
@@ -97,11 +138,15 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
     save_label = "Save"
 
     def __init__(self, config: ObkConfig, mapping: Any = None, source: str = "", chip: str = "",
-                 offset: int | None = None, save_label: str = "", entry_plan: Any = None) -> None:
+                 offset: int | None = None, save_label: str = "", entry_plan: Any = None,
+                 confirm: Callable[[ObkConfig], tuple[str, str]] | None = None) -> None:
+        """`confirm(config)`: (title, body) of a question asked before Save dismisses; "No" stays here with
+        the edits (they used to be dropped)."""
         super().__init__()
         self.entry_plan = entry_plan  # a community entry (core.analysis.device_apply.EntryPlan) applied on open
         if save_label:
             self.save_label = save_label
+        self.confirm = confirm
         self.config = config.copy()  # edit a copy: Cancel leaves the original alone
         self.mapping = mapping
         self.source = source
@@ -118,8 +163,8 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
                 for label, field, secret in FIELDS:
                     with Horizontal(classes="cfg-row"):
                         yield Label(label)
-                        yield Input(str(self.config.get(field)), password=secret, compact=True,
-                                    id=input_id(field))
+                        yield FieldInput(str(self.config.get(field)), password=secret, compact=True,
+                                         id=input_id(field))
                 with Horizontal(classes="cfg-row"):
                     yield Label("Pins")
                     yield Input(pins_text(self.config), compact=True, id="cfg-pins", suggester=RoleSuggester(),
@@ -161,6 +206,17 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
         self.notify(f"Pins from community entry {plan.entry.title}: check them against the board and the forum "
                     "page before saving.", severity="warning", timeout=10)
 
+    def fill_from(self, start: Input, parts: list[str]) -> None:
+        """A pasted `SSID<Tab>password...`: the first part goes in at the cursor, the next ones replace the
+        following fields, and the focus ends on the field after the last one filled."""
+        inputs = list(self.query(FieldInput))
+        at = inputs.index(start) if start in inputs else 0
+        start.insert_text_at_cursor(parts[0])
+        for field, text in zip(inputs[at + 1 :], parts[1:]):
+            field.value = text
+        nxt = min(at + len(parts), len(inputs) - 1)
+        inputs[nxt].focus()
+
     def value(self, field: str) -> str:
         return self.query_one("#" + input_id(field), Input).value
 
@@ -196,7 +252,19 @@ class ConfigScreen(ModalScreen[Optional[ObkConfig]]):
             self.query_one("#cfg-error", Static).update(f"Not saved: {exc}")
             return
         self.config = trial
-        self.dismiss(self.config)
+        if self.confirm is None:
+            self.dismiss(self.config)
+            return
+        from .confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss(self.config)
+            else:
+                self.notify("Not written: your edits are still here (Esc drops them).")
+
+        title, body = self.confirm(self.config)
+        self.app.push_screen(ConfirmScreen(title, body, yes="Write [y]", no="Back to the edits [n]"), answered)
 
     def edited(self) -> bool:
         """Any field or pin differs from what the editor opened with."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -39,8 +40,9 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self.title_text, id="confirm-title")
             yield Static(self.body, id="confirm-body", markup=False)
             with Horizontal(id="confirm-buttons"):
-                yield Button(self.no_label, id="no")
-                yield Button(self.yes_label, id="yes", variant="error")
+                # Content, not markup: "[y]" in a label would be read as a style tag and vanish
+                yield Button(Content(self.no_label), id="no")
+                yield Button(Content(self.yes_label), id="yes", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

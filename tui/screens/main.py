@@ -12,11 +12,12 @@ from typing import cast
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, Tab, Tabs
+from textual.widgets import Footer, Input, Static, Tab, Tabs
 
 from ..demo import DEMO_URL
 from ..state import AppState
 from ..widgets.flashmap import FlashMapPane
+from ..widgets.header import SafeHeader
 from ..widgets.operation import OperationPane, clock, human_bytes
 from ..widgets.ports import PortsPane
 from ..widgets.seriallog import SerialLogPane
@@ -38,7 +39,7 @@ class MainLayoutMixin(AppState):
     """BkBenchApp's main-screen layout: composition, wide / narrow switching, pane focus, status line."""
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield SafeHeader(show_clock=False)
         yield Tabs(*(Tab(f"{i + 1} {PANE_TITLES[p]}", id=f"tab-{p}") for i, p in enumerate(PANES)), id="tabs")
         with Container(id="main"):
             extra = []
@@ -133,7 +134,11 @@ class MainLayoutMixin(AppState):
         if not self._main_attached():
             return
         st = self.op_pane.state
-        if self.busy:
+        field = self.focused
+        if isinstance(field, Input):  # keys go into the field, not to the workbench: say so (issue 22)
+            name = str(field.border_title or field.placeholder or "a field")
+            text = f"typing in {name} · Enter: use it · Esc: leave the field (then c, b, w ... are keys again)"
+        elif self.busy:
             pct = f"{100 * st.done // st.total}%" if st.total else ""
             rate = f"{human_bytes(st.rate)}/s" if st.rate else ""
             text = f"{self.op_name}: {st.stage} {pct} {rate} ETA {clock(st.eta)}  [x cancel]"

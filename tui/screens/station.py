@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from ..station import PortRun, StationModel, record_lines
 from ..widgets.flashmap import FlashMapPane
+from ..widgets.header import SafeHeader
 from ..widgets.operation import ReflowLog, clock, human_bytes
 from .confirm import ConfirmScreen
 
@@ -81,7 +82,7 @@ class StationScreen(Screen):
 
     # -- composition and layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
+        yield SafeHeader(show_clock=False)
         with Container(id="st-main"):
             with Vertical(id="st-ports") as ports:
                 ports.border_title = "Ports (space selects)"

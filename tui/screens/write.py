@@ -35,6 +35,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from ..firmware import RecentFiles, Verdict, WriteRequest, assess, is_candidate
+from ..widgets.tickbox import TickBox
 
 __all__ = ["FirmwareTree", "WriteRequest", "WriteScreen"]
 
@@ -54,6 +55,20 @@ def pretty_path(path: Path) -> str:
         return str(path)
 
 
+class QuickList(OptionList):
+    """Latest OpenBK, recent and cached files: focused first, so the first Enter takes Latest OpenBK (it
+    used to fold the folder the tree opened on). Down past its last entry goes on into the files."""
+
+    def action_cursor_down(self) -> None:
+        if self.highlighted is not None and self.highlighted >= self.option_count - 1:
+            tree = self.screen.query_one(FirmwareTree)
+            tree.focus()
+            if tree.cursor_line <= 0 and tree.root.children:
+                tree.cursor_line = 1  # the first entry of the folder, not the folder itself
+            return
+        super().action_cursor_down()
+
+
 class FirmwareTree(DirectoryTree):
     """A DirectoryTree that hides dot files and shows each file's verdict (greyed when not writable)."""
 
@@ -70,6 +85,14 @@ class FirmwareTree(DirectoryTree):
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if not p.name.startswith(".")]
+
+    def action_cursor_up(self) -> None:
+        if self.cursor_line <= 0:  # above the folder: back to Latest OpenBK and the recent files
+            quick = self.screen.query_one(QuickList)
+            quick.focus()
+            quick.highlighted = quick.option_count - 1
+            return
+        super().action_cursor_up()
 
     def render_label(self, node: TreeNode, base_style: Style, style: Style) -> Text:
         text = super().render_label(node, base_style, style)
@@ -152,7 +175,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
             yield Label(f"Pick the firmware to write: {chip_note}", id="write-title")
             with Horizontal(id="write-body"):
                 with Vertical(id="write-left"):
-                    yield OptionList(*self._quick_options(), id="write-quick")
+                    yield QuickList(*self._quick_options(), id="write-quick")
                     yield FirmwareTree(self.start_dir, self.verdicts, self._listed, id="write-tree")
                     yield Input(self.initial_path, placeholder="or type a path and press Enter", id="write-path")
                 with Vertical(id="write-right"):
@@ -160,7 +183,7 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
                         yield Static(self._intro(), id="write-info", markup=False)
                     yield ProgressBar(total=None, show_eta=False, id="write-fetch-bar")
                     with Horizontal(id="write-opts"):
-                        yield Checkbox("replace the bootloader too", id="write-boot", compact=True)
+                        yield TickBox("replace the bootloader too", id="write-boot", compact=True)
                         yield Input("", placeholder="offset (raw)", id="write-offset")
                     with Horizontal(id="write-buttons"):
                         yield Button("Cancel [ctrl+g]", id="cancel", compact=True)
@@ -169,19 +192,21 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
 
     def _intro(self) -> str:
         return (f"Folder: {pretty_path(self.start_dir)}\n"
-                "Arrow keys move; each file says what it is, greyed ones cannot go on this "
-                f"{self.chip}. Enter picks a file (UG/RBL packages are converted), ctrl+o writes it.\n"
+                "Enter takes the highlighted entry (Latest OpenBK first); arrow keys move on into this folder, "
+                f"where each file says what it is, greyed ones cannot go on this {self.chip}. UG/RBL packages "
+                "are converted; ctrl+o writes.\n"
                 "f latest OpenBK · u parent folder · a analyse · e edit its OpenBK config · Esc back")
 
     def _quick_options(self) -> list[Option]:
-        opts = [Option(f"⬇ Latest OpenBK for {self.chip} [f]", id="fetch")]
+        # Text, not markup: "[f]" (and a file name with brackets) would be read as a style tag and vanish
+        opts = [Option(Text(f"⬇ Latest OpenBK for {self.chip} [f]"), id="fetch")]
         seen: set[Path] = set()
         for p in self.recent.list():
             seen.add(p)
-            opts.append(Option(f"recent: {p.name}", id=f"path:{p}"))
+            opts.append(Option(Text(f"recent: {p.name}"), id=f"path:{p}"))
         for p in self._cached_releases():
             if p not in seen:
-                opts.append(Option(f"cached: {p.name}", id=f"path:{p}"))
+                opts.append(Option(Text(f"cached: {p.name}"), id=f"path:{p}"))
         return opts
 
     def _cached_releases(self) -> list[Path]:
@@ -200,7 +225,9 @@ class WriteScreen(ModalScreen[Optional[WriteRequest]]):
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width < 110, "-narrow")
-        self.query_one("#write-tree", FirmwareTree).focus()
+        quick = self.query_one("#write-quick", QuickList)
+        quick.highlighted = 0
+        quick.focus()
         if self.initial_path:
             self.check()
 

@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Button, Label, ProgressBar, RichLog, Static
 
 from ..advice import for_tui
@@ -113,14 +114,23 @@ class OperationState:
         self.finished: float | None = None
         self.outcome = ""  # "", ok, failed, cancelled
         self._window: deque[tuple[float, int]] = deque(maxlen=64)
+        # A stage that comes again in one operation (a restore writes 0x11000-RF, then RF+4K-end; a read
+        # resumed after a reconnect) goes on where its last run got to instead of starting the bar afresh:
+        # the bytes the earlier runs did, per stage.
+        self._carry: dict[str, int] = {}
+        self._last_done: dict[str, int] = {}
 
     def apply(self, event: object) -> None:
         if isinstance(event, Stage):
+            if event.name in self._last_done:  # another run of a stage seen before
+                self._carry[event.name] = self._carry.get(event.name, 0) + self._last_done.pop(event.name)
             self.stage, self.message = event.name, event.message
             self._window.clear()  # a new stage has its own rate
         elif isinstance(event, Progress):
-            self.done, self.total = event.done, event.total
-            self._window.append((event.t, event.done))
+            carry = self._carry.get(self.stage, 0)
+            self.done, self.total = carry + event.done, carry + event.total
+            self._last_done[self.stage] = event.done
+            self._window.append((event.t, self.done))
         elif isinstance(event, Retry):
             self.retries += 1
         elif isinstance(event, LinkAttempt):
@@ -205,7 +215,7 @@ class OperationPane(Vertical):
             yield Static("", id="op-hint", markup=False)
         with Horizontal(id="op-bar-row"):
             yield ProgressBar(total=100, show_eta=False, id="op-bar")
-            yield Button("Cancel [x]", id="op-cancel", variant="error", disabled=True, compact=True)
+            yield Button(Content("Cancel [x]"), id="op-cancel", variant="error", disabled=True, compact=True)
         yield Static("", id="op-stats")
         yield ReflowLog(id="op-log", max_lines=400, wrap=True, markup=False, min_width=20)
 

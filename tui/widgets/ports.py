@@ -11,13 +11,36 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.suggester import SuggestFromList
-from textual.widgets import Checkbox, DataTable, Input, Label, Select
+from textual.widgets import DataTable, Input, Label, Select
 from textual.worker import get_current_worker
 
+from .tickbox import TickBox
+
 BAUDS = SUPPORTED_BAUDS  # exactly the rates the session takes
-# Reset methods offered (core.link.reset presets); any sequence (R1|W0.1|R0) or gpio:GPIO17 spec may be typed.
-RESET_CHOICES = ("auto", "manual", "dtr-rts", "gui", "rts", "dtr", "reboot", "gpio:GPIO17", "R1|W0.1|R0")
+CUSTOM = "custom..."  # the Reset choice that opens a field for a sequence, a GPIO line or a combination
+CUSTOM_EXAMPLES = "R1|W0.1|R0, gpio:GPIO17, dtr-rts+reboot"
+
+
+def reset_presets() -> list[str]:
+    """The reset methods to choose from: core.link.reset's presets (auto first), so a method added there
+    is offered here too."""
+    from bkbench.core.link.reset import PRESETS
+
+    return sorted(PRESETS, key=lambda name: name != "auto")
+
+
+def reset_problem(spec: str) -> str:
+    """Why `spec` is not a reset method the engine accepts ("" when it is); nothing is touched."""
+    from bkbench.core.errors import BkError
+    from bkbench.core.link.reset import get_strategy
+
+    if not spec.strip():
+        return "type a reset method"
+    try:
+        get_strategy(spec)
+    except (BkError, ValueError) as exc:
+        return str(exc)
+    return ""
 
 PortsSource = Callable[[], Sequence[Any]]
 
@@ -52,7 +75,10 @@ class PortsPane(Vertical):
     PortsPane #port-url { width: 1fr; }
     PortsPane #baud { width: 16; }
     PortsPane #reset { width: 1fr; }
-    PortsPane #port-url, PortsPane #reset, PortsPane #baud > SelectCurrent { border-title-color: $text-muted; }
+    PortsPane #reset-custom { height: 3; display: none; }
+    PortsPane #reset-custom.-shown { display: block; }
+    PortsPane #reset-custom.-invalid { border: tall $error; }
+    PortsPane #port-url, PortsPane #reset-custom, PortsPane SelectCurrent { border-title-color: $text-muted; }
     PortsPane #keep-trying { height: 1; border: none; padding: 0; }
     PortsPane #ports-empty { color: $text-muted; height: auto; }
     """
@@ -102,17 +128,26 @@ class PortsPane(Vertical):
             baud = Select([(str(b), b) for b in BAUDS], value=self._initial_baud, allow_blank=False, id="baud")
             baud.tooltip = "Flashing baud rate (the link itself always starts at 115200)"
             yield baud
-            reset = Input(self._initial_reset, placeholder="auto, manual, dtr-rts, R1|W0.1|R0, gpio:GPIO17",
-                          suggester=SuggestFromList(RESET_CHOICES, case_sensitive=False), id="reset")
-            reset.border_title = "Reset"
-            reset.tooltip = "Reset method: " + ", ".join(RESET_CHOICES[:7]) + ", a DTR/RTS sequence or gpio:LINE"
+            # A choice, not a text field: keys typed after a Tab must not turn "auto" into "bc" (issue 22).
+            presets = reset_presets()
+            preset = self._initial_reset if self._initial_reset in presets else CUSTOM
+            reset = Select([(name, name) for name in presets] + [(CUSTOM, CUSTOM)], value=preset,
+                           allow_blank=False, id="reset")
+            reset.tooltip = ("How bkbench resets the chip into its bootloader: " + ", ".join(presets)
+                             + f"; {CUSTOM} for a DTR/RTS sequence or a GPIO line")
             yield reset
-        keep = Checkbox("manual reset: keep trying until x", self._initial_keep, compact=True, id="keep-trying")
+        custom = Input(self._initial_reset if preset == CUSTOM else "", placeholder=CUSTOM_EXAMPLES,
+                       id="reset-custom", classes="-shown" if preset == CUSTOM else "")
+        custom.border_title = "Custom reset"
+        yield custom
+        keep = TickBox("manual reset: keep trying until x", self._initial_keep, compact=True, id="keep-trying")
         keep.tooltip = "Off: a link gives up after 20 s. On: it waits for your reset until you cancel (x)."
         yield keep
 
     def on_mount(self) -> None:
         self.query_one("#baud", Select).query_one("SelectCurrent").border_title = "Baud"
+        self.query_one("#reset", Select).query_one("SelectCurrent").border_title = "Reset"
+        self._check_custom()
         self.show_ports(list(self.extra) + self._safe_list())
         if self.poll > 0:
             self.watch_ports()
@@ -128,11 +163,22 @@ class PortsPane(Vertical):
 
     @property
     def reset(self) -> str:
-        return self.query_one("#reset", Input).value.strip() or "auto"
+        choice = self.query_one("#reset", Select).value
+        if choice == CUSTOM:
+            return self.query_one("#reset-custom", Input).value.strip() or "auto"
+        return str(choice) if isinstance(choice, str) else "auto"
+
+    def _check_custom(self) -> None:
+        """The custom field says at once whether the engine takes what is typed (parsed, nothing touched)."""
+        field = self.query_one("#reset-custom", Input)
+        problem = reset_problem(field.value) if field.has_class("-shown") else ""
+        field.set_class(bool(problem) and bool(field.value.strip()), "-invalid")
+        field.border_subtitle = problem if field.value.strip() else f"e.g. {CUSTOM_EXAMPLES}"
+        field.tooltip = problem or None  # the whole reason: the border shows its start in a narrow pane
 
     @property
     def keep_trying(self) -> bool:
-        return self.query_one("#keep-trying", Checkbox).value
+        return self.query_one("#keep-trying", TickBox).value
 
     def chosen(self) -> PortsPane.Chosen:
         return self.Chosen(self.url, self.baud, self.reset, self.keep_trying)
@@ -184,21 +230,30 @@ class PortsPane(Vertical):
             self.post_message(self.chosen())
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id in ("port-url", "reset"):
+        if event.input.id == "reset-custom" and event.input.has_class("-invalid"):
+            self.notify(f"Reset: {reset_problem(event.input.value)}", severity="warning")
+        if event.input.id in ("port-url", "reset-custom"):
             self.post_message(self.chosen())
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "reset":  # takes effect at the next Connect, no Enter needed
+        if event.input.id == "reset-custom":  # takes effect at the next Connect, no Enter needed
+            self._check_custom()
             self.post_message(self.chosen())
 
     def on_input_blurred(self, event: Input.Blurred) -> None:
         """A URL typed without Enter is the one Connect uses (fields commit when they lose focus)."""
-        if event.input.id in ("port-url", "reset"):
+        if event.input.id in ("port-url", "reset-custom"):
             self.post_message(self.chosen())
 
-    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+    def on_checkbox_changed(self, event: TickBox.Changed) -> None:
         self.post_message(self.chosen())
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "baud":
+        if event.select.id == "reset":
+            custom = self.query_one("#reset-custom", Input)
+            custom.set_class(event.value == CUSTOM, "-shown")
+            self._check_custom()
+            if event.value == CUSTOM and self.is_attached and self.app.focused is event.select:
+                custom.focus()  # chose "custom...": the field to type in, visibly focused
+        if event.select.id in ("baud", "reset"):
             self.post_message(self.chosen())

@@ -27,6 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
@@ -228,6 +229,9 @@ def hex_of(raw: bytes, limit: int = 64) -> str:
 class SerialLog(ScrollView, can_focus=True):
     """Bounded list of LogLines drawn line by line; follows the tail unless paused or scrolled up."""
 
+    class Following(Message):
+        """The view started or stopped following the newest lines (the pane's status line says which)."""
+
     COMPONENT_CLASSES = {
         "seriallog--time",
         "seriallog--boot",
@@ -304,7 +308,14 @@ class SerialLog(ScrollView, can_focus=True):
         # Only the user moves a following view off the tail: our scrolls go to max_scroll_y while following
         # (the others: find, lines dropped while scrolled up), and Textual's clamping on a resize only
         # lowers scroll_y to max_scroll_y.
-        self.following = round(new_value) >= self.max_scroll_y
+        following = round(new_value) >= self.max_scroll_y
+        if following != self.following:
+            self.following = following
+            self.post_message(self.Following())
+
+    def lines_below(self) -> int:
+        """Lines after the last one on screen (arrived while the user reads further up)."""
+        return max(0, len(self.lines) - int(self.scroll_y) - self.scrollable_content_region.height)
 
     def on_resize(self) -> None:
         # Shown again after a tab switch (or the terminal resized): keep following the tail.
@@ -328,6 +339,7 @@ class SerialLog(ScrollView, can_focus=True):
         self._max_width = 0
         self._update_virtual_size()
         self.following = True  # nothing left to read above: what comes next is the tail
+        self.post_message(self.Following())
         self._scroll_y_to(0)
         self.refresh()
 
@@ -464,7 +476,13 @@ class SerialLogPane(Vertical):
             parts.append("HEX")
         if view.search:
             parts.append(f"search: {view.search!r}")
+        if not view.following and not view.paused:  # never silently: a stray scroll stops following
+            below = view.lines_below()
+            parts.append(f"NOT FOLLOWING ({below} below): End follows" if below else "NOT FOLLOWING: End follows")
         self.query_one("#log-status", Static).update("  ".join(parts))
+
+    def on_serial_log_following(self, _event: SerialLog.Following) -> None:
+        self.update_status()
 
     # -- actions ---------------------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
