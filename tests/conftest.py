@@ -75,7 +75,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"{UNICORN_SKIP_REASON} (pip install unicorn)"))
 
 
+# Outcome counts a test hands over as a ("tally", {...}) user property (tests/test_desync.py): summed here, on
+# the controller, because under xdist a module-level counter only ever sees its own worker's tests.
+_tallies: list[tuple[str, dict]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _tallies.extend((report.nodeid, v) for k, v in report.user_properties if k == "tally")
+
+
+def _print_tallies(tr) -> None:
+    classes = list(dict.fromkeys(c for _, t in _tallies for c, _ in t["counts"]))
+    total = dict.fromkeys(classes, 0)
+    tr.write_sep("-", "outcome tallies (runs per class)")
+    for nodeid, t in sorted(_tallies):
+        for c, n in t["counts"]:
+            total[c] += n
+        tr.write_line(f"{nodeid.rsplit('::', 1)[-1]}: runs={sum(n for _, n in t['counts'])} "
+                      + " ".join(f"{c}={n}" for c, n in t["counts"])
+                      + (f" (+{t['unreached']} faults on replies that never came)" if t.get("unreached") else "")
+                      + f" in {t['seconds']} s")
+    tr.write_line(f"total: runs={sum(total.values())} " + " ".join(f"{c}={n}" for c, n in total.items()), bold=True)
+    for line in [line for _, t in sorted(_tallies) for line in t.get("failed", ())][:40]:
+        tr.write_line("  " + line, yellow=True)
+    for line in [line for _, t in sorted(_tallies) for line in t["bad"]][:40]:
+        tr.write_line("  " + line, red=True)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _tallies:
+        _print_tallies(terminalreporter)
     # Counted from the skip reports, not from the collection: under `-n 2` the workers collect and skip,
     # and only their reports reach the controller, which prints this summary.
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_REASON in str(r.longrepr)]

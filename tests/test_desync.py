@@ -6,8 +6,9 @@ says. core/ops/crc.py holds the argument these runs attack.
 
 The default run takes the cases issue 20 reported plus a seeded sample of every (operation, chip); the full
 sweep (every CheckCRC reply of every operation stale and copied late, a spread of the other kinds and
-actions, writes also without a backup) is marked slow: ./dev test --long. test_desync_summary prints the
-counts per class.
+actions, writes also without a backup) is marked slow: ./dev test --long. Each test hands its counts per
+outcome class to the session summary (tests/conftest.py), which prints them per test and in total at the end,
+with or without xdist.
 """
 
 from __future__ import annotations
@@ -24,11 +25,25 @@ from bkbench.core.sim.faults import FrameFault
 
 TALLY: Counter = Counter()
 SILENT: list[str] = []
+FAILED: list[str] = []  # the clean failures and reported damage, for the summary
+UNREACHED = [0]  # faults planned on a reply that never came (not runs of any class)
 ACTIONS = (("stale", 1), ("late", 1), ("late", 2), ("repeat", 1), ("swap", 1), ("drop", 1))
 EXHAUSTIVE = {("crc", "stale", 1), ("crc", "late", 1)}  # every reply of the kind; the rest: a spread
 SPREAD = 8
 WRITES = ("write", "restore", "config")
 RBL_HEADER = 0x129F0A  # the stock app's RBL header in both fixture dumps (0x129F0A-0x129F6F on N)
+
+
+@pytest.fixture(autouse=True)
+def _tally(request: pytest.FixtureRequest):
+    """This test's runs per outcome class (and its silent / crash lines), for the session summary."""
+    before, bad, failed, unreached, t0 = Counter(TALLY), len(SILENT), len(FAILED), UNREACHED[0], time.monotonic()
+    yield
+    counts = TALLY - before
+    if counts:
+        request.node.user_properties.append(("tally", {
+            "counts": [(c, counts[c]) for c in CLASSES], "bad": SILENT[bad:], "failed": FAILED[failed:],
+            "unreached": UNREACHED[0] - unreached, "seconds": round(time.monotonic() - t0)}))
 
 
 def _needs(op: str) -> None:
@@ -54,12 +69,15 @@ def _judge(op: str, chip: str, faults: list[FrameFault], tmp: Path, backup: bool
     for f in faults:
         out = run(op, chip, [], tmp, backup=backup, frames=[f])
         if not out.hits:
+            UNREACHED[0] += 1
             continue  # that reply never came (a run that took another path)
         TALLY[out.cls] += 1
+        line = f"{out.cls}: {f.describe()} during {op}{'' if backup else ' --no-backup'} on {chip}: {out.detail}"
         if out.cls in ("SILENT-DAMAGE", "CRASH"):
-            line = f"{out.cls}: {f.describe()} during {op}{'' if backup else ' --no-backup'} on {chip}: {out.detail}"
             SILENT.append(line)
             bad.append(line)
+        elif out.cls != "OK":
+            FAILED.append(line)
     return bad
 
 
@@ -222,11 +240,7 @@ def test_desync_full(op: str, chip: str, backup: bool, tmp_path: Path) -> None:
     if not backup and op not in WRITES:
         pytest.skip("only writes take a backup first")
     _needs(op)
-    t0, before = time.monotonic(), Counter(TALLY)
     bad = _judge(op, chip, _full(op, chip, tmp_path, backup), tmp_path, backup)
-    counts = TALLY - before
-    print(f"\ndesync {op} {chip} {'backup' if backup else 'no-backup'}: runs={sum(counts.values())} "
-          + " ".join(f"{c}={counts[c]}" for c in CLASSES) + f" in {time.monotonic() - t0:.0f} s")
     assert not bad, "\n".join(bad[:15])
 
 
@@ -252,12 +266,3 @@ def test_desync_timing(chip: str, tmp_path: Path) -> None:
                 bad.append(f"{out.cls}: {f.describe()} delay {f.delay_s * 1000:.1f} ms: {out.detail}")
     SILENT.extend(bad)
     assert not bad, "\n".join(bad[:15])
-
-
-def test_desync_summary() -> None:
-    """Runs last (file order): the counts per outcome class, for the README."""
-    total = sum(TALLY.values())
-    print("\ndesync: runs=" + str(total) + " " + " ".join(f"{c}={TALLY[c]}" for c in CLASSES))
-    for line in SILENT[:40]:
-        print("  " + line)
-    assert not SILENT, "\n".join(SILENT[:20])
