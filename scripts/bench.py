@@ -830,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child_main(argv[1:])
+    # The simulated chips' writes record their flash protection (DATA_DIR/protection): never in the user's own.
+    if "BKBENCH_DATA_DIR" not in os.environ:
+        os.environ["BKBENCH_DATA_DIR"] = tempfile.mkdtemp(prefix="bkbench-bench-data-")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="921600 and 2M, 512 KiB read, 256 KiB write, short TUI probes (a few minutes)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ CASES = (
 
 
 def main() -> int:
+    # The writes record the chips' flash protection (DATA_DIR/protection): never in the user's own.
+    os.environ.setdefault("BKBENCH_DATA_DIR", tempfile.mkdtemp(prefix="bkbench-bench-data-"))
     fx = fixtures_dir()
     if fx is None:
         print("bench_writes: the shared fixtures were not found (set BKBENCH_SHARED)", file=sys.stderr)
