@@ -4,13 +4,11 @@ own accounting (bytes the chip hashed, requests it received) and the flash itsel
 from __future__ import annotations
 
 import struct
-import zlib
 
 import pytest
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
 from bkbench.core.ops.events import Notice, Retry, SectorState, SectorUpdate
-from bkbench.core.ops.flash_ops import blank_crc
 from bkbench.core.protocol import Cmd, LongCmd
 from bkbench.core.session import Session
 from simhelpers import sim_url
@@ -29,11 +27,6 @@ def _stock(fixtures_dir, chip: str) -> bytes:
 
 def _erased(flash: bytes, a: int, n: int = SECTOR) -> bool:
     return flash[a : a + n] == b"\xff" * n
-
-
-def _blank_block(flash: bytes, inside_run: bool) -> int:
-    return next(b for b in range(0x20000, len(flash), BLOCK)
-                if _erased(flash, b, BLOCK) and _erased(flash, b - BLOCK, BLOCK) == inside_run)
 
 
 def _data_block(flash: bytes) -> int:
@@ -90,18 +83,10 @@ def test_survey_never_vouches_a_nearly_erased_sector(chip, damage, where, fixtur
     """The survey's strong check is the only check an erased part gets before it is saved: a sector that is
     erased but for one byte, one bit, or two records whose CRC (and its block's) is that of erased flash,
     must cross the wire and be saved as it is."""
-    from test_blank_read import _colliding_sector
+    from test_blank_read import nearly_erased
 
     stock = bytearray(_stock(fixtures_dir, chip))
-    blank = _blank_block(stock, inside_run=where == "inside a run")
-    target = blank + 5 * SECTOR
-    if damage == "one byte":
-        stock[target + 0x7A3] = 0x5A
-    elif damage == "one bit at the end":
-        stock[target + SECTOR - 1] = 0x7F
-    else:
-        stock[target : target + SECTOR] = _colliding_sector()
-        assert zlib.crc32(bytes(stock[blank : blank + BLOCK])) == blank_crc(BLOCK)
+    blank, target = nearly_erased(stock, damage, where)
     with sim_url(chip, bytes(stock)) as (url, dev):
         events: list = []
         s, lib, b = _backup(url, tmp_path, events)

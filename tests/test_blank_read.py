@@ -121,11 +121,9 @@ def test_erased_block_is_vouched_without_transfer(chip, fixtures_dir):
     assert len(vouched) >= n_blank // 2  # most erased sectors are in whole erased blocks
 
 
-@pytest.mark.parametrize("chip", CHIPS)
-@pytest.mark.parametrize("damage", ["one byte", "one bit at the end", "crc collision"])
-@pytest.mark.parametrize("where", ["run start", "inside a run"])
-def test_nearly_erased_sector_is_transferred_not_vouched(chip, damage, where, fixtures_dir):
-    stock = bytearray(_stock(fixtures_dir, chip))
+def nearly_erased(stock: bytearray, damage: str, where: str) -> tuple[int, int]:
+    """Damage one sector of an erased block of `stock` in place ("one byte", "one bit at the end", or "crc
+    collision": it and its block then hash exactly like erased flash); returns (block, sector)."""
     blank = _blank_block(stock, inside_run=where == "inside a run")
     target = blank + 5 * SECTOR
     if damage == "one byte":
@@ -134,9 +132,17 @@ def test_nearly_erased_sector_is_transferred_not_vouched(chip, damage, where, fi
         stock[target + SECTOR - 1] = 0x7F
     else:
         stock[target : target + SECTOR] = _colliding_sector()
-        # The trap is real: the sector and its whole block hash exactly like erased flash.
-        assert zlib.crc32(bytes(stock[target : target + SECTOR])) == blank_crc(SECTOR)
+        assert zlib.crc32(bytes(stock[target : target + SECTOR])) == blank_crc(SECTOR)  # the trap is real
         assert zlib.crc32(bytes(stock[blank : blank + BLOCK])) == blank_crc(BLOCK)
+    return blank, target
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@pytest.mark.parametrize("damage", ["one byte", "one bit at the end", "crc collision"])
+@pytest.mark.parametrize("where", ["run start", "inside a run"])
+def test_nearly_erased_sector_is_transferred_not_vouched(chip, damage, where, fixtures_dir):
+    stock = bytearray(_stock(fixtures_dir, chip))
+    blank, target = nearly_erased(stock, damage, where)
     with sim_url(chip, bytes(stock)) as (url, dev):
         s, events = _session_events(url)
         with s:
