@@ -3,8 +3,6 @@ own accounting (bytes the chip hashed, requests it received) and the flash itsel
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from bkbench.core.backups import BackupLibrary
 from bkbench.core.errors import BkError
@@ -105,17 +103,10 @@ def test_sector_erased_after_the_survey_is_never_saved_stale(chip, when, fixture
     blk = _data_block(stock)
     victim = blk + 6 * SECTOR
     trigger = blk + (2 if when == "before its transfer" else 9) * SECTOR
+    from test_blank_read import erase_when_read
+
     with sim_url(chip, stock) as (url, dev):
-        orig = dev._long
-        fired = []
-
-        def hooked(code, p, t):
-            if code == LongCmd.FLASH_READ_4K and not fired and struct.unpack_from("<I", p)[0] % len(stock) == trigger:
-                fired.append(True)
-                dev.flash.data[victim : victim + SECTOR] = FF
-            orig(code, p, t)
-
-        dev._long = hooked
+        fired = erase_when_read(dev, trigger, victim)
         events: list = []
         if when == "before its transfer":
             with pytest.raises(BkError, match="changed while it was read"):

@@ -155,6 +155,22 @@ def test_nearly_erased_sector_is_transferred_not_vouched(chip, damage, where, fi
             assert not report.ok and report.mismatched == [(target, target + SECTOR)]
 
 
+def erase_when_read(dev, trigger: int, victim: int) -> list[bool]:
+    """From now on the simulated chip's Read4K of `trigger` first erases the sector at `victim`, once (the
+    flash changes under a backup); the list gets True when it has."""
+    orig, fired = dev._long, []
+
+    def hooked(code, p, t):
+        addr = struct.unpack_from("<I", p)[0] % len(dev.flash.data) if code == LongCmd.FLASH_READ_4K else None
+        if addr == trigger and not fired:
+            fired.append(True)
+            dev.flash.data[victim : victim + SECTOR] = FF
+        orig(code, p, t)
+
+    dev._long = hooked
+    return fired
+
+
 @pytest.mark.parametrize("chip", CHIPS)
 @pytest.mark.parametrize("when", ["before its transfer", "after its transfer"])
 def test_sector_erased_during_the_backup_is_never_saved_stale(chip, when, fixtures_dir):
@@ -166,16 +182,7 @@ def test_sector_erased_during_the_backup_is_never_saved_stale(chip, when, fixtur
     victim = blk + 6 * SECTOR
     trigger = blk + (2 if when == "before its transfer" else 9) * SECTOR  # read of this sector erases the victim
     with sim_url(chip, stock) as (url, dev):
-        orig = dev._long
-        fired = []
-
-        def hooked(code, p, t):
-            if code == LongCmd.FLASH_READ_4K and not fired and struct.unpack_from("<I", p)[0] % len(stock) == trigger:
-                fired.append(True)
-                dev.flash.data[victim : victim + SECTOR] = FF  # the chip's flash changes under the backup
-            orig(code, p, t)
-
-        dev._long = hooked
+        fired = erase_when_read(dev, trigger, victim)
         s, events = _session_events(url)
         with s:
             s.connect()
