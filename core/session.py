@@ -626,7 +626,7 @@ class Session:
             self._active = (overall, record)
             def span(c: BkClient, st: int = start, d: bytes = data, r: OperationRecord = record) -> WriteReport:
                 return write_flash(c, st, d, self.sink, cancel, differential=differential, record=r, repair=repair,
-                                   known_crcs=known)
+                                   known_crcs=known, guarded=True)  # the guard's check below, after any retry
 
             try:
                 rep = self._recovering(kind, span, record)

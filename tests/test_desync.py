@@ -22,6 +22,7 @@ import pytest
 from adversarial import CHANGED_BLOCK, CHIPS, CLASSES, DESYNC_OPS, run, scenario
 from bkbench.core.paths import fixtures_dir as find_fixtures
 from bkbench.core.sim.faults import FrameFault
+from bkbench.core.sim.tamper import H2C, Flip
 
 TALLY: Counter = Counter()
 SILENT: list[str] = []
@@ -156,6 +157,33 @@ def test_a_stale_crc_reply_neither_fools_nor_fails_a_write(op: str, chip: str, t
         if out.cls != "OK":
             failed.append(f"{out.cls}: stale crc reply #{k}: {out.detail}")
     assert not failed, "\n".join(failed[:10])
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+@pytest.mark.parametrize("op,nth", [("config", 1), ("write", 17)])
+@pytest.mark.parametrize("action", ["drop", "swap"])
+def test_a_lost_write_reply_without_a_backup_is_no_false_outside_damage(op: str, nth: int, action: str, chip: str,
+                                                                         tmp_path: Path) -> None:
+    """--no-backup: a Write4K whose reply never comes (or comes after the next) may have programmed past its
+    sector (a damaged length), so the next sector is suspect. With no backup to compare it with, the write
+    used to fail at once naming it ("may have erased or overwritten sector 0x1D2000"), on a flash that was
+    never touched there (the full sweep's only 4 failures). The guard's CRCs of everything outside the
+    write, taken before it, decide instead."""
+    out = run(op, chip, [], tmp_path, backup=False, frames=[FrameFault("write4k", nth, action)])
+    assert out.hits
+    TALLY[out.cls] += 1
+    assert out.cls == "OK", out.detail
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_a_misdirected_write_without_a_backup_is_named(chip: str, tmp_path: Path) -> None:
+    """The other side of the test above: a Write4K whose address is damaged on the way (bit 16) programs
+    another block. With no backup the guard cannot put it back; its error names the block's range."""
+    out = run("config", chip, [Flip(H2C, "write4k", "addr", 16)], tmp_path, backup=False)
+    assert out.hits
+    TALLY[out.cls] += 1
+    assert out.cls == "REPORTED-DAMAGE", (out.cls, out.detail)
+    assert "may have changed" in out.detail and "-0x" in out.detail
 
 
 def test_late_crc_copy_with_the_timing_model(tmp_path: Path, fixtures_dir: Path) -> None:

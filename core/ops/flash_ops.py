@@ -472,11 +472,15 @@ def write_flash(
     record: OperationRecord | None = None,
     repair: Callable[[int, int], bytes | None] | None = None,
     known_crcs: dict[int, int] | None = None,
+    guarded: bool = False,
 ) -> WriteReport:
     """Write `data` at `start` (4 KiB aligned), touching only sectors whose chip CRC differs.
 
     `repair(addr, size)` returns what belongs in a sector outside the write (from a backup); it is
-    used when a command damaged on the line made the chip erase or program the wrong place."""
+    used when a command damaged on the line made the chip erase or program the wrong place. `guarded`:
+    the caller compares everything outside the write with CRCs taken before it, after any retry
+    (Session's FlashGuard), so a suspect sector that `repair` cannot vouch for is left to that check
+    instead of failing a write that may have hit nothing."""
     if start % SECTOR:
         raise BkError("writes must start on a 4 KiB boundary")
     if len(data) % SECTOR:
@@ -486,7 +490,7 @@ def write_flash(
     if client.dialect is not None and client.dialect.crc_locks_protection:
         from .planned import write_planned  # every CRC first, then the erases (issue 19 item 4)
 
-        return write_planned(client, start, data, sink, cancel, differential, record, repair, known_crcs)
+        return write_planned(client, start, data, sink, cancel, differential, record, repair, known_crcs, guarded)
     report = WriteReport(record=record)
     retries_before = record.retries
     sink(Stage("unprotect", _retrying(client.unprotect, "unprotect", start, sink, record, WRITE_RETRIES, client)))
@@ -516,7 +520,7 @@ def write_flash(
         # (A resumed write starts a new pass: damage noted before the chip was lost still counts.)
         sink(Stage("verify", "every sector verified by CRC"))
         return report
-    _repair_outside(client, start, start + length, record, sink, repair)
+    _repair_outside(client, start, start + length, record, sink, repair, guarded)
     sink(Stage("verify", "checking the whole range"))
     want = zlib.crc32(data)
     got = chip_crc(client, start, length, sink, record)
@@ -547,12 +551,15 @@ def repair_with_spans(repair: Callable[[int, int], bytes | None] | None, spans: 
 
 
 def _repair_outside(client: BkClient, start: int, end: int, record: OperationRecord, sink: EventSink,
-                    repair: Callable[[int, int], bytes | None] | None) -> None:
+                    repair: Callable[[int, int], bytes | None] | None, guarded: bool = False) -> None:
     """Sectors outside [start, end) that a misdirected erase/program may have hit: put them back from
-    the backup, or fail naming them. Inside the range the final CRC check covers everything."""
+    the backup, or fail naming them (`guarded`: leave those the backup cannot vouch for to the caller's
+    check outside the write). Inside the range the final CRC check covers everything."""
     sectors = sorted({a for s, e in record.damaged for a in range(s, e, SECTOR) if not start <= a < end})
     for addr in sectors:
         expected = repair(addr, SECTOR) if repair else None
+        if expected is None and guarded:
+            continue  # the guard compares its region with the CRC taken before the write
         if expected is None:
             record.failed_at = addr
             raise OperationFailed(

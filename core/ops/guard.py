@@ -43,10 +43,18 @@ class OutsideDamage(BkError):
     """Flash outside the operation's target changed and could not be put back."""
 
     def __init__(self, sectors: list[int], record: OperationRecord | None = None) -> None:
-        listed = ", ".join(f"0x{a:06X}" for a in sectors[:8]) + (" ..." if len(sectors) > 8 else "")
+        runs: list[list[int]] = []
+        for a in sorted(sectors):
+            if runs and runs[-1][1] == a:
+                runs[-1][1] = a + SECTOR
+            else:
+                runs.append([a, a + SECTOR])
+        listed = ", ".join(f"0x{a:06X}" if e - a == SECTOR else f"0x{a:06X}-0x{e - 1:06X}" for a, e in runs[:8])
+        listed += " ..." if len(runs) > 8 else ""
         super().__init__(
-            f"{len(sectors)} sector(s) outside the write changed on the chip ({listed}) and no verified backup "
-            "of this chip could put them back",
+            f"{len(sectors)} sector(s) outside the write may have changed on the chip ({listed}: the chip's CRC of "
+            "their range differs from the one taken before the write) and no verified backup of this chip could "
+            "put them back",
             hint="restore them from a backup of this chip: bkbench restore --port PORT BACKUP.bin", record=record)
         self.sectors = sectors
 

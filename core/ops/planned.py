@@ -139,7 +139,7 @@ class _Unit:
 def write_planned(client: BkClient, start: int, data: bytes, sink: EventSink, cancel: CancelToken | None,
                   differential: bool, record: OperationRecord,
                   repair: Callable[[int, int], bytes | None] | None,
-                  known_crcs: dict[int, int] | None) -> WriteReport:
+                  known_crcs: dict[int, int] | None, guarded: bool = False) -> WriteReport:
     """flash_ops.write_flash on a bootloader that protects the flash after a CheckCRC (module docstring).
     `data` is padded to whole sectors."""
     length = len(data)
@@ -158,7 +158,7 @@ def write_planned(client: BkClient, start: int, data: bytes, sink: EventSink, ca
     if record.retries == retries_before and not record.remaining() and not record.damaged:
         sink(Stage("verify", "every sector verified by CRC"))
         return report
-    _repair_outside(client, start, start + length, record, sink, repair, arming)
+    _repair_outside(client, start, start + length, record, sink, repair, arming, guarded)
     sink(Stage("verify", "checking the whole range"))
     want = zlib.crc32(data)
     got = chip_crc(client, start, length, sink, record)
@@ -340,12 +340,14 @@ def _verified(u: _Unit, sink: EventSink, record: OperationRecord, report: WriteR
 
 
 def _repair_outside(client: BkClient, start: int, end: int, record: OperationRecord, sink: EventSink,
-                    repair: Callable[[int, int], bytes | None] | None, arming: Arming) -> None:
+                    repair: Callable[[int, int], bytes | None] | None, arming: Arming, guarded: bool = False) -> None:
     """flash_ops._repair_outside with the CRCs first and the rewrites armed (module docstring)."""
     sectors = sorted({a for s, e in record.damaged for a in range(s, e, SECTOR) if not start <= a < end})
     units = []
     for addr in sectors:
         expected = repair(addr, SECTOR) if repair else None
+        if expected is None and guarded:
+            continue  # the guard compares its region with the CRC taken before the write
         if expected is None:
             record.failed_at = addr
             raise OperationFailed(
