@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+from contextlib import contextmanager
 
 import pytest
 from bkbench.core.analysis.obk_config import ObkConfig
@@ -44,6 +45,15 @@ def by_origin(lib: BackupLibrary) -> dict[str, list]:
     for e in lib.list():
         out[e.origin].append(e)
     return out
+
+
+@contextmanager
+def backed_up(lib: BackupLibrary, **session_kw):
+    """A simulated BK7231N, connected, its flash backed up into `lib`: (session, device, Backup)."""
+    with sim_url("BK7231N") as (url, dev):
+        with Session(url, **session_kw) as s:
+            s.connect()
+            yield s, dev, s.backup(lib)
 
 
 @pytest.fixture
@@ -102,99 +112,85 @@ def test_a_final_compare_that_fails_leaves_no_derived_entry_and_the_next_write_r
 
 def test_a_cancelled_write_leaves_no_derived_entry(lib):
     image = random.Random(1).randbytes(0x40000)
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url) as s:
-            s.connect()
-            s.backup(lib)
+    with backed_up(lib) as (s, dev, _):
 
-            def sink(ev) -> None:
-                if isinstance(ev, SectorUpdate) and ev.state is SectorState.WRITTEN and ev.addr >= 0x120000:
-                    s.cancel_token.cancel()
+        def sink(ev) -> None:
+            if isinstance(ev, SectorUpdate) and ev.state is SectorState.WRITTEN and ev.addr >= 0x120000:
+                s.cancel_token.cancel()
 
-            from bkbench.core.ops.events import CancelToken
+        from bkbench.core.ops.events import CancelToken
 
-            s.cancel_token, s.sink = CancelToken(), sink
-            with pytest.raises(OperationCancelled):
-                s.write_image(WritePlan(0x100000, image, "raw data"), backup_library=lib, reboot=False)
-            assert s.last_derived is None
-            s.sink, s.cancel_token = (lambda ev: None), None
-            left = bytes(dev.flash.data)
-            n = reads(dev)
-            s.write_config(sector("one"), backup_library=lib)  # what the cancelled write left is not covered:
-            assert s.last_backup is not None and s.last_backup.taken  # a new backup, of the blocks it changed
-            assert 0 < reads(dev) - n <= 3 * BLOCK_OF_SECTORS
-            assert lib.load(s.last_backup.entry) == left
+        s.cancel_token, s.sink = CancelToken(), sink
+        with pytest.raises(OperationCancelled):
+            s.write_image(WritePlan(0x100000, image, "raw data"), backup_library=lib, reboot=False)
+        assert s.last_derived is None
+        s.sink, s.cancel_token = (lambda ev: None), None
+        left = bytes(dev.flash.data)
+        n = reads(dev)
+        s.write_config(sector("one"), backup_library=lib)  # what the cancelled write left is not covered:
+        assert s.last_backup is not None and s.last_backup.taken  # a new backup, of the blocks it changed
+        assert 0 < reads(dev) - n <= 3 * BLOCK_OF_SECTORS
+        assert lib.load(s.last_backup.entry) == left
     assert [(e.origin, (e.derived or {}).get("operation")) for e in lib.list()] == [
         ("derived", "config write"), ("derived", "read"), ("read", None)]
 
 
 def test_a_write_without_its_final_compare_leaves_no_derived_entry(lib):
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url) as s:
-            s.connect()
-            s.backup(lib)
-            s.write_image(WritePlan(0x100000, b"\x12" * 0x3000, "raw data"), backup_library=lib, verify=False,
-                          reboot=False)
-            assert s.last_derived is None
+    with backed_up(lib) as (s, dev, _):
+        s.write_image(WritePlan(0x100000, b"\x12" * 0x3000, "raw data"), backup_library=lib, verify=False,
+                      reboot=False)
+        assert s.last_derived is None
     assert [e.origin for e in lib.list()] == ["read"]
 
 
 def test_another_tool_writing_in_between_is_not_covered_by_the_derived_entry(lib):
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url) as s:
-            s.connect()
-            s.backup(lib)
-            s.write_config(sector("one"), backup_library=lib)
-            derived = s.last_derived
-            dev.flash.data[0x150000:0x150010] = b"\x00" * 16  # someone else's tool, between our two writes
-            held = bytes(dev.flash.data)
-            n = reads(dev)
-            s.write_config(sector("two"), backup_library=lib)
-            # the chip's block CRCs differ from the derived entry in one block: that block is read again
-            assert reads(dev) - n == BLOCK_OF_SECTORS
-            got = s.last_backup
-            assert got is not None and got.taken and lib.load(got.entry) == held  # what the other tool left
-            assert got.entry.derived["operation"] == "read" and got.entry.derived["from"]["file"] == derived.name
-            assert [(x["start"], x["end"]) for x in got.entry.derived["spans"]] == [("0x150000", "0x160000")]
-            assert s.last_derived.derived["from"]["file"] == got.entry.name  # the write's record builds on it
+    with backed_up(lib) as (s, dev, _):
+        s.write_config(sector("one"), backup_library=lib)
+        derived = s.last_derived
+        dev.flash.data[0x150000:0x150010] = b"\x00" * 16  # someone else's tool, between our two writes
+        held = bytes(dev.flash.data)
+        n = reads(dev)
+        s.write_config(sector("two"), backup_library=lib)
+        # the chip's block CRCs differ from the derived entry in one block: that block is read again
+        assert reads(dev) - n == BLOCK_OF_SECTORS
+        got = s.last_backup
+        assert got is not None and got.taken and lib.load(got.entry) == held  # what the other tool left
+        assert got.entry.derived["operation"] == "read" and got.entry.derived["from"]["file"] == derived.name
+        assert [(x["start"], x["end"]) for x in got.entry.derived["spans"]] == [("0x150000", "0x160000")]
+        assert s.last_derived.derived["from"]["file"] == got.entry.name  # the write's record builds on it
     assert derived is not None and lib.load(derived) != held
 
 
 def test_a_damaged_derived_entry_is_skipped_and_said(lib):
     events: list = []
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url, on_event=events.append) as s:
-            s.connect()
-            first = s.backup(lib).entry
-            s.write_config(sector("one"), backup_library=lib)
-            derived = s.last_derived
-            rot = bytearray(derived.path.read_bytes())
-            rot[0x30000] ^= 0x80
-            os.chmod(derived.path, 0o600)
-            derived.path.write_bytes(bytes(rot))
-            held = bytes(dev.flash.data)
-            n = reads(dev)
-            s.write_config(sector("two"), backup_library=lib)
-            # never used: the backup comes from the intact read and the one block the chip has changed since
-            assert reads(dev) - n == BLOCK_OF_SECTORS
-            assert lib.load(s.last_backup.entry) == held and s.last_backup.entry.derived["from"]["file"] == first.name
+    with backed_up(lib, on_event=events.append) as (s, dev, b):
+        first = b.entry
+        s.write_config(sector("one"), backup_library=lib)
+        derived = s.last_derived
+        rot = bytearray(derived.path.read_bytes())
+        rot[0x30000] ^= 0x80
+        os.chmod(derived.path, 0o600)
+        derived.path.write_bytes(bytes(rot))
+        held = bytes(dev.flash.data)
+        n = reads(dev)
+        s.write_config(sector("two"), backup_library=lib)
+        # never used: the backup comes from the intact read and the one block the chip has changed since
+        assert reads(dev) - n == BLOCK_OF_SECTORS
+        assert lib.load(s.last_backup.entry) == held and s.last_backup.entry.derived["from"]["file"] == first.name
     assert any(isinstance(e, Notice) and derived.name in e.message and "damaged" in e.message for e in events)
 
 
 def test_a_block_that_changes_while_it_is_read_is_not_saved(lib):
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url) as s:
-            s.connect()
+    with backed_up(lib) as (s, dev, _):
+        dev.flash.data[0x150000] ^= 0xFF  # changed since the backup: only this block is to be read
+
+        def sink(ev) -> None:  # ... and it changes again while it is read
+            if isinstance(ev, Stage) and ev.name == "read":
+                dev.flash.data[0x158000] ^= 0xFF
+
+        s.sink = sink
+        with pytest.raises(BkError, match="changed while it was read"):
             s.backup(lib)
-            dev.flash.data[0x150000] ^= 0xFF  # changed since the backup: only this block is to be read
-
-            def sink(ev) -> None:  # ... and it changes again while it is read
-                if isinstance(ev, Stage) and ev.name == "read":
-                    dev.flash.data[0x158000] ^= 0xFF
-
-            s.sink = sink
-            with pytest.raises(BkError, match="changed while it was read"):
-                s.backup(lib)
     assert [e.origin for e in lib.list()] == ["read"]
 
 
@@ -234,12 +230,9 @@ def test_a_library_that_cannot_take_the_derived_entry_does_not_fail_the_write(li
 
 
 def test_a_derived_sidecar_says_what_it_is_made_of(lib):
-    with sim_url("BK7231N") as (url, dev):
-        with Session(url) as s:
-            s.connect()
-            s.backup(lib)
-            s.write_config(sector("one"), backup_library=lib)
-            entry = s.last_derived
+    with backed_up(lib) as (s, dev, _):
+        s.write_config(sector("one"), backup_library=lib)
+        entry = s.last_derived
     meta = json.loads(entry.sidecar.read_text())
     assert set(meta["derived"]) == {"from", "original", "operation", "what", "spans", "checked"}
     assert meta["sha256"] == hashlib.sha256(entry.path.read_bytes()).hexdigest()
