@@ -296,16 +296,23 @@ def _read_group(client: BkClient, buf: bytearray, base: int, g_start: int, g_end
         for addr in sectors:
             _read_sector(client, buf, base, addr, sink, record)
         return _last_erased(buf, base, g_end)
-    for addr in sectors:
+    _transfer_matched(client, buf, base, g_start, g_end, before, sink, record)
+    return _last_erased(buf, base, g_end)
+
+
+def _transfer_matched(client: BkClient, buf: bytearray, base: int, start: int, end: int, crc: int,
+                      sink: EventSink, record: OperationRecord) -> None:
+    """Every sector of [start, end) across the wire, then matched against `crc`, the chip's CRC of the range
+    taken before the transfer; settled sector by sector (`_settle_group`) when it does not match."""
+    for addr in range(start, end, SECTOR):
         data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES, client)
         buf[addr - base : addr - base + SECTOR] = data
         sink(SectorUpdate(addr, SectorState.READ))
-    if zlib.crc32(buf[g_start - base : g_end - base]) == before:
-        for addr in sectors:
+    if zlib.crc32(buf[start - base : end - base]) == crc:
+        for addr in range(start, end, SECTOR):
             sink(SectorUpdate(addr, SectorState.VERIFIED))
     else:
-        _settle_group(client, buf, base, g_start, g_end, sink, record)
-    return _last_erased(buf, base, g_end)
+        _settle_group(client, buf, base, start, end, sink, record)
 
 
 @dataclass(frozen=True)
@@ -383,15 +390,7 @@ def _read_surveyed(client: BkClient, buf: bytearray, base: int, parts: list[Surv
         if part.crc is None:
             _mark_blank(buf, base, part.start, part.end, sink)
             continue
-        for addr in range(part.start, part.end, SECTOR):
-            data = _retrying(lambda a=addr: client.read_4k(a), "read", addr, sink, record, READ_RETRIES, client)
-            buf[addr - base : addr - base + SECTOR] = data
-            sink(SectorUpdate(addr, SectorState.READ))
-        if zlib.crc32(buf[part.start - base : part.end - base]) == part.crc:
-            for addr in range(part.start, part.end, SECTOR):
-                sink(SectorUpdate(addr, SectorState.VERIFIED))
-        else:
-            _settle_group(client, buf, base, part.start, part.end, sink, record)
+        _transfer_matched(client, buf, base, part.start, part.end, part.crc, sink, record)
     return _last_erased(buf, base, parts[-1].end)
 
 
